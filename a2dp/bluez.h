@@ -1,0 +1,60 @@
+/*
+ * The BlueZ client both plugins use: one private connection to the system bus,
+ * the adapter/device lookup, and property access on bluetoothd's objects.
+ * Failures are logged here, once, with what the user should do; callers only
+ * pass the negative errno on.
+ */
+#ifndef A2DP_BLUEZ_H
+#define A2DP_BLUEZ_H
+
+#include <stdint.h>
+#include <dbus/dbus.h>
+
+#define BLUEZ_SERVICE "org.bluez"
+#define A2DP_SOURCE_UUID "0000110a-0000-1000-8000-00805f9b34fb"
+#define A2DP_SINK_UUID   "0000110b-0000-1000-8000-00805f9b34fb"
+
+struct bluez {
+	DBusConnection *conn;
+};
+
+struct bluez_device {
+	char path[128];
+	char address[18];
+	char adapter[64];        /* "hci0" */
+	char adapter_path[64];
+	char name[64];
+	int paired, connected, audio_sink, adapter_powered;
+};
+
+/* Opens a private connection to the system bus (DBUS_SYSTEM_BUS_ADDRESS honoured)
+ * that never calls exit() and leaves the process's SIGPIPE alone. */
+int bluez_open(struct bluez **bz);
+void bluez_close(struct bluez *bz);
+
+/* Finds the device to play to. adapter: "hciN", an adapter address, or NULL for
+ * any; address: the device, or NULL for the connected A2DP sink. */
+int bluez_find_device(struct bluez *bz, const char *adapter, const char *address,
+		      int64_t deadline_ms, struct bluez_device *dev);
+
+/* Path of a MediaTransport1 of this device that is not `ours` (another audio
+ * service streaming to it): 1 and the path, 0 if none, or negative errno. */
+int bluez_foreign_transport(struct bluez *bz, const char *device_path, const char *ours,
+			    int64_t deadline_ms, char *path, size_t size);
+
+/* Properties.Get / Set of a uint16 (MediaTransport1.Volume) and Get of a byte. */
+int bluez_get_property(struct bluez *bz, const char *path, const char *iface,
+		       const char *name, int type, void *out, int64_t deadline_ms);
+int bluez_set_uint16(struct bluez *bz, const char *path, const char *iface,
+		     const char *name, uint16_t value, int64_t deadline_ms);
+
+/* Calls method on path/iface with no arguments or one string; 0 or negative errno.
+ * On an error reply, *error_name and *error_msg are set (static strings or "" ). */
+int bluez_call_simple(struct bluez *bz, const char *path, const char *iface,
+		      const char *method, const char *arg, int64_t deadline_ms,
+		      char *error_name, size_t name_size, char *error_msg, size_t msg_size);
+
+/* Is "XX:XX:XX:XX:XX:XX" a valid Bluetooth address? */
+int bluez_valid_address(const char *address);
+
+#endif

@@ -1,0 +1,549 @@
+/* Our A2DP Source MediaEndpoint1 and the transport bluetoothd configures for it. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <alsa/asoundlib.h>
+
+#include "dbus.h"
+#include "endpoint.h"
+
+#define ENDPOINT_IFACE "org.bluez.MediaEndpoint1"
+#define TRANSPORT_IFACE "org.bluez.MediaTransport1"
+#define CLOSE_STEP_MS 1000
+#define RETRY_PAUSE_MS 500
+/* bluetoothd replies to ConnectProfile once the stream is configured, so our
+ * SetConfiguration has come first; the grace only covers reordering. */
+#define CONFIG_GRACE_MS 1000
+
+static const char *const match_rules[] = {
+	"type='signal',sender='org.bluez',interface='org.freedesktop.DBus.Properties',"
+	"member='PropertiesChanged',arg0='org.bluez.MediaTransport1'",
+	"type='signal',sender='org.bluez',interface='org.freedesktop.DBus.ObjectManager',"
+	"member='InterfacesRemoved'",
+	"type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',"
+	"member='NameOwnerChanged',arg0='org.bluez'",
+};
+
+static DBusMessage *error_reply(DBusMessage *call, const char *name, const char *text)
+{
+	return dbus_message_new_error(call, name, text);
+}
+
+/* MediaEndpoint1.SelectConfiguration(ay capabilities) -> ay */
+static DBusMessage *select_configuration(struct a2dp_endpoint *ep, DBusMessage *call)
+{
+	uint8_t config[A2DP_MAX_CAPS];
+	DBusMessage *reply;
+	DBusMessageIter it, arr;
+	const uint8_t *p;
+	int n;
+
+	if (!dbus_message_iter_init(call, &it) ||
+	    (ep->sink_caps_len = dbusx_read_bytes(&it, ep->sink_caps, sizeof(ep->sink_caps))) < 0) {
+		ep->sink_caps_len = 0;
+		return error_reply(call, "org.bluez.Error.InvalidArguments", "capabilities must be ay");
+	}
+	n = ep->codec->select_config(ep->sink_caps, ep->sink_caps_len, &ep->prefs,
+				     config, sizeof(config));
+	if (n < 0)
+		return error_reply(call, "org.bluez.Error.InvalidArguments",
+				   "no usable configuration in these capabilities");
+	if (!(reply = dbus_message_new_method_return(call)))
+		return NULL;
+	p = config;
+	dbus_message_iter_init_append(reply, &it);
+	dbus_message_iter_open_container(&it, DBUS_TYPE_ARRAY, "y", &arr);
+	dbus_message_iter_append_fixed_array(&arr, DBUS_TYPE_BYTE, &p, n);
+	dbus_message_iter_close_container(&it, &arr);
+	return reply;
+}
+
+struct transport_props {
+	struct a2dp_endpoint *ep;
+	const char *device;
+	uint8_t config[A2DP_MAX_CAPS];
+	int config_len;
+	int codec;
+	int delay, volume;
+};
+
+static int transport_prop(const char *key, DBusMessageIter *v, void *data)
+{
+	struct transport_props *t = data;
+	uint16_t q;
+	uint8_t y;
+
+	if (!strcmp(key, "Device"))
+		return dbusx_variant_basic(v, DBUS_TYPE_OBJECT_PATH, &t->device);
+	if (!strcmp(key, "Configuration"))
+		return (t->config_len = dbusx_read_bytes(v, t->config, sizeof(t->config)));
+	if (!strcmp(key, "Codec") && !dbusx_variant_basic(v, DBUS_TYPE_BYTE, &y))
+		t->codec = y;
+	else if (!strcmp(key, "Delay") && !dbusx_variant_basic(v, DBUS_TYPE_UINT16, &q))
+		t->delay = q;
+	else if (!strcmp(key, "Volume") && !dbusx_variant_basic(v, DBUS_TYPE_UINT16, &q))
+		t->volume = q;
+	return 0;
+}
+
+/* MediaEndpoint1.SetConfiguration(o transport, a{sv} properties) */
+static DBusMessage *set_configuration(struct a2dp_endpoint *ep, DBusMessage *call)
+{
+	struct transport_props t = { .ep = ep, .config_len = -1, .codec = -1, .delay = 0, .volume = -1 };
+	struct a2dp_format fmt;
+	DBusMessageIter it;
+	const char *path;
+
+	if (!dbus_message_iter_init(call, &it) ||
+	    dbus_message_iter_get_arg_type(&it) != DBUS_TYPE_OBJECT_PATH)
+		return error_reply(call, "org.bluez.Error.InvalidArguments", "expected (oa{sv})");
+	dbus_message_iter_get_basic(&it, &path);
+	dbus_message_iter_next(&it);
+	if (dbusx_dict_foreach(&it, transport_prop, &t) < 0 || !t.device || t.config_len < 0)
+		return error_reply(call, "org.bluez.Error.InvalidArguments", "malformed transport properties");
+	/* Another speaker that connects while we play must not take over our stream. */
+	if (strcmp(t.device, ep->dev.path))
+		return error_reply(call, "org.bluez.Error.Rejected", "endpoint serves another device");
+	if ((t.codec >= 0 && t.codec != ep->codec->id) ||
+	    ep->codec->parse_config(t.config, t.config_len, &fmt) < 0)
+		return error_reply(call, "org.bluez.Error.InvalidArguments", "invalid configuration");
+	if (ep->configured && strcmp(path, ep->transport))
+		return error_reply(call, "org.bluez.Error.Rejected", "endpoint already configured");
+	snprintf(ep->transport, sizeof(ep->transport), "%s", path);
+	memcpy(ep->config, t.config, t.config_len);
+	ep->config_len = t.config_len;
+	atomic_store(&ep->delay, t.delay);
+	atomic_store(&ep->volume, t.volume);
+	ep->configured = 1;
+	return dbus_message_new_method_return(call);
+}
+
+/* MediaEndpoint1.ClearConfiguration(o transport) */
+static DBusMessage *clear_configuration(struct a2dp_endpoint *ep, DBusMessage *call)
+{
+	const char *path;
+
+	if (!dbus_message_get_args(call, NULL, DBUS_TYPE_OBJECT_PATH, &path, DBUS_TYPE_INVALID))
+		return error_reply(call, "org.bluez.Error.InvalidArguments", "expected (o)");
+	if (ep->configured && !strcmp(path, ep->transport)) {
+		ep->configured = 0;
+		atomic_store(&ep->gone, 1);
+	}
+	return dbus_message_new_method_return(call);
+}
+
+static DBusHandlerResult endpoint_message(DBusConnection *conn, DBusMessage *call, void *data)
+{
+	struct a2dp_endpoint *ep = data;
+	const char *member = dbus_message_get_member(call);
+	DBusMessage *reply;
+
+	if (!dbus_message_has_interface(call, ENDPOINT_IFACE) || !member)
+		return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
+	if (!strcmp(member, "SelectConfiguration"))
+		reply = select_configuration(ep, call);
+	else if (!strcmp(member, "SetConfiguration"))
+		reply = set_configuration(ep, call);
+	else if (!strcmp(member, "ClearConfiguration"))
+		reply = clear_configuration(ep, call);
+	else if (!strcmp(member, "Release")) {
+		/* bluetoothd is shutting down or dropped our endpoint. */
+		ep->registered = 0;
+		atomic_store(&ep->gone, 1);
+		reply = dbus_message_new_method_return(call);
+	} else
+		return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
+	if (reply) {
+		dbus_connection_send(conn, reply, NULL);
+		dbus_message_unref(reply);
+	}
+	return DBUS_HANDLER_RESULT_HANDLED;
+}
+
+static int transport_changed(const char *key, DBusMessageIter *v, void *data)
+{
+	struct a2dp_endpoint *ep = data;
+	uint16_t q;
+
+	if (!strcmp(key, "Delay") && !dbusx_variant_basic(v, DBUS_TYPE_UINT16, &q))
+		atomic_store(&ep->delay, q);
+	else if (!strcmp(key, "Volume") && !dbusx_variant_basic(v, DBUS_TYPE_UINT16, &q))
+		atomic_store(&ep->volume, q);
+	return 0;
+}
+
+static void on_properties_changed(struct a2dp_endpoint *ep, DBusMessage *sig)
+{
+	DBusMessageIter it;
+
+	if (!ep->configured || strcmp(dbus_message_get_path(sig), ep->transport))
+		return;
+	if (dbus_message_iter_init(sig, &it) && dbus_message_iter_next(&it))
+		dbusx_dict_foreach(&it, transport_changed, ep);
+}
+
+static void on_interfaces_removed(struct a2dp_endpoint *ep, DBusMessage *sig)
+{
+	const char *path;
+
+	if (dbus_message_get_args(sig, NULL, DBUS_TYPE_OBJECT_PATH, &path, DBUS_TYPE_INVALID) &&
+	    ep->configured && !strcmp(path, ep->transport))
+		atomic_store(&ep->gone, 1);
+}
+
+static void on_name_owner_changed(struct a2dp_endpoint *ep, DBusMessage *sig)
+{
+	const char *name, *old_owner, *new_owner;
+
+	if (dbus_message_get_args(sig, NULL, DBUS_TYPE_STRING, &name, DBUS_TYPE_STRING, &old_owner,
+				  DBUS_TYPE_STRING, &new_owner, DBUS_TYPE_INVALID) &&
+	    !strcmp(name, BLUEZ_SERVICE) && !*new_owner)
+		atomic_store(&ep->gone, 1);
+}
+
+static DBusHandlerResult endpoint_filter(DBusConnection *conn, DBusMessage *msg, void *data)
+{
+	struct a2dp_endpoint *ep = data;
+
+	(void)conn;
+	if (dbus_message_is_signal(msg, DBUS_INTERFACE_PROPERTIES, "PropertiesChanged"))
+		on_properties_changed(ep, msg);
+	else if (dbus_message_is_signal(msg, "org.freedesktop.DBus.ObjectManager", "InterfacesRemoved"))
+		on_interfaces_removed(ep, msg);
+	else if (dbus_message_is_signal(msg, DBUS_INTERFACE_DBUS, "NameOwnerChanged"))
+		on_name_owner_changed(ep, msg);
+	else if (dbus_message_is_signal(msg, DBUS_INTERFACE_LOCAL, "Disconnected"))
+		atomic_store(&ep->gone, 1);
+	return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
+}
+
+static int export_endpoint(struct a2dp_endpoint *ep)
+{
+	static const DBusObjectPathVTable vtable = { .message_function = endpoint_message };
+	static atomic_uint counter;
+
+	snprintf(ep->path, sizeof(ep->path), "/org/alsa_bt/a2dp_source%u",
+		 atomic_fetch_add(&counter, 1));
+	if (!dbus_connection_register_object_path(ep->bz->conn, ep->path, &vtable, ep) ||
+	    !dbus_connection_add_filter(ep->bz->conn, endpoint_filter, ep, NULL))
+		return -ENOMEM;
+	/* Without an error argument these do not wait for the bus's answer. */
+	for (size_t i = 0; i < sizeof(match_rules) / sizeof(match_rules[0]); i++)
+		dbus_bus_add_match(ep->bz->conn, match_rules[i], NULL);
+	return 0;
+}
+
+static void unexport_endpoint(struct a2dp_endpoint *ep)
+{
+	for (size_t i = 0; i < sizeof(match_rules) / sizeof(match_rules[0]); i++)
+		dbus_bus_remove_match(ep->bz->conn, match_rules[i], NULL);
+	dbus_connection_remove_filter(ep->bz->conn, endpoint_filter, ep);
+	dbus_connection_unregister_object_path(ep->bz->conn, ep->path);
+	dbus_connection_flush(ep->bz->conn);
+}
+
+static DBusMessage *register_message(struct a2dp_endpoint *ep)
+{
+	const char *uuid = A2DP_SOURCE_UUID, *path = ep->path;
+	uint8_t caps[A2DP_MAX_CAPS], codec = ep->codec->id;
+	dbus_bool_t delay_reporting = TRUE;
+	DBusMessageIter it, dict;
+	DBusMessage *msg;
+	int n = ep->codec->fill_caps(caps, sizeof(caps));
+
+	msg = dbus_message_new_method_call(BLUEZ_SERVICE, ep->dev.adapter_path,
+					   "org.bluez.Media1", "RegisterEndpoint");
+	if (!msg)
+		return NULL;
+	dbus_message_iter_init_append(msg, &it);
+	if (!dbus_message_iter_append_basic(&it, DBUS_TYPE_OBJECT_PATH, &path) ||
+	    !dbus_message_iter_open_container(&it, DBUS_TYPE_ARRAY, "{sv}", &dict) ||
+	    dbusx_dict_append(&dict, "UUID", DBUS_TYPE_STRING, &uuid) < 0 ||
+	    dbusx_dict_append(&dict, "Codec", DBUS_TYPE_BYTE, &codec) < 0 ||
+	    dbusx_dict_append_bytes(&dict, "Capabilities", caps, n) < 0 ||
+	    dbusx_dict_append(&dict, "DelayReporting", DBUS_TYPE_BOOLEAN, &delay_reporting) < 0 ||
+	    !dbus_message_iter_close_container(&it, &dict)) {
+		dbus_message_unref(msg);
+		return NULL;
+	}
+	return msg;
+}
+
+static int register_endpoint(struct a2dp_endpoint *ep, int64_t deadline_ms)
+{
+	DBusMessage *msg = register_message(ep), *reply;
+	int err;
+
+	if (!msg)
+		return -ENOMEM;
+	err = dbusx_call(ep->bz->conn, msg, deadline_ms, &reply);
+	dbus_message_unref(msg);
+	if (err < 0) {
+		SNDERR("bluetoothd did not answer RegisterEndpoint in time (connect_timeout)");
+		return err;
+	}
+	if (dbus_message_get_type(reply) == DBUS_MESSAGE_TYPE_ERROR) {
+		const char *text = "";
+
+		dbus_message_get_args(reply, NULL, DBUS_TYPE_STRING, &text, DBUS_TYPE_INVALID);
+		SNDERR("bluetoothd refused our A2DP endpoint on %s: %s (is the A2DP plugin of bluetoothd enabled?)",
+		       ep->dev.adapter, text);
+		err = -EIO;
+	} else {
+		ep->registered = 1;
+	}
+	dbus_message_unref(reply);
+	return err;
+}
+
+static int busy_error(struct a2dp_endpoint *ep, int64_t deadline_ms)
+{
+	char other[192];
+	int r = bluez_foreign_transport(ep->bz, ep->dev.path, ep->transport[0] ? ep->transport : NULL,
+					deadline_ms, other, sizeof(other));
+
+	if (r <= 0)
+		return r;
+	SNDERR("%s is busy: another audio service (%s) is streaming to it; stop that service or disconnect it first",
+	       ep->dev.address, other);
+	return -EBUSY;
+}
+
+/* Maps a final ConnectProfile error to an errno, logging what to do. */
+static int connect_error(struct a2dp_endpoint *ep, const char *name, const char *text, int err)
+{
+	const char *addr = ep->dev.address;
+
+	if (err == -ETIMEDOUT) {
+		SNDERR("no answer from %s within connect_timeout: is it switched on and in range? (raise connect_timeout if it is slow)", addr);
+		return -ETIMEDOUT;
+	}
+	if (err == -ECONNRESET) {
+		SNDERR("lost the D-Bus system bus while connecting to %s", addr);
+		return -ECONNRESET;
+	}
+	if (strstr(name, "ServiceUnknown") || strstr(name, "NameHasNoOwner")) {
+		SNDERR("bluetoothd stopped while connecting to %s", addr);
+		return -ECONNREFUSED;
+	}
+	if (strstr(name, "NotReady")) {
+		SNDERR("Bluetooth adapter %s is not ready (powered off?): run 'bluetoothctl power on'", ep->dev.adapter);
+		return -ENETDOWN;
+	}
+	if (strstr(name, "DoesNotExist")) {
+		SNDERR("device %s was removed from BlueZ: pair it again", addr);
+		return -ENODEV;
+	}
+	SNDERR("cannot connect to %s: %s; is it switched on, in range and free?", addr,
+	       *text ? text : name);
+	return -EHOSTDOWN;
+}
+
+static int retryable(const char *name)
+{
+	return strstr(name, "Error.Failed") || strstr(name, "InProgress") ||
+	       strstr(name, "NotAvailable") || strstr(name, "AlreadyConnected");
+}
+
+static int pause_dispatching(struct a2dp_endpoint *ep, int64_t ms, int64_t deadline_ms)
+{
+	int64_t until = dbusx_now_ms() + ms;
+	int err = dbusx_wait_flag(ep->bz->conn, &ep->configured, until < deadline_ms ? until : deadline_ms);
+
+	return err == -ETIMEDOUT ? 0 : err;
+}
+
+/* One ConnectProfile round: 0 configured, 1 try again, or a final negative errno. */
+static int connect_once(struct a2dp_endpoint *ep, int64_t deadline_ms, char *name, char *text)
+{
+	int64_t grace;
+	int err = bluez_call_simple(ep->bz, ep->dev.path, "org.bluez.Device1", "ConnectProfile",
+				    A2DP_SINK_UUID, deadline_ms, name, 128, text, 256);
+
+	if (err < 0 && err != -EIO)
+		return err;
+	grace = dbusx_now_ms() + CONFIG_GRACE_MS;
+	if ((!*name || strstr(name, "AlreadyConnected")) &&
+	    dbusx_wait_flag(ep->bz->conn, &ep->configured,
+			    grace < deadline_ms ? grace : deadline_ms) == 0)
+		return 0;
+	/* Success or AlreadyConnected without calling us: someone else has the speaker. */
+	if ((err = busy_error(ep, deadline_ms)) < 0 && err != -ETIMEDOUT)
+		return err;
+	if (!*name || strstr(name, "AlreadyConnected")) {
+		/* A stale A2DP link of an earlier user: drop it and connect anew. */
+		bluez_call_simple(ep->bz, ep->dev.path, "org.bluez.Device1", "DisconnectProfile",
+				  A2DP_SINK_UUID, deadline_ms, NULL, 0, NULL, 0);
+		if (!*name)
+			snprintf(text, 256, "bluetoothd connected %s but never configured our endpoint",
+				 ep->dev.address);
+		return 1;
+	}
+	return retryable(name) ? 1 : -EIO;
+}
+
+static int connect_profile(struct a2dp_endpoint *ep, int64_t deadline_ms)
+{
+	char name[128] = "", text[256] = "";
+	int err;
+
+	ep->configured = 0;
+	/* Real headsets often refuse the first page or are still busy with an
+	 * earlier link; retry until the user's timeout. */
+	while ((err = connect_once(ep, deadline_ms, name, text)) == 1) {
+		if ((err = pause_dispatching(ep, RETRY_PAUSE_MS, deadline_ms)) < 0)
+			break;
+		if (ep->configured)
+			return 0;
+		if (dbusx_now_ms() + 50 >= deadline_ms) {
+			err = *name || *text ? -EIO : -ETIMEDOUT;
+			break;
+		}
+	}
+	if (err == 0)
+		return 0;
+	if (err == -EBUSY)
+		return err;
+	return connect_error(ep, name, text, err);
+}
+
+static int acquire(struct a2dp_endpoint *ep, int64_t deadline_ms)
+{
+	DBusMessage *msg, *reply;
+	int err, fd = -1;
+
+	msg = dbus_message_new_method_call(BLUEZ_SERVICE, ep->transport, TRANSPORT_IFACE, "Acquire");
+	if (!msg)
+		return -ENOMEM;
+	err = dbusx_call(ep->bz->conn, msg, deadline_ms, &reply);
+	dbus_message_unref(msg);
+	if (err < 0) {
+		SNDERR("bluetoothd did not hand over the audio transport of %s in time", ep->dev.address);
+		return err;
+	}
+	if (!dbus_message_get_args(reply, NULL, DBUS_TYPE_UNIX_FD, &fd, DBUS_TYPE_UINT16,
+				   &ep->read_mtu, DBUS_TYPE_UINT16, &ep->write_mtu,
+				   DBUS_TYPE_INVALID)) {
+		const char *text = "";
+
+		dbus_message_get_args(reply, NULL, DBUS_TYPE_STRING, &text, DBUS_TYPE_INVALID);
+		SNDERR("cannot acquire the audio transport of %s: %s", ep->dev.address,
+		       dbus_message_get_type(reply) == DBUS_MESSAGE_TYPE_ERROR ? text : "bad reply");
+		dbus_message_unref(reply);
+		return -EBUSY;
+	}
+	dbus_message_unref(reply);
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	fcntl(fd, F_SETFD, FD_CLOEXEC);
+	ep->fd = fd;
+	return 0;
+}
+
+static int setup(struct a2dp_endpoint *ep, int64_t deadline_ms)
+{
+	int err;
+
+	atomic_store(&ep->gone, 0);
+	ep->transport[0] = 0;
+	if ((err = busy_error(ep, deadline_ms)) < 0)
+		return err;
+	if ((err = register_endpoint(ep, deadline_ms)) < 0)
+		return err;
+	if ((err = connect_profile(ep, deadline_ms)) < 0)
+		return err;
+	return acquire(ep, deadline_ms);
+}
+
+static void teardown(struct a2dp_endpoint *ep)
+{
+	int64_t deadline = dbusx_now_ms() + CLOSE_STEP_MS;
+
+	if (ep->fd >= 0) {
+		close(ep->fd);
+		ep->fd = -1;
+		if (ep->configured && !atomic_load(&ep->gone))
+			bluez_call_simple(ep->bz, ep->transport, TRANSPORT_IFACE, "Release", NULL,
+					  deadline, NULL, 0, NULL, 0);
+	}
+	if (ep->registered) {
+		const char *path = ep->path;
+		DBusMessage *msg = dbus_message_new_method_call(BLUEZ_SERVICE, ep->dev.adapter_path,
+							       "org.bluez.Media1", "UnregisterEndpoint");
+		DBusMessage *reply;
+
+		deadline = dbusx_now_ms() + CLOSE_STEP_MS;
+		if (msg && dbus_message_append_args(msg, DBUS_TYPE_OBJECT_PATH, &path, DBUS_TYPE_INVALID) &&
+		    dbusx_call(ep->bz->conn, msg, deadline, &reply) == 0)
+			dbus_message_unref(reply);
+		if (msg)
+			dbus_message_unref(msg);
+		ep->registered = 0;
+	}
+	ep->configured = 0;
+}
+
+int a2dp_endpoint_open(struct bluez *bz, const struct bluez_device *dev,
+		       const struct a2dp_codec *codec, const struct a2dp_codec_prefs *prefs,
+		       int64_t deadline_ms, struct a2dp_endpoint **out)
+{
+	struct a2dp_endpoint *ep = calloc(1, sizeof(*ep));
+	int err;
+
+	if (!ep)
+		return -ENOMEM;
+	ep->bz = bz;
+	ep->dev = *dev;
+	ep->codec = codec;
+	ep->prefs = *prefs;
+	ep->fd = -1;
+	atomic_init(&ep->volume, -1);
+	if ((err = export_endpoint(ep)) < 0 || (err = setup(ep, deadline_ms)) < 0) {
+		a2dp_endpoint_close(ep);
+		return err;
+	}
+	*out = ep;
+	return 0;
+}
+
+int a2dp_endpoint_reconfigure(struct a2dp_endpoint *ep, const struct a2dp_codec_prefs *prefs,
+			      int64_t deadline_ms)
+{
+	teardown(ep);
+	ep->prefs = *prefs;
+	return setup(ep, deadline_ms);
+}
+
+void a2dp_endpoint_close(struct a2dp_endpoint *ep)
+{
+	if (!ep)
+		return;
+	teardown(ep);
+	unexport_endpoint(ep);
+	free(ep);
+}
+
+int a2dp_endpoint_bus_fd(struct a2dp_endpoint *ep)
+{
+	int fd = -1;
+
+	/* A dead connection's fd would poll as readable for ever. */
+	if (!dbus_connection_get_is_connected(ep->bz->conn))
+		return -1;
+	dbus_connection_get_unix_fd(ep->bz->conn, &fd);
+	return fd;
+}
+
+void a2dp_endpoint_dispatch(struct a2dp_endpoint *ep)
+{
+	DBusConnection *conn = ep->bz->conn;
+
+	if (!dbus_connection_read_write(conn, 0))
+		atomic_store(&ep->gone, 1);
+	while (dbus_connection_dispatch(conn) == DBUS_DISPATCH_DATA_REMAINS)
+		;
+	dbus_connection_flush(conn);
+}

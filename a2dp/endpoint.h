@@ -1,0 +1,54 @@
+/*
+ * Our A2DP Source endpoint on one device: RegisterEndpoint, ConnectProfile,
+ * the MediaEndpoint1 calls bluetoothd makes to us, and the transport
+ * (Acquire/Release, Delay, State) it hands us.
+ */
+#ifndef A2DP_ENDPOINT_H
+#define A2DP_ENDPOINT_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "bluez.h"
+#include "codec.h"
+
+struct a2dp_endpoint {
+	struct bluez *bz;
+	struct bluez_device dev;
+	const struct a2dp_codec *codec;
+	struct a2dp_codec_prefs prefs;
+	char path[64];                 /* our MediaEndpoint1 object */
+	int registered;
+
+	/* Written while dispatching (the app thread during open, then the I/O thread). */
+	volatile int configured;
+	char transport[192];
+	uint8_t config[A2DP_MAX_CAPS];
+	int config_len;
+	uint8_t sink_caps[A2DP_MAX_CAPS];
+	int sink_caps_len;
+
+	int fd;                        /* acquired transport, -1 if none */
+	uint16_t read_mtu, write_mtu;
+
+	/* Read by the app thread at any time. */
+	atomic_int gone;               /* transport cleared, bluetoothd gone, bus lost */
+	atomic_uint delay;             /* sink's Delay, 1/10 ms */
+	atomic_int volume;             /* MediaTransport1.Volume, -1 while absent */
+};
+
+/* Registers, connects and acquires; bounded by deadline_ms. */
+int a2dp_endpoint_open(struct bluez *bz, const struct bluez_device *dev,
+		       const struct a2dp_codec *codec, const struct a2dp_codec_prefs *prefs,
+		       int64_t deadline_ms, struct a2dp_endpoint **out);
+/* Tears the stream down and sets it up again with other preferences (another rate). */
+int a2dp_endpoint_reconfigure(struct a2dp_endpoint *ep, const struct a2dp_codec_prefs *prefs,
+			      int64_t deadline_ms);
+/* Releases the transport and unregisters; never blocks for more than about 2 s. */
+void a2dp_endpoint_close(struct a2dp_endpoint *ep);
+
+/* The bus fd to poll, and a non-blocking dispatch of whatever arrived. */
+int a2dp_endpoint_bus_fd(struct a2dp_endpoint *ep);
+void a2dp_endpoint_dispatch(struct a2dp_endpoint *ep);
+
+#endif

@@ -1,0 +1,109 @@
+/* Parsing of the options both plugins take (see conf/20-bluetooth.conf). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bluez.h"
+#include "options.h"
+
+#define MAX_BITPOOL 250
+#define MAX_TIMEOUT_MS 120000
+
+/* Integer options may come as integers or as strings (from @args). */
+static int get_long(snd_config_t *n, long *v)
+{
+	const char *s;
+	char *end;
+
+	if (snd_config_get_integer(n, v) == 0)
+		return 0;
+	if (snd_config_get_string(n, &s) < 0 || !*s)
+		return -EINVAL;
+	*v = strtol(s, &end, 10);
+	return *end ? -EINVAL : 0;
+}
+
+static int parse_device(snd_config_t *n, const char *plugin, struct bt_options *o)
+{
+	const char *s;
+
+	if (snd_config_get_string(n, &s) < 0) {
+		SNDERR("%s: DEV must be a string like 00:1B:66:AA:BB:CC", plugin);
+		return -EINVAL;
+	}
+	/* 00:00:00:00:00:00 is bluez-alsa's way of saying "any": accept it too. */
+	if (!*s || !strcmp(s, "00:00:00:00:00:00")) {
+		o->device[0] = 0;
+		return 0;
+	}
+	if (!bluez_valid_address(s)) {
+		SNDERR("%s: DEV=%s is not a Bluetooth address: write it as XX:XX:XX:XX:XX:XX (see 'bluetoothctl devices')",
+		       plugin, s);
+		return -EINVAL;
+	}
+	snprintf(o->device, sizeof(o->device), "%s", s);
+	return 0;
+}
+
+static int parse_ranged(snd_config_t *n, const char *plugin, const char *key,
+			long min, long max, long *v)
+{
+	if (get_long(n, v) < 0 || *v < min || *v > max) {
+		SNDERR("%s: %s must be a number from %ld to %ld", plugin, key, min, max);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int parse_key(snd_config_t *n, const char *id, const char *plugin, struct bt_options *o)
+{
+	const char *s;
+	long v;
+	int err;
+
+	if (!strcmp(id, "device"))
+		return parse_device(n, plugin, o);
+	if (!strcmp(id, "adapter")) {
+		if (snd_config_get_string(n, &s) < 0) {
+			SNDERR("%s: adapter must be a string like hci0", plugin);
+			return -EINVAL;
+		}
+		snprintf(o->adapter, sizeof(o->adapter), "%s", s);
+		return 0;
+	}
+	if (!strcmp(id, "bitpool")) {
+		if ((err = parse_ranged(n, plugin, "bitpool (0 = automatic)", 0, MAX_BITPOOL, &v)) == 0)
+			o->bitpool = v;
+		return err;
+	}
+	if (!strcmp(id, "connect_timeout")) {
+		if ((err = parse_ranged(n, plugin, "connect_timeout (ms)", 100, MAX_TIMEOUT_MS, &v)) == 0)
+			o->connect_timeout_ms = v;
+		return err;
+	}
+	SNDERR("%s: unknown option '%s' (known: device, adapter, bitpool, connect_timeout)",
+	       plugin, id);
+	return -EINVAL;
+}
+
+int bt_options_parse(snd_config_t *conf, const char *plugin, struct bt_options *o)
+{
+	snd_config_iterator_t i, next;
+
+	memset(o, 0, sizeof(*o));
+	o->connect_timeout_ms = BT_DEFAULT_CONNECT_TIMEOUT_MS;
+	snd_config_for_each(i, next, conf) {
+		snd_config_t *n = snd_config_iterator_entry(i);
+		const char *id;
+		int err;
+
+		if (snd_config_get_id(n, &id) < 0)
+			continue;
+		if (!strcmp(id, "comment") || !strcmp(id, "type") || !strcmp(id, "hint"))
+			continue;
+		if ((err = parse_key(n, id, plugin, o)) < 0)
+			return err;
+	}
+	return 0;
+}

@@ -1,0 +1,19 @@
+/* Plugin options from the ALSA configuration, shared by the PCM and the ctl. */
+#ifndef A2DP_OPTIONS_H
+#define A2DP_OPTIONS_H
+
+#include <alsa/asoundlib.h>
+
+#define BT_DEFAULT_CONNECT_TIMEOUT_MS 10000
+
+struct bt_options {
+	char device[18];          /* "" = the connected A2DP sink */
+	char adapter[64];         /* "hciN" or an adapter address; "" = any */
+	unsigned bitpool;         /* 0 = A2DP high quality */
+	int connect_timeout_ms;
+};
+
+/* Parses the plugin's compound; logs and returns -EINVAL on a bad or unknown key. */
+int bt_options_parse(snd_config_t *conf, const char *plugin, struct bt_options *o);
+
+#endif
