@@ -1,0 +1,84 @@
+# alsa-bt: ALSA plugins for Bluetooth A2DP speakers, no sound server.
+#   make            build the plugins into $(BUILD)/
+#   make check      every test (unit, integration against a mock BlueZ, system VM)
+#   make bench      the benchmark (figures for the README)
+#   make install    plugins into alsa-lib's plugin dir, config into alsa.conf.d
+#   make deps       install the Debian packages needed (as root)
+
+BUILD    ?= build
+PREFIX   ?= /usr
+SYSCONFDIR ?= /etc
+DESTDIR  ?=
+ALSA_LIBDIR := $(shell pkg-config --variable=libdir alsa 2>/dev/null)
+PLUGINDIR ?= $(patsubst /usr%,$(PREFIX)%,$(ALSA_LIBDIR))/alsa-lib
+CONFDIR  ?= $(PREFIX)/share/alsa/alsa.conf.d
+
+CC       ?= cc
+CFLAGS   ?= -O2 -g
+SANITIZE ?=
+PKGS     := alsa dbus-1 sbc
+DEP_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+DEP_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+ALL_CFLAGS := $(CFLAGS) -std=gnu11 -Wall -Wextra -fPIC -DPIC -pthread -Ia2dp $(DEP_CFLAGS) \
+	$(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer)
+ALL_LDFLAGS := $(LDFLAGS) -pthread $(if $(SANITIZE),-fsanitize=$(SANITIZE))
+
+A2DP_SRC := $(wildcard a2dp/*.c)
+A2DP_OBJ := $(A2DP_SRC:%.c=$(BUILD)/%.o)
+PCM_SO   := $(BUILD)/libasound_module_pcm_bluetooth.so
+SINK     := $(BUILD)/rtp_sink
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/%)
+BENCH    := $(BUILD)/bench_encode
+
+all: $(PCM_SO) $(SINK) $(UNIT_BIN)
+
+$(BUILD)/%.o: %.c $(wildcard a2dp/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/liba2dp.a: $(A2DP_OBJ)
+	$(AR) rcs $@ $^
+
+$(PCM_SO): $(BUILD)/pcm_bt/pcm_bluetooth.o $(BUILD)/liba2dp.a a2dp/exports.map
+	$(CC) -shared $(ALL_LDFLAGS) -Wl,--version-script=a2dp/exports.map -Wl,-z,defs \
+		-o $@ $(BUILD)/pcm_bt/pcm_bluetooth.o $(BUILD)/liba2dp.a $(DEP_LIBS)
+
+$(SINK): $(BUILD)/tests/sink/rtp_sink.o $(BUILD)/liba2dp.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
+
+$(BUILD)/test_%: $(BUILD)/tests/unit/test_%.o $(BUILD)/liba2dp.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS) -lm
+
+check: all
+	tests/run-all $(BUILD)
+
+check-unit: all
+	tests/run-all $(BUILD) unit
+
+check-integration: all
+	tests/run-all $(BUILD) integration
+
+bench: all $(BENCH)
+	/usr/bin/python3 bench/bench.py $(BUILD)
+
+$(BENCH): $(BUILD)/bench/bench_encode.o $(BUILD)/liba2dp.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
+
+install: $(PCM_SO)
+	install -d $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(CONFDIR) $(DESTDIR)$(SYSCONFDIR)/alsa/conf.d
+	install -m 0644 $(PCM_SO) $(DESTDIR)$(PLUGINDIR)/
+	install -m 0644 conf/20-bluetooth.conf $(DESTDIR)$(CONFDIR)/
+	ln -sf $(CONFDIR)/20-bluetooth.conf $(DESTDIR)$(SYSCONFDIR)/alsa/conf.d/20-bluetooth.conf
+
+uninstall:
+	rm -f $(DESTDIR)$(PLUGINDIR)/libasound_module_pcm_bluetooth.so \
+		$(DESTDIR)$(CONFDIR)/20-bluetooth.conf $(DESTDIR)$(SYSCONFDIR)/alsa/conf.d/20-bluetooth.conf
+
+deps:
+	tools/install-deps
+
+clean:
+	rm -rf $(BUILD)
+
+.PHONY: all check check-unit check-integration bench install uninstall deps clean

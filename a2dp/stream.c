@@ -1,0 +1,660 @@
+/* The playback clock, the I/O thread, congestion handling and delay accounting. */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/sockios.h>
+
+#include <alsa/asoundlib.h>
+
+#include "rtp.h"
+#include "stream.h"
+
+#define NS 1000000000LL
+#define LOWER_INTERVAL_NS (NS / 2)    /* congestion: one step down per 0.5 s at most */
+#define RAISE_AFTER_NS NS             /* raise one step after 1 s of empty queue */
+#define DRAIN_FLUSH_NS NS             /* how long drain waits for the socket to empty */
+#define DRAIN_POLL_NS (5 * NS / 1000)
+
+enum run_state { ST_STOPPED, ST_RUNNING, ST_PAUSED, ST_DRAINING, ST_QUIT };
+
+struct a2dp_stream {
+	/* Fixed once created. */
+	struct a2dp_endpoint *ep;
+	const struct a2dp_codec *codec;
+	struct a2dp_encoder *enc;
+	int fd;
+	size_t mtu;
+	unsigned rate, channels, frame_samples, codec_delay;
+	int wake_fd, event_fd, timer_fd;
+	pthread_t thread;
+
+	/* Set by the application thread while the stream is stopped. */
+	int16_t *ring;
+	unsigned buffer;
+
+	/* Written by the application thread. */
+	_Atomic uint64_t appl;
+	_Atomic unsigned avail_min;
+
+	/* State requests: want/gen by the application, seen_gen by the I/O thread. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	enum run_state want;
+	unsigned gen, seen_gen;
+
+	/* Written by the I/O thread; clock fields under lock. */
+	_Atomic uint64_t hw;           /* frames taken from the ring */
+	_Atomic uint64_t sent;         /* frames sent, padding included: the clock's position */
+	_Atomic int error;
+	_Atomic int drained;
+	_Atomic int starved;           /* waiting for the application's next write */
+	_Atomic size_t frame_bytes;    /* encoded bytes per codec frame now */
+	int64_t t0_ns;                 /* when frame 0 of the clock is due */
+	int64_t paused_ns;
+	enum run_state state;
+
+	/* The I/O thread's own. */
+	int16_t *scratch;
+	uint8_t *packet;
+	uint16_t seq;
+	uint32_t timestamp;
+	int transport_dead;
+	int64_t last_lower_ns, queue_empty_since_ns;
+	struct a2dp_stream_stats stats;
+	int logged_congestion;
+};
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * NS + ts.tv_nsec;
+}
+
+static int64_t due_ns(const struct a2dp_stream *s, uint64_t frames)
+{
+	return s->t0_ns + (int64_t)(frames * NS / s->rate);
+}
+
+static uint64_t clock_frames(const struct a2dp_stream *s, int64_t t)
+{
+	return t <= s->t0_ns ? 0 : (uint64_t)(t - s->t0_ns) * s->rate / NS;
+}
+
+static void arm_timer(struct a2dp_stream *s, int64_t at_ns)
+{
+	struct itimerspec its = { .it_value = { at_ns / NS, at_ns % NS } };
+
+	if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
+		its.it_value.tv_nsec = 1;   /* zero would disarm */
+	timerfd_settime(s->timer_fd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+static void disarm_timer(struct a2dp_stream *s)
+{
+	struct itimerspec its = { { 0, 0 }, { 0, 0 } };
+
+	timerfd_settime(s->timer_fd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+void a2dp_stream_notify(struct a2dp_stream *s)
+{
+	uint64_t one = 1;
+
+	if (write(s->event_fd, &one, sizeof(one)) < 0) {
+		/* The counter cannot overflow in practice; the fd stays readable either way. */
+	}
+}
+
+static void wake_io(struct a2dp_stream *s)
+{
+	uint64_t one = 1;
+
+	if (write(s->wake_fd, &one, sizeof(one)) < 0) {
+		/* Already pending: the I/O thread will wake. */
+	}
+}
+
+static size_t socket_queue_bytes(int fd)
+{
+	int n = 0;
+
+	return ioctl(fd, SIOCOUTQ, &n) == 0 && n > 0 ? (size_t)n : 0;
+}
+
+/* The I/O thread's own state changes; the application reads state under lock. */
+static void set_state(struct a2dp_stream *s, enum run_state st)
+{
+	pthread_mutex_lock(&s->lock);
+	s->state = st;
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void lose_transport(struct a2dp_stream *s, const char *why)
+{
+	if (atomic_load(&s->error) != -ENODEV)
+		SNDERR("%s: %s; playback stopped", s->ep->dev.address, why);
+	atomic_store(&s->error, -ENODEV);
+	s->transport_dead = 1;
+	set_state(s, ST_STOPPED);
+	disarm_timer(s);
+	a2dp_stream_notify(s);
+}
+
+/* --- congestion --------------------------------------------------------- */
+
+static void on_congested(struct a2dp_stream *s, int64_t now)
+{
+	pthread_mutex_lock(&s->lock);
+	s->stats.dropped++;
+	pthread_mutex_unlock(&s->lock);
+	s->queue_empty_since_ns = 0;
+	if (!s->logged_congestion) {
+		SNDERR("%s is not keeping up (weak signal?): dropping audio and lowering the bitrate",
+		       s->ep->dev.address);
+		s->logged_congestion = 1;
+	}
+	if (now - s->last_lower_ns >= LOWER_INTERVAL_NS && s->codec->lower_bitrate(s->enc)) {
+		pthread_mutex_lock(&s->lock);
+		s->stats.bitrate_steps++;
+		pthread_mutex_unlock(&s->lock);
+		s->last_lower_ns = now;
+	}
+}
+
+static void on_queue_level(struct a2dp_stream *s, size_t queued, int64_t now)
+{
+	if (queued) {
+		s->queue_empty_since_ns = 0;
+		return;
+	}
+	if (!s->queue_empty_since_ns) {
+		s->queue_empty_since_ns = now;
+	} else if (s->stats.bitrate_steps && now - s->queue_empty_since_ns >= RAISE_AFTER_NS &&
+		   s->codec->raise_bitrate(s->enc)) {
+		pthread_mutex_lock(&s->lock);
+		s->stats.bitrate_steps--;
+		pthread_mutex_unlock(&s->lock);
+		s->queue_empty_since_ns = now;
+	}
+}
+
+/* --- one packet --------------------------------------------------------- */
+
+static void copy_from_ring(struct a2dp_stream *s, uint64_t from, unsigned frames, unsigned padded)
+{
+	unsigned pos = from % s->buffer, first = s->buffer - pos;
+
+	if (first > frames)
+		first = frames;
+	memcpy(s->scratch, s->ring + (size_t)pos * s->channels,
+	       (size_t)first * s->channels * sizeof(int16_t));
+	memcpy(s->scratch + (size_t)first * s->channels, s->ring,
+	       (size_t)(frames - first) * s->channels * sizeof(int16_t));
+	memset(s->scratch + (size_t)frames * s->channels, 0,
+	       (size_t)(padded - frames) * s->channels * sizeof(int16_t));
+}
+
+/* Encodes `frames` from the ring, padded with silence to `padded`, and sends them. */
+static int send_packet(struct a2dp_stream *s, unsigned frames, unsigned padded, int64_t now)
+{
+	uint64_t hw = atomic_load(&s->hw);
+	size_t queued = socket_queue_bytes(s->fd);
+	ssize_t n;
+
+	copy_from_ring(s, hw, frames, padded);
+	atomic_store(&s->hw, hw + frames);          /* the ring space is free again */
+	n = s->codec->encode(s->enc, s->scratch, padded / s->frame_samples,
+			     s->packet + RTP_HEADER_LEN, s->mtu - RTP_HEADER_LEN);
+	if (n < 0) {
+		lose_transport(s, "the encoder failed");
+		return -1;
+	}
+	rtp_write_header(s->packet, s->seq++, s->timestamp, 1);
+	s->timestamp += padded;
+	atomic_store(&s->sent, atomic_load(&s->sent) + padded);
+	atomic_store(&s->frame_bytes, s->codec->frame_bytes(s->enc));
+	on_queue_level(s, queued, now);
+	if (send(s->fd, s->packet, RTP_HEADER_LEN + n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
+			on_congested(s, now);   /* the clock goes on: latency stays bounded */
+		} else {
+			lose_transport(s, "the link to the speaker was lost");
+			return -1;
+		}
+	} else {
+		pthread_mutex_lock(&s->lock);
+		if (!s->stats.packets++)
+			s->stats.first_packet_ns = now;
+		pthread_mutex_unlock(&s->lock);
+	}
+	if (s->buffer - (atomic_load(&s->appl) - (hw + frames)) >= atomic_load(&s->avail_min))
+		a2dp_stream_notify(s);
+	return 1;
+}
+
+static unsigned packet_frames(const struct a2dp_stream *s)
+{
+	return s->codec->frames_per_packet(s->enc, s->mtu) * s->frame_samples;
+}
+
+static unsigned round_up(unsigned v, unsigned to)
+{
+	return (v + to - 1) / to * to;
+}
+
+/* Everything is sent: wait for the clock to play it and the socket to empty. */
+static int finish_drain(struct a2dp_stream *s, int64_t now)
+{
+	int64_t end = due_ns(s, atomic_load(&s->sent));
+
+	if (now < end) {
+		arm_timer(s, end);
+		return 0;
+	}
+	if (socket_queue_bytes(s->fd) && now < end + DRAIN_FLUSH_NS) {
+		arm_timer(s, now + DRAIN_POLL_NS);
+		return 0;
+	}
+	set_state(s, ST_STOPPED);
+	atomic_store(&s->drained, 1);
+	a2dp_stream_notify(s);
+	return -1;
+}
+
+static int underrun(struct a2dp_stream *s, unsigned avail, int64_t now)
+{
+	if (avail)     /* what the application did write is played, not lost */
+		send_packet(s, avail, round_up(avail, s->frame_samples), now);
+	atomic_store(&s->error, -EPIPE);
+	set_state(s, ST_STOPPED);
+	a2dp_stream_notify(s);
+	return -1;
+}
+
+/* The packet whose time has come: 1 sent, 0 waiting (timer armed), -1 stopped. */
+static int send_due_packet(struct a2dp_stream *s, int64_t now)
+{
+	uint64_t appl = atomic_load(&s->appl), hw = atomic_load(&s->hw);
+	unsigned avail = appl - hw, n = packet_frames(s), fs = s->frame_samples;
+
+	if (avail >= n)
+		return send_packet(s, n, n, now);
+	if (s->state == ST_DRAINING)
+		return avail ? send_packet(s, avail, round_up(avail, fs), now) : finish_drain(s, now);
+	if (avail >= fs && avail + fs > s->buffer)     /* ring full but smaller than a packet */
+		return send_packet(s, avail - avail % fs, avail - avail % fs, now);
+	/* Like a real card: an underrun is when the clock passes what was written
+	 * (with one packet of grace, as a DMA fetches ahead). Until then, wait. */
+	if (clock_frames(s, now) < appl + n) {
+		atomic_store(&s->starved, 1);
+		arm_timer(s, due_ns(s, appl + n));
+		return 0;
+	}
+	return underrun(s, avail, now);
+}
+
+static void service_clock(struct a2dp_stream *s)
+{
+	int64_t now = now_ns();
+
+	atomic_store(&s->starved, 0);
+	while (s->state == ST_RUNNING || s->state == ST_DRAINING) {
+		int64_t due = due_ns(s, atomic_load(&s->sent));
+
+		if (now < due) {
+			arm_timer(s, due);
+			return;
+		}
+		if (send_due_packet(s, now) <= 0)
+			return;
+	}
+}
+
+/* --- state requests ------------------------------------------------------ */
+
+static void transition(struct a2dp_stream *s, enum run_state want)
+{
+	int64_t now = now_ns();
+
+	switch (want) {
+	case ST_RUNNING:
+		if (s->state == ST_PAUSED)
+			s->t0_ns += now - s->paused_ns;
+		else if (s->state == ST_STOPPED)
+			s->t0_ns = now - (int64_t)(atomic_load(&s->sent) * NS / s->rate);
+		break;
+	case ST_DRAINING:
+		if (s->state == ST_STOPPED)
+			s->t0_ns = now - (int64_t)(atomic_load(&s->sent) * NS / s->rate);
+		break;
+	case ST_PAUSED:
+		s->paused_ns = now;
+		disarm_timer(s);
+		break;
+	default:
+		disarm_timer(s);
+		break;
+	}
+	if (!(s->transport_dead && (want == ST_RUNNING || want == ST_DRAINING)))
+		s->state = want;
+}
+
+static int apply_requests(struct a2dp_stream *s)
+{
+	int quit;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->gen != s->seen_gen) {
+		transition(s, s->want);
+		s->seen_gen = s->gen;
+		pthread_cond_broadcast(&s->cond);
+	}
+	quit = s->state == ST_QUIT;
+	pthread_mutex_unlock(&s->lock);
+	return quit;
+}
+
+static void request(struct a2dp_stream *s, enum run_state want)
+{
+	pthread_mutex_lock(&s->lock);
+	s->want = want;
+	s->gen++;
+	wake_io(s);
+	while (s->seen_gen != s->gen)
+		pthread_cond_wait(&s->cond, &s->lock);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* --- the I/O thread ------------------------------------------------------ */
+
+static void drain_fd(int fd)
+{
+	uint64_t v;
+
+	if (read(fd, &v, sizeof(v)) < 0) {
+		/* Nothing pending: fine. */
+	}
+}
+
+static void wait_events(struct a2dp_stream *s)
+{
+	struct pollfd p[4] = {
+		{ .fd = s->wake_fd, .events = POLLIN },
+		{ .fd = s->timer_fd, .events = POLLIN },
+		{ .fd = s->transport_dead ? -1 : s->fd, .events = 0 },  /* HUP/ERR only */
+		{ .fd = a2dp_endpoint_bus_fd(s->ep), .events = POLLIN },
+	};
+
+	if (poll(p, 4, -1) < 0)
+		return;
+	if (p[0].revents)
+		drain_fd(s->wake_fd);
+	if (p[1].revents)
+		drain_fd(s->timer_fd);
+	if (p[2].revents & (POLLHUP | POLLERR | POLLNVAL))
+		lose_transport(s, "the speaker closed the audio link");
+	if (p[3].revents) {
+		a2dp_endpoint_dispatch(s->ep);
+		if (atomic_load(&s->ep->gone) && !s->transport_dead)
+			lose_transport(s, "bluetoothd ended the audio stream (speaker disconnected?)");
+	}
+}
+
+static void *io_thread(void *arg)
+{
+	struct a2dp_stream *s = arg;
+
+	/* Messages read during open but not yet dispatched. */
+	a2dp_endpoint_dispatch(s->ep);
+	while (!apply_requests(s)) {
+		if (s->state == ST_RUNNING || s->state == ST_DRAINING)
+			service_clock(s);
+		wait_events(s);
+	}
+	return NULL;
+}
+
+/* --- the application's side ---------------------------------------------- */
+
+static int alloc_io_buffers(struct a2dp_stream *s)
+{
+	/* A packet never holds more than 15 codec frames (4-bit frame count). */
+	s->scratch = calloc((size_t)16 * s->frame_samples * s->channels, sizeof(int16_t));
+	s->packet = calloc(1, s->mtu);
+	return s->scratch && s->packet ? 0 : -ENOMEM;
+}
+
+static int open_fds(struct a2dp_stream *s)
+{
+	s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	s->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	s->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	return s->wake_fd < 0 || s->event_fd < 0 || s->timer_fd < 0 ? -errno : 0;
+}
+
+static int check_packet_fits(struct a2dp_stream *s)
+{
+	if (s->codec->frames_per_packet(s->enc, s->mtu))
+		return 0;
+	SNDERR("%s: the link's MTU (%zu bytes) cannot carry one %s frame",
+	       s->ep->dev.address, s->mtu, s->codec->name);
+	return -EINVAL;
+}
+
+int a2dp_stream_new(struct a2dp_stream **out, struct a2dp_endpoint *ep,
+		    const struct a2dp_codec *codec)
+{
+	struct a2dp_stream *s = calloc(1, sizeof(*s));
+	struct a2dp_format fmt;
+	int err;
+
+	if (!s)
+		return -ENOMEM;
+	s->ep = ep;
+	s->codec = codec;
+	s->fd = ep->fd;
+	s->mtu = ep->write_mtu;
+	s->wake_fd = s->event_fd = s->timer_fd = -1;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_cond_init(&s->cond, NULL);
+	if ((err = codec->parse_config(ep->config, ep->config_len, &fmt)) < 0 ||
+	    (err = codec->encoder_new(&s->enc, ep->config, ep->config_len)) < 0)
+		goto fail;
+	s->rate = fmt.rate;
+	s->channels = fmt.channels;
+	s->frame_samples = codec->frame_samples(s->enc);
+	s->codec_delay = codec->delay(s->enc);
+	atomic_init(&s->frame_bytes, codec->frame_bytes(s->enc));
+	atomic_init(&s->avail_min, 1);
+	if ((err = check_packet_fits(s)) < 0 || (err = alloc_io_buffers(s)) < 0 ||
+	    (err = open_fds(s)) < 0)
+		goto fail;
+	if ((err = -pthread_create(&s->thread, NULL, io_thread, s)) < 0)
+		goto fail;
+	*out = s;
+	return 0;
+fail:
+	s->thread = 0;
+	a2dp_stream_free(s);
+	return err;
+}
+
+void a2dp_stream_free(struct a2dp_stream *s)
+{
+	if (!s)
+		return;
+	if (s->thread) {
+		request(s, ST_QUIT);
+		pthread_join(s->thread, NULL);
+	}
+	if (s->enc)
+		s->codec->encoder_free(s->enc);
+	if (s->wake_fd >= 0)
+		close(s->wake_fd);
+	if (s->event_fd >= 0)
+		close(s->event_fd);
+	if (s->timer_fd >= 0)
+		close(s->timer_fd);
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->cond);
+	free(s->ring);
+	free(s->scratch);
+	free(s->packet);
+	free(s);
+}
+
+int a2dp_stream_set_buffer(struct a2dp_stream *s, unsigned frames)
+{
+	int16_t *ring = calloc((size_t)frames * s->channels, sizeof(int16_t));
+
+	if (!ring)
+		return -ENOMEM;
+	free(s->ring);
+	s->ring = ring;
+	s->buffer = frames;
+	return 0;
+}
+
+unsigned a2dp_stream_min_buffer(const struct a2dp_stream *s)
+{
+	return 2 * packet_frames(s);
+}
+
+unsigned a2dp_stream_rate(const struct a2dp_stream *s) { return s->rate; }
+unsigned a2dp_stream_channels(const struct a2dp_stream *s) { return s->channels; }
+int16_t *a2dp_stream_ring(struct a2dp_stream *s) { return s->ring; }
+uint64_t a2dp_stream_appl(const struct a2dp_stream *s) { return atomic_load(&s->appl); }
+uint64_t a2dp_stream_hw(const struct a2dp_stream *s) { return atomic_load(&s->hw); }
+int a2dp_stream_error(const struct a2dp_stream *s) { return atomic_load(&s->error); }
+int a2dp_stream_drained(const struct a2dp_stream *s) { return atomic_load(&s->drained); }
+int a2dp_stream_event_fd(const struct a2dp_stream *s) { return s->event_fd; }
+
+void a2dp_stream_commit(struct a2dp_stream *s, unsigned frames)
+{
+	atomic_store(&s->appl, atomic_load(&s->appl) + frames);
+	if (atomic_load(&s->starved))
+		wake_io(s);
+}
+
+void a2dp_stream_set_avail_min(struct a2dp_stream *s, unsigned frames)
+{
+	atomic_store(&s->avail_min, frames ? frames : 1);
+}
+
+void a2dp_stream_ack_event(struct a2dp_stream *s)
+{
+	drain_fd(s->event_fd);
+}
+
+void a2dp_stream_prepare(struct a2dp_stream *s)
+{
+	request(s, ST_STOPPED);
+	atomic_store(&s->appl, 0);
+	atomic_store(&s->hw, 0);
+	atomic_store(&s->sent, 0);
+	atomic_store(&s->drained, 0);
+	if (atomic_load(&s->error) == -EPIPE)
+		atomic_store(&s->error, 0);
+	a2dp_stream_notify(s);      /* the whole buffer is writable */
+}
+
+void a2dp_stream_start(struct a2dp_stream *s)
+{
+	request(s, ST_RUNNING);
+}
+
+void a2dp_stream_stop(struct a2dp_stream *s)
+{
+	request(s, ST_STOPPED);
+}
+
+void a2dp_stream_pause(struct a2dp_stream *s, int enable)
+{
+	request(s, enable ? ST_PAUSED : ST_RUNNING);
+}
+
+int a2dp_stream_draining(const struct a2dp_stream *s)
+{
+	return s->want == ST_DRAINING && !atomic_load(&s->drained);
+}
+
+static int drain_wait_ms(struct a2dp_stream *s)
+{
+	uint64_t left = atomic_load(&s->appl) - atomic_load(&s->hw);
+
+	/* What is left to play, one packet ahead, plus the socket's flush time. */
+	return (int)((left + packet_frames(s)) * 1000 / s->rate) + DRAIN_FLUSH_NS / 1000000 + 500;
+}
+
+int a2dp_stream_drain(struct a2dp_stream *s, int wait)
+{
+	struct pollfd p = { .fd = s->event_fd, .events = POLLIN };
+	int64_t deadline;
+
+	if (s->want != ST_DRAINING)
+		request(s, ST_DRAINING);
+	deadline = now_ns() / 1000000 + drain_wait_ms(s);
+	while (!atomic_load(&s->drained) && !atomic_load(&s->error)) {
+		int64_t left = deadline - now_ns() / 1000000;
+
+		if (!wait)
+			return -EAGAIN;
+		if (left <= 0)
+			return -ETIMEDOUT;
+		poll(&p, 1, (int)left);
+		a2dp_stream_ack_event(s);
+	}
+	a2dp_stream_notify(s);   /* keep the descriptor readable for the state change */
+	return atomic_load(&s->error) == -ENODEV ? -ENODEV : 0;
+}
+
+int64_t a2dp_delay_compose(const struct a2dp_delay_parts *p)
+{
+	int64_t ahead = p->played < p->sent ? (int64_t)(p->sent - p->played) : 0;
+	/* Bytes queued in the socket beyond the packet already counted as ahead. */
+	int64_t queued = p->frame_bytes ?
+		(int64_t)(p->queued_bytes / p->frame_bytes * p->frame_samples) - ahead : 0;
+	int64_t sink = (int64_t)p->sink_delay * p->rate / 10000;
+
+	return ahead + (queued > 0 ? queued : 0) + p->codec_delay + sink;
+}
+
+int64_t a2dp_stream_delay_after_ring(struct a2dp_stream *s)
+{
+	struct a2dp_delay_parts p = {
+		.sent = atomic_load(&s->sent),
+		.queued_bytes = socket_queue_bytes(s->fd),
+		.frame_bytes = atomic_load(&s->frame_bytes),
+		.frame_samples = s->frame_samples,
+		.codec_delay = s->codec_delay,
+		.sink_delay = atomic_load(&s->ep->delay),
+		.rate = s->rate,
+	};
+
+	p.played = p.sent;
+	pthread_mutex_lock(&s->lock);
+	if (s->state == ST_RUNNING || s->state == ST_DRAINING)
+		p.played = clock_frames(s, now_ns());
+	else if (s->state == ST_PAUSED)
+		p.played = clock_frames(s, s->paused_ns);
+	pthread_mutex_unlock(&s->lock);
+	return a2dp_delay_compose(&p);
+}
+
+void a2dp_stream_get_stats(struct a2dp_stream *s, struct a2dp_stream_stats *st)
+{
+	pthread_mutex_lock(&s->lock);
+	*st = s->stats;
+	pthread_mutex_unlock(&s->lock);
+}

@@ -1,0 +1,79 @@
+/*
+ * The I/O side of playback: a ring of PCM the application fills, and a thread
+ * that takes what is due by a monotonic clock, encodes it and sends one RTP
+ * packet at a time on the transport socket.
+ *
+ * Threads: the application thread owns the ring's write side (appl), the state
+ * requests and avail_min; the I/O thread owns the socket, the encoder, the read
+ * side (hw), the clock origin and the error/drained flags. Each field below says
+ * which thread writes it; the other only reads.
+ */
+#ifndef A2DP_STREAM_H
+#define A2DP_STREAM_H
+
+#include <stdint.h>
+
+#include "codec.h"
+#include "endpoint.h"
+
+struct a2dp_stream;
+
+struct a2dp_stream_stats {
+	uint64_t packets;
+	uint64_t dropped;        /* packets lost to a congested socket */
+	unsigned bitrate_steps;  /* how far the codec is below its negotiated bitrate */
+	int64_t first_packet_ns; /* CLOCK_MONOTONIC of the first packet, 0 if none */
+};
+
+/* Takes the transport of ep (which must stay open while the stream lives). */
+int a2dp_stream_new(struct a2dp_stream **s, struct a2dp_endpoint *ep,
+		    const struct a2dp_codec *codec);
+void a2dp_stream_free(struct a2dp_stream *s);
+
+/* With the stream stopped: the ring size in frames (the ALSA buffer). */
+int a2dp_stream_set_buffer(struct a2dp_stream *s, unsigned frames);
+/* The smallest ring that keeps the sink fed: two packets at the current bitrate. */
+unsigned a2dp_stream_min_buffer(const struct a2dp_stream *s);
+unsigned a2dp_stream_rate(const struct a2dp_stream *s);
+unsigned a2dp_stream_channels(const struct a2dp_stream *s);
+
+/* The application's side. */
+int16_t *a2dp_stream_ring(struct a2dp_stream *s);          /* buffer x channels samples */
+uint64_t a2dp_stream_appl(const struct a2dp_stream *s);
+void a2dp_stream_commit(struct a2dp_stream *s, unsigned frames);
+uint64_t a2dp_stream_hw(const struct a2dp_stream *s);
+void a2dp_stream_set_avail_min(struct a2dp_stream *s, unsigned frames);
+
+void a2dp_stream_prepare(struct a2dp_stream *s);
+void a2dp_stream_start(struct a2dp_stream *s);
+void a2dp_stream_stop(struct a2dp_stream *s);
+void a2dp_stream_pause(struct a2dp_stream *s, int enable);
+/* Starts draining; with wait, returns once the last sample has been played
+ * by the clock and left the socket (or on error); else -EAGAIN until then. */
+int a2dp_stream_drain(struct a2dp_stream *s, int wait);
+int a2dp_stream_draining(const struct a2dp_stream *s);
+int a2dp_stream_drained(const struct a2dp_stream *s);
+
+/* 0, -EPIPE after an underrun, -ENODEV when the speaker or bluetoothd went away. */
+int a2dp_stream_error(const struct a2dp_stream *s);
+/* Frames between the ring and the listener: sent but not yet due by the clock,
+ * queued in the socket, the codec's delay and the sink's reported Delay. */
+int64_t a2dp_stream_delay_after_ring(struct a2dp_stream *s);
+/* The delay arithmetic on its own, so it can be tested. */
+struct a2dp_delay_parts {
+	uint64_t sent, played;       /* clock: frames sent, frames due by now */
+	size_t queued_bytes;         /* in the socket */
+	size_t frame_bytes;          /* encoded bytes per codec frame */
+	unsigned frame_samples, codec_delay;
+	unsigned sink_delay;         /* the sink's Delay, 1/10 ms */
+	unsigned rate;
+};
+int64_t a2dp_delay_compose(const struct a2dp_delay_parts *p);
+
+/* The descriptor the application polls: readable when something changed. */
+int a2dp_stream_event_fd(const struct a2dp_stream *s);
+void a2dp_stream_ack_event(struct a2dp_stream *s);
+void a2dp_stream_notify(struct a2dp_stream *s);
+void a2dp_stream_get_stats(struct a2dp_stream *s, struct a2dp_stream_stats *st);
+
+#endif

@@ -1,0 +1,322 @@
+/*
+ * pcm.bluetooth: the ALSA ioplug callbacks, nothing else. Playback happens in
+ * a2dp/stream.c; the speaker is found and connected by a2dp/endpoint.c.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <alsa/asoundlib.h>
+#include <alsa/pcm_external.h>
+
+#include "../a2dp/bluez.h"
+#include "../a2dp/codec.h"
+#include "../a2dp/dbus.h"
+#include "../a2dp/endpoint.h"
+#include "../a2dp/options.h"
+#include "../a2dp/stream.h"
+
+#define FRAME_BYTES(ch) ((ch) * 2)
+#define MIN_PERIOD_FRAMES 128
+#define MAX_BUFFER_BYTES (4 * 1024 * 1024)
+
+struct bt_pcm {
+	snd_pcm_ioplug_t io;
+	struct bt_options opt;
+	struct bluez *bz;
+	struct a2dp_endpoint *ep;
+	struct a2dp_stream *stream;
+	const struct a2dp_codec *codec;
+	unsigned avail_min;
+};
+
+static int bt_start(snd_pcm_ioplug_t *io)
+{
+	struct bt_pcm *pcm = io->private_data;
+
+	if (a2dp_stream_error(pcm->stream) == -ENODEV)
+		return -ENODEV;
+	a2dp_stream_start(pcm->stream);
+	return 0;
+}
+
+static int bt_stop(snd_pcm_ioplug_t *io)
+{
+	struct bt_pcm *pcm = io->private_data;
+
+	a2dp_stream_stop(pcm->stream);
+	return 0;
+}
+
+static snd_pcm_sframes_t bt_pointer(snd_pcm_ioplug_t *io)
+{
+	struct bt_pcm *pcm = io->private_data;
+	uint64_t hw = a2dp_stream_hw(pcm->stream);
+	int err = a2dp_stream_error(pcm->stream);
+
+	if (err == -EPIPE)
+		return -EPIPE;
+	if (err == -ENODEV)
+		snd_pcm_ioplug_set_state(io, SND_PCM_STATE_DISCONNECTED);
+	/* ioplug stops a draining stream once the ring is empty; keep one frame
+	 * pending until the audio has really been played. */
+	if (hw && hw == a2dp_stream_appl(pcm->stream) && a2dp_stream_draining(pcm->stream))
+		hw--;
+	return hw % io->buffer_size;
+}
+
+static snd_pcm_sframes_t bt_transfer(snd_pcm_ioplug_t *io, const snd_pcm_channel_area_t *areas,
+				     snd_pcm_uframes_t offset, snd_pcm_uframes_t size)
+{
+	struct bt_pcm *pcm = io->private_data;
+	unsigned ch = io->channels, pos = a2dp_stream_appl(pcm->stream) % io->buffer_size;
+	snd_pcm_channel_area_t ring[2];
+	snd_pcm_uframes_t first = io->buffer_size - pos;
+
+	if (a2dp_stream_error(pcm->stream) == -ENODEV)
+		return -ENODEV;
+	for (unsigned c = 0; c < ch && c < 2; c++) {
+		ring[c].addr = a2dp_stream_ring(pcm->stream);
+		ring[c].first = c * 16;
+		ring[c].step = ch * 16;
+	}
+	if (first > size)
+		first = size;
+	snd_pcm_areas_copy(ring, pos, areas, offset, ch, first, io->format);
+	if (size > first)
+		snd_pcm_areas_copy(ring, 0, areas, offset + first, ch, size - first, io->format);
+	a2dp_stream_commit(pcm->stream, size);
+	return size;
+}
+
+static int bt_delay(snd_pcm_ioplug_t *io, snd_pcm_sframes_t *delayp)
+{
+	struct bt_pcm *pcm = io->private_data;
+	uint64_t ring = a2dp_stream_appl(pcm->stream) - a2dp_stream_hw(pcm->stream);
+
+	if (a2dp_stream_error(pcm->stream) == -ENODEV)
+		return -ENODEV;
+	*delayp = (snd_pcm_sframes_t)ring + a2dp_stream_delay_after_ring(pcm->stream);
+	return 0;
+}
+
+static int bt_prepare(snd_pcm_ioplug_t *io)
+{
+	struct bt_pcm *pcm = io->private_data;
+
+	if (a2dp_stream_error(pcm->stream) == -ENODEV)
+		return -ENODEV;
+	a2dp_stream_prepare(pcm->stream);
+	return 0;
+}
+
+static int bt_drain(snd_pcm_ioplug_t *io)
+{
+	struct bt_pcm *pcm = io->private_data;
+
+	return a2dp_stream_drain(pcm->stream, !io->nonblock);
+}
+
+static int bt_pause(snd_pcm_ioplug_t *io, int enable)
+{
+	struct bt_pcm *pcm = io->private_data;
+
+	a2dp_stream_pause(pcm->stream, enable);
+	return 0;
+}
+
+static int bt_poll_revents(snd_pcm_ioplug_t *io, struct pollfd *pfd, unsigned nfds,
+			   unsigned short *revents)
+{
+	struct bt_pcm *pcm = io->private_data;
+	snd_pcm_uframes_t avail;
+
+	(void)pfd;
+	(void)nfds;
+	a2dp_stream_ack_event(pcm->stream);
+	if (a2dp_stream_error(pcm->stream)) {
+		a2dp_stream_notify(pcm->stream);   /* stays readable: an error is a level */
+		*revents = POLLERR;
+		return 0;
+	}
+	avail = io->buffer_size - (a2dp_stream_appl(pcm->stream) - a2dp_stream_hw(pcm->stream));
+	*revents = 0;
+	if (io->state == SND_PCM_STATE_DRAINING ? a2dp_stream_drained(pcm->stream)
+						: avail >= pcm->avail_min) {
+		a2dp_stream_notify(pcm->stream);   /* level-triggered, like a real card */
+		*revents = POLLOUT;
+	}
+	return 0;
+}
+
+static int bt_reconnect_at(struct bt_pcm *pcm, unsigned rate)
+{
+	struct a2dp_codec_prefs prefs = { .rate = rate, .bitpool = pcm->opt.bitpool };
+	int err;
+
+	a2dp_stream_free(pcm->stream);
+	pcm->stream = NULL;
+	err = a2dp_endpoint_reconfigure(pcm->ep, &prefs,
+					dbusx_now_ms() + pcm->opt.connect_timeout_ms);
+	if (err == 0)
+		err = a2dp_stream_new(&pcm->stream, pcm->ep, pcm->codec);
+	if (err < 0)
+		return err;
+	if (a2dp_stream_rate(pcm->stream) != rate)
+		return -EINVAL;
+	/* The new stream has a new event descriptor. */
+	pcm->io.poll_fd = a2dp_stream_event_fd(pcm->stream);
+	return snd_pcm_ioplug_reinit_status(&pcm->io);
+}
+
+static int bt_hw_params(snd_pcm_ioplug_t *io, snd_pcm_hw_params_t *params)
+{
+	struct bt_pcm *pcm = io->private_data;
+	int err;
+
+	(void)params;
+	/* The stream was negotiated at open; another rate the sink offers means
+	 * negotiating again, so that no resampler sits in the path. */
+	if (io->rate != a2dp_stream_rate(pcm->stream) &&
+	    (err = bt_reconnect_at(pcm, io->rate)) < 0)
+		return err;
+	pcm->avail_min = io->period_size;
+	return a2dp_stream_set_buffer(pcm->stream, io->buffer_size);
+}
+
+static int bt_sw_params(snd_pcm_ioplug_t *io, snd_pcm_sw_params_t *params)
+{
+	struct bt_pcm *pcm = io->private_data;
+	snd_pcm_uframes_t avail_min;
+
+	(void)io;
+	if (snd_pcm_sw_params_get_avail_min(params, &avail_min) == 0) {
+		pcm->avail_min = avail_min ? avail_min : 1;
+		a2dp_stream_set_avail_min(pcm->stream, pcm->avail_min);
+	}
+	return 0;
+}
+
+static void bt_free(struct bt_pcm *pcm)
+{
+	a2dp_stream_free(pcm->stream);
+	a2dp_endpoint_close(pcm->ep);
+	bluez_close(pcm->bz);
+	free(pcm);
+}
+
+static int bt_close(snd_pcm_ioplug_t *io)
+{
+	bt_free(io->private_data);
+	return 0;
+}
+
+static void bt_dump(snd_pcm_ioplug_t *io, snd_output_t *out)
+{
+	struct bt_pcm *pcm = io->private_data;
+
+	snd_output_printf(out, "Bluetooth A2DP to %s (%s) on %s, %s %u Hz %u ch\n",
+			  pcm->ep->dev.address, pcm->ep->dev.name, pcm->ep->dev.adapter,
+			  pcm->codec->name, a2dp_stream_rate(pcm->stream),
+			  a2dp_stream_channels(pcm->stream));
+}
+
+static const snd_pcm_ioplug_callback_t bt_callbacks = {
+	.start = bt_start,
+	.stop = bt_stop,
+	.pointer = bt_pointer,
+	.transfer = bt_transfer,
+	.delay = bt_delay,
+	.prepare = bt_prepare,
+	.drain = bt_drain,
+	.pause = bt_pause,
+	.poll_revents = bt_poll_revents,
+	.hw_params = bt_hw_params,
+	.sw_params = bt_sw_params,
+	.close = bt_close,
+	.dump = bt_dump,
+};
+
+static int bt_set_constraints(struct bt_pcm *pcm)
+{
+	static const unsigned access[] = { SND_PCM_ACCESS_RW_INTERLEAVED,
+					   SND_PCM_ACCESS_MMAP_INTERLEAVED };
+	static const unsigned format[] = { SND_PCM_FORMAT_S16 };
+	snd_pcm_ioplug_t *io = &pcm->io;
+	unsigned rates[8], ch = a2dp_stream_channels(pcm->stream);
+	unsigned frame = FRAME_BYTES(ch);
+	int n = pcm->codec->caps_rates(pcm->ep->sink_caps, pcm->ep->sink_caps_len, rates, 8);
+	int err;
+
+	if (n <= 0) {       /* no caps seen (bluetoothd configured us directly) */
+		rates[0] = a2dp_stream_rate(pcm->stream);
+		n = 1;
+	}
+	if ((err = snd_pcm_ioplug_set_param_list(io, SND_PCM_IOPLUG_HW_ACCESS, 2, access)) < 0 ||
+	    (err = snd_pcm_ioplug_set_param_list(io, SND_PCM_IOPLUG_HW_FORMAT, 1, format)) < 0 ||
+	    (err = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_CHANNELS, ch, ch)) < 0 ||
+	    (err = snd_pcm_ioplug_set_param_list(io, SND_PCM_IOPLUG_HW_RATE, n, rates)) < 0 ||
+	    (err = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_PERIOD_BYTES,
+						   MIN_PERIOD_FRAMES * frame, MAX_BUFFER_BYTES / 2)) < 0 ||
+	    (err = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_BUFFER_BYTES,
+						   a2dp_stream_min_buffer(pcm->stream) * frame,
+						   MAX_BUFFER_BYTES)) < 0 ||
+	    (err = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_PERIODS, 2, 1024)) < 0)
+		return err;
+	return 0;
+}
+
+static int bt_connect(struct bt_pcm *pcm)
+{
+	struct a2dp_codec_prefs prefs = { .rate = 44100, .bitpool = pcm->opt.bitpool };
+	int64_t deadline = dbusx_now_ms() + pcm->opt.connect_timeout_ms;
+	struct bluez_device dev;
+	int err;
+
+	pcm->codec = &a2dp_codec_sbc;
+	if ((err = bluez_open(&pcm->bz)) < 0 ||
+	    (err = bluez_find_device(pcm->bz, pcm->opt.adapter,
+				     pcm->opt.device[0] ? pcm->opt.device : NULL, deadline, &dev)) < 0 ||
+	    (err = a2dp_endpoint_open(pcm->bz, &dev, pcm->codec, &prefs, deadline, &pcm->ep)) < 0)
+		return err;
+	return a2dp_stream_new(&pcm->stream, pcm->ep, pcm->codec);
+}
+
+SND_PCM_PLUGIN_DEFINE_FUNC(bluetooth)
+{
+	struct bt_pcm *pcm;
+	int err;
+
+	(void)root;
+	if (stream != SND_PCM_STREAM_PLAYBACK) {
+		SNDERR("bluetooth: only playback is supported (A2DP Source)");
+		return -EINVAL;
+	}
+	if (!(pcm = calloc(1, sizeof(*pcm))))
+		return -ENOMEM;
+	if ((err = bt_options_parse(conf, "bluetooth", &pcm->opt)) < 0 ||
+	    (err = bt_connect(pcm)) < 0)
+		goto fail;
+	pcm->io.version = SND_PCM_IOPLUG_VERSION;
+	pcm->io.name = "Bluetooth A2DP";
+	pcm->io.callback = &bt_callbacks;
+	pcm->io.private_data = pcm;
+	pcm->io.poll_fd = a2dp_stream_event_fd(pcm->stream);
+	pcm->io.poll_events = POLLIN;
+	pcm->io.mmap_rw = 0;
+	pcm->avail_min = 1;
+	if ((err = snd_pcm_ioplug_create(&pcm->io, name, stream, mode)) < 0)
+		goto fail;
+	if ((err = bt_set_constraints(pcm)) < 0) {
+		snd_pcm_ioplug_delete(&pcm->io);   /* calls bt_close */
+		return err;
+	}
+	*pcmp = pcm->io.pcm;
+	return 0;
+fail:
+	bt_free(pcm);
+	return err;
+}
+
+SND_PCM_PLUGIN_SYMBOL(bluetooth);
