@@ -1,0 +1,243 @@
+"""Audio analysis for the integration tests and the benchmark (numpy + stdlib only).
+
+Sample arrays are int16 (or float) numpy arrays shaped (frames, channels).
+A 1-D array is treated as mono. "Lag" is in frames: got[n] ~= ref[n - lag].
+"""
+import csv
+import wave
+
+import numpy as np
+
+SBC_DELAY = 73  # libsbc encoder + decoder delay with 8 subbands, in frames
+
+
+def _2d(x):
+    x = np.asarray(x)
+    return x[:, None] if x.ndim == 1 else x
+
+
+def write_wav(path, samples, rate):
+    """Writes int16 samples (N x ch, or N for mono) as a PCM WAV file. Returns None."""
+    s = _2d(samples)
+    if s.dtype != np.int16:
+        s = np.clip(np.round(s), -32768, 32767).astype(np.int16)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(s.shape[1])
+        w.setsampwidth(2)
+        w.setframerate(int(rate))
+        w.writeframes(s.astype("<i2").tobytes())
+
+
+def read_wav(path):
+    """Reads a 16-bit PCM WAV. Returns (int16 array N x ch, rate).
+
+    Works on a file still being written by rtp_sink: only whole frames present
+    on disk are returned.
+    """
+    with wave.open(str(path), "rb") as w:
+        if w.getsampwidth() != 2:
+            raise ValueError("%s: %d-byte samples, expected 16-bit" % (path, w.getsampwidth()))
+        ch = w.getnchannels()
+        rate = w.getframerate()
+        data = w.readframes(w.getnframes())
+    n = len(data) // (2 * ch)
+    a = np.frombuffer(data[: n * 2 * ch], dtype="<i2").astype(np.int16)
+    return a.reshape(n, ch), rate
+
+
+def _fade(n, rate, fade_ms=5.0):
+    """Raised-cosine fade-in/out envelope of length n."""
+    env = np.ones(n)
+    k = min(int(rate * fade_ms / 1000), n // 2)
+    if k > 0:
+        ramp = 0.5 - 0.5 * np.cos(np.pi * np.arange(k) / k)
+        env[:k] = ramp
+        env[n - k:] = ramp[::-1]
+    return env
+
+
+def sweep(rate, seconds, f0=200, f1=8000, amp=0.5, channels=2):
+    """Logarithmic sine sweep f0 -> f1 Hz, int16, shape (N, channels).
+
+    Channel k is the same sweep with its phase advanced by k * 90 degrees: the
+    left channel is sin(phi(t)), the right cos(phi(t)). Swapped channels thus
+    give an SNR of about -3 dB instead of a high one. A 5 ms raised-cosine
+    fade-in and fade-out avoids clicks (snr_db skips the ends anyway).
+    """
+    n = int(round(rate * seconds))
+    t = np.arange(n) / rate
+    k = np.log(f1 / f0)
+    phi = 2 * np.pi * f0 * seconds / k * (np.exp(t / seconds * k) - 1)
+    env = amp * 32767 * _fade(n, rate)
+    out = np.empty((n, channels))
+    for c in range(channels):
+        out[:, c] = env * np.sin(phi + c * np.pi / 2)
+    return np.round(out).astype(np.int16)
+
+
+def noise(rate, seconds, amp=0.3, channels=2, seed=1):
+    """Deterministic white noise, uniform in [-amp, amp] of full scale, int16 (N, channels).
+
+    Each channel is an independent sequence from the same seeded generator.
+    """
+    n = int(round(rate * seconds))
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-amp, amp, size=(n, channels)) * 32767
+    return np.round(x).astype(np.int16)
+
+
+def align(ref, got, expected_lag=SBC_DELAY, search=2048):
+    """Lag (int, frames) of got relative to ref, by FFT cross-correlation of channel 0.
+
+    Only lags in [expected_lag - search, expected_lag + search] are considered;
+    the one with the largest (positive) correlation wins.
+    """
+    r = _2d(ref)[:, 0].astype(np.float64)
+    g = _2d(got)[:, 0].astype(np.float64)
+    if len(r) == 0 or len(g) == 0:
+        raise ValueError("align: empty signal")
+    nfft = 1 << int(np.ceil(np.log2(len(r) + len(g))))
+    c = np.fft.irfft(np.fft.rfft(g, nfft) * np.conj(np.fft.rfft(r, nfft)), nfft)
+    # c[k] = sum_n g[n + k] * r[n]; negative k wrap to the end.
+    lo = max(expected_lag - search, -(len(r) - 1))
+    hi = min(expected_lag + search, len(g) - 1)
+    if lo > hi:
+        raise ValueError("align: search window outside the signals")
+    lags = np.arange(lo, hi + 1)
+    return int(lags[np.argmax(c[lags % nfft])])
+
+
+def snr_db(ref, got, lag, rate=None, trim_ms=20):
+    """SNR (float, dB) of got against ref shifted by lag, all channels.
+
+    10*log10(sum(ref^2) / sum((ref - got)^2)) over the overlapping part, minus
+    trim_ms at each end (if rate is None, 1024 frames, about 20 ms at 48 kHz).
+    inf when identical; nan when nothing overlaps.
+    """
+    r = _2d(ref)
+    g = _2d(got)
+    if r.shape[1] != g.shape[1]:
+        raise ValueError("snr_db: %d vs %d channels" % (r.shape[1], g.shape[1]))
+    # ref index i pairs with got index i + lag
+    start = max(0, -lag)
+    stop = min(len(r), len(g) - lag)
+    trim = 1024 if rate is None else int(round(rate * trim_ms / 1000))
+    start += trim
+    stop -= trim
+    if stop <= start:
+        return float("nan")
+    rr = r[start:stop].astype(np.float64)
+    gg = g[start + lag:stop + lag].astype(np.float64)
+    num = np.sum(rr * rr)
+    den = np.sum((rr - gg) ** 2)
+    if den == 0:
+        return float("inf")
+    if num == 0:
+        return float("-inf")
+    return float(10 * np.log10(num / den))
+
+
+def gaps(got, rate, min_ms=5):
+    """Runs of exact digital silence (every channel 0) of at least min_ms, inside the audio.
+
+    Runs touching the first or last frame are not reported (start-up and drain).
+    Returns a list of (start_s, len_ms) floats.
+    """
+    g = _2d(got)
+    silent = np.all(g == 0, axis=1).astype(np.int8)
+    if len(silent) == 0:
+        return []
+    d = np.diff(np.concatenate(([0], silent, [0])))
+    starts = np.flatnonzero(d == 1)
+    ends = np.flatnonzero(d == -1)  # exclusive
+    min_len = rate * min_ms / 1000.0
+    out = []
+    for s, e in zip(starts, ends):
+        if s == 0 or e == len(silent):
+            continue
+        if e - s >= min_len:
+            out.append((s / rate, (e - s) * 1000.0 / rate))
+    return out
+
+
+def _int_or_none(v):
+    v = v.strip()
+    return int(v) if v else None
+
+
+def packet_report(csv_path, rate):
+    """Summary of an rtp_sink CSV log (rate: the stream's sample rate). Returns a dict:
+
+    packets              int   lines in the log (RTP or not)
+    pcm_frames           int   total decoded PCM frames
+    errors               int   sum of the errors column
+    non_rtp              int   packets that did not parse as RTP
+    max_len              int   largest packet, bytes
+    seq_continuous       bool  every RTP seq == previous + 1 (mod 2^16)
+    seq_breaks           list  indices i (of RTP packets) where seq[i] broke
+    ts_continuous        bool  ts[i+1] - ts[i] == pcm_frames[i] (mod 2^32) for all i
+    ts_breaks            list  indices i where ts[i] broke
+    ssrc_constant        bool
+    first_arrival_s, last_arrival_s, duration_of_arrival_s   float, CLOCK_MONOTONIC
+    pacing_ms            float max |arrival - expected| once the median offset is
+                               removed; expected = t0 + frames before the packet / rate
+    pacing_late_ms       float largest lateness (>= 0) against that offset
+    pacing_early_ms      float largest earliness (>= 0)
+    """
+    t, ln, seq, ts, ssrc, pcm, err = [], [], [], [], [], [], []
+    with open(csv_path, newline="") as f:
+        rd = csv.DictReader(f)
+        for row in rd:
+            t.append(int(row["t_ns"]))
+            ln.append(int(row["len"]))
+            seq.append(_int_or_none(row["seq"]))
+            ts.append(_int_or_none(row["ts"]))
+            ssrc.append(_int_or_none(row["ssrc"]))
+            pcm.append(int(row["pcm_frames"]))
+            err.append(int(row["errors"]))
+
+    rep = {
+        "packets": len(t),
+        "pcm_frames": int(sum(pcm)),
+        "errors": int(sum(err)),
+        "non_rtp": sum(1 for s in seq if s is None),
+        "max_len": max(ln) if ln else 0,
+        "seq_continuous": True,
+        "seq_breaks": [],
+        "ts_continuous": True,
+        "ts_breaks": [],
+        "ssrc_constant": True,
+        "first_arrival_s": None,
+        "last_arrival_s": None,
+        "duration_of_arrival_s": 0.0,
+        "pacing_ms": 0.0,
+        "pacing_late_ms": 0.0,
+        "pacing_early_ms": 0.0,
+    }
+    if not t:
+        return rep
+
+    # Continuity over RTP packets only; a non-RTP packet is already an error.
+    idx = [i for i, s in enumerate(seq) if s is not None]
+    for a, b in zip(idx, idx[1:]):
+        if (seq[b] - seq[a]) % 65536 != 1:
+            rep["seq_breaks"].append(b)
+        if (ts[b] - ts[a]) % (1 << 32) != pcm[a]:
+            rep["ts_breaks"].append(b)
+    rep["seq_continuous"] = not rep["seq_breaks"]
+    rep["ts_continuous"] = not rep["ts_breaks"]
+    rep["ssrc_constant"] = len({ssrc[i] for i in idx}) <= 1
+
+    tn = np.array(t, dtype=np.int64)
+    rel = (tn - tn[0]) / 1e9
+    rep["first_arrival_s"] = tn[0] / 1e9
+    rep["last_arrival_s"] = tn[-1] / 1e9
+    rep["duration_of_arrival_s"] = float(rel[-1])
+
+    before = np.concatenate(([0], np.cumsum(np.array(pcm, dtype=np.int64))[:-1]))
+    dev = rel - before / float(rate)
+    dev = dev - np.median(dev)
+    rep["pacing_ms"] = float(np.max(np.abs(dev)) * 1000)
+    rep["pacing_late_ms"] = float(max(0.0, dev.max()) * 1000)
+    rep["pacing_early_ms"] = float(max(0.0, -dev.min()) * 1000)
+    return rep
