@@ -1,0 +1,1427 @@
+#!/usr/bin/python3
+"""A stand-in for bluetoothd (BlueZ 5.66) on a private D-Bus bus.
+
+The ALSA plugin under test talks to this process exactly as it would talk to
+bluetoothd: it registers an A2DP Source media endpoint on an adapter, asks a
+device to connect its A2DP sink profile, gets SelectConfiguration /
+SetConfiguration calls back, acquires the transport and writes media packets
+to the fd.  No Bluetooth hardware is involved: Acquire hands out one end of an
+AF_UNIX SOCK_SEQPACKET socketpair and gives the other end to a test sink.
+
+Command line
+------------
+  --adapter hci0=00:11:22:33:44:55[,off]   repeatable; "off" = Powered false.
+                                           Default: one powered hci0.
+  --device hci0/00:1B:66:AA:BB:CC[,flags]  repeatable; flags: unpaired,
+                                           connected, nosink, name=Foo
+  --sink-caps HEX        SBC capabilities of the speaker's sink SEP
+                         (default ffff0235; any length, for malformed tests)
+  --mtu N                read and write MTU returned by Acquire (default 672)
+  --volume N             transports start with Volume N (0..127); else none
+  --delay N              Delay (1/10 ms) on transports whose endpoint asked
+                         for DelayReporting (as BlueZ); else no Delay
+  --battery N            devices get org.bluez.Battery1 Percentage N
+  --sink PATH            program spawned on each Acquire:
+                         PATH --fd 3 --wav OUTDIR/capture-K.wav
+                              --log OUTDIR/capture-K.csv
+                         (stdout/stderr to OUTDIR/capture-K.out). Without it
+                         the mock drains the socket itself.
+  --outdir DIR           where captures go (default: current directory)
+  --endpoint-timeout S   timeout of calls to endpoints (BlueZ: 3 s)
+  --volume-delay S       delay before a Volume Set takes effect (0.02 s)
+  --sndbuf N             SO_SNDBUF for the client's socket end (default: kernel)
+  --bus ADDRESS          bus to use (default: $DBUS_SYSTEM_BUS_ADDRESS)
+
+It takes the name org.bluez and prints READY on stdout once it serves.
+SIGTERM/SIGINT: stops the sinks (bounded) and exits 0.
+
+Control interface: object /org/alsabt/mock, interface org.alsabt.Mock1
+---------------------------------------------------------------------
+  SetFault(s method, s action)
+      method: GetManagedObjects RegisterEndpoint UnregisterEndpoint
+              ConnectProfile DisconnectProfile Connect Disconnect
+              Acquire TryAcquire Release SelectConfiguration SetConfiguration
+      action: ""                  clear
+              "error:NAME:MESSAGE" the method replies that D-Bus error
+              "noreply"           the method never replies (bluetoothd hung)
+              "busy"              (ConnectProfile) another audio service
+                                  already streams: a foreign transport
+                                  (State active) appears, reply success,
+                                  our endpoint is never called
+              "garbage:HEX"       (Select/SetConfiguration) send HEX as the
+                                  capabilities / as Configuration
+              "wrongtype"         (Select) caps as a string 's';
+                                  (Set) Configuration as 's', Codec as 'u'
+              "wrongsig"          (Select) caps as 'ai';
+                                  (Set) arguments signed 'sa{ss}'
+      Faults stay until cleared.
+  Vanish()                     every connected speaker goes away (link loss)
+  SetTransportProperty(s name, v value)
+                               Volume/Delay (q) or State (s) on every
+                               transport (created if absent); Volume/Delay
+                               also become the default for new transports.
+                               State "pending" imitates a speaker-initiated
+                               start (what TryAcquire needs).
+  SetBattery(y percent)        Battery1.Percentage on every device
+  PauseSink(d seconds)         SIGSTOP the newest live sink (or stop draining)
+                               and resume after that many seconds
+  GetEvents() -> as            event log, oldest first
+  ClearEvents()
+
+Event log (GetEvents), one line per event, fields separated by spaces; match
+lines by prefix, more fields may be appended later:
+  Calls from clients:
+    GetManagedObjects SENDER
+    RegisterEndpoint SENDER EP_PATH hciN uuid=UUID codec=N caps=HEX delay_reporting=0|1
+    UnregisterEndpoint SENDER EP_PATH hciN
+    ConnectProfile dev_XX_XX_XX_XX_XX_XX UUID SENDER
+    DisconnectProfile dev_XX_... UUID SENDER
+    Connect dev_XX_... SENDER          Disconnect dev_XX_... SENDER
+    Acquire T_PATH SENDER   TryAcquire T_PATH SENDER   Release T_PATH SENDER
+    SetVolume N T_PATH SENDER          (Properties.Set of Volume)
+    SetProperty OBJ_PATH NAME VALUE SENDER   (other Properties.Set)
+  and for each of them, when it is answered:
+    METHOD -> ok | METHOD -> ERROR.NAME: message | METHOD -> noreply (fault)
+  Calls the mock makes to endpoints:
+    SelectConfiguration EP_PATH CAPSHEX
+    SelectConfiguration -> CONFIGHEX | -> invalid HEX: reason | -> ERROR.NAME: msg
+    SetConfiguration T_PATH CONFIGHEX
+    SetConfiguration -> ok | -> ERROR.NAME: msg
+    ClearConfiguration T_PATH
+    ReleaseEndpoint EP_PATH            (MediaEndpoint1.Release)
+  State changes:
+    Connected dev_XX_... 0|1
+    TransportAdded T_PATH ours|foreign     TransportRemoved T_PATH
+    State T_PATH idle|pending|active       Volume T_PATH N
+    Sink K T_PATH pid=PID | Sink K T_PATH drain
+    SinkEOF T_PATH K packets=N bytes=N max=N   (drain mode: client closed)
+    SinkExit K rc=RC                           (spawned sink exited)
+    EndpointGone SENDER EP_PATH        OwnerGone T_PATH SENDER
+    Powered hciN 0|1
+    Mock.METHOD ARGS...                (control calls, except Get/ClearEvents)
+  Problems of the mock or the test setup (a test should treat them as bugs):
+    METHOD -> could not send: why      Sink error: why
+    mock error in CALLBACK: exception  (the pending ConnectProfile then fails)
+
+BlueZ behaviour imitated, and choices where it was not certain
+--------------------------------------------------------------
+* RegisterEndpoint (media.c): duplicate sender+path is checked before the
+  properties -> AlreadyExists; empty/malformed props, missing UUID or Codec,
+  wrong variant types or an unknown UUID -> InvalidArguments.
+  UnregisterEndpoint of an unknown path -> DoesNotExist.
+  Removing an endpoint sends ClearConfiguration for each of its transports
+  and then MediaEndpoint1.Release (release_endpoint), before the reply.
+  If the owner left the bus, nothing is sent; its transports just vanish.
+* ConnectProfile (device.c connect_profiles, 5.66 error strings):
+    another connect pending        -> InProgress "br-connection-busy"
+    adapter not powered            -> NotReady "br-connection-adapter-not-powered"
+    UUID not among device UUIDs    -> NotAvailable "br-connection-profile-unavailable"
+    A2DP already connected (ours or someone else's) -> success, nothing
+      is called (connect_next() gets -EALREADY and BlueZ replies success;
+      docs mention AlreadyConnected but 5.66 does not send it here)
+    unpaired device                -> Failed "br-connection-create-socket"
+      (uncertain: a real unpaired speaker might also give page-timeout or
+      trigger pairing)
+    no A2DP Source SBC endpoint, endpoint error/timeout, invalid config
+                                   -> Failed "br-connection-create-socket"
+      (sink.c completes with -EIO, which maps to that string)
+  Device Connected becomes true when the link comes up, i.e. before
+  SelectConfiguration (the ACL is up before AVDTP discovery); the reply comes
+  after SetConfiguration has been answered.  The remote SEP object
+  DEV/sep1 (MediaEndpoint1 with UUID/Codec/Capabilities/Device) is exported
+  while connected, as BlueZ >= 5.52 does.
+* The configuration returned by SelectConfiguration is checked the way the
+  speaker would (bluetoothd itself only forwards it; the remote rejects it
+  with AVDTP SET_CONFIGURATION errors): 4 bytes, exactly one bit per field,
+  every choice within the speaker caps, 2 <= min <= max <= 250 and within
+  the speaker's bitpool range.
+* Endpoint calls time out after 3 s (media.c REQUEST_TIMEOUT).  On a
+  NoReply error BlueZ clears every transport of that endpoint.
+* Transport (transport.c): path DEV/sep1/fdN with a global N; UUID is the
+  *local endpoint's* UUID (A2DP Source 0000110a for us), Endpoint is the
+  remote SEP path.  Acquire: State pending -> reply (fd, imtu, omtu) ->
+  active.  Acquire while owned or not idle -> NotAuthorized; TryAcquire
+  when State is not "pending" -> NotAvailable; Release by a non-owner ->
+  NotAuthorized; Release -> reply -> State idle.  The owner leaving the bus
+  releases it.
+* Volume Set (5.66 set_volume): wrong type or > 127 -> org.bluez.Error.
+  InvalidArguments; otherwise success at once, the new value is applied and
+  signalled when the speaker confirms (here after --volume-delay).  Setting
+  the current value changes nothing.  Absent property -> org.freedesktop.
+  DBus.Error.UnknownProperty (gdbus); Get of an absent property ->
+  org.freedesktop.DBus.Error.InvalidArgs.
+* DisconnectProfile when not connected -> success (BlueZ >= 5.55);
+  UUID not in the device's UUIDs -> InvalidArguments.  Disconnect when not
+  connected -> NotConnected.
+* Link loss (Vanish): the media socket closes first, then State idle,
+  ClearConfiguration, InterfacesRemoved, Connected false.
+* The client's socket end is an AF_UNIX SOCK_SEQPACKET socket; the kernel
+  queues only net.unix.max_dgram_qlen (usually 10) packets before EAGAIN,
+  so a paused sink produces congestion quickly, much like an L2CAP link.
+"""
+
+import argparse
+import ctypes
+import functools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import traceback
+
+import dbus
+import dbus.service
+from dbus.mainloop.glib import DBusGMainLoop
+from gi.repository import GLib
+
+BLUEZ_NAME = 'org.bluez'
+PROPS = 'org.freedesktop.DBus.Properties'
+INTROSPECT = 'org.freedesktop.DBus.Introspectable'
+OBJMGR = 'org.freedesktop.DBus.ObjectManager'
+ADAPTER = 'org.bluez.Adapter1'
+MEDIA = 'org.bluez.Media1'
+DEVICE = 'org.bluez.Device1'
+BATTERY = 'org.bluez.Battery1'
+TRANSPORT = 'org.bluez.MediaTransport1'
+ENDPOINT = 'org.bluez.MediaEndpoint1'
+CTL = 'org.alsabt.Mock1'
+CTL_PATH = '/org/alsabt/mock'
+
+
+def full_uuid(short):
+    return '0000%s-0000-1000-8000-00805f9b34fb' % short
+
+
+A2DP_SOURCE = full_uuid('110a')
+A2DP_SINK = full_uuid('110b')
+AVRCP_TARGET = full_uuid('110c')
+AVRCP = full_uuid('110e')
+HSP_HS = full_uuid('1108')
+HSP_AG = full_uuid('1112')
+HFP_HF = full_uuid('111e')
+HFP_AG = full_uuid('111f')
+PNP = full_uuid('1200')
+# The UUIDs media.c accepts for RegisterEndpoint.
+ENDPOINT_UUIDS = {A2DP_SOURCE, A2DP_SINK, HFP_AG, HSP_AG, HFP_HF, HSP_HS}
+
+FAULT_METHODS = {
+    'GetManagedObjects', 'RegisterEndpoint', 'UnregisterEndpoint',
+    'ConnectProfile', 'DisconnectProfile', 'Connect', 'Disconnect',
+    'Acquire', 'TryAcquire', 'Release', 'SelectConfiguration',
+    'SetConfiguration',
+}
+OUTGOING = {'SelectConfiguration', 'SetConfiguration'}
+
+# SBC codec information element: (byte, mask, field name).
+SBC_FIELDS = [(0, 0xF0, 'sampling frequency'), (0, 0x0F, 'channel mode'),
+              (1, 0xF0, 'block length'), (1, 0x0C, 'subbands'),
+              (1, 0x03, 'allocation method')]
+FOREIGN_CONFIG = bytes.fromhex('21150235')  # 44.1 kHz joint stereo, 16/8/loudness
+
+
+# ---------------------------------------------------------------- helpers
+
+class BluezError(dbus.DBusException):
+    """An error reply with a given D-Bus error name."""
+
+    def __init__(self, name, message):
+        super().__init__(message, name=name)
+
+
+def bluez_error(short, message):
+    return BluezError('org.bluez.Error.' + short, message)
+
+
+def invalid_args():
+    return bluez_error('InvalidArguments', 'Invalid arguments in method call')
+
+
+def ay(data):
+    return dbus.Array([dbus.Byte(b) for b in data], signature='y')
+
+
+def as_bytes(value):
+    """bytes of a D-Bus 'ay' value, or None when it is something else."""
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, dbus.Array) and value.signature == 'y':
+        return bytes(int(b) for b in value)
+    return None
+
+
+def show(value):
+    """A D-Bus value for the event log (bytes as hex, numbers as numbers)."""
+    data = as_bytes(value)
+    if data is not None:
+        return data.hex()
+    if isinstance(value, int):
+        return str(int(value))
+    return str(value)
+
+
+def describe_endpoint(props):
+    """RegisterEndpoint properties for the event log, whatever their types."""
+    found = {str(k).lower(): v for k, v in props.items()}
+    uuid, codec = found.get('uuid', '-'), found.get('codec')
+    caps = as_bytes(found.get('capabilities', b''))
+    return 'uuid=%s codec=%s caps=%s delay_reporting=%d' % (
+        uuid, int(codec) if isinstance(codec, int) else '-',
+        caps.hex() if caps is not None else '?', bool(found.get('delayreporting')))
+
+
+def normalize_uuid(text):
+    """Accepts full UUIDs and the short 0x110b / 110b forms bt_name2string takes."""
+    text = str(text).strip().lower()
+    if text.startswith('0x'):
+        text = text[2:]
+    if len(text) == 4 and all(c in '0123456789abcdef' for c in text):
+        return full_uuid(text)
+    return text
+
+
+def sbc_config_problem(config, caps):
+    """Why the speaker would reject this SBC configuration, or None."""
+    if config is None:
+        return 'not an array of bytes'
+    if len(config) != 4:
+        return 'length %d, SBC needs 4' % len(config)
+    if len(caps) < 4:
+        return 'speaker capabilities malformed'
+    for index, mask, name in SBC_FIELDS:
+        value = config[index] & mask
+        if value == 0 or value & (value - 1):
+            return '%s: not exactly one choice (0x%02x)' % (name, value)
+        if value & ~caps[index]:
+            return '%s: 0x%02x not supported by the speaker' % (name, value)
+    low, high = config[2], config[3]
+    if low < 2 or low > high or high > 250:
+        return 'bitpool range %d..%d invalid' % (low, high)
+    if low < caps[2] or high > caps[3]:
+        return 'bitpool range %d..%d outside speaker %d..%d' % (
+            low, high, caps[2], caps[3])
+    return None
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def die_with_parent(sig):
+    """prctl(PR_SET_PDEATHSIG): no orphan is left if our parent is killed."""
+    _libc.prctl(1, int(sig), 0, 0, 0)
+
+
+# ---------------------------------------------------------------- call bookkeeping
+
+class Call:
+    """One incoming method call: logs it, applies faults, logs the answer."""
+
+    def __init__(self, mock, method, ok, err):
+        self.mock, self.method = mock, method
+        self._ok, self._err = ok, err
+        self.done = False
+
+    def reply(self, *values):
+        if self.done:
+            return
+        self.done = True
+        self.mock.log('%s -> ok' % self.method)
+        self._ok(*values)
+
+    def fail(self, exc):
+        if self.done:
+            return
+        self.done = True
+        self.mock.log('%s -> %s: %s' % (self.method, exc.get_dbus_name(),
+                                         exc.get_dbus_message()))
+        self._err(exc)
+
+
+# ---------------------------------------------------------------- objects
+
+class PropObject(dbus.service.Object):
+    """An exported object with org.freedesktop.DBus.Properties like gdbus."""
+
+    def __init__(self, mock, path):
+        super().__init__(mock.bus, path)
+        self.mock = mock
+        self.path = path
+        self.props = {}          # interface -> {name: typed dbus value}
+        self.writable = set()    # (interface, name)
+
+    def managed(self):
+        """This object's entry in GetManagedObjects, like BlueZ's gdbus."""
+        data = {INTROSPECT: dbus.Dictionary({}, signature='sv')}
+        for iface, props in self.props.items():
+            data[iface] = dbus.Dictionary(props, signature='sv')
+        data[PROPS] = dbus.Dictionary({}, signature='sv')
+        return dbus.Dictionary(data, signature='sa{sv}')
+
+    def update(self, iface, **changes):
+        """Sets properties and emits PropertiesChanged for real changes."""
+        props = self.props[iface]
+        changed = {k: v for k, v in changes.items() if props.get(k) != v or k not in props}
+        if not changed:
+            return
+        props.update(changed)
+        self.PropertiesChanged(iface, dbus.Dictionary(changed, signature='sv'),
+                               dbus.Array([], signature='s'))
+
+    def _iface_props(self, iface):
+        if iface not in self.props:
+            raise BluezError('org.freedesktop.DBus.Error.InvalidArgs',
+                             "No such interface '%s'" % iface)
+        return self.props[iface]
+
+    @dbus.service.method(PROPS, in_signature='ss', out_signature='v')
+    def Get(self, iface, name):
+        props = self._iface_props(iface)
+        if name not in props:
+            raise BluezError('org.freedesktop.DBus.Error.InvalidArgs',
+                             "No such property '%s'" % name)
+        return props[name]
+
+    @dbus.service.method(PROPS, in_signature='s', out_signature='a{sv}')
+    def GetAll(self, iface):
+        return dbus.Dictionary(self._iface_props(iface), signature='sv')
+
+    @dbus.service.method(PROPS, in_signature='ssv', sender_keyword='sender')
+    def Set(self, iface, name, value, sender=None):
+        tag = 'SetVolume' if (iface, name) == (TRANSPORT, 'Volume') else 'SetProperty'
+        if tag == 'SetVolume':
+            self.mock.log('SetVolume %s %s %s' % (show(value), self.path, sender))
+        else:
+            self.mock.log('SetProperty %s %s %s %s' % (self.path, name, show(value), sender))
+        try:
+            self._set(iface, name, value, sender)
+        except BluezError as e:
+            self.mock.log('%s -> %s: %s' % (tag, e.get_dbus_name(), e.get_dbus_message()))
+            raise
+        self.mock.log('%s -> ok' % tag)
+
+    def _set(self, iface, name, value, sender):
+        """gdbus properties_set(): existence, then writability, then the setter."""
+        props = self._iface_props(iface)
+        if name not in props:
+            raise BluezError('org.freedesktop.DBus.Error.UnknownProperty',
+                             "No such property '%s'" % name)
+        if (iface, name) not in self.writable:
+            raise BluezError('org.freedesktop.DBus.Error.PropertyReadOnly',
+                             "Property '%s' is not writable" % name)
+        self.on_set(iface, name, value, sender)
+
+    def on_set(self, iface, name, value, sender):
+        """Default for writable properties: store and signal."""
+        self.update(iface, **{name: value})
+
+    @dbus.service.signal(PROPS, signature='sa{sv}as')
+    def PropertiesChanged(self, iface, changed, invalidated):
+        pass
+
+
+class Root(dbus.service.Object):
+    """"/" with the ObjectManager, as bluetoothd exports it."""
+
+    def __init__(self, mock):
+        super().__init__(mock.bus, '/')
+        self.mock = mock
+
+    @dbus.service.method(OBJMGR, out_signature='a{oa{sa{sv}}}', sender_keyword='sender',
+                         async_callbacks=('ok', 'err'))
+    def GetManagedObjects(self, sender=None, ok=None, err=None):
+        call = self.mock.begin('GetManagedObjects', sender, ok, err)
+        if call:
+            call.reply(self.mock.managed_objects())
+
+    @dbus.service.signal(OBJMGR, signature='oa{sa{sv}}')
+    def InterfacesAdded(self, path, interfaces):
+        pass
+
+    @dbus.service.signal(OBJMGR, signature='oas')
+    def InterfacesRemoved(self, path, interfaces):
+        pass
+
+
+class Endpoint:
+    """A media endpoint some client registered on an adapter (media.c)."""
+
+    def __init__(self, adapter, sender, path, uuid, codec, caps, delay_reporting):
+        self.adapter, self.sender, self.path = adapter, sender, path
+        self.uuid, self.codec, self.caps = uuid, codec, caps
+        self.delay_reporting = delay_reporting
+        self.transports = []
+        self.jobs = set()        # ConnectJobs waiting on this endpoint
+
+
+class Adapter(PropObject):
+    """/org/bluez/hciN: Adapter1 + Media1."""
+
+    def __init__(self, mock, name, address, powered):
+        super().__init__(mock, '/org/bluez/' + name)
+        self.name = name
+        self.endpoints = []
+        self.props[ADAPTER] = {
+            'Address': dbus.String(address), 'AddressType': dbus.String('public'),
+            'Name': dbus.String('alsabt-mock'), 'Alias': dbus.String('alsabt-mock'),
+            'Class': dbus.UInt32(0x7c010c), 'Powered': dbus.Boolean(powered),
+            'Discoverable': dbus.Boolean(False), 'Pairable': dbus.Boolean(True),
+            'Discovering': dbus.Boolean(False),
+            'UUIDs': dbus.Array([A2DP_SOURCE, AVRCP, AVRCP_TARGET, PNP], signature='s'),
+        }
+        self.props[MEDIA] = {}
+        self.writable = {(ADAPTER, 'Powered'), (ADAPTER, 'Alias'),
+                         (ADAPTER, 'Discoverable'), (ADAPTER, 'Pairable')}
+
+    @property
+    def powered(self):
+        return bool(self.props[ADAPTER]['Powered'])
+
+    def on_set(self, iface, name, value, sender):
+        if name == 'Powered':
+            self.mock.log('Powered %s %d' % (self.name, bool(value)))
+            self.update(ADAPTER, Powered=dbus.Boolean(bool(value)))
+            if not value:   # powering off drops every link, like link loss
+                for dev in self.mock.devices_of(self):
+                    dev.link_lost()
+            return
+        super().on_set(iface, name, value, sender)
+
+    def find_endpoint(self, sender=None, path=None):
+        for ep in self.endpoints:
+            if (sender is None or ep.sender == sender) and (path is None or ep.path == path):
+                return ep
+        return None
+
+    def source_endpoint(self):
+        """The first registered A2DP Source SBC endpoint (a2dp_find_sep order)."""
+        for ep in self.endpoints:
+            if ep.uuid == A2DP_SOURCE and ep.codec == 0:
+                return ep
+        return None
+
+    @dbus.service.method(MEDIA, in_signature='oa{sv}', sender_keyword='sender',
+                         async_callbacks=('ok', 'err'))
+    def RegisterEndpoint(self, path, props, sender=None, ok=None, err=None):
+        args = '%s %s %s %s' % (sender, path, self.name, describe_endpoint(props))
+        call = self.mock.begin('RegisterEndpoint', args, ok, err)
+        if not call:
+            return
+        try:
+            if self.find_endpoint(sender, str(path)):
+                raise bluez_error('AlreadyExists', 'Already Exists')
+            ep = self._parse_endpoint(sender, str(path), props)
+        except BluezError as e:
+            call.fail(e)
+            return
+        self.endpoints.append(ep)
+        self.mock.watch_owner(sender)
+        call.reply()
+
+    def _parse_endpoint(self, sender, path, props):
+        """media.c parse_properties(): keys are case-insensitive."""
+        if not props:
+            raise invalid_args()
+        uuid = codec = None
+        caps, delay = b'', False
+        for key, value in props.items():
+            key = key.lower()
+            if key == 'uuid':
+                if not isinstance(value, dbus.String):
+                    raise invalid_args()
+                uuid = str(value).lower()
+            elif key == 'codec':
+                if not isinstance(value, dbus.Byte):
+                    raise invalid_args()
+                codec = int(value)
+            elif key == 'delayreporting':
+                if not isinstance(value, dbus.Boolean):
+                    raise invalid_args()
+                delay = bool(value)
+            elif key == 'capabilities':
+                caps = as_bytes(value)
+                if caps is None:
+                    raise invalid_args()
+        if uuid is None or codec is None or uuid not in ENDPOINT_UUIDS:
+            raise invalid_args()
+        return Endpoint(self, sender, path, uuid, codec, caps, delay)
+
+    @dbus.service.method(MEDIA, in_signature='o', sender_keyword='sender',
+                         async_callbacks=('ok', 'err'))
+    def UnregisterEndpoint(self, path, sender=None, ok=None, err=None):
+        call = self.mock.begin('UnregisterEndpoint',
+                               '%s %s %s' % (sender, path, self.name), ok, err)
+        if not call:
+            return
+        ep = self.find_endpoint(sender, str(path))
+        if ep is None:
+            call.fail(bluez_error('DoesNotExist', 'Does Not Exist'))
+            return
+        self.mock.remove_endpoint(ep, owner_alive=True)
+        call.reply()
+
+
+class RemoteSep(PropObject):
+    """DEV/sep1: the speaker's SBC sink SEP, exported while connected."""
+
+    def __init__(self, mock, device):
+        super().__init__(mock, device.path + '/sep1')
+        self.props[ENDPOINT] = {
+            'UUID': dbus.String(A2DP_SINK), 'Codec': dbus.Byte(0),
+            'Capabilities': ay(mock.sink_caps), 'Device': dbus.ObjectPath(device.path),
+        }
+
+
+class Device(PropObject):
+    """/org/bluez/hciN/dev_XX_..: Device1 (+ Battery1)."""
+
+    def __init__(self, mock, adapter, address, flags):
+        super().__init__(mock, '%s/dev_%s' % (adapter.path, address.replace(':', '_').upper()))
+        self.adapter = adapter
+        self.short = self.path.rsplit('/', 1)[1]
+        self.transports = []
+        self.connecting = None   # ConnectJob while a connect is pending
+        self.sep = None          # RemoteSep while connected
+        name = flags.get('name', 'Mock Speaker')
+        uuids = [HFP_HF, PNP] if 'nosink' in flags else [A2DP_SINK, AVRCP, AVRCP_TARGET, PNP]
+        paired = 'unpaired' not in flags
+        self.props[DEVICE] = {
+            'Address': dbus.String(address.upper()), 'AddressType': dbus.String('public'),
+            'Name': dbus.String(name), 'Alias': dbus.String(name),
+            'Class': dbus.UInt32(0x240414), 'Icon': dbus.String('audio-card'),
+            'Paired': dbus.Boolean(paired), 'Trusted': dbus.Boolean(paired),
+            'Blocked': dbus.Boolean(False), 'LegacyPairing': dbus.Boolean(False),
+            'Connected': dbus.Boolean('connected' in flags),
+            'UUIDs': dbus.Array(uuids, signature='s'),
+            'Adapter': dbus.ObjectPath(adapter.path),
+            'ServicesResolved': dbus.Boolean('connected' in flags),
+        }
+        self.writable = {(DEVICE, 'Alias'), (DEVICE, 'Trusted'), (DEVICE, 'Blocked')}
+        if mock.args.battery is not None:
+            self.props[BATTERY] = {'Percentage': dbus.Byte(mock.args.battery)}
+
+    @property
+    def connected(self):
+        return bool(self.props[DEVICE]['Connected'])
+
+    def has_uuid(self, uuid):
+        return uuid in [str(u) for u in self.props[DEVICE]['UUIDs']]
+
+    def set_connected(self, value):
+        if self.connected != value:
+            self.mock.log('Connected %s %d' % (self.short, value))
+        self.update(DEVICE, Connected=dbus.Boolean(value),
+                    ServicesResolved=dbus.Boolean(value))
+        if value and self.sep is None:
+            self.sep = RemoteSep(self.mock, self)
+            self.mock.add_object(self.sep)
+        elif not value and self.sep is not None:
+            self.mock.remove_object(self.sep)
+            self.sep = None
+
+    def set_battery(self, percent):
+        if BATTERY in self.props:
+            self.update(BATTERY, Percentage=dbus.Byte(percent))
+        else:
+            self.props[BATTERY] = {'Percentage': dbus.Byte(percent)}
+            self.mock.root.InterfacesAdded(self.path, dbus.Dictionary(
+                {BATTERY: dbus.Dictionary(self.props[BATTERY], signature='sv')},
+                signature='sa{sv}'))
+
+    def drop_transports(self, clear):
+        if self.connecting:
+            self.connecting.abort()
+        for t in list(self.transports):
+            self.mock.drop_transport(t, clear=clear)
+
+    def link_lost(self):
+        """The speaker disappeared: sockets close, then the D-Bus side follows."""
+        for t in self.transports:
+            t.stop_sinks()
+        self.drop_transports(clear=True)
+        self.set_connected(False)
+
+    # -- Device1 methods
+
+    @dbus.service.method(DEVICE, in_signature='s', sender_keyword='sender',
+                         async_callbacks=('ok', 'err'))
+    def ConnectProfile(self, uuid, sender=None, ok=None, err=None):
+        call = self.mock.begin('ConnectProfile', '%s %s %s' % (self.short, uuid, sender), ok, err)
+        if call:
+            self.connect_a2dp(call, normalize_uuid(uuid))
+
+    @dbus.service.method(DEVICE, sender_keyword='sender', async_callbacks=('ok', 'err'))
+    def Connect(self, sender=None, ok=None, err=None):
+        call = self.mock.begin('Connect', '%s %s' % (self.short, sender), ok, err)
+        if call:
+            # Connect() connects every auto-connect profile; A2DP is the one we model.
+            uuid = A2DP_SINK if self.has_uuid(A2DP_SINK) else 'none'
+            self.connect_a2dp(call, uuid)
+
+    def connect_a2dp(self, call, uuid):
+        try:
+            if self.connecting:
+                raise bluez_error('InProgress', 'br-connection-busy')
+            if not self.adapter.powered:
+                raise bluez_error('NotReady', 'br-connection-adapter-not-powered')
+            if not self.has_uuid(uuid):
+                raise bluez_error('NotAvailable', 'br-connection-profile-unavailable')
+            if uuid != A2DP_SINK or self.transports:
+                call.reply()        # not modelled, or -EALREADY: BlueZ says success
+                return
+            if not self.props[DEVICE]['Paired']:
+                raise bluez_error('Failed', 'br-connection-create-socket')
+            if self.mock.faults.get('ConnectProfile') == 'busy':
+                self.set_connected(True)
+                self.mock.foreign_transport(self)
+                call.reply()
+                return
+            ep = self.adapter.source_endpoint()
+            if ep is None:
+                raise bluez_error('Failed', 'br-connection-create-socket')
+        except BluezError as e:
+            call.fail(e)
+            return
+        ConnectJob(self.mock, self, ep, call).start()
+
+    @dbus.service.method(DEVICE, in_signature='s', sender_keyword='sender',
+                         async_callbacks=('ok', 'err'))
+    def DisconnectProfile(self, uuid, sender=None, ok=None, err=None):
+        call = self.mock.begin('DisconnectProfile', '%s %s %s' % (self.short, uuid, sender),
+                               ok, err)
+        if not call:
+            return
+        uuid = normalize_uuid(uuid)
+        if not self.has_uuid(uuid):
+            call.fail(invalid_args())
+            return
+        if uuid == A2DP_SINK and (self.transports or self.connecting):
+            self.drop_transports(clear=True)
+            self.set_connected(False)
+        call.reply()
+
+    @dbus.service.method(DEVICE, sender_keyword='sender', async_callbacks=('ok', 'err'))
+    def Disconnect(self, sender=None, ok=None, err=None):
+        call = self.mock.begin('Disconnect', '%s %s' % (self.short, sender), ok, err)
+        if not call:
+            return
+        if not self.connected:
+            call.fail(bluez_error('NotConnected', 'Not Connected'))
+            return
+        self.drop_transports(clear=True)
+        self.set_connected(False)
+        call.reply()
+
+
+def guarded(callback):
+    """For endpoint-reply callbacks: a bug in the mock fails the pending
+    ConnectProfile (and says so) instead of leaving it unanswered."""
+    @functools.wraps(callback)
+    def wrapper(self, *args):
+        try:
+            return callback(self, *args)
+        except Exception as e:
+            traceback.print_exc()
+            self.mock.log('mock error in %s: %r' % (callback.__name__, e))
+            if not self.finished:
+                self.fail()
+    return wrapper
+
+
+class ConnectJob:
+    """The A2DP setup behind one pending ConnectProfile (sink.c + a2dp.c).
+
+    SelectConfiguration -> transport object -> SetConfiguration -> reply,
+    all while the ConnectProfile call waits for its answer.
+    """
+
+    def __init__(self, mock, device, endpoint, call):
+        self.mock, self.device, self.ep, self.call = mock, device, endpoint, call
+        self.transport = None
+        self.finished = False
+
+    def start(self):
+        self.device.connecting = self
+        self.ep.jobs.add(self)
+        self.device.set_connected(True)      # the ACL is up before AVDTP discovery
+        action = self.mock.faults.get('SelectConfiguration')
+        caps = self.mock.sink_caps
+        sig, args = 'ay', [ay(caps)]
+        if action.startswith('garbage:'):
+            caps = bytes.fromhex(action[8:])
+            args = [ay(caps)]
+        elif action == 'wrongtype':
+            sig, args = 's', [caps.hex()]
+        elif action == 'wrongsig':
+            sig, args = 'ai', [dbus.Array([dbus.Int32(b) for b in caps], signature='i')]
+        self.mock.log('SelectConfiguration %s %s' % (self.ep.path, caps.hex()))
+        self.mock.endpoint_call(self.ep, 'SelectConfiguration', sig, args,
+                                self._selected, self._select_failed)
+
+    @guarded
+    def _selected(self, *values):
+        if self.finished:
+            return
+        config = as_bytes(values[0]) if len(values) == 1 else None
+        problem = sbc_config_problem(config, self.mock.sink_caps)
+        if problem:
+            self.mock.log('SelectConfiguration -> invalid %s: %s'
+                          % (config.hex() if config is not None else repr(values), problem))
+            self.fail()
+            return
+        self.mock.log('SelectConfiguration -> %s' % config.hex())
+        self._configure(config)
+
+    @guarded
+    def _select_failed(self, exc):
+        if self.finished:
+            return
+        self.mock.log('SelectConfiguration -> %s: %s' % (exc.get_dbus_name(),
+                                                         exc.get_dbus_message()))
+        if exc.get_dbus_name() == 'org.freedesktop.DBus.Error.NoReply':
+            self.mock.clear_endpoint(self.ep)
+        self.fail()
+
+    def _configure(self, config):
+        action = self.mock.faults.get('SetConfiguration')
+        if action.startswith('garbage:'):
+            config = bytes.fromhex(action[8:])
+        self.transport = self.mock.new_transport(self.device, self.ep, config)
+        path, props = self.transport.path, self.transport.props[TRANSPORT]
+        sig, args = 'oa{sv}', [dbus.ObjectPath(path), dbus.Dictionary(props, signature='sv')]
+        if action == 'wrongtype':
+            bad = dict(props, Configuration=dbus.String(config.hex()),
+                       Codec=dbus.UInt32(int(props['Codec'])))
+            args = [dbus.ObjectPath(path), dbus.Dictionary(bad, signature='sv')]
+        elif action == 'wrongsig':
+            sig = 'sa{ss}'
+            args = [dbus.String(path),
+                    dbus.Dictionary({k: show(v) for k, v in props.items()}, signature='ss')]
+        self.mock.log('SetConfiguration %s %s' % (path, config.hex()))
+        self.mock.endpoint_call(self.ep, 'SetConfiguration', sig, args,
+                                self._configured, self._configure_failed)
+
+    @guarded
+    def _configured(self, *values):
+        if self.finished:
+            return
+        self.mock.log('SetConfiguration -> ok')
+        self._end()
+        self.call.reply()
+
+    @guarded
+    def _configure_failed(self, exc):
+        if self.finished:
+            return
+        self.mock.log('SetConfiguration -> %s: %s' % (exc.get_dbus_name(),
+                                                      exc.get_dbus_message()))
+        if exc.get_dbus_name() == 'org.freedesktop.DBus.Error.NoReply':
+            self.mock.clear_endpoint(self.ep)
+        elif self.transport in self.device.transports:
+            self.mock.drop_transport(self.transport, clear=True)   # stream aborted
+        self.fail()
+
+    def _end(self):
+        self.finished = True
+        self.ep.jobs.discard(self)
+        if self.device.connecting is self:
+            self.device.connecting = None
+
+    def fail(self):
+        """Setup failed: -EIO from sink.c, the link goes down again."""
+        self._end()
+        if self.transport in self.device.transports:
+            self.mock.drop_transport(self.transport, clear=True)
+        if not self.device.transports:
+            self.device.set_connected(False)
+        self.call.fail(bluez_error('Failed', 'br-connection-create-socket'))
+
+    def abort(self):
+        if not self.finished:
+            self.fail()
+
+
+class Sink:
+    """The speaker end of one acquired socket: a spawned program or a drain."""
+
+    def __init__(self, mock, transport, k, fd):
+        self.mock, self.transport, self.k = mock, transport, k
+        self.proc = None
+        self.fd = None
+        self.watch = None
+        self.packets = self.bytes = self.max = 0
+        self.exited = False
+        if mock.args.sink:
+            self._spawn(fd)
+        else:
+            self._drain(fd)
+
+    def _spawn(self, fd):
+        base = os.path.join(self.mock.outdir, 'capture-%d' % self.k)
+        argv = [self.mock.args.sink, '--fd', '3', '--wav', base + '.wav', '--log', base + '.csv']
+
+        def child_setup():
+            if fd != 3:
+                os.dup2(fd, 3)
+            os.set_inheritable(3, True)
+            die_with_parent(signal.SIGKILL)
+
+        try:
+            with open(base + '.out', 'ab') as out:
+                # close_fds=False: everything else is close-on-exec already,
+                # and the socket must arrive as fd 3 (dup2 in child_setup).
+                self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                             stderr=subprocess.STDOUT, close_fds=False,
+                                             preexec_fn=child_setup)
+        finally:
+            os.close(fd)   # only the sink may hold this end, so it sees the client's EOF
+        self.mock.log('Sink %d %s pid=%d' % (self.k, self.transport.path, self.proc.pid))
+
+    def _drain(self, fd):
+        os.set_blocking(fd, False)
+        self.fd = fd
+        self._watch_on()
+        self.mock.log('Sink %d %s drain' % (self.k, self.transport.path))
+
+    def _watch_on(self):
+        self.watch = GLib.io_add_watch(self.fd, GLib.PRIORITY_DEFAULT,
+                                       GLib.IO_IN | GLib.IO_HUP | GLib.IO_ERR, self._readable)
+
+    def _readable(self, fd, cond):
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                return True
+            except OSError:
+                data = b''
+            if not data:
+                self.mock.log('SinkEOF %s %d packets=%d bytes=%d max=%d' % (
+                    self.transport.path, self.k, self.packets, self.bytes, self.max))
+                self.watch = None
+                self._close_fd()
+                return False
+            self.packets += 1
+            self.bytes += len(data)
+            self.max = max(self.max, len(data))
+
+    def _close_fd(self):
+        if self.watch is not None:
+            GLib.source_remove(self.watch)
+            self.watch = None
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def alive(self):
+        if self.proc:
+            return not self.exited and self.proc.poll() is None
+        return self.fd is not None
+
+    def poll(self):
+        """Called periodically: reports a spawned sink's exit once."""
+        if self.proc and not self.exited and self.proc.poll() is not None:
+            self.exited = True
+            self.mock.log('SinkExit %d rc=%d' % (self.k, self.proc.returncode))
+
+    def pause(self, seconds):
+        if self.proc:
+            os.kill(self.proc.pid, signal.SIGSTOP)
+            GLib.timeout_add(int(seconds * 1000), self._resume_proc)
+        elif self.watch is not None:
+            GLib.source_remove(self.watch)
+            self.watch = None
+            GLib.timeout_add(int(seconds * 1000), self._resume_drain)
+
+    def _resume_proc(self):
+        if self.alive():
+            os.kill(self.proc.pid, signal.SIGCONT)
+        return False
+
+    def _resume_drain(self):
+        if self.fd is not None and self.watch is None:
+            self._watch_on()
+        return False
+
+    def stop(self):
+        """Closes the speaker end now: the client's next write fails (EPIPE)."""
+        if self.proc:
+            self._stop_proc()
+        else:
+            self._close_fd()
+
+    def _stop_proc(self):
+        if not self.alive():
+            self.poll()
+            return
+        for sig in (signal.SIGCONT, signal.SIGTERM):
+            try:
+                os.kill(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+        try:
+            self.proc.wait(timeout=1.0)   # lets the sink finish its files
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=2.0)
+        self.poll()
+
+
+class Transport(PropObject):
+    """DEV/sep1/fdN: org.bluez.MediaTransport1 (transport.c)."""
+
+    def __init__(self, mock, device, endpoint, config, number, foreign=False):
+        super().__init__(mock, '%s/sep1/fd%d' % (device.path, number))
+        self.device, self.endpoint, self.foreign = device, endpoint, foreign
+        self.owner = 'foreign' if foreign else None
+        self.sinks = []
+        props = {
+            'Device': dbus.ObjectPath(device.path),
+            # BlueZ reports the local endpoint's UUID, i.e. A2DP Source for us.
+            'UUID': dbus.String(endpoint.uuid if endpoint else A2DP_SOURCE),
+            'Codec': dbus.Byte(endpoint.codec if endpoint else 0),
+            'Configuration': ay(config),
+            'State': dbus.String('active' if foreign else 'idle'),
+        }
+        # Delay exists only if both sides negotiated delay reporting.
+        if mock.delay is not None and (foreign or endpoint.delay_reporting):
+            props['Delay'] = dbus.UInt16(mock.delay)
+        if mock.volume is not None:
+            props['Volume'] = dbus.UInt16(mock.volume)
+        props['Endpoint'] = dbus.ObjectPath(device.path + '/sep1')
+        self.props[TRANSPORT] = props
+        self.writable = {(TRANSPORT, 'Volume')}
+
+    @property
+    def state(self):
+        return str(self.props[TRANSPORT]['State'])
+
+    def set_state(self, state):
+        if self.state != state:
+            self.mock.log('State %s %s' % (self.path, state))
+            self.update(TRANSPORT, State=dbus.String(state))
+
+    def set_volume(self, volume):
+        self.mock.log('Volume %s %d' % (self.path, volume))
+        self.update(TRANSPORT, Volume=dbus.UInt16(volume))
+
+    def stop_sinks(self):
+        for s in self.sinks:
+            s.stop()
+
+    def on_set(self, iface, name, value, sender):
+        """Volume: validated and accepted now, applied when the speaker confirms."""
+        if not isinstance(value, dbus.UInt16) or int(value) > 127:
+            raise invalid_args()
+        volume = int(value)
+        if volume == int(self.props[TRANSPORT]['Volume']):
+            return
+
+        def apply():
+            if self.mock.transports.get(self.path) is self:
+                self.set_volume(volume)
+            return False
+        GLib.timeout_add(max(0, int(self.mock.args.volume_delay * 1000)), apply)
+
+    def _acquire(self, call, sender, try_only):
+        if self.owner is not None:
+            raise bluez_error('NotAuthorized', 'Operation Not Authorized')
+        if try_only and self.state != 'pending':
+            raise bluez_error('NotAvailable', 'Operation currently not available')
+        if not try_only and self.state != 'idle':
+            raise bluez_error('NotAuthorized', 'Operation Not Authorized')
+        self.set_state('pending')
+        ours, theirs = socket.socketpair(socket.AF_UNIX,
+                                         socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        if self.mock.args.sndbuf:
+            ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.mock.args.sndbuf)
+        try:
+            self.sinks.append(Sink(self.mock, self, self.mock.next_capture(), theirs.detach()))
+        except OSError as e:     # test setup error (bad --sink): fail loudly
+            ours.close()
+            self.set_state('idle')
+            self.mock.log('Sink error: %s' % e)
+            raise bluez_error('Failed', 'mock could not start the sink: %s' % e)
+        self.owner = sender
+        self.mock.watch_owner(sender)
+        fd = dbus.types.UnixFd(ours)   # keeps a dup ...
+        ours.close()
+        mtu = dbus.UInt16(self.mock.args.mtu)
+        call.reply(fd, mtu, mtu)
+        os.close(fd.take())            # ... which we close once the reply is out
+        self.set_state('active')
+
+    @dbus.service.method(TRANSPORT, out_signature='hqq', sender_keyword='sender',
+                         async_callbacks=('ok', 'err'))
+    def Acquire(self, sender=None, ok=None, err=None):
+        call = self.mock.begin('Acquire', '%s %s' % (self.path, sender), ok, err)
+        if call:
+            try:
+                self._acquire(call, sender, try_only=False)
+            except BluezError as e:
+                call.fail(e)
+
+    @dbus.service.method(TRANSPORT, out_signature='hqq', sender_keyword='sender',
+                         async_callbacks=('ok', 'err'))
+    def TryAcquire(self, sender=None, ok=None, err=None):
+        call = self.mock.begin('TryAcquire', '%s %s' % (self.path, sender), ok, err)
+        if call:
+            try:
+                self._acquire(call, sender, try_only=True)
+            except BluezError as e:
+                call.fail(e)
+
+    @dbus.service.method(TRANSPORT, sender_keyword='sender', async_callbacks=('ok', 'err'))
+    def Release(self, sender=None, ok=None, err=None):
+        call = self.mock.begin('Release', '%s %s' % (self.path, sender), ok, err)
+        if not call:
+            return
+        if self.owner is None or self.owner != sender:
+            call.fail(bluez_error('NotAuthorized', 'Operation Not Authorized'))
+            return
+        self.owner = None
+        call.reply()
+        self.set_state('idle')
+
+
+class Control(dbus.service.Object):
+    """/org/alsabt/mock, org.alsabt.Mock1: what tests use to steer the mock."""
+
+    def __init__(self, mock):
+        super().__init__(mock.bus, CTL_PATH)
+        self.mock = mock
+
+    @dbus.service.method(CTL, in_signature='ss')
+    def SetFault(self, method, action):
+        self.mock.log('Mock.SetFault %s %s' % (method, action))
+        self.mock.faults.set(str(method), str(action))
+
+    @dbus.service.method(CTL)
+    def Vanish(self):
+        self.mock.log('Mock.Vanish')
+        for dev in self.mock.devices.values():
+            if dev.connected or dev.transports:
+                dev.link_lost()
+
+    @dbus.service.method(CTL, in_signature='sv')
+    def SetTransportProperty(self, name, value):
+        self.mock.log('Mock.SetTransportProperty %s %s' % (name, show(value)))
+        self.mock.set_transport_property(str(name), value)
+
+    @dbus.service.method(CTL, in_signature='y')
+    def SetBattery(self, percent):
+        self.mock.log('Mock.SetBattery %d' % percent)
+        for dev in self.mock.devices.values():
+            dev.set_battery(int(percent))
+
+    @dbus.service.method(CTL, in_signature='d')
+    def PauseSink(self, seconds):
+        self.mock.log('Mock.PauseSink %g' % seconds)
+        live = [s for t in self.mock.transports.values() for s in t.sinks if s.alive()]
+        if not live:
+            raise BluezError('org.alsabt.Mock.Error.NoSink', 'no live sink to pause')
+        max(live, key=lambda s: s.k).pause(float(seconds))
+
+    @dbus.service.method(CTL, out_signature='as')
+    def GetEvents(self):
+        return dbus.Array(self.mock.events, signature='s')
+
+    @dbus.service.method(CTL)
+    def ClearEvents(self):
+        del self.mock.events[:]
+
+
+# ---------------------------------------------------------------- faults
+
+class Faults:
+    """Per-method fault injection set through Mock1.SetFault."""
+
+    def __init__(self):
+        self.actions = {}
+
+    def get(self, method):
+        return self.actions.get(method, '')
+
+    def set(self, method, action):
+        if method not in FAULT_METHODS:
+            raise BluezError('org.alsabt.Mock.Error.InvalidArguments',
+                             'unknown method %r' % method)
+        if action and not self._valid(method, action):
+            raise BluezError('org.alsabt.Mock.Error.InvalidArguments',
+                             'action %r not valid for %s' % (action, method))
+        if action:
+            self.actions[method] = action
+        else:
+            self.actions.pop(method, None)
+
+    @staticmethod
+    def _valid(method, action):
+        if method in OUTGOING:
+            if action.startswith('garbage:'):
+                try:
+                    bytes.fromhex(action[8:])
+                    return True
+                except ValueError:
+                    return False
+            return action in ('wrongtype', 'wrongsig')
+        if action.startswith('error:'):
+            return len(action.split(':', 2)) == 3 and '.' in action.split(':', 2)[1]
+        return action == 'noreply' or (action == 'busy' and method == 'ConnectProfile')
+
+
+# ---------------------------------------------------------------- the mock
+
+class Mock:
+    def __init__(self, args, bus):
+        self.args, self.bus = args, bus
+        self.events = []
+        self.faults = Faults()
+        self.sink_caps = bytes.fromhex(args.sink_caps)
+        self.volume, self.delay = args.volume, args.delay
+        self.outdir = os.path.abspath(args.outdir)
+        self.adapters, self.devices, self.transports = {}, {}, {}
+        self.objects = {}            # path -> PropObject, in creation order
+        self.watched = set()
+        self._fd_number = 0
+        self._capture = 0
+        self.root = Root(self)
+        self.control = Control(self)
+
+    # -- bookkeeping
+
+    def log(self, line):
+        self.events.append(line)
+        print('[%.3f] %s' % (time.monotonic(), line), file=sys.stderr, flush=True)
+
+    def begin(self, method, args, ok, err):
+        """Logs an incoming call and applies its fault; None if consumed."""
+        self.log('%s %s' % (method, args))
+        call = Call(self, method, ok, err)
+        action = self.faults.get(method)
+        if action.startswith('error:'):
+            _, name, message = action.split(':', 2)
+            call.fail(BluezError(name, message))
+            return None
+        if action == 'noreply':
+            self.log('%s -> noreply (fault)' % method)
+            return None
+        return call
+
+    def next_capture(self):
+        self._capture += 1
+        return self._capture - 1
+
+    def add_object(self, obj):
+        self.objects[obj.path] = obj
+        self.root.InterfacesAdded(obj.path, obj.managed())
+
+    def remove_object(self, obj):
+        self.objects.pop(obj.path, None)
+        self.root.InterfacesRemoved(obj.path, dbus.Array(list(obj.managed().keys()),
+                                                         signature='s'))
+        obj.remove_from_connection()
+
+    def managed_objects(self):
+        result = {'/org/bluez': dbus.Dictionary({
+            INTROSPECT: {}, 'org.bluez.AgentManager1': {},
+            'org.bluez.ProfileManager1': {}}, signature='sa{sv}')}
+        for path, obj in self.objects.items():
+            result[path] = obj.managed()
+        return dbus.Dictionary(result, signature='oa{sa{sv}}')
+
+    def devices_of(self, adapter):
+        return [d for d in self.devices.values() if d.adapter is adapter]
+
+    # -- setup from the command line
+
+    def add_adapter(self, spec):
+        name, _, rest = spec.partition('=')
+        address, *flags = rest.split(',')
+        adapter = Adapter(self, name, address, 'off' not in flags)
+        self.adapters[name] = adapter
+        self.add_object(adapter)
+
+    def add_device(self, spec):
+        where, *flag_list = spec.split(',')
+        adapter_name, _, address = where.partition('/')
+        if adapter_name not in self.adapters:
+            raise SystemExit('--device %s: no adapter %s' % (spec, adapter_name))
+        flags = {}
+        for f in flag_list:
+            key, _, value = f.partition('=')
+            flags[key] = value
+        dev = Device(self, self.adapters[adapter_name], address, flags)
+        self.devices[dev.path] = dev
+        self.add_object(dev)
+
+    # -- endpoints and transports
+
+    def endpoint_call(self, ep, method, signature, args, on_reply=None, on_error=None):
+        """Calls the endpoint's owner with BlueZ's 3 s timeout."""
+        def ignore(*_):
+            pass
+        try:
+            self.bus.call_async(ep.sender, ep.path, ENDPOINT, method, signature, args,
+                                on_reply or ignore, on_error or ignore,
+                                timeout=self.args.endpoint_timeout, byte_arrays=True)
+        except (TypeError, ValueError, dbus.DBusException) as e:
+            # A mock bug must not leave a ConnectProfile hanging forever.
+            self.log('%s -> could not send: %s' % (method, e))
+            (on_error or ignore)(BluezError('org.freedesktop.DBus.Error.Failed', str(e)))
+
+    def new_transport(self, device, ep, config):
+        t = Transport(self, device, ep, config, self._fd_number)
+        self._fd_number += 1
+        self.transports[t.path] = t
+        device.transports.append(t)
+        ep.transports.append(t)
+        self.add_object(t)
+        self.log('TransportAdded %s ours' % t.path)
+        return t
+
+    def foreign_transport(self, device):
+        """Another audio service's stream to the speaker (the "busy" fault)."""
+        t = Transport(self, device, None, FOREIGN_CONFIG, self._fd_number, foreign=True)
+        self._fd_number += 1
+        self.transports[t.path] = t
+        device.transports.append(t)
+        self.add_object(t)
+        self.log('TransportAdded %s foreign' % t.path)
+        return t
+
+    def drop_transport(self, t, clear):
+        """Ends a transport as bluetoothd does when its stream goes away."""
+        t.stop_sinks()
+        t.set_state('idle')
+        t.owner = None
+        if clear and t.endpoint:
+            self.log('ClearConfiguration %s' % t.path)
+            self.endpoint_call(t.endpoint, 'ClearConfiguration', 'o', [dbus.ObjectPath(t.path)])
+        if t.endpoint and t in t.endpoint.transports:
+            t.endpoint.transports.remove(t)
+        if t in t.device.transports:
+            t.device.transports.remove(t)
+        self.transports.pop(t.path, None)
+        self.remove_object(t)
+        self.log('TransportRemoved %s' % t.path)
+
+    def clear_endpoint(self, ep):
+        """media.c clear_endpoint(): ClearConfiguration for all its transports."""
+        for t in list(ep.transports):
+            self.drop_transport(t, clear=True)
+
+    def remove_endpoint(self, ep, owner_alive):
+        """UnregisterEndpoint, or its owner left the bus (then nothing is sent)."""
+        for job in list(ep.jobs):
+            job.abort()
+        devices = {t.device for t in ep.transports}
+        for t in list(ep.transports):
+            self.drop_transport(t, clear=owner_alive)
+        if owner_alive:
+            self.log('ReleaseEndpoint %s' % ep.path)
+            self.endpoint_call(ep, 'Release', '', [])
+        ep.adapter.endpoints.remove(ep)
+        for dev in devices:
+            if not dev.transports:
+                dev.set_connected(False)
+
+    def set_transport_property(self, name, value):
+        if name in ('Volume', 'Delay'):
+            number = int(value)
+            setattr(self, name.lower(), number)
+            for t in self.transports.values():
+                if name == 'Volume':
+                    t.set_volume(number)
+                else:
+                    t.update(TRANSPORT, Delay=dbus.UInt16(number))
+        elif name == 'State' and str(value) in ('idle', 'pending', 'active'):
+            for t in self.transports.values():
+                t.set_state(str(value))
+        else:
+            raise BluezError('org.alsabt.Mock.Error.InvalidArguments',
+                             'cannot set %s=%r' % (name, value))
+
+    # -- bus names
+
+    def watch_owner(self, name):
+        self.watched.add(str(name))
+
+    def on_name_owner_changed(self, name, old, new):
+        if new or name not in self.watched:
+            return
+        self.watched.discard(name)
+        for t in list(self.transports.values()):
+            if t.owner == name:          # media_owner_exit(): suspend
+                self.log('OwnerGone %s %s' % (t.path, name))
+                t.owner = None
+                t.set_state('idle')
+        for adapter in self.adapters.values():
+            for ep in [e for e in adapter.endpoints if e.sender == name]:
+                self.log('EndpointGone %s %s' % (name, ep.path))
+                self.remove_endpoint(ep, owner_alive=False)
+
+    def poll_sinks(self):
+        for t in self.transports.values():
+            for s in t.sinks:
+                s.poll()
+        return True
+
+    def shutdown(self):
+        for t in list(self.transports.values()):
+            t.stop_sinks()
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description='BlueZ 5.66 stand-in for alsa-bt tests')
+    p.add_argument('--adapter', action='append', default=[])
+    p.add_argument('--device', action='append', default=[])
+    p.add_argument('--sink-caps', default='ffff0235')
+    p.add_argument('--mtu', type=int, default=672)
+    p.add_argument('--volume', type=int)
+    p.add_argument('--delay', type=int)
+    p.add_argument('--battery', type=int)
+    p.add_argument('--sink')
+    p.add_argument('--outdir', default='.')
+    p.add_argument('--endpoint-timeout', type=float, default=3.0)
+    p.add_argument('--volume-delay', type=float, default=0.02)
+    p.add_argument('--sndbuf', type=int)
+    p.add_argument('--bus', default=os.environ.get('DBUS_SYSTEM_BUS_ADDRESS'))
+    args = p.parse_args(argv)
+    if not args.bus:
+        p.error('no bus: pass --bus or set DBUS_SYSTEM_BUS_ADDRESS')
+    if not args.adapter:
+        args.adapter = ['hci0=00:11:22:33:44:55']
+    return args
+
+
+def main(argv):
+    args = parse_args(argv)
+    die_with_parent(signal.SIGTERM)
+    bus = dbus.bus.BusConnection(args.bus, mainloop=DBusGMainLoop())
+    loop = GLib.MainLoop()
+    mock = Mock(args, bus)
+    for spec in args.adapter:
+        mock.add_adapter(spec)
+    for spec in args.device:
+        mock.add_device(spec)
+    bus.add_signal_receiver(mock.on_name_owner_changed, signal_name='NameOwnerChanged',
+                            dbus_interface='org.freedesktop.DBus',
+                            bus_name='org.freedesktop.DBus', path='/org/freedesktop/DBus')
+    bus.call_on_disconnection(lambda *_: loop.quit())
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        GLib.unix_signal_add(GLib.PRIORITY_HIGH, sig, lambda *_: loop.quit() or False)
+    GLib.timeout_add(100, mock.poll_sinks)
+    if bus.request_name(BLUEZ_NAME, dbus.bus.NAME_FLAG_DO_NOT_QUEUE) != \
+            dbus.bus.REQUEST_NAME_REPLY_PRIMARY_OWNER:
+        print('org.bluez is already owned', file=sys.stderr)
+        return 1
+    print('READY', flush=True)
+    try:
+        loop.run()
+    finally:
+        mock.shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))
