@@ -68,6 +68,7 @@ struct a2dp_stream {
 	uint16_t seq;
 	uint32_t timestamp;
 	int transport_dead;
+	int flushed;                   /* drain sent the encoder's tail */
 	int64_t last_lower_ns, queue_empty_since_ns;
 	struct a2dp_stream_stats stats;
 	int logged_congestion;
@@ -243,21 +244,29 @@ static int send_packet(struct a2dp_stream *s, unsigned frames, unsigned padded, 
 	return 1;
 }
 
-static unsigned packet_frames(const struct a2dp_stream *s)
-{
-	return s->codec->frames_per_packet(s->enc, s->mtu) * s->frame_samples;
-}
-
 static unsigned round_up(unsigned v, unsigned to)
 {
 	return (v + to - 1) / to * to;
 }
 
-/* Everything is sent: wait for the clock to play it and the socket to empty. */
+static unsigned packet_frames(const struct a2dp_stream *s)
+{
+	return s->codec->frames_per_packet(s->enc, s->mtu) * s->frame_samples;
+}
+
+/* Everything is sent: push the encoder's tail out with one packet of silence,
+ * then wait for the clock to play it and for the socket to empty. */
 static int finish_drain(struct a2dp_stream *s, int64_t now)
 {
-	int64_t end = due_ns(s, atomic_load(&s->sent));
+	int64_t end;
 
+	if (!s->flushed) {
+		s->flushed = 1;
+		/* The codec delays the signal by codec_delay samples: without this
+		 * the listener would lose the last of them. */
+		return send_packet(s, 0, round_up(s->codec_delay, s->frame_samples), now);
+	}
+	end = due_ns(s, atomic_load(&s->sent));
 	if (now < end) {
 		arm_timer(s, end);
 		return 0;
@@ -327,6 +336,8 @@ static void transition(struct a2dp_stream *s, enum run_state want)
 {
 	int64_t now = now_ns();
 
+	if (s->state == ST_STOPPED)
+		s->flushed = 0;
 	switch (want) {
 	case ST_RUNNING:
 		if (s->state == ST_PAUSED)
