@@ -30,8 +30,9 @@ SINK     := $(BUILD)/rtp_sink
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/%)
 BENCH    := $(BUILD)/bench_encode
+TOOLS    := $(BUILD)/pcm_client
 
-all: $(PCM_SO) $(SINK) $(UNIT_BIN)
+all: $(PCM_SO) $(SINK) $(UNIT_BIN) $(TOOLS)
 
 $(BUILD)/%.o: %.c $(wildcard a2dp/*.h)
 	@mkdir -p $(dir $@)
@@ -46,6 +47,9 @@ $(PCM_SO): $(BUILD)/pcm_bt/pcm_bluetooth.o $(BUILD)/liba2dp.a a2dp/exports.map
 
 $(SINK): $(BUILD)/tests/sink/rtp_sink.o $(BUILD)/liba2dp.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
+
+$(BUILD)/pcm_client: $(BUILD)/tests/tools/pcm_client.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS) -lm
 
 $(BUILD)/test_%: $(BUILD)/tests/unit/test_%.o $(BUILD)/liba2dp.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS) -lm
