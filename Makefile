@@ -42,7 +42,7 @@ $(BUILD)/liba2dp.a: $(A2DP_OBJ)
 	$(AR) rcs $@ $^
 
 $(PCM_SO): $(BUILD)/pcm_bt/pcm_bluetooth.o $(BUILD)/liba2dp.a a2dp/exports.map
-	$(CC) -shared $(ALL_LDFLAGS) -Wl,--version-script=a2dp/exports.map -Wl,-z,defs \
+	$(CC) -shared $(ALL_LDFLAGS) -Wl,--version-script=a2dp/exports.map -Wl,-z,defs -Wl,-z,nodelete \
 		-o $@ $(BUILD)/pcm_bt/pcm_bluetooth.o $(BUILD)/liba2dp.a $(DEP_LIBS)
 
 $(SINK): $(BUILD)/tests/sink/rtp_sink.o $(BUILD)/liba2dp.a
@@ -54,8 +54,12 @@ $(BUILD)/pcm_client: $(BUILD)/tests/tools/pcm_client.o
 $(BUILD)/test_%: $(BUILD)/tests/unit/test_%.o $(BUILD)/liba2dp.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS) -lm
 
+# Every suite twice: as built, then with the plugins, the sink and the unit
+# tests built with AddressSanitizer + UndefinedBehaviorSanitizer.
+SAN_BUILD := $(BUILD)-san
 check: all
-	tests/run-all $(BUILD)
+	$(MAKE) --no-print-directory BUILD=$(SAN_BUILD) SANITIZE=address,undefined all
+	tests/run-all $(BUILD) all $(SAN_BUILD)
 
 check-unit: all
 	tests/run-all $(BUILD) unit

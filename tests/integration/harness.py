@@ -275,6 +275,10 @@ class Env:
         env['DBUS_SYSTEM_BUS_ADDRESS'] = self.address
         env['HOME'] = self.tmp
         env['XDG_RUNTIME_DIR'] = os.path.join(self.tmp, 'run')
+        # Sanitizer runs: the runtime goes into the programs under test only,
+        # not into python or dbus-daemon.
+        if os.environ.get('ALSABT_PRELOAD'):
+            env['LD_PRELOAD'] = os.environ['ALSABT_PRELOAD']
         return env
 
     def _start_daemon(self):

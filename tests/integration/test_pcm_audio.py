@@ -64,7 +64,7 @@ def check_audio(name, env, sig, rate, r, min_db, mtu=672):
     check(name + ': arrival paced in real time',
           abs(rep['duration_of_arrival_s'] - secs) < 0.25 and rep['pacing_ms'] < PACING_MAX_MS,
           f"arrival {rep['duration_of_arrival_s']:.3f} s for {secs} s, pacing {rep['pacing_ms']:.2f} ms")
-    check(name + ': playback took real time', secs - 0.05 <= r.elapsed <= secs + 1.0,
+    check(name + ': playback took real time', secs - 0.05 <= r.elapsed <= secs + 1.5,
           f'{r.elapsed:.2f} s for {secs} s')
 
 
