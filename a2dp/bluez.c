@@ -482,16 +482,15 @@ int bluez_get_property(struct bluez *bz, const char *path, const char *iface,
 	return err;
 }
 
-int bluez_set_uint16(struct bluez *bz, const char *path, const char *iface,
-		     const char *name, uint16_t value, int64_t deadline_ms)
+static DBusMessage *set_message(const char *path, const char *iface, const char *name,
+				uint16_t value)
 {
-	DBusMessage *msg, *reply;
+	DBusMessage *msg;
 	DBusMessageIter it, v;
-	int err;
 
 	msg = dbus_message_new_method_call(BLUEZ_SERVICE, path, DBUS_INTERFACE_PROPERTIES, "Set");
 	if (!msg)
-		return -ENOMEM;
+		return NULL;
 	dbus_message_iter_init_append(msg, &it);
 	if (!dbus_message_iter_append_basic(&it, DBUS_TYPE_STRING, &iface) ||
 	    !dbus_message_iter_append_basic(&it, DBUS_TYPE_STRING, &name) ||
@@ -499,8 +498,19 @@ int bluez_set_uint16(struct bluez *bz, const char *path, const char *iface,
 	    !dbus_message_iter_append_basic(&v, DBUS_TYPE_UINT16, &value) ||
 	    !dbus_message_iter_close_container(&it, &v)) {
 		dbus_message_unref(msg);
-		return -ENOMEM;
+		return NULL;
 	}
+	return msg;
+}
+
+int bluez_set_uint16(struct bluez *bz, const char *path, const char *iface,
+		     const char *name, uint16_t value, int64_t deadline_ms)
+{
+	DBusMessage *msg = set_message(path, iface, name, value), *reply;
+	int err;
+
+	if (!msg)
+		return -ENOMEM;
 	err = dbusx_call(bz->conn, msg, deadline_ms, &reply);
 	dbus_message_unref(msg);
 	if (err < 0)
@@ -509,4 +519,18 @@ int bluez_set_uint16(struct bluez *bz, const char *path, const char *iface,
 		err = -EIO;
 	dbus_message_unref(reply);
 	return err;
+}
+
+int bluez_set_uint16_async(struct bluez *bz, const char *path, const char *iface,
+			   const char *name, uint16_t value)
+{
+	DBusMessage *msg = set_message(path, iface, name, value);
+	int ok;
+
+	if (!msg)
+		return -ENOMEM;
+	dbus_message_set_no_reply(msg, TRUE);
+	ok = dbus_connection_send(bz->conn, msg, NULL);
+	dbus_message_unref(msg);
+	return ok ? 0 : -ENOMEM;
 }

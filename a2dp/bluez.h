@@ -48,6 +48,10 @@ int bluez_get_property(struct bluez *bz, const char *path, const char *iface,
 int bluez_set_uint16(struct bluez *bz, const char *path, const char *iface,
 		     const char *name, uint16_t value, int64_t deadline_ms);
 
+/* The same without waiting for the answer (from the I/O thread, which must not block). */
+int bluez_set_uint16_async(struct bluez *bz, const char *path, const char *iface,
+			   const char *name, uint16_t value);
+
 /* Calls method on path/iface with no arguments or one string; 0 or negative errno.
  * On an error reply, *error_name and *error_msg are set (static strings or "" ). */
 int bluez_call_simple(struct bluez *bz, const char *path, const char *iface,

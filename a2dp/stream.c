@@ -36,6 +36,7 @@ struct a2dp_stream {
 	unsigned rate, channels, frame_samples, codec_delay;
 	int wake_fd, event_fd, timer_fd;
 	pthread_t thread;
+	struct volume_store *vs;
 
 	/* Set by the application thread while the stream is stopped. */
 	int16_t *ring;
@@ -58,6 +59,7 @@ struct a2dp_stream {
 	_Atomic int drained;
 	_Atomic int starved;           /* waiting for the application's next write */
 	_Atomic size_t frame_bytes;    /* encoded bytes per codec frame now */
+	_Atomic uint32_t gain;         /* software volume, Q16 */
 	int64_t t0_ns;                 /* when frame 0 of the clock is due */
 	int64_t paused_ns;
 	enum run_state state;
@@ -69,6 +71,7 @@ struct a2dp_stream {
 	uint32_t timestamp;
 	int transport_dead;
 	int flushed;                   /* drain sent the encoder's tail */
+	int speaker_volume;            /* last MediaTransport1.Volume seen, -1 none */
 	int64_t last_lower_ns, queue_empty_since_ns;
 	struct a2dp_stream_stats stats;
 	int logged_congestion;
@@ -215,6 +218,7 @@ static int send_packet(struct a2dp_stream *s, unsigned frames, unsigned padded, 
 
 	copy_from_ring(s, hw, frames, padded);
 	atomic_store(&s->hw, hw + frames);          /* the ring space is free again */
+	volume_apply(s->scratch, frames * s->channels, atomic_load(&s->gain));
 	n = s->codec->encode(s->enc, s->scratch, padded / s->frame_samples,
 			     s->packet + RTP_HEADER_LEN, s->mtu - RTP_HEADER_LEN);
 	if (n < 0) {
@@ -330,6 +334,51 @@ static void service_clock(struct a2dp_stream *s)
 	}
 }
 
+/* --- volume ---------------------------------------------------------------- */
+
+/* The gain follows the store: the volume itself when the speaker has no
+ * absolute volume, else only mute (the speaker applies its volume). */
+static void apply_store(struct a2dp_stream *s)
+{
+	struct volume_state st;
+
+	volume_store_load(s->vs, &st);
+	atomic_store(&s->gain, s->speaker_volume >= 0 ? (st.muted ? 0 : 65536)
+						       : volume_gain_q16(st.volume, st.muted));
+}
+
+/* The speaker reported a volume: it appeared (push a change made while no
+ * stream was open) or it changed (the knob, or our write acknowledged). */
+static void on_speaker_volume(struct a2dp_stream *s, int volume)
+{
+	struct volume_state st;
+	int appeared = s->speaker_volume < 0;
+
+	s->speaker_volume = volume;
+	volume_store_load(s->vs, &st);
+	if (appeared && st.pending) {
+		bluez_set_uint16_async(s->ep->bz, s->ep->transport, "org.bluez.MediaTransport1",
+				       "Volume", st.volume);
+		st.pending = 0;
+	} else {
+		st.volume = volume;
+	}
+	volume_store_save(s->vs, &st);
+	apply_store(s);
+}
+
+static void follow_volume(struct a2dp_stream *s)
+{
+	int volume = atomic_load(&s->ep->volume);
+
+	if (!s->vs)
+		return;
+	if (volume >= 0 && volume != s->speaker_volume)
+		on_speaker_volume(s, volume);
+	if (volume_store_changed(s->vs))
+		apply_store(s);
+}
+
 /* --- state requests ------------------------------------------------------ */
 
 static void transition(struct a2dp_stream *s, enum run_state want)
@@ -400,14 +449,15 @@ static void drain_fd(int fd)
 
 static void wait_events(struct a2dp_stream *s)
 {
-	struct pollfd p[4] = {
+	struct pollfd p[5] = {
 		{ .fd = s->wake_fd, .events = POLLIN },
 		{ .fd = s->timer_fd, .events = POLLIN },
 		{ .fd = s->transport_dead ? -1 : s->fd, .events = 0 },  /* HUP/ERR only */
 		{ .fd = a2dp_endpoint_bus_fd(s->ep), .events = POLLIN },
+		{ .fd = s->vs ? s->vs->inotify_fd : -1, .events = POLLIN },
 	};
 
-	if (poll(p, 4, -1) < 0)
+	if (poll(p, 5, -1) < 0)
 		return;
 	if (p[0].revents)
 		drain_fd(s->wake_fd);
@@ -420,6 +470,8 @@ static void wait_events(struct a2dp_stream *s)
 		if (atomic_load(&s->ep->gone) && !s->transport_dead)
 			lose_transport(s, "bluetoothd ended the audio stream (speaker disconnected?)");
 	}
+	if (p[3].revents || p[4].revents)
+		follow_volume(s);
 }
 
 static void *io_thread(void *arg)
@@ -428,6 +480,10 @@ static void *io_thread(void *arg)
 
 	/* Messages read during open but not yet dispatched. */
 	a2dp_endpoint_dispatch(s->ep);
+	if (s->vs) {
+		apply_store(s);
+		follow_volume(s);
+	}
 	while (!apply_requests(s)) {
 		if (s->state == ST_RUNNING || s->state == ST_DRAINING)
 			service_clock(s);
@@ -464,7 +520,7 @@ static int check_packet_fits(struct a2dp_stream *s)
 }
 
 int a2dp_stream_new(struct a2dp_stream **out, struct a2dp_endpoint *ep,
-		    const struct a2dp_codec *codec)
+		    const struct a2dp_codec *codec, struct volume_store *vs)
 {
 	struct a2dp_stream *s = calloc(1, sizeof(*s));
 	struct a2dp_format fmt;
@@ -474,6 +530,9 @@ int a2dp_stream_new(struct a2dp_stream **out, struct a2dp_endpoint *ep,
 		return -ENOMEM;
 	s->ep = ep;
 	s->codec = codec;
+	s->vs = vs;
+	s->speaker_volume = -1;
+	atomic_init(&s->gain, 65536);
 	s->fd = ep->fd;
 	s->mtu = ep->write_mtu;
 	s->wake_fd = s->event_fd = s->timer_fd = -1;
@@ -550,6 +609,7 @@ uint64_t a2dp_stream_hw(const struct a2dp_stream *s) { return atomic_load(&s->hw
 int a2dp_stream_error(const struct a2dp_stream *s) { return atomic_load(&s->error); }
 int a2dp_stream_drained(const struct a2dp_stream *s) { return atomic_load(&s->drained); }
 int a2dp_stream_event_fd(const struct a2dp_stream *s) { return s->event_fd; }
+uint32_t a2dp_stream_gain(const struct a2dp_stream *s) { return atomic_load(&s->gain); }
 
 void a2dp_stream_commit(struct a2dp_stream *s, unsigned frames)
 {

@@ -15,6 +15,7 @@
 
 #include "codec.h"
 #include "endpoint.h"
+#include "volume.h"
 
 struct a2dp_stream;
 
@@ -25,9 +26,11 @@ struct a2dp_stream_stats {
 	int64_t first_packet_ns; /* CLOCK_MONOTONIC of the first packet, 0 if none */
 };
 
-/* Takes the transport of ep (which must stay open while the stream lives). */
+/* Takes the transport of ep (which must stay open while the stream lives).
+ * vs, if not NULL, is the device's volume store, which the I/O thread follows:
+ * software volume and mute, or the speaker's own volume (AVRCP). */
 int a2dp_stream_new(struct a2dp_stream **s, struct a2dp_endpoint *ep,
-		    const struct a2dp_codec *codec);
+		    const struct a2dp_codec *codec, struct volume_store *vs);
 void a2dp_stream_free(struct a2dp_stream *s);
 
 /* With the stream stopped: the ring size in frames (the ALSA buffer). */
@@ -53,6 +56,9 @@ void a2dp_stream_pause(struct a2dp_stream *s, int enable);
 int a2dp_stream_drain(struct a2dp_stream *s, int wait);
 int a2dp_stream_draining(const struct a2dp_stream *s);
 int a2dp_stream_drained(const struct a2dp_stream *s);
+
+/* The software gain now applied (Q16, 65536 = unity). */
+uint32_t a2dp_stream_gain(const struct a2dp_stream *s);
 
 /* 0, -EPIPE after an underrun, -ENODEV when the speaker or bluetoothd went away. */
 int a2dp_stream_error(const struct a2dp_stream *s);

@@ -16,6 +16,7 @@
 #include "../a2dp/endpoint.h"
 #include "../a2dp/options.h"
 #include "../a2dp/stream.h"
+#include "../a2dp/volume.h"
 
 #define FRAME_BYTES(ch) ((ch) * 2)
 #define MIN_PERIOD_FRAMES 128
@@ -28,6 +29,8 @@ struct bt_pcm {
 	struct a2dp_endpoint *ep;
 	struct a2dp_stream *stream;
 	const struct a2dp_codec *codec;
+	struct volume_store volume;
+	int have_volume_store;
 	unsigned avail_min;
 };
 
@@ -150,6 +153,11 @@ static int bt_poll_revents(snd_pcm_ioplug_t *io, struct pollfd *pfd, unsigned nf
 	return 0;
 }
 
+static struct volume_store *volume_store_of(struct bt_pcm *pcm)
+{
+	return pcm->have_volume_store ? &pcm->volume : NULL;
+}
+
 static int bt_reconnect_at(struct bt_pcm *pcm, unsigned rate)
 {
 	struct a2dp_codec_prefs prefs = { .rate = rate, .bitpool = pcm->opt.bitpool };
@@ -160,7 +168,7 @@ static int bt_reconnect_at(struct bt_pcm *pcm, unsigned rate)
 	err = a2dp_endpoint_reconfigure(pcm->ep, &prefs,
 					dbusx_now_ms() + pcm->opt.connect_timeout_ms);
 	if (err == 0)
-		err = a2dp_stream_new(&pcm->stream, pcm->ep, pcm->codec);
+		err = a2dp_stream_new(&pcm->stream, pcm->ep, pcm->codec, volume_store_of(pcm));
 	if (err < 0)
 		return err;
 	if (a2dp_stream_rate(pcm->stream) != rate)
@@ -203,6 +211,8 @@ static void bt_free(struct bt_pcm *pcm)
 	a2dp_stream_free(pcm->stream);
 	a2dp_endpoint_close(pcm->ep);
 	bluez_close(pcm->bz);
+	if (pcm->have_volume_store)
+		volume_store_close(&pcm->volume);
 	free(pcm);
 }
 
@@ -280,7 +290,9 @@ static int bt_connect(struct bt_pcm *pcm)
 				     pcm->opt.device[0] ? pcm->opt.device : NULL, deadline, &dev)) < 0 ||
 	    (err = a2dp_endpoint_open(pcm->bz, &dev, pcm->codec, &prefs, deadline, &pcm->ep)) < 0)
 		return err;
-	return a2dp_stream_new(&pcm->stream, pcm->ep, pcm->codec);
+	/* Without a place for the state (no HOME), play at full volume, unmuted. */
+	pcm->have_volume_store = volume_store_open(&pcm->volume, dev.address, 1) == 0;
+	return a2dp_stream_new(&pcm->stream, pcm->ep, pcm->codec, volume_store_of(pcm));
 }
 
 SND_PCM_PLUGIN_DEFINE_FUNC(bluetooth)

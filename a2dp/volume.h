@@ -1,0 +1,47 @@
+/*
+ * The speaker's volume and mute as both plugins see them. With AVRCP absolute
+ * volume the speaker holds the volume (MediaTransport1.Volume); without it the
+ * PCM applies it in software. Either way the last value, the mute switch and a
+ * change made while no stream was open live in a small per-device file, so
+ * that alsamixer (the ctl, one process) reaches a running aplay (the PCM,
+ * another) and the value survives both. Writers replace the file atomically;
+ * readers watch it with inotify.
+ */
+#ifndef A2DP_VOLUME_H
+#define A2DP_VOLUME_H
+
+#include <stdint.h>
+
+#define VOLUME_MAX 127          /* AVRCP absolute volume scale */
+#define VOLUME_DEFAULT VOLUME_MAX  /* unity: a plain sound card until turned down */
+#define VOLUME_MIN_DB (-50.0)   /* the curve of the mixer element's dB TLV */
+
+struct volume_state {
+	int volume;                 /* 0..127 */
+	int muted;
+	int pending;                /* set while no stream was open: apply at the next open */
+};
+
+struct volume_store {
+	char dir[256];
+	char path[320];
+	char name[32];
+	int inotify_fd;             /* -1 when not watching */
+};
+
+/* Opens the store of one device (address "XX:XX:..."); watch: an inotify fd too. */
+int volume_store_open(struct volume_store *vs, const char *address, int watch);
+void volume_store_close(struct volume_store *vs);
+/* Reads the state; defaults when there is none yet. */
+void volume_store_load(struct volume_store *vs, struct volume_state *st);
+int volume_store_save(struct volume_store *vs, const struct volume_state *st);
+/* Drains the inotify fd; 1 if our file changed. */
+int volume_store_changed(struct volume_store *vs);
+
+/* The software gain of a volume, Q16 (65536 = unity): the TLV's dB curve. */
+uint32_t volume_gain_q16(int volume, int muted);
+double volume_db(int volume);
+/* Scales interleaved S16 samples in place. */
+void volume_apply(int16_t *pcm, unsigned samples, uint32_t gain_q16);
+
+#endif
