@@ -18,7 +18,7 @@ CFLAGS   ?= -O2 -g
 SANITIZE ?=
 PKGS     := alsa dbus-1 sbc
 DEP_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-DEP_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+DEP_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
 ALL_CFLAGS := $(CFLAGS) -std=gnu11 -Wall -Wextra -fPIC -DPIC -pthread -Ia2dp $(DEP_CFLAGS) \
 	$(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer)
 ALL_LDFLAGS := $(LDFLAGS) -pthread $(if $(SANITIZE),-fsanitize=$(SANITIZE))
@@ -26,13 +26,14 @@ ALL_LDFLAGS := $(LDFLAGS) -pthread $(if $(SANITIZE),-fsanitize=$(SANITIZE))
 A2DP_SRC := $(wildcard a2dp/*.c)
 A2DP_OBJ := $(A2DP_SRC:%.c=$(BUILD)/%.o)
 PCM_SO   := $(BUILD)/libasound_module_pcm_bluetooth.so
+CTL_SO   := $(BUILD)/libasound_module_ctl_bluetooth.so
 SINK     := $(BUILD)/rtp_sink
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/%)
 BENCH    := $(BUILD)/bench_encode
-TOOLS    := $(BUILD)/pcm_client
+TOOLS    := $(BUILD)/pcm_client $(BUILD)/ctl_client
 
-all: $(PCM_SO) $(SINK) $(UNIT_BIN) $(TOOLS)
+all: $(PCM_SO) $(CTL_SO) $(SINK) $(UNIT_BIN) $(TOOLS)
 
 $(BUILD)/%.o: %.c $(wildcard a2dp/*.h)
 	@mkdir -p $(dir $@)
@@ -45,11 +46,18 @@ $(PCM_SO): $(BUILD)/pcm_bt/pcm_bluetooth.o $(BUILD)/liba2dp.a a2dp/exports.map
 	$(CC) -shared $(ALL_LDFLAGS) -Wl,--version-script=a2dp/exports.map -Wl,-z,defs -Wl,-z,nodelete \
 		-o $@ $(BUILD)/pcm_bt/pcm_bluetooth.o $(BUILD)/liba2dp.a $(DEP_LIBS)
 
+$(CTL_SO): $(BUILD)/ctl_bt/ctl_bluetooth.o $(BUILD)/liba2dp.a a2dp/exports.map
+	$(CC) -shared $(ALL_LDFLAGS) -Wl,--version-script=a2dp/exports.map -Wl,-z,defs -Wl,-z,nodelete \
+		-o $@ $(BUILD)/ctl_bt/ctl_bluetooth.o $(BUILD)/liba2dp.a $(DEP_LIBS)
+
 $(SINK): $(BUILD)/tests/sink/rtp_sink.o $(BUILD)/liba2dp.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
 
 $(BUILD)/pcm_client: $(BUILD)/tests/tools/pcm_client.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS) -lm
+
+$(BUILD)/ctl_client: $(BUILD)/tests/tools/ctl_client.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
 
 $(BUILD)/test_%: $(BUILD)/tests/unit/test_%.o $(BUILD)/liba2dp.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS) -lm
@@ -73,14 +81,15 @@ bench: all $(BENCH)
 $(BENCH): $(BUILD)/bench/bench_encode.o $(BUILD)/liba2dp.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
 
-install: $(PCM_SO)
+install: $(PCM_SO) $(CTL_SO)
 	install -d $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(CONFDIR) $(DESTDIR)$(SYSCONFDIR)/alsa/conf.d
-	install -m 0644 $(PCM_SO) $(DESTDIR)$(PLUGINDIR)/
+	install -m 0644 $(PCM_SO) $(CTL_SO) $(DESTDIR)$(PLUGINDIR)/
 	install -m 0644 conf/20-bluetooth.conf $(DESTDIR)$(CONFDIR)/
 	ln -sf $(CONFDIR)/20-bluetooth.conf $(DESTDIR)$(SYSCONFDIR)/alsa/conf.d/20-bluetooth.conf
 
 uninstall:
 	rm -f $(DESTDIR)$(PLUGINDIR)/libasound_module_pcm_bluetooth.so \
+		$(DESTDIR)$(PLUGINDIR)/libasound_module_ctl_bluetooth.so \
 		$(DESTDIR)$(CONFDIR)/20-bluetooth.conf $(DESTDIR)$(SYSCONFDIR)/alsa/conf.d/20-bluetooth.conf
 
 deps:

@@ -146,6 +146,11 @@ class Proc:
     def pid(self):
         return self.popen.pid
 
+    def output(self):
+        """What it has printed on stdout so far."""
+        with open(self._out, errors='replace') as f:
+            return f.read()
+
     def running(self):
         return not _exited(self.popen.pid, 0)
 
@@ -315,8 +320,10 @@ class Env:
         args = [PYTHON, MOCK, '--bus', self.address, '--outdir', self.outdir] + self.mock_args
         if self.sink_path:
             args += ['--sink', self.sink_path]
+        env = dict(self.environ)
+        env.pop('LD_PRELOAD', None)       # python is not under test
         with open(log_path, 'wb') as log:
-            self._mock = subprocess.Popen(args, env=self.environ, stdin=subprocess.DEVNULL,
+            self._mock = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL,
                                           stdout=log, stderr=log, start_new_session=True,
                                           preexec_fn=_die_with_parent)
         deadline = time.monotonic() + START_TIMEOUT
@@ -327,6 +334,11 @@ class Env:
                 break
             time.sleep(0.02)
         raise RuntimeError('mock did not become READY:\n' + self.mock_log())
+
+    def stop_mock(self):
+        """bluetoothd goes away (its name leaves the bus)."""
+        _stop(self._mock)
+        self._mock = None
 
     def mock_log(self):
         """The mock's stdout+stderr so far (its event log with timestamps)."""

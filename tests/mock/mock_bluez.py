@@ -1003,6 +1003,8 @@ class Transport(PropObject):
 
     def set_volume(self, volume):
         self.mock.log('Volume %s %d' % (self.path, volume))
+        # A real speaker keeps its volume: the next stream starts from it.
+        self.mock.volume = volume
         self.update(TRANSPORT, Volume=dbus.UInt16(volume))
 
     def stop_sinks(self):

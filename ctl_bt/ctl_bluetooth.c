@@ -1,0 +1,571 @@
+/*
+ * ctl.bluetooth: the speaker's volume (AVRCP absolute volume, or software
+ * volume in pcm_bt when the speaker has none), a mute switch and the battery,
+ * as ALSA mixer elements. The ctl_ext callbacks and the D-Bus signals they
+ * follow; the volume state it shares with the PCM is in a2dp/volume.c.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <alsa/asoundlib.h>
+#include <alsa/control_external.h>
+
+#include "../a2dp/bluez.h"
+#include "../a2dp/dbus.h"
+#include "../a2dp/options.h"
+#include "../a2dp/volume.h"
+
+#define TRANSPORT_IFACE "org.bluez.MediaTransport1"
+#define BATTERY_IFACE "org.bluez.Battery1"
+#define CALL_TIMEOUT_MS 1000
+
+enum { EL_VOLUME, EL_SWITCH, EL_BATTERY, EL_COUNT };
+
+static const char *const elem_names[EL_COUNT] = {
+	[EL_VOLUME] = "A2DP Playback Volume",
+	[EL_SWITCH] = "A2DP Playback Switch",
+	/* Read-only; named as a volume so that mixers show it as a bar. */
+	[EL_BATTERY] = "Battery Playback Volume",
+};
+
+/* The volume element's dB scale: 0 mutes, 1..127 linear in dB up to 0 dB. */
+static const unsigned int volume_tlv[] = {
+	SND_CTL_TLVT_DB_MINMAX_MUTE, 2 * sizeof(unsigned int),
+	(unsigned int)(int)(VOLUME_MIN_DB * 100), 0,
+};
+
+struct bt_ctl {
+	snd_ctl_ext_t ext;
+	struct bt_options opt;
+	struct bluez *bz;
+	struct bluez_device dev;
+	struct volume_store vs;
+	char transport[192];        /* a MediaTransport1 of the device, "" if none */
+	int speaker_volume;         /* its Volume, -1 while it has none */
+	int battery;                /* Battery1.Percentage, -1 if none */
+	int gone;                   /* bluetoothd or the bus went away */
+	unsigned dirty;             /* elements with a change to report */
+	int subscribed;
+	/* The one descriptor applications poll (hctl assumes one revents per
+	 * descriptor and reads slots a plugin cannot fill): an epoll of the bus,
+	 * the volume file's inotify and an eventfd that stays readable while
+	 * events are pending (signals libdbus read during a call included). */
+	int epoll_fd, pending_fd;
+};
+
+static const char *const match_rules[] = {
+	"type='signal',sender='org.bluez',interface='org.freedesktop.DBus.Properties',member='PropertiesChanged'",
+	"type='signal',sender='org.bluez',interface='org.freedesktop.DBus.ObjectManager'",
+	"type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',"
+	"member='NameOwnerChanged',arg0='org.bluez'",
+};
+
+static int n_elems(const struct bt_ctl *ctl)
+{
+	return ctl->battery >= 0 ? EL_COUNT : EL_BATTERY;
+}
+
+static void mark(struct bt_ctl *ctl, unsigned elems)
+{
+	ctl->dirty |= elems;
+	if (ctl->dirty && ctl->pending_fd >= 0)
+		eventfd_write(ctl->pending_fd, 1);
+}
+
+static void clear_pending(struct bt_ctl *ctl)
+{
+	eventfd_t v;
+
+	if (ctl->pending_fd >= 0)
+		eventfd_read(ctl->pending_fd, &v);
+}
+
+/* --- what bluetoothd tells us --------------------------------------------- */
+
+static int hardware_volume(const struct bt_ctl *ctl)
+{
+	return ctl->transport[0] && ctl->speaker_volume >= 0;
+}
+
+/* The speaker reported a volume: remember it for when no stream is open. */
+static void remember_speaker_volume(struct bt_ctl *ctl, int volume)
+{
+	struct volume_state st;
+
+	ctl->speaker_volume = volume;
+	volume_store_load(&ctl->vs, &st);
+	if (st.volume != volume || st.pending) {
+		st.volume = volume;
+		st.pending = 0;
+		volume_store_save(&ctl->vs, &st);
+	}
+	mark(ctl, 1u << EL_VOLUME);
+}
+
+static int changed_prop(const char *key, DBusMessageIter *v, void *data)
+{
+	struct bt_ctl *ctl = data;
+	uint16_t q;
+	uint8_t y;
+
+	if (!strcmp(key, "Volume") && !dbusx_variant_basic(v, DBUS_TYPE_UINT16, &q))
+		remember_speaker_volume(ctl, q);
+	else if (!strcmp(key, "Percentage") && !dbusx_variant_basic(v, DBUS_TYPE_BYTE, &y)) {
+		ctl->battery = ctl->battery >= 0 ? y : ctl->battery;
+		mark(ctl, 1u << EL_BATTERY);
+	}
+	return 0;
+}
+
+static void on_properties_changed(struct bt_ctl *ctl, DBusMessage *sig)
+{
+	const char *path = dbus_message_get_path(sig), *iface;
+	DBusMessageIter it;
+
+	if (!dbus_message_iter_init(sig, &it) || dbus_message_iter_get_arg_type(&it) != DBUS_TYPE_STRING)
+		return;
+	dbus_message_iter_get_basic(&it, &iface);
+	if (!dbus_message_iter_next(&it))
+		return;
+	if ((!strcmp(iface, TRANSPORT_IFACE) && ctl->transport[0] && !strcmp(path, ctl->transport)) ||
+	    (!strcmp(iface, BATTERY_IFACE) && !strcmp(path, ctl->dev.path)))
+		dbusx_dict_foreach(&it, changed_prop, ctl);
+}
+
+static int under_device(const struct bt_ctl *ctl, const char *path)
+{
+	size_t n = strlen(ctl->dev.path);
+
+	return !strncmp(path, ctl->dev.path, n) && path[n] == '/';
+}
+
+/* A transport of our device appeared (a stream was set up, by us or another). */
+static void on_interfaces_added(struct bt_ctl *ctl, DBusMessage *sig)
+{
+	DBusMessageIter it, arr;
+	const char *path;
+
+	if (!dbus_message_iter_init(sig, &it) || dbus_message_iter_get_arg_type(&it) != DBUS_TYPE_OBJECT_PATH)
+		return;
+	dbus_message_iter_get_basic(&it, &path);
+	if (!under_device(ctl, path) || !dbus_message_iter_next(&it) ||
+	    dbus_message_iter_get_arg_type(&it) != DBUS_TYPE_ARRAY)
+		return;
+	dbus_message_iter_recurse(&it, &arr);
+	for (; dbus_message_iter_get_arg_type(&arr) == DBUS_TYPE_DICT_ENTRY; dbus_message_iter_next(&arr)) {
+		DBusMessageIter entry;
+		const char *iface;
+
+		dbus_message_iter_recurse(&arr, &entry);
+		dbus_message_iter_get_basic(&entry, &iface);
+		if (strcmp(iface, TRANSPORT_IFACE))
+			continue;
+		snprintf(ctl->transport, sizeof(ctl->transport), "%s", path);
+		ctl->speaker_volume = -1;
+		dbus_message_iter_next(&entry);
+		dbusx_dict_foreach(&entry, changed_prop, ctl);
+		mark(ctl, 1u << EL_VOLUME);
+	}
+}
+
+static void on_interfaces_removed(struct bt_ctl *ctl, DBusMessage *sig)
+{
+	const char *path;
+
+	if (dbus_message_get_args(sig, NULL, DBUS_TYPE_OBJECT_PATH, &path, DBUS_TYPE_INVALID) &&
+	    ctl->transport[0] && !strcmp(path, ctl->transport)) {
+		ctl->transport[0] = 0;
+		ctl->speaker_volume = -1;
+		mark(ctl, 1u << EL_VOLUME);
+	}
+}
+
+static void set_gone(struct bt_ctl *ctl)
+{
+	if (!ctl->gone)
+		mark(ctl, (1u << n_elems(ctl)) - 1);   /* one last event so mixers re-read */
+	ctl->gone = 1;
+}
+
+static DBusHandlerResult ctl_filter(DBusConnection *conn, DBusMessage *msg, void *data)
+{
+	struct bt_ctl *ctl = data;
+	const char *name, *old_owner, *new_owner;
+
+	(void)conn;
+	if (dbus_message_is_signal(msg, DBUS_INTERFACE_PROPERTIES, "PropertiesChanged"))
+		on_properties_changed(ctl, msg);
+	else if (dbus_message_is_signal(msg, "org.freedesktop.DBus.ObjectManager", "InterfacesAdded"))
+		on_interfaces_added(ctl, msg);
+	else if (dbus_message_is_signal(msg, "org.freedesktop.DBus.ObjectManager", "InterfacesRemoved"))
+		on_interfaces_removed(ctl, msg);
+	else if (dbus_message_is_signal(msg, DBUS_INTERFACE_DBUS, "NameOwnerChanged") &&
+		 dbus_message_get_args(msg, NULL, DBUS_TYPE_STRING, &name, DBUS_TYPE_STRING, &old_owner,
+				       DBUS_TYPE_STRING, &new_owner, DBUS_TYPE_INVALID) &&
+		 !strcmp(name, BLUEZ_SERVICE) && !*new_owner)
+		set_gone(ctl);
+	else if (dbus_message_is_signal(msg, DBUS_INTERFACE_LOCAL, "Disconnected"))
+		set_gone(ctl);
+	return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
+}
+
+/* Handles whatever arrived, without blocking. */
+static void pump(struct bt_ctl *ctl)
+{
+	DBusConnection *conn = ctl->bz->conn;
+
+	if (!dbus_connection_read_write(conn, 0))
+		set_gone(ctl);
+	while (dbus_connection_dispatch(conn) == DBUS_DISPATCH_DATA_REMAINS)
+		;
+	if (volume_store_changed(&ctl->vs))
+		mark(ctl, 1u << EL_VOLUME | 1u << EL_SWITCH);
+}
+
+/* --- ctl_ext callbacks ----------------------------------------------------- */
+
+static int bt_elem_count(snd_ctl_ext_t *ext)
+{
+	return n_elems(ext->private_data);
+}
+
+static void fill_id(snd_ctl_elem_id_t *id, int elem)
+{
+	snd_ctl_elem_id_set_interface(id, SND_CTL_ELEM_IFACE_MIXER);
+	snd_ctl_elem_id_set_name(id, elem_names[elem]);
+}
+
+static int bt_elem_list(snd_ctl_ext_t *ext, unsigned int offset, snd_ctl_elem_id_t *id)
+{
+	if ((int)offset >= n_elems(ext->private_data))
+		return -EINVAL;
+	fill_id(id, offset);
+	return 0;
+}
+
+static snd_ctl_ext_key_t bt_find_elem(snd_ctl_ext_t *ext, const snd_ctl_elem_id_t *id)
+{
+	const char *name = snd_ctl_elem_id_get_name(id);
+
+	for (int i = 0; i < n_elems(ext->private_data); i++)
+		if (!strcmp(name, elem_names[i]))
+			return i;
+	return SND_CTL_EXT_KEY_NOT_FOUND;
+}
+
+static int bt_get_attribute(snd_ctl_ext_t *ext, snd_ctl_ext_key_t key, int *type,
+			    unsigned int *acc, unsigned int *count)
+{
+	(void)ext;
+	*count = 1;
+	switch (key) {
+	case EL_VOLUME:
+		*type = SND_CTL_ELEM_TYPE_INTEGER;
+		*acc = SND_CTL_EXT_ACCESS_READWRITE | SND_CTL_EXT_ACCESS_TLV_READ |
+		       SND_CTL_EXT_ACCESS_TLV_CALLBACK;
+		return 0;
+	case EL_SWITCH:
+		*type = SND_CTL_ELEM_TYPE_BOOLEAN;
+		*acc = SND_CTL_EXT_ACCESS_READWRITE;
+		return 0;
+	case EL_BATTERY:
+		*type = SND_CTL_ELEM_TYPE_INTEGER;
+		*acc = SND_CTL_EXT_ACCESS_READ;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static int bt_get_integer_info(snd_ctl_ext_t *ext, snd_ctl_ext_key_t key, long *min,
+			       long *max, long *step)
+{
+	(void)ext;
+	*min = 0;
+	*step = 1;
+	*max = key == EL_BATTERY ? 100 : key == EL_SWITCH ? 1 : VOLUME_MAX;
+	return 0;
+}
+
+static int bt_read_integer(snd_ctl_ext_t *ext, snd_ctl_ext_key_t key, long *value)
+{
+	struct bt_ctl *ctl = ext->private_data;
+	struct volume_state st;
+
+	pump(ctl);
+	if (ctl->gone)
+		return -ENODEV;
+	volume_store_load(&ctl->vs, &st);
+	switch (key) {
+	case EL_VOLUME:
+		*value = hardware_volume(ctl) ? ctl->speaker_volume : st.volume;
+		return 0;
+	case EL_SWITCH:
+		*value = !st.muted;
+		return 0;
+	case EL_BATTERY:
+		*value = ctl->battery;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static int write_volume(struct bt_ctl *ctl, struct volume_state *st, long value)
+{
+	int err;
+
+	if (value < 0 || value > VOLUME_MAX)
+		return -EINVAL;
+	if (value == (hardware_volume(ctl) ? ctl->speaker_volume : st->volume))
+		return 0;
+	st->volume = value;
+	/* Without a speaker that takes it now, the next open applies it. */
+	st->pending = !hardware_volume(ctl);
+	if (hardware_volume(ctl) &&
+	    (err = bluez_set_uint16(ctl->bz, ctl->transport, TRANSPORT_IFACE, "Volume", value,
+				    dbusx_now_ms() + CALL_TIMEOUT_MS)) < 0)
+		return err == -ETIMEDOUT ? -ETIMEDOUT : -EIO;
+	return 1;
+}
+
+static int bt_write_integer(snd_ctl_ext_t *ext, snd_ctl_ext_key_t key, long *value)
+{
+	struct bt_ctl *ctl = ext->private_data;
+	struct volume_state st;
+	int changed, err;
+
+	pump(ctl);
+	if (ctl->gone)
+		return -ENODEV;
+	volume_store_load(&ctl->vs, &st);
+	if (key == EL_VOLUME) {
+		if ((changed = write_volume(ctl, &st, *value)) <= 0)
+			return changed;
+	} else if (key == EL_SWITCH) {
+		if (st.muted == !*value)
+			return 0;
+		st.muted = !*value;
+	} else {
+		return -EPERM;
+	}
+	if ((err = volume_store_save(&ctl->vs, &st)) < 0)
+		return err;
+	pump(ctl);    /* what arrived while we waited for bluetoothd */
+	return 1;
+}
+
+static void bt_subscribe_events(snd_ctl_ext_t *ext, int subscribe)
+{
+	struct bt_ctl *ctl = ext->private_data;
+
+	ctl->subscribed = subscribe;
+}
+
+static int bt_read_event(snd_ctl_ext_t *ext, snd_ctl_elem_id_t *id, unsigned int *event_mask)
+{
+	struct bt_ctl *ctl = ext->private_data;
+
+	pump(ctl);
+	for (int i = 0; i < n_elems(ctl); i++) {
+		if (!(ctl->dirty & 1u << i))
+			continue;
+		ctl->dirty &= ~(1u << i);
+		if (!ctl->subscribed)
+			continue;
+		fill_id(id, i);
+		*event_mask = SND_CTL_EVENT_MASK_VALUE;
+		return 1;
+	}
+	ctl->dirty = 0;
+	clear_pending(ctl);
+	return -EAGAIN;
+}
+
+static int bt_poll_descriptors_count(snd_ctl_ext_t *ext)
+{
+	(void)ext;
+	return 1;
+}
+
+static int bt_poll_descriptors(snd_ctl_ext_t *ext, struct pollfd *pfd, unsigned int space)
+{
+	struct bt_ctl *ctl = ext->private_data;
+
+	if (space < 1)
+		return -EINVAL;
+	pfd[0] = (struct pollfd){ .fd = ctl->epoll_fd, .events = POLLIN };
+	return 1;
+}
+
+static int bt_poll_revents(snd_ctl_ext_t *ext, struct pollfd *pfd, unsigned int nfds,
+			   unsigned short *revents)
+{
+	struct bt_ctl *ctl = ext->private_data;
+
+	(void)pfd;
+	(void)nfds;
+	pump(ctl);
+	if (!ctl->dirty)
+		clear_pending(ctl);
+	*revents = ctl->dirty && ctl->subscribed ? POLLIN : 0;
+	return 0;
+}
+
+static int bt_tlv(snd_ctl_ext_t *ext, snd_ctl_ext_key_t key, int op_flag, unsigned int numid,
+		  unsigned int *tlv, unsigned int tlv_size)
+{
+	(void)ext;
+	(void)numid;
+	if (key != EL_VOLUME || op_flag != 0)
+		return -ENXIO;
+	if (tlv_size < sizeof(volume_tlv))
+		return -ENOMEM;
+	memcpy(tlv, volume_tlv, sizeof(volume_tlv));
+	return 0;
+}
+
+static void bt_free(struct bt_ctl *ctl)
+{
+	if (ctl->bz) {
+		for (size_t i = 0; i < sizeof(match_rules) / sizeof(match_rules[0]); i++)
+			dbus_bus_remove_match(ctl->bz->conn, match_rules[i], NULL);
+		dbus_connection_remove_filter(ctl->bz->conn, ctl_filter, ctl);
+		bluez_close(ctl->bz);
+	}
+	volume_store_close(&ctl->vs);
+	if (ctl->epoll_fd >= 0)
+		close(ctl->epoll_fd);
+	if (ctl->pending_fd >= 0)
+		close(ctl->pending_fd);
+	free(ctl);
+}
+
+static void bt_close(snd_ctl_ext_t *ext)
+{
+	bt_free(ext->private_data);
+}
+
+static const snd_ctl_ext_callback_t bt_callbacks = {
+	.elem_count = bt_elem_count,
+	.elem_list = bt_elem_list,
+	.find_elem = bt_find_elem,
+	.get_attribute = bt_get_attribute,
+	.get_integer_info = bt_get_integer_info,
+	.read_integer = bt_read_integer,
+	.write_integer = bt_write_integer,
+	.subscribe_events = bt_subscribe_events,
+	.read_event = bt_read_event,
+	.poll_descriptors_count = bt_poll_descriptors_count,
+	.poll_descriptors = bt_poll_descriptors,
+	.poll_revents = bt_poll_revents,
+	.close = bt_close,
+};
+
+/* What the device has now: a transport and its Volume, a battery. */
+static void read_device_state(struct bt_ctl *ctl, int64_t deadline)
+{
+	uint16_t volume;
+	uint8_t pct;
+
+	ctl->speaker_volume = ctl->battery = -1;
+	ctl->transport[0] = 0;
+	if (bluez_foreign_transport(ctl->bz, ctl->dev.path, NULL, deadline, ctl->transport,
+				    sizeof(ctl->transport)) <= 0)
+		ctl->transport[0] = 0;
+	else if (bluez_get_property(ctl->bz, ctl->transport, TRANSPORT_IFACE, "Volume",
+				    DBUS_TYPE_UINT16, &volume, deadline) == 0)
+		remember_speaker_volume(ctl, volume);
+	if (bluez_get_property(ctl->bz, ctl->dev.path, BATTERY_IFACE, "Percentage", DBUS_TYPE_BYTE,
+			       &pct, deadline) == 0)
+		ctl->battery = pct;
+	ctl->dirty = 0;
+}
+
+static int watch_fd(struct bt_ctl *ctl, int fd)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
+
+	return fd < 0 || epoll_ctl(ctl->epoll_fd, EPOLL_CTL_ADD, fd, &ev) == 0 ? 0 : -errno;
+}
+
+static int open_poll_fds(struct bt_ctl *ctl)
+{
+	int bus_fd = -1, err;
+
+	ctl->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	ctl->pending_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (ctl->epoll_fd < 0 || ctl->pending_fd < 0)
+		return -errno;
+	dbus_connection_get_unix_fd(ctl->bz->conn, &bus_fd);
+	if ((err = watch_fd(ctl, bus_fd)) < 0 || (err = watch_fd(ctl, ctl->vs.inotify_fd)) < 0 ||
+	    (err = watch_fd(ctl, ctl->pending_fd)) < 0)
+		return err;
+	return 0;
+}
+
+static int bt_connect(struct bt_ctl *ctl)
+{
+	int64_t deadline = dbusx_now_ms() + ctl->opt.connect_timeout_ms;
+	int err;
+
+	if ((err = bluez_open(&ctl->bz)) < 0 ||
+	    (err = bluez_find_device(ctl->bz, ctl->opt.adapter,
+				     ctl->opt.device[0] ? ctl->opt.device : NULL, deadline,
+				     &ctl->dev)) < 0)
+		return err;
+	if ((err = volume_store_open(&ctl->vs, ctl->dev.address, 1)) < 0) {
+		SNDERR("bluetooth: cannot keep the volume in $XDG_STATE_HOME or ~/.local/state: %s",
+		       strerror(-err));
+		return err;
+	}
+	if (!dbus_connection_add_filter(ctl->bz->conn, ctl_filter, ctl, NULL))
+		return -ENOMEM;
+	for (size_t i = 0; i < sizeof(match_rules) / sizeof(match_rules[0]); i++)
+		dbus_bus_add_match(ctl->bz->conn, match_rules[i], NULL);
+	read_device_state(ctl, deadline);
+	return open_poll_fds(ctl);
+}
+
+static void set_names(struct bt_ctl *ctl)
+{
+	snd_ctl_ext_t *ext = &ctl->ext;
+
+	snprintf(ext->id, sizeof(ext->id), "bluetooth");
+	snprintf(ext->driver, sizeof(ext->driver), "alsa-bt");
+	snprintf(ext->name, sizeof(ext->name), "%.31s", ctl->dev.name[0] ? ctl->dev.name : ctl->dev.address);
+	snprintf(ext->longname, sizeof(ext->longname), "Bluetooth %.40s (%s)", ctl->dev.name, ctl->dev.address);
+	snprintf(ext->mixername, sizeof(ext->mixername), "Bluetooth A2DP");
+}
+
+SND_CTL_PLUGIN_DEFINE_FUNC(bluetooth)
+{
+	struct bt_ctl *ctl;
+	int err;
+
+	(void)root;
+	if (!(ctl = calloc(1, sizeof(*ctl))))
+		return -ENOMEM;
+	ctl->vs.inotify_fd = ctl->epoll_fd = ctl->pending_fd = -1;
+	if ((err = bt_options_parse(conf, "bluetooth", &ctl->opt)) < 0 || (err = bt_connect(ctl)) < 0)
+		goto fail;
+	ctl->ext.version = SND_CTL_EXT_VERSION;
+	ctl->ext.card_idx = -1;
+	ctl->ext.poll_fd = -1;
+	ctl->ext.callback = &bt_callbacks;
+	ctl->ext.private_data = ctl;
+	ctl->ext.tlv.c = bt_tlv;
+	set_names(ctl);
+	if ((err = snd_ctl_ext_create(&ctl->ext, name, mode)) < 0)
+		goto fail;
+	*handlep = ctl->ext.handle;
+	return 0;
+fail:
+	bt_free(ctl);
+	return err;
+}
+
+SND_CTL_PLUGIN_SYMBOL(bluetooth);

@@ -1,0 +1,235 @@
+"""ctl_bt through the real amixer against the mock bluetoothd: AVRCP volume
+both ways, events, mute and software volume checked as audio, battery, the
+volume of a closed stream applied at the next open, and the error cases."""
+import os
+import re
+import sys
+import time
+
+import dbus
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import audio  # noqa: E402
+from harness import Env, check, finish  # noqa: E402
+
+ADDR = '00:1B:66:AA:BB:CC'
+DEV = 'hci0/' + ADDR + ',connected'
+CTL = 'bluetooth:DEV=' + ADDR
+CODEC_DELAY = 73
+VOLUME_MIN_DB = -50.0
+
+
+def amixer(env, *args, timeout=10):
+    return env.run(['amixer', '-D', CTL, *args], timeout=timeout)
+
+
+def shown_volume(r):
+    m = re.search(r"Simple mixer control 'A2DP',0.*?Mono: Playback (\d+) \[\d+%\].*?\[(on|off)\]",
+                  r.stdout, re.S)
+    return (int(m.group(1)), m.group(2)) if m else (None, None)
+
+
+def start_playing(env, seconds, rate=44100):
+    path = env.tmp + '/in.wav'
+    sig = audio.sweep(rate, seconds)
+    audio.write_wav(path, sig, rate)
+    p = env.spawn(['aplay', '-q', '-D', 'bluetooth:DEV=' + ADDR, path])
+    env.wait_event(r'^Acquire -> ok', timeout=5)
+    return p, sig
+
+
+def wait_for(pred, timeout=2.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return pred()
+
+
+def test_hardware_volume():
+    """The speaker has AVRCP absolute volume: amixer drives MediaTransport1.Volume."""
+    with Env(devices=[DEV], volume=64, battery=80) as env:
+        p, _ = start_playing(env, 3.0)
+        r = amixer(env, 'get', 'A2DP')
+        check('amixer shows the speaker volume', shown_volume(r)[0] == 64, r.stdout + r.stderr)
+        r = amixer(env, 'set', 'A2DP', '40%')
+        check('amixer set 40% succeeds', r.rc == 0, r.stderr)
+        check('the speaker is asked for 51 (40% of 127)',
+              wait_for(lambda: any(e.startswith('SetVolume 51 ') for e in env.events())),
+              str([e for e in env.events() if 'Volume' in e]))
+        amixer(env, 'set', 'A2DP', '100')
+        check('amixer set 100 reaches the speaker as 100',
+              wait_for(lambda: any(e.startswith('SetVolume 100 ') for e in env.events())))
+        ev = env.spawn(['stdbuf', '-o0', 'amixer', '-D', CTL, 'events'])
+        time.sleep(0.5)
+        env.mock('SetTransportProperty', 'Volume', dbus.UInt16(20))
+        check('a change on the speaker is an event for the mixer',
+              wait_for(lambda: "event value: numid=1,iface=MIXER,name='A2DP Playback Volume'"
+                       in ev.output(), 2.0), ev.output()[-400:])
+        r = amixer(env, 'get', 'A2DP')
+        check('amixer get shows the speaker\'s new value', shown_volume(r)[0] == 20, r.stdout)
+        ev.kill()
+        check('playback unaffected', p.wait(10).rc == 0)
+
+
+def test_battery():
+    with Env(devices=[DEV], battery=80) as env:
+        r = amixer(env, 'get', 'Battery')
+        check('battery level shown', 'Playback 80 [80%]' in r.stdout, r.stdout + r.stderr)
+        r = amixer(env, 'set', 'Battery', '10')
+        check('battery is read-only', r.rc != 0 or 'Playback 80' in amixer(env, 'get', 'Battery').stdout)
+        ev = env.spawn(['stdbuf', '-o0', 'amixer', '-D', CTL, 'events'])
+        time.sleep(0.5)
+        env.mock('SetBattery', dbus.Byte(55))
+        check('a battery change is an event',
+              wait_for(lambda: "name='Battery Playback Volume'" in
+                       ev.output().split('Ready to listen')[-1], 2.0))
+        ev.kill()
+        check('battery shows the new level', 'Playback 55 [55%]' in amixer(env, 'get', 'Battery').stdout)
+    with Env(devices=[DEV]) as env:
+        r = amixer(env, 'scontrols')
+        check('no battery element without Battery1', 'Battery' not in r.stdout and 'A2DP' in r.stdout,
+              r.stdout)
+
+
+def test_closed_stream():
+    """No stream open: the ctl opens, shows the last value, the next open applies a change."""
+    with Env(devices=[DEV], volume=64) as env:
+        r = amixer(env, 'get', 'A2DP')
+        check('ctl opens with no stream', r.rc == 0 and shown_volume(r)[0] is not None, r.stderr)
+        r = amixer(env, 'set', 'A2DP', '33')
+        check('a change with no stream is accepted', r.rc == 0, r.stderr)
+        check('and shown', shown_volume(amixer(env, 'get', 'A2DP'))[0] == 33)
+        p, _ = start_playing(env, 0.5)
+        check('the next open sends it to the speaker',
+              wait_for(lambda: any(e.startswith('SetVolume 33 ') for e in env.events()), 2.0),
+              str([e for e in env.events() if 'Volume' in e]))
+        p.wait(10)
+        env.mock('ClearEvents')
+        p, _ = start_playing(env, 0.5)
+        p.wait(10)
+        check('and only once', not any(e.startswith('SetVolume') for e in env.events()))
+        check('the value the speaker reported is kept after close',
+              shown_volume(amixer(env, 'get', 'A2DP'))[0] == 33)
+
+
+def decoded(env, sig):
+    got, rate = audio.read_wav(env.captures()[-1][0])
+    lag = audio.align(sig, got)
+    return got[lag:lag + len(sig)].astype(float), rate
+
+
+def rms_db(x):
+    return 20 * np.log10(np.sqrt(np.mean(x ** 2)) / 32768 + 1e-12)
+
+
+def test_mute():
+    """Mute silences the decoded audio and unmute restores it, in either mode."""
+    for mode, kw in (('AVRCP speaker', {'volume': 100}), ('software volume', {})):
+        with Env(devices=[DEV], **kw) as env:
+            p, sig = start_playing(env, 3.0)
+            t0 = time.monotonic()
+            time.sleep(1.0 - (time.monotonic() - t0))
+            amixer(env, 'set', 'A2DP', 'mute')
+            time.sleep(1.0)
+            amixer(env, 'set', 'A2DP', 'unmute')
+            check(f'{mode}: plays through mute', p.wait(10).rc == 0)
+            got, rate = decoded(env, sig)
+            ref = sig.astype(float)
+            sec = lambda a, b: slice(int(a * rate), int(b * rate))  # noqa: E731
+            muted = rms_db(got[sec(1.4, 1.8)])
+            check(f'{mode}: muted part is silent', muted < -80, f'{muted:.1f} dBFS')
+            before = rms_db(got[sec(0.2, 0.8)] - ref[sec(0.2, 0.8)]) - rms_db(ref[sec(0.2, 0.8)])
+            after = rms_db(got[sec(2.5, 2.9)] - ref[sec(2.5, 2.9)]) - rms_db(ref[sec(2.5, 2.9)])
+            check(f'{mode}: audio intact before mute and after unmute',
+                  before < -50 and after < -50, f'error {before:.1f} / {after:.1f} dB')
+            check(f'{mode}: the speaker volume itself is kept',
+                  shown_volume(amixer(env, 'get', 'A2DP'))[0] == kw.get('volume', 127))
+
+
+def test_software_volume():
+    """A speaker without absolute volume: pcm_bt scales the audio by the element's dB."""
+    with Env(devices=[DEV]) as env:
+        r = amixer(env, 'contents')
+        m = re.search(r"dBminmaxmute-min=(-?[\d.]+)dB,max=(-?[\d.]+)dB", r.stdout)
+        check('volume element has a dB range', m and float(m.group(1)) == VOLUME_MIN_DB, r.stdout)
+        for value in (127, 100, 64, 20):
+            amixer(env, 'set', 'A2DP', str(value))
+            p, sig = start_playing(env, 1.0)
+            p.wait(10)
+            got, rate = decoded(env, sig)
+            ref = sig.astype(float)
+            core = slice(int(0.1 * rate), int(0.9 * rate))
+            measured = rms_db(got[core]) - rms_db(ref[core])
+            want = VOLUME_MIN_DB * (127 - value) / 127
+            check(f'software volume {value}: {want:.2f} dB within 0.5 dB',
+                  abs(measured - want) < 0.5, f'measured {measured:.2f} dB')
+        check('no Volume writes to a speaker without absolute volume',
+              not any(e.startswith('SetVolume') for e in env.events()))
+        # A change while playing reaches the running stream.
+        amixer(env, 'set', 'A2DP', '127')
+        p, sig = start_playing(env, 2.0)
+        time.sleep(1.0)
+        amixer(env, 'set', 'A2DP', '64')
+        p.wait(10)
+        got, rate = decoded(env, sig)
+        ref = sig.astype(float)
+        late = slice(int(1.5 * rate), int(1.9 * rate))
+        measured = rms_db(got[late]) - rms_db(ref[late])
+        want = VOLUME_MIN_DB * 63 / 127
+        check('a change during playback reaches the running stream',
+              abs(measured - want) < 0.5, f'{measured:.2f} dB, want {want:.2f}')
+
+
+def test_errors():
+    with Env(devices=[DEV]) as env:
+        r = env.run(['amixer', '-D', 'bluetooth:DEV=00:1B:66:AA:BB:CD', 'get', 'A2DP'], timeout=10)
+        lines = [ln for ln in r.stderr.splitlines() if ln.startswith('ALSA lib')]
+        check('no such device: clear error at open',
+              r.rc != 0 and len(lines) == 1 and 'not known to BlueZ' in lines[0], r.stderr)
+        r = env.run(['amixer', '-D', 'bluetooth:DEV=00:1B', 'get', 'A2DP'], timeout=10)
+        check('malformed DEV', r.rc != 0 and 'not a Bluetooth address' in r.stderr, r.stderr)
+    with Env(mock=False) as env:
+        r = amixer(env, 'get', 'A2DP')
+        check('bluetoothd not running', r.rc != 0 and 'bluetoothd is not running' in r.stderr, r.stderr)
+    with Env(devices=[DEV], volume=64) as env:
+        ev = env.spawn(['stdbuf', '-o0', 'amixer', '-D', CTL, 'events'])
+        time.sleep(0.5)
+        cpu0 = os.times()
+        env.stop_mock()
+        time.sleep(1.0)
+        alive = ev.running()
+        ev.kill()
+        out = ev.output().split('Ready to listen')[-1]
+        check('bluetoothd gone: the mixer app gets one last event and does not crash',
+              alive and 'event value' in out, out[-300:])
+        check('and does not spin', out.count('Poll ok') < 10, f"{out.count('Poll ok')} wakeups")
+        del cpu0
+    with Env(devices=[DEV], volume=64) as env:
+        # One process keeps the ctl open across bluetoothd's exit.
+        p = env.spawn([os.path.join(os.environ.get('ALSABT_BUILD', 'build'), 'ctl_client'),
+                       CTL, 'A2DP Playback Volume', '2.0'])
+        time.sleep(0.6)
+        t_stop = time.monotonic()
+        env.stop_mock()
+        r = p.wait(10)
+        reads = [ln.split() for ln in r.stdout.splitlines() if ln.startswith('READ')]
+        ok_before = [x for x in reads if x[2] == 'rc=0']
+        enodev = [float(x[1][2:]) for x in reads if x[2] == 'rc=-19']
+        # No stream is open: the stored value (full volume by default) is shown.
+        check('ctl_client read the volume while bluetoothd ran', ok_before and ok_before[0][3] == 'value=127',
+              r.stdout[-300:] + r.stderr[-300:])
+        check('bluetoothd gone: reads return -ENODEV within 0.5 s, and the program ends normally',
+              r.rc == 0 and enodev and enodev[0] - (t_stop - p.start) < 0.5 and not r.timed_out,
+              f'rc {r.rc}, first ENODEV at {enodev[:1]}, stop at {t_stop - p.start:.2f}')
+
+
+test_hardware_volume()
+test_battery()
+test_closed_stream()
+test_mute()
+test_software_volume()
+test_errors()
+finish()
