@@ -23,6 +23,11 @@
 #define RAISE_AFTER_NS NS             /* raise one step after 1 s of empty queue */
 #define DRAIN_FLUSH_NS NS             /* how long drain waits for the socket to empty */
 #define DRAIN_POLL_NS (5 * NS / 1000)
+/* The socket holds a few packets at most: a slow radio must not queue
+ * seconds of audio in the kernel (the kernel doubles this, and charges
+ * each packet its buffer overhead). */
+#define SNDBUF_PACKETS 4
+#define SKB_OVERHEAD_GUESS 700
 
 enum run_state { ST_STOPPED, ST_RUNNING, ST_PAUSED, ST_DRAINING, ST_QUIT };
 
@@ -37,6 +42,8 @@ struct a2dp_stream {
 	int wake_fd, event_fd, timer_fd;
 	pthread_t thread;
 	struct volume_store *vs;
+	int bluetooth_socket;          /* AF_BLUETOOTH: TIOCOUTQ says free space */
+	int sndbuf;
 
 	/* Set by the application thread while the stream is stopped. */
 	int16_t *ring;
@@ -58,8 +65,8 @@ struct a2dp_stream {
 	_Atomic int error;
 	_Atomic int drained;
 	_Atomic int starved;           /* waiting for the application's next write */
-	_Atomic size_t frame_bytes;    /* encoded bytes per codec frame now */
 	_Atomic uint32_t gain;         /* software volume, Q16 */
+	_Atomic size_t packet_charge;  /* socket memory one packet takes, learned */
 	int64_t t0_ns;                 /* when frame 0 of the clock is due */
 	int64_t paused_ns;
 	enum run_state state;
@@ -129,11 +136,18 @@ static void wake_io(struct a2dp_stream *s)
 	}
 }
 
-static size_t socket_queue_bytes(int fd)
+/* Memory the socket's queue holds now (0 when empty), in the kernel's units:
+ * packets plus their buffer overhead. AF_UNIX (the tests) reports it as is;
+ * AF_BLUETOOTH reports the free space instead. */
+static size_t socket_queue_bytes(const struct a2dp_stream *s)
 {
 	int n = 0;
 
-	return ioctl(fd, SIOCOUTQ, &n) == 0 && n > 0 ? (size_t)n : 0;
+	if (ioctl(s->fd, SIOCOUTQ, &n) < 0 || n < 0)
+		return 0;
+	if (s->bluetooth_socket)
+		return n < s->sndbuf ? (size_t)(s->sndbuf - n) : 0;
+	return n;
 }
 
 /* The I/O thread's own state changes; the application reads state under lock. */
@@ -213,7 +227,7 @@ static void copy_from_ring(struct a2dp_stream *s, uint64_t from, unsigned frames
 static int send_packet(struct a2dp_stream *s, unsigned frames, unsigned padded, int64_t now)
 {
 	uint64_t hw = atomic_load(&s->hw);
-	size_t queued = socket_queue_bytes(s->fd);
+	size_t queued = socket_queue_bytes(s), after;
 	ssize_t n;
 
 	copy_from_ring(s, hw, frames, padded);
@@ -228,7 +242,6 @@ static int send_packet(struct a2dp_stream *s, unsigned frames, unsigned padded, 
 	rtp_write_header(s->packet, s->seq++, s->timestamp, 1);
 	s->timestamp += padded;
 	atomic_store(&s->sent, atomic_load(&s->sent) + padded);
-	atomic_store(&s->frame_bytes, s->codec->frame_bytes(s->enc));
 	on_queue_level(s, queued, now);
 	if (send(s->fd, s->packet, RTP_HEADER_LEN + n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
@@ -242,6 +255,9 @@ static int send_packet(struct a2dp_stream *s, unsigned frames, unsigned padded, 
 		if (!s->stats.packets++)
 			s->stats.first_packet_ns = now;
 		pthread_mutex_unlock(&s->lock);
+		/* Into an empty queue: what it holds now is one packet's charge. */
+		if (!queued && (after = socket_queue_bytes(s)))
+			atomic_store(&s->packet_charge, after);
 	}
 	if (s->buffer - (atomic_load(&s->appl) - (hw + frames)) >= atomic_load(&s->avail_min))
 		a2dp_stream_notify(s);
@@ -275,7 +291,7 @@ static int finish_drain(struct a2dp_stream *s, int64_t now)
 		arm_timer(s, end);
 		return 0;
 	}
-	if (socket_queue_bytes(s->fd) && now < end + DRAIN_FLUSH_NS) {
+	if (socket_queue_bytes(s) && now < end + DRAIN_FLUSH_NS) {
 		arm_timer(s, now + DRAIN_POLL_NS);
 		return 0;
 	}
@@ -510,6 +526,20 @@ static int open_fds(struct a2dp_stream *s)
 	return s->wake_fd < 0 || s->event_fd < 0 || s->timer_fd < 0 ? -errno : 0;
 }
 
+static void setup_socket(struct a2dp_stream *s)
+{
+	struct sockaddr_storage addr;
+	socklen_t len = sizeof(addr);
+	int sndbuf = SNDBUF_PACKETS * (int)(s->mtu + SKB_OVERHEAD_GUESS);
+
+	s->bluetooth_socket = getsockname(s->fd, (struct sockaddr *)&addr, &len) == 0 &&
+			      addr.ss_family == AF_BLUETOOTH;
+	setsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+	len = sizeof(s->sndbuf);
+	if (getsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &s->sndbuf, &len) < 0)
+		s->sndbuf = 0;
+}
+
 static int check_packet_fits(struct a2dp_stream *s)
 {
 	if (s->codec->frames_per_packet(s->enc, s->mtu))
@@ -545,8 +575,8 @@ int a2dp_stream_new(struct a2dp_stream **out, struct a2dp_endpoint *ep,
 	s->channels = fmt.channels;
 	s->frame_samples = codec->frame_samples(s->enc);
 	s->codec_delay = codec->delay(s->enc);
-	atomic_init(&s->frame_bytes, codec->frame_bytes(s->enc));
 	atomic_init(&s->avail_min, 1);
+	setup_socket(s);
 	if ((err = check_packet_fits(s)) < 0 || (err = alloc_io_buffers(s)) < 0 ||
 	    (err = open_fds(s)) < 0)
 		goto fail;
@@ -693,9 +723,10 @@ int a2dp_stream_drain(struct a2dp_stream *s, int wait)
 int64_t a2dp_delay_compose(const struct a2dp_delay_parts *p)
 {
 	int64_t ahead = p->played < p->sent ? (int64_t)(p->sent - p->played) : 0;
-	/* Bytes queued in the socket beyond the packet already counted as ahead. */
-	int64_t queued = p->frame_bytes ?
-		(int64_t)(p->queued_bytes / p->frame_bytes * p->frame_samples) - ahead : 0;
+	/* Packets queued in the socket, beyond the one already counted as ahead. */
+	int64_t queued = p->packet_charge ?
+		(int64_t)((p->queued_bytes + p->packet_charge / 2) / p->packet_charge *
+			  p->packet_frames) - ahead : 0;
 	int64_t sink = (int64_t)p->sink_delay * p->rate / 10000;
 
 	return ahead + (queued > 0 ? queued : 0) + p->codec_delay + sink;
@@ -705,9 +736,9 @@ int64_t a2dp_stream_delay_after_ring(struct a2dp_stream *s)
 {
 	struct a2dp_delay_parts p = {
 		.sent = atomic_load(&s->sent),
-		.queued_bytes = socket_queue_bytes(s->fd),
-		.frame_bytes = atomic_load(&s->frame_bytes),
-		.frame_samples = s->frame_samples,
+		.queued_bytes = socket_queue_bytes(s),
+		.packet_charge = atomic_load(&s->packet_charge),
+		.packet_frames = packet_frames(s),
 		.codec_delay = s->codec_delay,
 		.sink_delay = atomic_load(&s->ep->delay),
 		.rate = s->rate,

@@ -68,9 +68,10 @@ int64_t a2dp_stream_delay_after_ring(struct a2dp_stream *s);
 /* The delay arithmetic on its own, so it can be tested. */
 struct a2dp_delay_parts {
 	uint64_t sent, played;       /* clock: frames sent, frames due by now */
-	size_t queued_bytes;         /* in the socket */
-	size_t frame_bytes;          /* encoded bytes per codec frame */
-	unsigned frame_samples, codec_delay;
+	size_t queued_bytes;         /* socket memory the queue holds */
+	size_t packet_charge;        /* socket memory one packet takes; 0 unknown */
+	unsigned packet_frames;      /* PCM frames in one packet */
+	unsigned codec_delay;
 	unsigned sink_delay;         /* the sink's Delay, 1/10 ms */
 	unsigned rate;
 };

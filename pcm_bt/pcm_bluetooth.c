@@ -230,6 +230,10 @@ static void bt_dump(snd_pcm_ioplug_t *io, snd_output_t *out)
 			  pcm->ep->dev.address, pcm->ep->dev.name, pcm->ep->dev.adapter,
 			  pcm->codec->name, a2dp_stream_rate(pcm->stream),
 			  a2dp_stream_channels(pcm->stream));
+	if (io->state != SND_PCM_STATE_OPEN) {        /* aplay -v: the buffer and period */
+		snd_output_printf(out, "Its setup is:\n");
+		snd_pcm_dump_setup(io->pcm, out);
+	}
 }
 
 static const snd_pcm_ioplug_callback_t bt_callbacks = {

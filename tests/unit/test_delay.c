@@ -2,26 +2,33 @@
 #include "../../a2dp/stream.h"
 #include "check.h"
 
+#define D(p) ((long long)a2dp_delay_compose(p))
+
 int main(void)
 {
+	/* 5 frames of 128 a packet; one 608-byte packet charges 1280 bytes of
+	 * socket memory (measured on AF_UNIX). */
 	struct a2dp_delay_parts p = {
-		.sent = 6400, .played = 6400, .frame_bytes = 119, .frame_samples = 128,
+		.sent = 6400, .played = 6400, .packet_charge = 1280, .packet_frames = 640,
 		.codec_delay = 73, .sink_delay = 0, .rate = 44100,
 	};
 
-	CHECK(a2dp_delay_compose(&p) == 73, "idle: codec only, %lld", (long long)a2dp_delay_compose(&p));
-	p.played = 5760;                 /* one 640-frame packet sent ahead of the clock */
-	CHECK(a2dp_delay_compose(&p) == 640 + 73, "ahead %lld", (long long)a2dp_delay_compose(&p));
-	p.queued_bytes = 5 * 119;        /* that packet still in the socket: not counted twice */
-	CHECK(a2dp_delay_compose(&p) == 640 + 73, "queue = ahead %lld", (long long)a2dp_delay_compose(&p));
-	p.queued_bytes = 15 * 119;       /* congestion: two more packets queued */
-	CHECK(a2dp_delay_compose(&p) == 1920 + 73, "queued %lld", (long long)a2dp_delay_compose(&p));
+	CHECK(D(&p) == 73, "idle: codec only, %lld", D(&p));
+	p.played = 5760;                 /* one packet sent ahead of the clock */
+	CHECK(D(&p) == 640 + 73, "ahead %lld", D(&p));
+	p.queued_bytes = 1280;           /* that packet still in the socket: not counted twice */
+	CHECK(D(&p) == 640 + 73, "queue = ahead %lld", D(&p));
+	p.queued_bytes = 3 * 1280;       /* congestion: two more packets queued */
+	CHECK(D(&p) == 1920 + 73, "queued %lld", D(&p));
+	p.queued_bytes = 3 * 1280 - 100; /* charges are rounded to whole packets */
+	CHECK(D(&p) == 1920 + 73, "rounded %lld", D(&p));
 	p.queued_bytes = 0;
 	p.sink_delay = 1500;             /* 150 ms reported by the sink */
-	CHECK(a2dp_delay_compose(&p) == 640 + 73 + 6615, "sink %lld", (long long)a2dp_delay_compose(&p));
+	CHECK(D(&p) == 640 + 73 + 6615, "sink %lld", D(&p));
 	p.played = 7000;                 /* the clock ran past what was sent (late thread) */
-	CHECK(a2dp_delay_compose(&p) == 73 + 6615, "never negative ahead %lld", (long long)a2dp_delay_compose(&p));
-	p.frame_bytes = 0;
-	CHECK(a2dp_delay_compose(&p) == 73 + 6615, "no frame size yet");
+	CHECK(D(&p) == 73 + 6615, "never negative ahead %lld", D(&p));
+	p.packet_charge = 0;             /* not learned yet: the queue is not counted */
+	p.queued_bytes = 5000;
+	CHECK(D(&p) == 73 + 6615, "no packet charge yet %lld", D(&p));
 	return check_finish();
 }
