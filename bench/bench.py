@@ -1,0 +1,494 @@
+#!/usr/bin/python3
+"""make bench: what the Bluetooth plugin costs, in figures (no pass/fail).
+
+    /usr/bin/python3 bench/bench.py [BUILD]
+
+Runs the plugin against the mock bluetoothd of the integration tests
+(tests/integration/harness.py) and bench/bench_encode.c, then prints a table:
+
+ 1. CPU per second of audio: aplay through the plugin (bluetooth_raw, no
+    conversion) into the test sink, against libsbc alone encoding the same
+    audio as fast as it can. Also instruction counts from callgrind.
+ 2. Latency at aplay's defaults: buffer and period chosen, and a click written
+    at a known time against the arrival of the packet carrying it.
+ 3. Open -> first packet: aplay started -> first packet at the sink.
+ 4. Peak memory (max RSS) of aplay through the plugin and to -D null.
+
+bench/README.md says how each figure is obtained and how to read it.
+Takes about 40 s.
+"""
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(REPO, 'build'))
+os.environ['ALSABT_BUILD'] = BUILD          # read by harness at import
+sys.path.insert(0, os.path.join(REPO, 'tests', 'integration'))
+
+import numpy as np                           # noqa: E402
+
+import audio                                 # noqa: E402
+from harness import Env                      # noqa: E402
+
+DEV = '00:1B:66:AA:BB:CC'
+DEVICES = ['hci0/%s,connected' % DEV]
+RAW = 'bluetooth_raw:DEV=' + DEV
+PLUG = 'bluetooth:DEV=' + DEV
+RATE = 44100
+BENCH = os.path.join(BUILD, 'bench_encode')
+LONG_S, SHORT_S = 10, 1                      # CPU runs: steady state = difference
+CG_LONG_S, CG_SHORT_S = 5, 1                 # callgrind runs of aplay
+OPEN_RUNS = 5
+LAT_RUNS = 3
+LAT_SECONDS, CLICK_EVERY = 2.5, 0.3          # 0.3 s = 2.4 periods: clicks fall all over a period
+
+warnings = []
+
+
+def warn(msg):
+    warnings.append(msg)
+    print('  warning: ' + msg, file=sys.stderr, flush=True)
+
+
+def progress(msg):
+    print('.. ' + msg, file=sys.stderr, flush=True)
+
+
+def kv(line):
+    """'a=1 b=x' -> {'a': '1', 'b': 'x'}"""
+    return dict(m.groups() for m in re.finditer(r'(\w+)=(\S+)', line))
+
+
+# ---------------------------------------------------------------- helpers
+
+def spawn(env, argv, timeout):
+    """Runs argv under bench_encode spawn; returns its figures (times in s, RSS in KB)."""
+    p = subprocess.run([BENCH, 'spawn', '--'] + argv, env=env.environ if env else None,
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=timeout, start_new_session=True)
+    line = [ln for ln in p.stdout.splitlines() if ln.startswith('spawn_ns=')]
+    if p.returncode != 0 or not line:
+        raise RuntimeError('spawn %s failed: %s' % (argv, p.stderr))
+    d = kv(line[-1])
+    r = {
+        'spawn': int(d['spawn_ns']) / 1e9, 'exit': int(d['exit_ns']) / 1e9,
+        'status': int(d['status']), 'user': float(d['user_s']), 'sys': float(d['sys_s']),
+        'rss_kb': int(d['maxrss_kb']), 'csw': int(d['nvcsw']) + int(d['nivcsw']),
+        'stderr': p.stderr,
+    }
+    r['cpu'] = r['user'] + r['sys']
+    r['wall'] = r['exit'] - r['spawn']
+    if r['status'] != 0:
+        warn('%s exited %d: %s' % (' '.join(argv), r['status'], p.stderr.strip()[:300]))
+    return r
+
+
+def last_capture(env, known):
+    """The capture (wav, csv) the sink started after `known` captures, once it has exited."""
+    env.wait_event(r'^SinkExit %d ' % known, timeout=3)
+    caps = env.captures()
+    if len(caps) <= known:
+        raise RuntimeError('no capture from the sink')
+    return caps[known]
+
+
+def check_capture(csv, seconds, what):
+    rep = audio.packet_report(csv, RATE)
+    if rep['errors'] or not rep['seq_continuous'] or not rep['ts_continuous'] or \
+            rep['pcm_frames'] < seconds * RATE:
+        warn('%s: capture not clean (packets %d, errors %d, seq ok %s, %d frames for %.1f s)'
+             % (what, rep['packets'], rep['errors'], rep['seq_continuous'],
+                rep['pcm_frames'], seconds))
+    return rep
+
+
+def read_csv(path):
+    t, n = [], []
+    with open(path) as f:
+        next(f)
+        for line in f:
+            c = line.split(',')
+            t.append(int(c[0]))
+            n.append(int(c[7]))
+    return np.array(t, dtype=np.int64), np.array(n, dtype=np.int64)
+
+
+def mock_times(env):
+    """[(monotonic s, event line)] from the mock's log."""
+    out = []
+    for line in env.mock_log().splitlines():
+        m = re.match(r'\[(\d+\.\d+)\] (.*)', line)
+        if m:
+            out.append((float(m.group(1)), m.group(2)))
+    return out
+
+
+def machine():
+    model = '?'
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    model = line.split(':', 1)[1].strip()
+                    break
+    except OSError:
+        pass
+
+    def pkgver(name):
+        try:
+            return subprocess.run(['pkg-config', '--modversion', name], capture_output=True,
+                                  text=True).stdout.strip() or '?'
+        except OSError:
+            return '?'
+    return {'nproc': os.cpu_count(), 'model': model, 'kernel': platform.release(),
+            'alsa': pkgver('alsa'), 'sbc': pkgver('sbc')}
+
+
+# ---------------------------------------------------------------- 1. CPU
+
+def bench_encode(wav):
+    p = subprocess.run([BENCH, 'encode', wav, '--min-cpu', '1.0'], capture_output=True,
+                       text=True, timeout=60)
+    if p.returncode:
+        raise RuntimeError('bench_encode: ' + p.stderr)
+    res = {}
+    for line in p.stdout.splitlines():
+        mode = line.split()[0]
+        d = kv(line)
+        res[mode] = float(d['cpu_s']) / float(d['audio_s'])
+    return res
+
+
+def callgrind(argv, env=None, toggle=None, timeout=120):
+    """Instructions (Ir) callgrind counts for argv (only inside `toggle` if given)."""
+    out = os.path.join(env.tmp if env else '/tmp', 'callgrind.%d' % os.getpid())
+    vg = ['valgrind', '--tool=callgrind', '--callgrind-out-file=' + out]
+    if toggle:
+        vg += ['--collect-atstart=no', '--toggle-collect=' + toggle]
+    p = subprocess.run(vg + argv, env=env.environ if env else None, stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=timeout, start_new_session=True)
+    try:
+        os.unlink(out)
+    except OSError:
+        pass
+    m = re.search(r'Collected\s*:\s*(\d+)', p.stderr)
+    if p.returncode or not m:
+        raise RuntimeError('callgrind %s: rc %d\n%s' % (argv, p.returncode, p.stderr[-1000:]))
+    return int(m.group(1))
+
+
+def section_cpu(env, wavs):
+    r = {}
+    progress('libsbc and codec table, as fast as they go')
+    r['enc'] = bench_encode(wavs[LONG_S])
+
+    progress('aplay -> %s, %d s and 3 x %d s' % (RAW, LONG_S, SHORT_S))
+    n = len(env.captures())
+    r['long'] = spawn(env, ['aplay', '-q', '-D', RAW, wavs[LONG_S]], LONG_S + 20)
+    r['long_rep'] = check_capture(last_capture(env, n)[1], LONG_S, 'aplay %d s' % LONG_S)
+    shorts = []
+    for _ in range(3):
+        n = len(env.captures())
+        shorts.append(spawn(env, ['aplay', '-q', '-D', RAW, wavs[SHORT_S]], SHORT_S + 20))
+        check_capture(last_capture(env, n)[1], SHORT_S, 'aplay %d s' % SHORT_S)
+    r['short'] = sorted(shorts, key=lambda x: x['cpu'])[1]           # the median run
+    r['null'] = spawn(env, ['aplay', '-q', '-D', 'null', wavs[LONG_S]], 30)
+
+    if shutil.which('valgrind'):
+        progress('callgrind: encoders, then aplay (%d s and %d s)' % (CG_SHORT_S, CG_LONG_S))
+        try:
+            for mode in ('codec', 'libsbc'):
+                ir = callgrind([BENCH, 'encode', wavs[LONG_S], '--mode', mode, '--min-cpu', '0'],
+                               toggle='bench_pass_' + mode)
+                r['ir_' + mode] = ir / LONG_S
+            irs = {}
+            for secs in (CG_SHORT_S, CG_LONG_S):
+                n = len(env.captures())
+                irs[secs] = callgrind(['aplay', '-q', '-D', RAW, wavs[secs]], env=env)
+                rep = check_capture(last_capture(env, n)[1], secs, 'aplay under callgrind')
+                r['cg_pacing_ms'] = max(r.get('cg_pacing_ms', 0), rep['pacing_ms'])
+            r['ir_plugin'] = (irs[CG_LONG_S] - irs[CG_SHORT_S]) / (CG_LONG_S - CG_SHORT_S)
+            r['ir_fixed'] = irs[CG_SHORT_S] - r['ir_plugin'] * CG_SHORT_S
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            warn('callgrind: %s' % e)
+    else:
+        warn('valgrind not installed: no instruction counts')
+    return r
+
+
+# ---------------------------------------------------------------- 2. latency
+
+def analyse_clicks(out, wav, csv):
+    """Per click: (written->arrival, newest frame of its write->heard, heard - predicted), s."""
+    head = kv(out.splitlines()[0])
+    buffer, period = int(head['buffer']), int(head['period'])
+    samples, _ = audio.read_wav(wav)
+    x = np.abs(samples[:, 0].astype(np.int32))
+    t, nfr = read_csv(csv)
+    start = np.concatenate(([0], np.cumsum(nfr)[:-1]))    # first WAV frame of each packet
+    rows = []
+    for line in out.splitlines():
+        if not line.startswith('click '):
+            continue
+        d = kv(line)
+        k, after = int(d['frame']), int(d['after_ns'])
+        delay, end = int(d['delay']), int(d['chunk_end'])
+        if end <= buffer + period:       # written while filling the buffer, before the start
+            continue
+        lo, hi = k, k + audio.SBC_DELAY + 400
+        if hi > len(x):
+            continue
+        w = lo + int(np.argmax(x[lo:hi]))                   # the decoded click
+        if x[w] < 2000:
+            warn('click at frame %d not found in the capture' % k)
+            continue
+        i = int(np.searchsorted(start, w, side='right') - 1)
+        arrival = t[i] / 1e9 - after / 1e9
+        heard = arrival + (w - start[i]) / RATE
+        predicted = (delay - (end - k)) / RATE             # snd_pcm_delay, for the click frame
+        rows.append((arrival, heard + (end - 1 - k) / RATE, heard - predicted))
+    first_packet = t[0] / 1e9 - int(kv([ln for ln in out.splitlines()
+                                        if ln.startswith('write0_ns')][0])['write0_ns']) / 1e9
+    return head, rows, first_packet
+
+
+def section_latency():
+    r = {'rows': [], 'open': [], 'params': [], 'start': []}
+    progress('latency: bench_encode latency %s, %d runs' % (PLUG, LAT_RUNS))
+    for _ in range(LAT_RUNS):
+        with Env(devices=DEVICES) as env:
+            p = subprocess.run([BENCH, 'latency', PLUG, '--seconds', str(LAT_SECONDS),
+                                '--click-every', str(CLICK_EVERY)], env=env.environ,
+                               capture_output=True, text=True, timeout=LAT_SECONDS + 20,
+                               start_new_session=True)
+            if p.returncode:
+                warn('bench_encode latency failed: %s' % p.stderr.strip())
+                continue
+            if p.stderr.strip():
+                warn('bench_encode latency: %s' % p.stderr.strip())
+            wav, csv = last_capture(env, 0)
+            head, rows, first = analyse_clicks(p.stdout, wav, csv)
+            r['head'] = head
+            r['rows'] += rows
+            r['open'].append((int(head['opened_ns']) - int(head['open_ns'])) / 1e9)
+            r['params'].append((int(head['params_ns']) - int(head['opened_ns'])) / 1e9)
+            r['start'].append(first)
+    return r
+
+
+# ---------------------------------------------------------------- 3. open
+
+def section_open(wav):
+    progress('open -> first packet: aplay -D %s, %d runs' % (PLUG, OPEN_RUNS))
+    runs = []
+    for _ in range(OPEN_RUNS):
+        with Env(devices=DEVICES) as env:
+            s = spawn(env, ['aplay', '-q', '-D', PLUG, wav], 30)
+            _, csv = last_capture(env, 0)
+            t, _ = read_csv(csv)
+            ev = mock_times(env)
+            first_call = next((ts for ts, e in ev if e.startswith('GetManagedObjects ')), None)
+            acquired = next((ts for ts, e in ev if e.startswith('Acquire -> ok')), None)
+            if first_call is None or acquired is None or not len(t):
+                warn('open run: missing events or packets')
+                continue
+            runs.append({
+                'first_packet': t[0] / 1e9 - s['spawn'],
+                'to_bus': first_call - s['spawn'],
+                'bluez': acquired - first_call,
+                'to_packet': t[0] / 1e9 - acquired,
+            })
+    return runs
+
+
+# ---------------------------------------------------------------- output
+
+def ms(s, digits=1):
+    return '%.*f' % (digits, s * 1000)
+
+
+def table(rows, widths):
+    for row in rows:
+        print('  ' + ''.join(str(c).ljust(w) if i == 0 else str(c).rjust(w)
+                             for i, (c, w) in enumerate(zip(row, widths))))
+
+
+def report(m, cpu, lat, opens, started):
+    print()
+    print('alsa-bt benchmark (make bench)   %s' % time.strftime('%Y-%m-%d %H:%M'))
+    print('machine: %d x %s, Linux %s, alsa-lib %s, libsbc %s'
+          % (m['nproc'], m['model'], m['kernel'], m['alsa'], m['sbc']))
+    print('audio: 44.1 kHz stereo S16 white noise; SBC 21150235 (joint stereo, 16 blocks, '
+          '8 subbands, bitpool 53), MTU 672 = 5 SBC frames (640 PCM frames) per packet')
+
+    print()
+    print('1. CPU per second of audio                 (lower is better; x libsbc = ratio '
+          'to libsbc encoding alone)')
+    base = cpu['enc']['libsbc']
+    rows = [('', 'CPU s / audio s', '% of a core', 'x libsbc')]
+
+    def add(name, v):
+        rows.append((name, '%.6f' % v, '%.3f%%' % (v * 100), '%.1f' % (v / base)))
+    add('libsbc alone (sbc_encode loop)', base)
+    add('codec table (encode + RTP header)', cpu['enc']['codec'])
+    lg, sh = cpu['long'], cpu['short']
+    add('aplay -> plugin -> sink, %d s run, total' % LONG_S, lg['cpu'] / LONG_S)
+    steady = (lg['cpu'] - sh['cpu']) / (LONG_S - SHORT_S)
+    add('aplay -> plugin, steady state [a]', steady)
+    rows.append(('  context switches / audio s', '%.0f' % ((lg['csw'] - sh['csw']) /
+                                                       (LONG_S - SHORT_S)), '', ''))
+    rows.append(('aplay -> plugin, fixed cost [b]', '%.4f s' % (sh['cpu'] - steady * SHORT_S),
+                 '', ''))
+    rows.append(('aplay -> null (no plugin, unpaced)', '%.4f s' % cpu['null']['cpu'], '', ''))
+    table(rows, [44, 16, 13, 10])
+    if 'ir_plugin' in cpu:
+        print()
+        ib = cpu['ir_libsbc']
+        rows = [('instructions (callgrind, user space)', 'Ir / audio s', '', 'x libsbc'),
+                ('libsbc alone', '%.2f M' % (ib / 1e6), '', '1.00'),
+                ('codec table', '%.2f M' % (cpu['ir_codec'] / 1e6), '',
+                 '%.2f' % (cpu['ir_codec'] / ib)),
+                ('aplay -> plugin, steady state [c]', '%.2f M' % (cpu['ir_plugin'] / 1e6), '',
+                 '%.2f' % (cpu['ir_plugin'] / ib)),
+                ('aplay -> plugin, fixed cost [c]', '%.2f M' % (cpu['ir_fixed'] / 1e6), '', '')]
+        table(rows, [44, 16, 13, 10])
+    print('  [a] (CPU of the %d s run - CPU of the %d s run) / %d s: aplay process user+sys '
+          '(wait4),' % (LONG_S, SHORT_S, LONG_S - SHORT_S))
+    print('      the plugin\'s I/O thread included; median of 3 short runs. [b] open, '
+          'config, D-Bus, close.')
+    if 'ir_plugin' in cpu:
+        print('  [c] same difference under valgrind --tool=callgrind (%d s and %d s runs; '
+              'kernel time not counted;' % (CG_LONG_S, CG_SHORT_S))
+        print('      worst pacing under valgrind %.1f ms).' % cpu.get('cg_pacing_ms', 0))
+
+    print()
+    print('2. Latency at aplay\'s defaults (%s: plug -> raw, no conversion)' % PLUG)
+    rows = []
+    if 'head' in lat:
+        b, p = int(lat['head']['buffer']), int(lat['head']['period'])
+        print('  buffer / period chosen [d]: %d / %d frames = %s / %s ms'
+              % (b, p, ms(b / RATE), ms(p / RATE)))
+    if lat['rows']:
+        a = [x[0] for x in lat['rows']]
+        w = [x[1] for x in lat['rows']]
+        e = [x[2] for x in lat['rows']]
+        rows.append(('', 'median', 'min', 'max'))
+        rows.append(('click written -> its packet at sink [e]', ms(statistics.median(a)),
+                     ms(min(a)), ms(max(a))))
+        rows.append(('newest frame of a write -> heard [f]', ms(statistics.median(w)),
+                     ms(min(w)), ms(max(w))))
+        if 'head' in lat:
+            bt = int(lat['head']['buffer']) / RATE
+            rows.append(('  [f] - the ALSA buffer (plugin\'s own)', ms(statistics.median(w) - bt),
+                         ms(min(w) - bt), ms(max(w) - bt)))
+        rows.append(('measured - snd_pcm_delay() [g]', ms(statistics.median(e), 2),
+                     ms(min(e), 2), ms(max(e), 2)))
+        rows.append(('first write -> first packet', ms(statistics.median(lat['start'])),
+                     ms(min(lat['start'])), ms(max(lat['start']))))
+    table(rows, [44, 16, 13, 10])
+    lr = cpu['long_rep']
+    if lr['first_arrival_s'] is not None:
+        print()
+        print('  aplay wall time - audio duration, %d s raw run: %s ms ='
+              % (LONG_S, ms(lg['wall'] - LONG_S)))
+        rows = [('  started -> first packet', ms(lr['first_arrival_s'] - lg['spawn']), '', ''),
+                ('  + packets sent beyond the file [l]',
+                 ms(lr['last_arrival_s'] - lr['first_arrival_s'] - LONG_S), '', ''),
+                ('  + last packet -> aplay exited [m]', ms(lg['exit'] - lr['last_arrival_s']),
+                 '', '')]
+        table(rows, [44, 16, 13, 10])
+    print('  [d] what aplay.c set_params() gets (buffer_time = min(max, 500 ms), period = '
+          'buffer/4), re-done by')
+    print('      bench_encode latency, which then writes one period per blocking '
+          'snd_pcm_writei() as aplay does.')
+    print('  [e] CLOCK_MONOTONIC after the write holding the click -> sink\'s arrival time '
+          'of the packet carrying')
+    print('      the decoded click (SBC delay included); %d clicks over %d runs, at all '
+          'positions within a period.' % (len(lat['rows']), LAT_RUNS))
+    print('  [f] the same for the last frame of that write (click + its place in the '
+          'packet + the frames written')
+    print('      after it): the whole queue a new sound waits behind. "Heard" = packet '
+          'arrival + position in it.')
+    print('  [g] when the click is heard at the sink minus what snd_pcm_delay() predicted '
+          'right after the write.')
+    print('  [l] first to last packet arrival minus the file\'s duration: mostly aplay '
+          'padding its last write')
+    print('      with silence to a whole period (up to 125 ms), then rounding to a packet.')
+    print('  [m] the last packet\'s own duration (drain waits for it), then close: '
+          'Release, UnregisterEndpoint.')
+
+    print()
+    print('3. Open -> first packet (aplay -D %s, %d s file, fresh mock each run)'
+          % (PLUG, SHORT_S))
+    rows = [('', 'median ms', 'max ms', '')]
+
+    def stat(name, key):
+        v = [r[key] for r in opens]
+        if v:
+            rows.append((name, ms(statistics.median(v)), ms(max(v)), ''))
+    stat('aplay started -> first packet at sink', 'first_packet')
+    stat('  started -> first D-Bus call to bluez [h]', 'to_bus')
+    stat('  first call -> transport acquired [i]', 'bluez')
+    stat('  acquired -> first packet [j]', 'to_packet')
+    if lat['open']:
+        rows.append(('snd_pcm_open() alone [k]', ms(statistics.median(lat['open'])),
+                     ms(max(lat['open'])), ''))
+        rows.append(('hw_params + sw_params [k]', ms(statistics.median(lat['params'])),
+                     ms(max(lat['params'])), ''))
+    table(rows, [44, 16, 13, 10])
+    print('  %d runs. [h] exec, alsa-lib config, plugin load, bus connect (mock log, 1 ms '
+          'resolution).' % len(opens))
+    print('  [i] endpoint registration, connect, configuration, Acquire (the mock '
+          'answers at once and spawns')
+    print('      the sink; a real speaker takes longer). [j] hw_params, buffer fill, '
+          'start, first packet.')
+    print('  [k] timed inside bench_encode latency (%d runs).' % len(lat['open']))
+
+    print()
+    print('4. Peak memory (max RSS from wait4)')
+    rows = [('aplay -> plugin (%d s)' % LONG_S, '%.1f MB' % (cpu['long']['rss_kb'] / 1024), '', ''),
+            ('aplay -> null', '%.1f MB' % (cpu['null']['rss_kb'] / 1024), '', ''),
+            ('difference', '%.1f MB' % ((cpu['long']['rss_kb'] - cpu['null']['rss_kb']) / 1024),
+             '', '')]
+    table(rows, [44, 16, 13, 10])
+
+    print()
+    if warnings:
+        print('warnings (figures above may be off):')
+        for w in warnings:
+            print('  - ' + w)
+    print('benchmark took %.0f s' % (time.monotonic() - started))
+
+
+def main():
+    started = time.monotonic()
+    for path in (BENCH, os.path.join(BUILD, 'libasound_module_pcm_bluetooth.so'),
+                 os.path.join(BUILD, 'rtp_sink')):
+        if not os.access(path, os.R_OK):
+            sys.exit('bench: %s missing (make all bench)' % path)
+    if not shutil.which('aplay'):
+        sys.exit('bench: aplay not found (alsa-utils)')
+    m = machine()
+    try:
+        with Env(devices=DEVICES) as env:
+            wavs = {}
+            for secs in sorted({LONG_S, SHORT_S, CG_LONG_S, CG_SHORT_S}):
+                wavs[secs] = os.path.join(env.tmp, 'noise-%ds.wav' % secs)
+                audio.write_wav(wavs[secs], audio.noise(RATE, secs), RATE)
+            cpu = section_cpu(env, wavs)
+            lat = section_latency()
+            opens = section_open(wavs[SHORT_S])
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        sys.exit('bench: %s' % e)
+    report(m, cpu, lat, opens, started)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,478 @@
+/*
+ * bench_encode: the C half of `make bench` (bench/bench.py drives it).
+ *
+ *   bench_encode encode WAV [--mode both|codec|libsbc] [--seconds S] [--min-cpu S]
+ *                           [--rounds N]
+ *       Encodes the WAV (16-bit stereo 44.1 kHz) as fast as it can, in two ways:
+ *         codec   the project's codec table (a2dp_codec_sbc) as the plugin's I/O
+ *                 thread uses it: encoder_new(21 15 02 35), packets of
+ *                 frames_per_packet(672) SBC frames, encode() + rtp_write_header()
+ *         libsbc  sbc_encode() alone, one SBC frame at a time, same configuration
+ *       Each mode runs in N rounds (default 5, alternating the modes) of passes
+ *       over the audio until --min-cpu / N seconds of CPU are used (default
+ *       --min-cpu 1; 0 = exactly one pass, for callgrind); the fastest round
+ *       counts. --seconds limits the audio to its first S seconds. Prints per
+ *       mode one line (figures of that round):
+ *         MODE audio_s=A passes=P cpu_s=C wall_s=W bytes=B packets=N rounds=N
+ *       CPU time is CLOCK_PROCESS_CPUTIME_ID. The work of one pass is in
+ *       bench_pass_codec() / bench_pass_libsbc(), for callgrind --toggle-collect.
+ *
+ *   bench_encode latency PCM [--seconds S] [--click-every S]
+ *       Opens PCM (e.g. bluetooth:DEV=...) and sets it up the way aplay does at
+ *       its defaults (aplay.c set_params: buffer_time = min(max, 500 ms),
+ *       period_time = buffer_time / 4, set_period_time_near then
+ *       set_buffer_time_near; avail_min = period, start_threshold =
+ *       stop_threshold = buffer), then writes S seconds of silence with a
+ *       one-frame click every --click-every seconds, one period per blocking
+ *       snd_pcm_writei() (as aplay). Prints, all times CLOCK_MONOTONIC in ns:
+ *         open_ns=T0 opened_ns=T1 params_ns=T2 buffer=B period=P rate=R
+ *         write0_ns=T                              (just before the first write)
+ *         click frame=K before_ns=T after_ns=T delay=D chunk_end=E
+ *         done_ns=T drained_ns=T
+ *       D is snd_pcm_delay() right after the write that held the click; frames
+ *       0..E-1 had been written by then.
+ *
+ *   bench_encode spawn -- COMMAND [ARGS...]
+ *       Runs COMMAND (stdout to /dev/null, stderr inherited), waits for it and
+ *       prints its resource use from wait4():
+ *         spawn_ns=T exit_ns=T status=S user_s=U sys_s=S maxrss_kb=M
+ *         nvcsw=V nivcsw=I self_hwm_kb=H
+ *       (V, I: voluntary and involuntary context switches, all threads)
+ *       spawn_ns is CLOCK_MONOTONIC just before fork(). A plain fork() from
+ *       here, because Python's subprocess starts children with vfork(), and at
+ *       exec the kernel then records Python's peak RSS (tens of MB) in the
+ *       child's ru_maxrss. H is our own peak RSS, printed for reference; a
+ *       forked child does not inherit it (a 1.2 MB child reports 1.2 MB).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+
+#include <alsa/asoundlib.h>
+#include <sbc/sbc.h>
+
+#include "codec.h"
+#include "rtp.h"
+
+#define MTU 672
+#define RATE 44100
+#define CHANNELS 2
+
+static const uint8_t config[4] = { 0x21, 0x15, 0x02, 0x35 };  /* 44.1k joint, 16/8/loudness, bp 2..53 */
+
+static int64_t clock_ns(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void die(const char *what, int err)
+{
+	fprintf(stderr, "bench_encode: %s: %s\n", what, err ? strerror(err < 0 ? -err : err) : "failed");
+	exit(1);
+}
+
+/* --- WAV input ------------------------------------------------------------ */
+
+static uint32_t le32(const uint8_t *p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
+static uint16_t le16(const uint8_t *p) { return p[0] | p[1] << 8; }
+
+/* Reads a 16-bit stereo 44.1 kHz PCM WAV; returns the frame count. */
+static size_t read_wav(const char *path, int16_t **pcm)
+{
+	FILE *f = fopen(path, "rb");
+	uint8_t head[12], ch[8], fmt[16];
+	int have_fmt = 0;
+
+	if (!f)
+		die(path, errno);
+	if (fread(head, 1, 12, f) != 12 || memcmp(head, "RIFF", 4) || memcmp(head + 8, "WAVE", 4))
+		die("not a RIFF/WAVE file", 0);
+	while (fread(ch, 1, 8, f) == 8) {
+		uint32_t len = le32(ch + 4);
+
+		if (!memcmp(ch, "fmt ", 4) && len >= 16) {
+			if (fread(fmt, 1, 16, f) != 16 || fseek(f, len - 16 + (len & 1), SEEK_CUR))
+				die("short fmt chunk", 0);
+			if (le16(fmt) != 1 || le16(fmt + 2) != CHANNELS || le32(fmt + 4) != RATE ||
+			    le16(fmt + 14) != 16)
+				die("the WAV must be PCM 16-bit stereo 44100 Hz", 0);
+			have_fmt = 1;
+		} else if (!memcmp(ch, "data", 4) && have_fmt) {
+			size_t frames = len / (2 * CHANNELS);
+
+			if (!(*pcm = malloc(frames * 2 * CHANNELS + 1)))
+				die("malloc", ENOMEM);
+			frames = fread(*pcm, 2 * CHANNELS, frames, f);
+			fclose(f);
+			/* The file is little-endian, as the encoders are told (SBC_LE). */
+			return frames;
+		} else if (fseek(f, len + (len & 1), SEEK_CUR)) {
+			break;
+		}
+	}
+	die("no fmt/data chunk", 0);
+	return 0;
+}
+
+/* --- encoding ------------------------------------------------------------- */
+
+struct result {
+	uint64_t bytes, packets;
+};
+
+/* One pass of the plugin's encode path over pcm; noinline for --toggle-collect. */
+__attribute__((noinline))
+void bench_pass_codec(struct a2dp_encoder *enc, const int16_t *pcm, size_t frames,
+		      struct result *r)
+{
+	const struct a2dp_codec *c = &a2dp_codec_sbc;
+	unsigned fpp = c->frames_per_packet(enc, MTU);
+	size_t step = (size_t)fpp * c->frame_samples(enc);
+	static uint8_t packet[MTU];
+	static uint16_t seq;
+	static uint32_t ts;
+
+	for (size_t pos = 0; pos + step <= frames; pos += step) {
+		ssize_t n = c->encode(enc, pcm + pos * CHANNELS, fpp, packet + RTP_HEADER_LEN,
+				      MTU - RTP_HEADER_LEN);
+
+		if (n < 0)
+			die("encode", (int)n);
+		rtp_write_header(packet, seq++, ts, 1);
+		ts += step;
+		r->bytes += RTP_HEADER_LEN + n;
+		r->packets++;
+	}
+}
+
+/* One pass of plain sbc_encode(), one SBC frame per call. */
+__attribute__((noinline))
+void bench_pass_libsbc(sbc_t *sbc, const int16_t *pcm, size_t frames, struct result *r)
+{
+	size_t codesize = sbc_get_codesize(sbc), step = codesize / (2 * CHANNELS);
+	static uint8_t out[512];
+
+	for (size_t pos = 0; pos + step <= frames; pos += step) {
+		ssize_t written = 0;
+		ssize_t used = sbc_encode(sbc, pcm + pos * CHANNELS, codesize, out, sizeof(out),
+					  &written);
+
+		if (used != (ssize_t)codesize || written <= 0)
+			die("sbc_encode", used < 0 ? (int)used : 0);
+		r->bytes += written;
+		r->packets++;
+	}
+}
+
+/* One encoder of each kind, set up once. */
+struct encoders {
+	struct a2dp_encoder *enc;
+	sbc_t sbc;
+};
+
+/* The best (least CPU per audio second) of the blocks run so far, per mode. */
+struct best {
+	double cpu_per_audio, cpu_s, wall_s, audio_s;
+	unsigned passes;
+	struct result r;
+};
+
+/* Passes over the audio until min_cpu seconds of CPU are used (at least one). */
+static void run_block(struct encoders *e, int is_codec, const int16_t *pcm, size_t frames,
+		      double min_cpu, struct best *best)
+{
+	struct result r = { 0, 0 };
+	unsigned passes = 0;
+	int64_t c0, w0, c1, w1;
+	double audio_s, cpu_s;
+
+	c0 = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
+	w0 = clock_ns(CLOCK_MONOTONIC);
+	do {
+		if (is_codec)
+			bench_pass_codec(e->enc, pcm, frames, &r);
+		else
+			bench_pass_libsbc(&e->sbc, pcm, frames, &r);
+		passes++;
+		c1 = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
+	} while ((c1 - c0) / 1e9 < min_cpu);
+	w1 = clock_ns(CLOCK_MONOTONIC);
+	audio_s = (double)frames * passes / RATE;
+	cpu_s = (c1 - c0) / 1e9;
+	if (!best->passes || cpu_s / audio_s < best->cpu_per_audio) {
+		best->cpu_per_audio = cpu_s / audio_s;
+		best->cpu_s = cpu_s;
+		best->wall_s = (w1 - w0) / 1e9;
+		best->audio_s = audio_s;
+		best->passes = passes;
+		best->r = r;
+	}
+}
+
+static void print_best(const char *mode, const struct best *b, unsigned rounds)
+{
+	printf("%s audio_s=%.6f passes=%u cpu_s=%.6f wall_s=%.6f bytes=%" PRIu64
+	       " packets=%" PRIu64 " rounds=%u\n", mode, b->audio_s, b->passes, b->cpu_s,
+	       b->wall_s, b->r.bytes, b->r.packets, rounds);
+}
+
+static int cmd_encode(int argc, char **argv)
+{
+	const char *path = NULL, *mode = "both";
+	double seconds = 0, min_cpu = 1.0;
+	unsigned rounds = 5;
+	struct encoders e;
+	struct best best[2];
+	int16_t *pcm;
+	size_t frames;
+	int err, want[2];
+
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--mode") && i + 1 < argc)
+			mode = argv[++i];
+		else if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
+			seconds = atof(argv[++i]);
+		else if (!strcmp(argv[i], "--min-cpu") && i + 1 < argc)
+			min_cpu = atof(argv[++i]);
+		else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
+			rounds = atoi(argv[++i]);
+		else if (!path && argv[i][0] != '-')
+			path = argv[i];
+		else
+			return 2;
+	}
+	want[0] = !strcmp(mode, "both") || !strcmp(mode, "libsbc");
+	want[1] = !strcmp(mode, "both") || !strcmp(mode, "codec");
+	if (!path || (!want[0] && !want[1]))
+		return 2;
+	if (min_cpu <= 0 || rounds < 1)
+		rounds = 1;
+	frames = read_wav(path, &pcm);
+	if (seconds > 0 && frames > seconds * RATE)
+		frames = seconds * RATE;
+
+	if ((err = a2dp_codec_sbc.encoder_new(&e.enc, config, sizeof(config))) < 0)
+		die("encoder_new", err);
+	if ((err = sbc_init_a2dp(&e.sbc, 0, config, sizeof(config))) < 0)
+		die("sbc_init_a2dp", err);
+	e.sbc.endian = SBC_LE;
+	e.sbc.bitpool = config[3];      /* as the codec table does */
+	memset(best, 0, sizeof(best));
+	/* Rounds alternate the two, so that a clock or load change hits both alike;
+	 * the fastest round of each counts (the least disturbed one). */
+	for (unsigned i = 0; i < rounds; i++)
+		for (int m = 0; m < 2; m++)
+			if (want[m])
+				run_block(&e, m, pcm, frames, min_cpu / rounds, &best[m]);
+	if (want[1])
+		print_best("codec", &best[1], rounds);
+	if (want[0])
+		print_best("libsbc", &best[0], rounds);
+	a2dp_codec_sbc.encoder_free(e.enc);
+	sbc_finish(&e.sbc);
+	free(pcm);
+	return 0;
+}
+
+/* --- latency ---------------------------------------------------------------- */
+
+#define CHECK_ALSA(call) do { int e_ = (call); if (e_ < 0) { \
+	fprintf(stderr, "bench_encode: %s: %s\n", #call, snd_strerror(e_)); exit(1); } } while (0)
+
+static int cmd_latency(int argc, char **argv)
+{
+	const char *dev = NULL;
+	double seconds = 3.0, every = 0.5;
+	snd_pcm_t *pcm;
+	snd_pcm_hw_params_t *hw;
+	snd_pcm_sw_params_t *sw;
+	snd_pcm_uframes_t buffer, period;
+	unsigned rate = RATE, buffer_time = 0, period_time;
+	uint64_t total, written = 0, click_step, next_click;
+	int16_t *chunk;
+	int64_t t_open, t_opened, t_params;
+
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
+			seconds = atof(argv[++i]);
+		else if (!strcmp(argv[i], "--click-every") && i + 1 < argc)
+			every = atof(argv[++i]);
+		else if (!dev && argv[i][0] != '-')
+			dev = argv[i];
+		else
+			return 2;
+	}
+	if (!dev || every <= 0)
+		return 2;
+
+	t_open = clock_ns(CLOCK_MONOTONIC);
+	CHECK_ALSA(snd_pcm_open(&pcm, dev, SND_PCM_STREAM_PLAYBACK, 0));
+	t_opened = clock_ns(CLOCK_MONOTONIC);
+
+	/* aplay.c set_params(), without options. */
+	snd_pcm_hw_params_alloca(&hw);
+	snd_pcm_sw_params_alloca(&sw);
+	CHECK_ALSA(snd_pcm_hw_params_any(pcm, hw));
+	CHECK_ALSA(snd_pcm_hw_params_set_access(pcm, hw, SND_PCM_ACCESS_RW_INTERLEAVED));
+	CHECK_ALSA(snd_pcm_hw_params_set_format(pcm, hw, SND_PCM_FORMAT_S16_LE));
+	CHECK_ALSA(snd_pcm_hw_params_set_channels(pcm, hw, CHANNELS));
+	CHECK_ALSA(snd_pcm_hw_params_set_rate_near(pcm, hw, &rate, 0));
+	CHECK_ALSA(snd_pcm_hw_params_get_buffer_time_max(hw, &buffer_time, 0));
+	if (buffer_time > 500000)
+		buffer_time = 500000;
+	period_time = buffer_time / 4;
+	CHECK_ALSA(snd_pcm_hw_params_set_period_time_near(pcm, hw, &period_time, 0));
+	CHECK_ALSA(snd_pcm_hw_params_set_buffer_time_near(pcm, hw, &buffer_time, 0));
+	CHECK_ALSA(snd_pcm_hw_params(pcm, hw));
+	snd_pcm_hw_params_get_period_size(hw, &period, 0);
+	snd_pcm_hw_params_get_buffer_size(hw, &buffer);
+	CHECK_ALSA(snd_pcm_sw_params_current(pcm, sw));
+	CHECK_ALSA(snd_pcm_sw_params_set_avail_min(pcm, sw, period));
+	CHECK_ALSA(snd_pcm_sw_params_set_start_threshold(pcm, sw, buffer));
+	CHECK_ALSA(snd_pcm_sw_params_set_stop_threshold(pcm, sw, buffer));
+	CHECK_ALSA(snd_pcm_sw_params(pcm, sw));
+	t_params = clock_ns(CLOCK_MONOTONIC);
+	printf("open_ns=%" PRId64 " opened_ns=%" PRId64 " params_ns=%" PRId64
+	       " buffer=%lu period=%lu rate=%u\n", t_open, t_opened, t_params,
+	       (unsigned long)buffer, (unsigned long)period, rate);
+
+	total = (uint64_t)(seconds * rate);
+	click_step = (uint64_t)(every * rate);
+	next_click = click_step / 2;
+	if (!(chunk = calloc(period, 2 * CHANNELS)))
+		die("calloc", ENOMEM);
+	printf("write0_ns=%" PRId64 "\n", clock_ns(CLOCK_MONOTONIC));
+	fflush(stdout);
+	while (written < total) {
+		uint64_t n = total - written < period ? total - written : period;
+		uint64_t click = UINT64_MAX;
+		int64_t before, after;
+		snd_pcm_sframes_t delay = 0, r;
+
+		memset(chunk, 0, n * 2 * CHANNELS);
+		if (next_click < written + n) {
+			click = next_click;
+			chunk[(click - written) * CHANNELS] = 24000;
+			chunk[(click - written) * CHANNELS + 1] = 24000;
+			next_click += click_step;
+		}
+		before = clock_ns(CLOCK_MONOTONIC);
+		r = snd_pcm_writei(pcm, chunk, n);
+		after = clock_ns(CLOCK_MONOTONIC);
+		if (r == -EPIPE) {
+			fprintf(stderr, "bench_encode: underrun at frame %" PRIu64 "\n", written);
+			CHECK_ALSA(snd_pcm_prepare(pcm));
+			continue;
+		}
+		if (r < 0)
+			die("snd_pcm_writei", (int)r);
+		if ((uint64_t)r != n) {
+			fprintf(stderr, "bench_encode: short write %ld of %" PRIu64 "\n", (long)r, n);
+			exit(1);
+		}
+		written += n;
+		if (click != UINT64_MAX) {
+			if (snd_pcm_delay(pcm, &delay) < 0)
+				delay = -1;
+			printf("click frame=%" PRIu64 " before_ns=%" PRId64 " after_ns=%" PRId64
+			       " delay=%ld chunk_end=%" PRIu64 "\n", click, before, after,
+			       (long)delay, written);
+		}
+	}
+	printf("done_ns=%" PRId64 "\n", clock_ns(CLOCK_MONOTONIC));
+	CHECK_ALSA(snd_pcm_drain(pcm));
+	printf("drained_ns=%" PRId64 "\n", clock_ns(CLOCK_MONOTONIC));
+	snd_pcm_close(pcm);
+	free(chunk);
+	return 0;
+}
+
+/* --- spawn ------------------------------------------------------------------ */
+
+static long self_hwm_kb(void)
+{
+	char line[256];
+	long kb = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "VmHWM:", 6))
+			kb = atol(line + 6);
+	fclose(f);
+	return kb;
+}
+
+static int cmd_spawn(int argc, char **argv)
+{
+	struct rusage ru;
+	int64_t t_spawn, t_exit;
+	long hwm = self_hwm_kb();
+	int status;
+	pid_t pid;
+
+	if (argc >= 1 && !strcmp(argv[0], "--")) {
+		argc--;
+		argv++;
+	}
+	if (argc < 1)
+		return 2;
+	fflush(stdout);
+	t_spawn = clock_ns(CLOCK_MONOTONIC);
+	pid = fork();
+	if (pid < 0)
+		die("fork", errno);
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (null >= 0)
+			dup2(null, STDOUT_FILENO);
+		execvp(argv[0], argv);
+		fprintf(stderr, "bench_encode: %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	while (wait4(pid, &status, 0, &ru) < 0)
+		if (errno != EINTR)
+			die("wait4", errno);
+	t_exit = clock_ns(CLOCK_MONOTONIC);
+	printf("spawn_ns=%" PRId64 " exit_ns=%" PRId64 " status=%d user_s=%ld.%06ld"
+	       " sys_s=%ld.%06ld maxrss_kb=%ld nvcsw=%ld nivcsw=%ld self_hwm_kb=%ld\n",
+	       t_spawn, t_exit, WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
+	       (long)ru.ru_utime.tv_sec, (long)ru.ru_utime.tv_usec,
+	       (long)ru.ru_stime.tv_sec, (long)ru.ru_stime.tv_usec, ru.ru_maxrss,
+	       ru.ru_nvcsw, ru.ru_nivcsw, hwm);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	int rc = 2;
+
+	if (argc >= 2 && !strcmp(argv[1], "encode"))
+		rc = cmd_encode(argc - 2, argv + 2);
+	else if (argc >= 2 && !strcmp(argv[1], "latency"))
+		rc = cmd_latency(argc - 2, argv + 2);
+	else if (argc >= 2 && !strcmp(argv[1], "spawn"))
+		rc = cmd_spawn(argc - 2, argv + 2);
+	if (rc == 2)
+		fprintf(stderr, "usage: bench_encode encode WAV [--mode both|codec|libsbc] "
+			"[--seconds S] [--min-cpu S] [--rounds N]\n"
+			"       bench_encode latency PCM [--seconds S] [--click-every S]\n"
+			"       bench_encode spawn -- COMMAND [ARGS...]\n");
+	return rc;
+}
