@@ -62,12 +62,15 @@ $(BUILD)/ctl_client: $(BUILD)/tests/tools/ctl_client.o
 $(BUILD)/test_%: $(BUILD)/tests/unit/test_%.o $(BUILD)/liba2dp.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS) -lm
 
-# Every suite twice: as built, then with the plugins, the sink and the unit
-# tests built with AddressSanitizer + UndefinedBehaviorSanitizer.
+# Every suite three times: as built, then with the plugins, the sink, the
+# tools and the unit tests built with AddressSanitizer + UndefinedBehavior-
+# Sanitizer, then with ThreadSanitizer (the I/O thread against the app's).
 SAN_BUILD := $(BUILD)-san
+TSAN_BUILD := $(BUILD)-tsan
 check: all
 	$(MAKE) --no-print-directory BUILD=$(SAN_BUILD) SANITIZE=address,undefined all
-	tests/run-all $(BUILD) all $(SAN_BUILD)
+	$(MAKE) --no-print-directory BUILD=$(TSAN_BUILD) SANITIZE=thread all
+	tests/run-all $(BUILD) all asan:$(SAN_BUILD) tsan:$(TSAN_BUILD)
 
 check-unit: all
 	tests/run-all $(BUILD) unit
