@@ -359,8 +359,8 @@ int bluez_find_device(struct bluez *bz, const char *adapter, const char *address
 	return err;
 }
 
-/* Looks for a MediaTransport1 under the device's path that is not ours. */
-static int scan_transports(DBusMessage *reply, const char *device_path, const char *ours,
+/* Looks for a MediaTransport1 under the device's path other than `except`. */
+static int scan_transports(DBusMessage *reply, const char *device_path, const char *except,
 			   char *path, size_t size)
 {
 	DBusMessageIter it, arr;
@@ -376,7 +376,7 @@ static int scan_transports(DBusMessage *reply, const char *device_path, const ch
 		dbus_message_iter_recurse(&arr, &entry);
 		dbus_message_iter_get_basic(&entry, &p);
 		dbus_message_iter_next(&entry);
-		if (strncmp(p, device_path, dlen) || p[dlen] != '/' || (ours && !strcmp(p, ours)))
+		if (strncmp(p, device_path, dlen) || p[dlen] != '/' || (except && !strcmp(p, except)))
 			continue;
 		dbus_message_iter_recurse(&entry, &ifaces);
 		for (; dbus_message_iter_get_arg_type(&ifaces) == DBUS_TYPE_DICT_ENTRY;
@@ -395,8 +395,8 @@ static int scan_transports(DBusMessage *reply, const char *device_path, const ch
 	return 0;
 }
 
-int bluez_foreign_transport(struct bluez *bz, const char *device_path, const char *ours,
-			    int64_t deadline_ms, char *path, size_t size)
+int bluez_find_transport(struct bluez *bz, const char *device_path, const char *except,
+			 int64_t deadline_ms, char *path, size_t size)
 {
 	DBusMessage *reply;
 	int err;
@@ -406,7 +406,7 @@ int bluez_foreign_transport(struct bluez *bz, const char *device_path, const cha
 	if (strcmp(dbus_message_get_signature(reply), "a{oa{sa{sv}}}"))
 		err = -EINVAL;
 	else
-		err = scan_transports(reply, device_path, ours, path, size);
+		err = scan_transports(reply, device_path, except, path, size);
 	dbus_message_unref(reply);
 	return err;
 }

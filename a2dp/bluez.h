@@ -37,10 +37,11 @@ void bluez_close(struct bluez *bz);
 int bluez_find_device(struct bluez *bz, const char *adapter, const char *address,
 		      int64_t deadline_ms, struct bluez_device *dev);
 
-/* Path of a MediaTransport1 of this device that is not `ours` (another audio
- * service streaming to it): 1 and the path, 0 if none, or negative errno. */
-int bluez_foreign_transport(struct bluez *bz, const char *device_path, const char *ours,
-			    int64_t deadline_ms, char *path, size_t size);
+/* Path of a MediaTransport1 of this device other than `except` (NULL: any):
+ * 1 and the path, 0 if none, or negative errno. With except = our own
+ * transport, a hit means another audio service streams to the speaker. */
+int bluez_find_transport(struct bluez *bz, const char *device_path, const char *except,
+			 int64_t deadline_ms, char *path, size_t size);
 
 /* Properties.Get / Set of a uint16 (MediaTransport1.Volume) and Get of a byte. */
 int bluez_get_property(struct bluez *bz, const char *path, const char *iface,

@@ -303,7 +303,7 @@ static int register_endpoint(struct a2dp_endpoint *ep, int64_t deadline_ms)
 static int busy_error(struct a2dp_endpoint *ep, int64_t deadline_ms)
 {
 	char other[192];
-	int r = bluez_foreign_transport(ep->bz, ep->dev.path, ep->transport[0] ? ep->transport : NULL,
+	int r = bluez_find_transport(ep->bz, ep->dev.path, ep->transport[0] ? ep->transport : NULL,
 					deadline_ms, other, sizeof(other));
 
 	if (r <= 0)

@@ -473,7 +473,7 @@ static void read_device_state(struct bt_ctl *ctl, int64_t deadline)
 
 	ctl->speaker_volume = ctl->battery = -1;
 	ctl->transport[0] = 0;
-	if (bluez_foreign_transport(ctl->bz, ctl->dev.path, NULL, deadline, ctl->transport,
+	if (bluez_find_transport(ctl->bz, ctl->dev.path, NULL, deadline, ctl->transport,
 				    sizeof(ctl->transport)) <= 0)
 		ctl->transport[0] = 0;
 	else if (bluez_get_property(ctl->bz, ctl->transport, TRANSPORT_IFACE, "Volume",
