@@ -78,6 +78,7 @@ struct a2dp_stream {
 	uint32_t timestamp;
 	int transport_dead;
 	int flushed;                   /* drain sent the encoder's tail */
+	unsigned last_padding;         /* silence that ended the last packet */
 	int speaker_volume;            /* last MediaTransport1.Volume seen, -1 none */
 	int64_t last_lower_ns, queue_empty_since_ns;
 	struct a2dp_stream_stats stats;
@@ -239,6 +240,7 @@ static int send_packet(struct a2dp_stream *s, unsigned frames, unsigned padded, 
 		lose_transport(s, "the encoder failed");
 		return -1;
 	}
+	s->last_padding = padded - frames;
 	rtp_write_header(s->packet, s->seq++, s->timestamp, 1);
 	s->timestamp += padded;
 	atomic_store(&s->sent, atomic_load(&s->sent) + padded);
@@ -282,9 +284,11 @@ static int finish_drain(struct a2dp_stream *s, int64_t now)
 
 	if (!s->flushed) {
 		s->flushed = 1;
-		/* The codec delays the signal by codec_delay samples: without this
-		 * the listener would lose the last of them. */
-		return send_packet(s, 0, round_up(s->codec_delay, s->frame_samples), now);
+		/* The codec delays the signal by codec_delay samples: unless the last
+		 * packet's padding already pushed them out, the listener would lose
+		 * the last of them. */
+		if (s->last_padding < s->codec_delay)
+			return send_packet(s, 0, round_up(s->codec_delay, s->frame_samples), now);
 	}
 	end = due_ns(s, atomic_load(&s->sent));
 	if (now < end) {

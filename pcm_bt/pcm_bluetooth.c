@@ -134,12 +134,16 @@ static int bt_poll_revents(snd_pcm_ioplug_t *io, struct pollfd *pfd, unsigned nf
 {
 	struct bt_pcm *pcm = io->private_data;
 	snd_pcm_uframes_t avail;
+	int err;
 
 	(void)pfd;
 	(void)nfds;
 	a2dp_stream_ack_event(pcm->stream);
-	if (a2dp_stream_error(pcm->stream)) {
+	if ((err = a2dp_stream_error(pcm->stream))) {
 		a2dp_stream_notify(pcm->stream);   /* stays readable: an error is a level */
+		/* alsa-lib turns POLLERR in a RUNNING state into -EIO: say what it is. */
+		snd_pcm_ioplug_set_state(io, err == -ENODEV ? SND_PCM_STATE_DISCONNECTED
+							    : SND_PCM_STATE_XRUN);
 		*revents = POLLERR;
 		return 0;
 	}
@@ -324,6 +328,9 @@ SND_PCM_PLUGIN_DEFINE_FUNC(bluetooth)
 	pcm->avail_min = 1;
 	if ((err = snd_pcm_ioplug_create(&pcm->io, name, stream, mode)) < 0)
 		goto fail;
+	/* ioplug learns of non-blocking mode only from snd_pcm_nonblock(), not
+	 * from the open mode: without this, drain would block. */
+	pcm->io.nonblock = !!(mode & SND_PCM_NONBLOCK);
 	if ((err = bt_set_constraints(pcm)) < 0) {
 		snd_pcm_ioplug_delete(&pcm->io);   /* calls bt_close */
 		return err;
