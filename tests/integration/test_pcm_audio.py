@@ -13,7 +13,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import audio  # noqa: E402
-from harness import Env, check, finish  # noqa: E402
+from harness import TIME_SCALE, Env, check, finish  # noqa: E402
 
 ADDR = '00:1B:66:AA:BB:CC'
 DEV = 'hci0/' + ADDR
@@ -62,9 +62,10 @@ def check_audio(name, env, sig, rate, r, min_db, mtu=672):
     check(name + f': every packet <= MTU {mtu}', rep['max_len'] <= mtu, f"{rep['max_len']}")
     secs = len(sig) / rate
     check(name + ': arrival paced in real time',
-          abs(rep['duration_of_arrival_s'] - secs) < 0.25 and rep['pacing_ms'] < PACING_MAX_MS,
+          abs(rep['duration_of_arrival_s'] - secs) < 0.25 * TIME_SCALE and
+          rep['pacing_ms'] < PACING_MAX_MS * TIME_SCALE,
           f"arrival {rep['duration_of_arrival_s']:.3f} s for {secs} s, pacing {rep['pacing_ms']:.2f} ms")
-    check(name + ': playback took real time', secs - 0.05 <= r.elapsed <= secs + 1.5,
+    check(name + ': playback took real time', secs - 0.05 <= r.elapsed <= secs + 1.5 * TIME_SCALE,
           f'{r.elapsed:.2f} s for {secs} s')
 
 
@@ -159,7 +160,7 @@ def open_error(name, env_kw, dev, errno_text, pattern, extra_conf='', max_s=1.0)
               r.stderr[-400:])
         check(f'{name}: one SNDERR line saying what to do',
               len(lines) == 1 and re.search(pattern, lines[0]), str(lines))
-        check(f'{name}: within {max_s} s', r.elapsed < max_s, f'{r.elapsed:.2f} s')
+        check(f'{name}: within {max_s} s', r.elapsed < max_s * TIME_SCALE, f'{r.elapsed:.2f} s')
 
 
 def test_errors():
@@ -198,7 +199,7 @@ def fault_error(name, fault, errno_text, pattern, lo, hi, timeout_ms=1500):
               r.stderr[-400:])
         check(f'{name}: one SNDERR line', len(lines) == 1 and re.search(pattern, lines[0]),
               str(lines))
-        check(f'{name}: took {lo}-{hi} s', lo <= r.elapsed <= hi, f'{r.elapsed:.2f} s')
+        check(f'{name}: took {lo}-{hi} s', lo <= r.elapsed <= hi * TIME_SCALE, f'{r.elapsed:.2f} s')
         ev = env.events()
         check(f'{name}: endpoint unregistered after the failure',
               any(e.startswith('UnregisterEndpoint') for e in ev), str(ev[-5:]))

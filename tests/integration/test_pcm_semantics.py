@@ -24,7 +24,7 @@ import numpy as np
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import audio  # noqa: E402
-from harness import BUILD, Env, check, finish  # noqa: E402
+from harness import BUILD, Env, check, finish  # noqa: E402, TIME_SCALE
 
 ADDR = '00:1B:66:AA:BB:CC'
 CONNECTED = ['hci0/' + ADDR + ',connected']
@@ -179,14 +179,14 @@ def test_pause_resume():
               0 <= extra < 2 * CODEC_FRAME, '%+d frames' % extra)
         # measured 1.0145 s: the pause plus the one packet interval (14.5 ms)
         check('pause: packet arrivals show a hole of 1.0 s +- 0.1',
-              abs(hole - 1.0) <= 0.1, '%.4f s' % hole)
-        check('pause: the hole matches PAUSE->RESUME', abs(hole - paused) < 0.05,
+              abs(hole - 1.0) <= 0.1 * TIME_SCALE, '%.4f s' % hole)
+        check('pause: the hole matches PAUSE->RESUME', abs(hole - paused) < 0.05 * TIME_SCALE,
               'hole %.4f, paused %.4f' % (hole, paused))
         check('pause: RTP seq and timestamps continuous',
               cap.rep['seq_continuous'] and cap.rep['ts_continuous'],
               str((cap.rep['seq_breaks'][:5], cap.rep['ts_breaks'][:5])))
         # measured 4.003 s
-        check('pause: total wall time 4 s +- 0.3', abs(wall - 4.0) <= 0.3, '%.3f s' % wall)
+        check('pause: total wall time 4 s +- 0.3', abs(wall - 4.0) <= 0.3 * TIME_SCALE, '%.3f s' % wall)
 
 
 # ---------------------------------------------------------------- 2. drain
@@ -224,14 +224,14 @@ def check_drain(name, env, r, ev, sig, tail_n, nonblock):
     # flight and the codec-delay flush frame); DRAIN_END 2.9 ms after the last
     # packet (the flush frame's duration)
     check(name + ': drain took the buffered audio, not a fixed sleep',
-          buffered - 0.02 <= took <= buffered + 0.3,
+          buffered - 0.02 <= took <= buffered + 0.3 * TIME_SCALE,
           'took %.3f s for %.3f s buffered' % (took, buffered))
     if nonblock:
         # A non-blocking drain returns -EAGAIN at once and completes through
         # poll (alsa-lib's ioplug leaves this to the plugin's drain callback;
         # the kernel and dmix do the same).
         check(name + ': non-blocking drain returns -EAGAIN instead of blocking',
-              call is not None and call['rc'] == -EAGAIN and call['took'] < 0.05,
+              call is not None and call['rc'] == -EAGAIN and call['took'] < 0.05 * TIME_SCALE,
               'first snd_pcm_drain() returned %s after %.3f s with %.3f s buffered'
               % (call and call['rc'], call and call['took'], buffered))
         # ...and wakes the poller about once a packet, not in a busy loop
@@ -327,14 +327,14 @@ def test_vanish():
                     err['t'] - t_v if err else -1, state and state['state'], t_exit - t_v))
             check(name + ': never hangs, exits 1', not r.timed_out and r.rc == 1, repr(r))
             check(name + ': ERROR reported within 1.0 s of the Vanish',
-                  err is not None and 0 <= err['t'] - t_v < 1.0,
+                  err is not None and 0 <= err['t'] - t_v < 1.0 * TIME_SCALE,
                   '%s (Vanish at %.3f)' % (err, t_v))
             check(name + ': the error is -ENODEV or -EPIPE',
                   err is not None and err['err'] in (-ENODEV, -EPIPE),
                   'got %s (%s) from %s; PCM state afterwards %s'
                   % (err and err['err'], err and err['msg'], err and err['where'],
                      state and state['state']))
-            check(name + ': exits within 1.0 s of the Vanish', t_exit - t_v < 1.0,
+            check(name + ': exits within 1.0 s of the Vanish', t_exit - t_v < 1.0 * TIME_SCALE,
                   '%.3f s' % (t_exit - t_v))
     with Env(devices=CONNECTED) as env:
         r, t_v, t_exit = vanish_during(env, ['aplay', '-D', PLUG, write_input(env, sig)])
@@ -342,7 +342,7 @@ def test_vanish():
              % (r.rc, t_exit - t_v, r.stderr.strip().splitlines()[-1:]))
         check('vanish (aplay): never hangs, exits non-zero (not by a signal)',
               not r.timed_out and r.rc is not None and r.rc > 0, repr(r))
-        check('vanish (aplay): exits within 1.0 s of the Vanish', t_exit - t_v < 1.0,
+        check('vanish (aplay): exits within 1.0 s of the Vanish', t_exit - t_v < 1.0 * TIME_SCALE,
               '%.3f s' % (t_exit - t_v))
 
 
@@ -412,9 +412,10 @@ def test_delay():
         check(name + ': delay grows by 6615 frames (150 ms at 44.1 kHz) +- 5',
               abs(grow_pre - 6615) <= 5, 'before START %+d' % grow_pre)
         # During playback the samples fall at slightly different phases of
-        # the packet clock in the two runs: measured +6613.5 .. +6618.
-        check(name + ': the same growth during playback (+- 16)',
-              abs(grow_run - 6615) <= 16, 'during playback %+.1f' % grow_run)
+        # the packet clock in the two runs: measured +6613.5 .. +6618 on an
+        # idle machine, +6635 with both cores loaded (0.5 ms of jitter).
+        check(name + ': the same growth during playback (+- 64, 1.5 ms)',
+              abs(grow_run - 6615) <= 64 * TIME_SCALE, 'during playback %+.1f' % grow_run)
 
 
 # ---------------------------------------------------------------- 6. pacing
@@ -466,15 +467,15 @@ def test_pacing():
             info('%s: pacing %.2f ms, arrivals span %.4f s for %.4f s of packets, '
                  'START->DRAIN_END %.3f s for %.3f s, SNR %.1f dB'
                  % (name, rep['pacing_ms'], rep['duration_of_arrival_s'], played, wall, secs, snr))
-            check(name + ': packet arrival pacing < 5 ms', rep['pacing_ms'] < PACING_MAX_MS,
+            check(name + ': packet arrival pacing < 5 ms', rep['pacing_ms'] < PACING_MAX_MS * TIME_SCALE,
                   '%.2f ms' % rep['pacing_ms'])
             # measured within 0.2 ms
             check(name + ': arrivals span the audio they carry (+- 10 ms)',
-                  abs(rep['duration_of_arrival_s'] - played) < 0.01,
+                  abs(rep['duration_of_arrival_s'] - played) < 0.01 * TIME_SCALE,
                   '%.4f s for %.4f s' % (rep['duration_of_arrival_s'], played))
             # measured 2.006 s for 2.0 s (the last packet plus the flush frame)
             check(name + ': elapsed = real time (START->DRAIN_END, +- 50 ms)',
-                  abs(wall - secs) < 0.05, '%.3f s for %.3f s' % (wall, secs))
+                  abs(wall - secs) < 0.05 * TIME_SCALE, '%.3f s for %.3f s' % (wall, secs))
             check(name + ': audio intact (SNR > 50 dB, no gaps)',
                   snr > 50 and not audio.gaps(cap.got[lag:lag + len(sig)], RATE),
                   '%.1f dB' % snr)
