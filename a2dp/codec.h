@@ -52,7 +52,8 @@ struct a2dp_codec {
 	 * dst as a media payload (payload header + frames). Returns bytes written. */
 	ssize_t (*encode)(struct a2dp_encoder *enc, const int16_t *pcm, unsigned nframes,
 			  uint8_t *dst, size_t size);
-	/* One congestion step down or up; 1 if the bitrate changed, 0 at the limit. */
+	/* One congestion step down: how many raise_bitrate() steps undo it (0 at
+	 * the limit). One step up: 1 if the bitrate rose, 0 at the maximum. */
 	int (*lower_bitrate)(struct a2dp_encoder *enc);
 	int (*raise_bitrate)(struct a2dp_encoder *enc);
 	/* Encoded bytes per codec frame at the current bitrate (for queue accounting). */

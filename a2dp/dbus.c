@@ -116,7 +116,8 @@ int dbusx_read_bytes(DBusMessageIter *iter, uint8_t *buf, int size)
 	dbus_message_iter_get_fixed_array(&sub, &bytes, &n);
 	if (n > size)
 		return -ENOSPC;
-	memcpy(buf, bytes, n);
+	if (n > 0)          /* libdbus gives NULL for an empty array */
+		memcpy(buf, bytes, n);
 	return n;
 }
 

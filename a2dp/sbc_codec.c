@@ -280,7 +280,7 @@ static int sbc_lower_bitrate(struct a2dp_encoder *enc)
 	unsigned next = bp >= enc->min_bitpool + 2u ? bp - 2 : enc->min_bitpool;
 
 	enc->sbc.bitpool = next;
-	return next != bp;
+	return bp - next;      /* raise_bitrate() climbs back one at a time */
 }
 
 static int sbc_raise_bitrate(struct a2dp_encoder *enc)

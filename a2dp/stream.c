@@ -174,6 +174,8 @@ static void lose_transport(struct a2dp_stream *s, const char *why)
 
 static void on_congested(struct a2dp_stream *s, int64_t now)
 {
+	int steps;
+
 	pthread_mutex_lock(&s->lock);
 	s->stats.dropped++;
 	pthread_mutex_unlock(&s->lock);
@@ -183,9 +185,9 @@ static void on_congested(struct a2dp_stream *s, int64_t now)
 		       s->ep->dev.address);
 		s->logged_congestion = 1;
 	}
-	if (now - s->last_lower_ns >= LOWER_INTERVAL_NS && s->codec->lower_bitrate(s->enc)) {
+	if (now - s->last_lower_ns >= LOWER_INTERVAL_NS && (steps = s->codec->lower_bitrate(s->enc))) {
 		pthread_mutex_lock(&s->lock);
-		s->stats.bitrate_steps++;
+		s->stats.bitrate_steps += steps;
 		pthread_mutex_unlock(&s->lock);
 		s->last_lower_ns = now;
 	}

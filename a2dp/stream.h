@@ -22,7 +22,7 @@ struct a2dp_stream;
 struct a2dp_stream_stats {
 	uint64_t packets;
 	uint64_t dropped;        /* packets lost to a congested socket */
-	unsigned bitrate_steps;  /* how far the codec is below its negotiated bitrate */
+	unsigned bitrate_steps;  /* raise steps the codec is below its negotiated bitrate */
 	int64_t first_packet_ns; /* CLOCK_MONOTONIC of the first packet, 0 if none */
 };
 

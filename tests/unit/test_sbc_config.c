@@ -152,17 +152,21 @@ static void test_encoder(void)
 	CHECK(sbc->encode(enc, pcm, 5, out, 100) < 0, "too small a buffer is an error");
 	CHECK(sbc->encode(enc, pcm, 16, out, sizeof(out)) < 0, "16 frames is an error");
 
-	/* Congestion steps: down by 2 to the minimum, up by 1 to the negotiated maximum. */
-	unsigned steps = 0;
-	while (sbc->lower_bitrate(enc))
-		steps++;
-	CHECK(steps == 26 && sbc->frame_bytes(enc) < 119, "lowered %u steps", steps);
+	/* Congestion steps: down by 2 to the minimum, up by 1 to the negotiated
+	 * maximum; what lower_bitrate() says to undo is exactly what it takes. */
+	unsigned calls = 0, to_undo = 0, steps = 0;
+	int r;
+	while ((r = sbc->lower_bitrate(enc)) > 0) {
+		calls++;
+		to_undo += r;
+	}
+	CHECK(calls == 26 && sbc->frame_bytes(enc) < 119, "lowered in %u calls", calls);
 	CHECK(sbc->frames_per_packet(enc, 672) == 15, "more frames fit at low bitpool: %u",
 	      sbc->frames_per_packet(enc, 672));
-	steps = 0;
 	while (sbc->raise_bitrate(enc))
 		steps++;
-	CHECK(steps == 51 && sbc->frame_bytes(enc) == 119, "raised %u steps, back to 119", steps);
+	CHECK(steps == 51 && to_undo == steps && sbc->frame_bytes(enc) == 119,
+	      "raised %u steps for %u to undo, back to %zu bytes", steps, to_undo, sbc->frame_bytes(enc));
 	sbc->encoder_free(enc);
 }
 
