@@ -78,6 +78,20 @@ void bluez_close(struct bluez *bz)
 	free(bz);
 }
 
+int bluez_from_bluez(const struct bluez *bz, DBusMessage *msg)
+{
+	const char *sender = dbus_message_get_sender(msg);
+
+	return bz->owner[0] && sender && !strcmp(sender, bz->owner);
+}
+
+int bluez_from_bus(DBusMessage *msg)
+{
+	const char *sender = dbus_message_get_sender(msg);
+
+	return sender && !strcmp(sender, DBUS_SERVICE_DBUS);
+}
+
 static const char *reply_error(DBusMessage *reply, const char **msg)
 {
 	if (dbus_message_get_type(reply) != DBUS_MESSAGE_TYPE_ERROR)
@@ -216,7 +230,9 @@ static int managed_objects(struct bluez *bz, int64_t deadline_ms, DBusMessage **
 		SNDERR("lost the D-Bus system bus while asking bluetoothd for devices");
 		return err;
 	}
-	if ((name = reply_error(*reply, &text))) {
+	if (!(name = reply_error(*reply, &text)) && dbus_message_get_sender(*reply))
+		snprintf(bz->owner, sizeof(bz->owner), "%s", dbus_message_get_sender(*reply));
+	if (name) {
 		if (is_service_missing(name))
 			SNDERR("bluetoothd is not running: start it (systemctl start bluetooth)");
 		else

@@ -16,7 +16,15 @@
 
 struct bluez {
 	DBusConnection *conn;
+	/* bluetoothd's unique name, learnt from its first reply. Only it may
+	 * call our endpoint or speak for BlueZ: the system bus lets any local
+	 * user send signals to any connection. */
+	char owner[64];
 };
+
+/* Did this message come from bluetoothd / from the bus daemon itself? */
+int bluez_from_bluez(const struct bluez *bz, DBusMessage *msg);
+int bluez_from_bus(DBusMessage *msg);
 
 struct bluez_device {
 	char path[128];

@@ -10,6 +10,7 @@
 
 #include "dbus.h"
 #include "endpoint.h"
+#include "volume.h"
 
 #define ENDPOINT_IFACE "org.bluez.MediaEndpoint1"
 #define TRANSPORT_IFACE "org.bluez.MediaTransport1"
@@ -42,16 +43,21 @@ static DBusMessage *select_configuration(struct a2dp_endpoint *ep, DBusMessage *
 	const uint8_t *p;
 	int n;
 
-	if (!dbus_message_iter_init(call, &it) ||
+	if (!dbus_message_has_signature(call, "ay") || !dbus_message_iter_init(call, &it) ||
 	    (ep->sink_caps_len = dbusx_read_bytes(&it, ep->sink_caps, sizeof(ep->sink_caps))) < 0) {
 		ep->sink_caps_len = 0;
+		ep->rejected = "bluetoothd sent malformed capabilities";
 		return error_reply(call, "org.bluez.Error.InvalidArguments", "capabilities must be ay");
 	}
 	n = ep->codec->select_config(ep->sink_caps, ep->sink_caps_len, &ep->prefs,
 				     config, sizeof(config));
-	if (n < 0)
+	if (n < 0) {
+		ep->rejected = "its SBC capabilities are malformed or offer nothing playable";
 		return error_reply(call, "org.bluez.Error.InvalidArguments",
 				   "no usable configuration in these capabilities");
+	}
+	memcpy(ep->selected, config, n);
+	ep->selected_len = n;
 	if (!(reply = dbus_message_new_method_return(call)))
 		return NULL;
 	p = config;
@@ -85,7 +91,8 @@ static int transport_prop(const char *key, DBusMessageIter *v, void *data)
 		t->codec = y;
 	else if (!strcmp(key, "Delay") && !dbusx_variant_basic(v, DBUS_TYPE_UINT16, &q))
 		t->delay = q;
-	else if (!strcmp(key, "Volume") && !dbusx_variant_basic(v, DBUS_TYPE_UINT16, &q))
+	else if (!strcmp(key, "Volume") && !dbusx_variant_basic(v, DBUS_TYPE_UINT16, &q) &&
+		 q <= VOLUME_MAX)
 		t->volume = q;
 	return 0;
 }
@@ -98,19 +105,24 @@ static DBusMessage *set_configuration(struct a2dp_endpoint *ep, DBusMessage *cal
 	DBusMessageIter it;
 	const char *path;
 
-	if (!dbus_message_iter_init(call, &it) ||
-	    dbus_message_iter_get_arg_type(&it) != DBUS_TYPE_OBJECT_PATH)
+	if (!dbus_message_has_signature(call, "oa{sv}") || !dbus_message_iter_init(call, &it)) {
+		ep->rejected = "bluetoothd sent malformed transport properties";
 		return error_reply(call, "org.bluez.Error.InvalidArguments", "expected (oa{sv})");
+	}
 	dbus_message_iter_get_basic(&it, &path);
 	dbus_message_iter_next(&it);
-	if (dbusx_dict_foreach(&it, transport_prop, &t) < 0 || !t.device || t.config_len < 0)
+	if (dbusx_dict_foreach(&it, transport_prop, &t) < 0 || !t.device || t.config_len < 0) {
+		ep->rejected = "bluetoothd sent malformed transport properties";
 		return error_reply(call, "org.bluez.Error.InvalidArguments", "malformed transport properties");
+	}
 	/* Another speaker that connects while we play must not take over our stream. */
 	if (strcmp(t.device, ep->dev.path))
 		return error_reply(call, "org.bluez.Error.Rejected", "endpoint serves another device");
 	if ((t.codec >= 0 && t.codec != ep->codec->id) ||
-	    ep->codec->parse_config(t.config, t.config_len, &fmt) < 0)
+	    ep->codec->parse_config(t.config, t.config_len, &fmt) < 0) {
+		ep->rejected = "it asked for an invalid or unsupported SBC configuration";
 		return error_reply(call, "org.bluez.Error.InvalidArguments", "invalid configuration");
+	}
 	if (ep->configured && strcmp(path, ep->transport))
 		return error_reply(call, "org.bluez.Error.Rejected", "endpoint already configured");
 	snprintf(ep->transport, sizeof(ep->transport), "%s", path);
@@ -142,8 +154,17 @@ static DBusHandlerResult endpoint_message(DBusConnection *conn, DBusMessage *cal
 	const char *member = dbus_message_get_member(call);
 	DBusMessage *reply;
 
-	if (!dbus_message_has_interface(call, ENDPOINT_IFACE) || !member)
+	if (dbus_message_get_type(call) != DBUS_MESSAGE_TYPE_METHOD_CALL ||
+	    !dbus_message_has_interface(call, ENDPOINT_IFACE) || !member)
 		return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
+	if (!bluez_from_bluez(ep->bz, call)) {
+		reply = error_reply(call, "org.bluez.Error.NotAuthorized", "only bluetoothd may configure this endpoint");
+		if (reply) {
+			dbus_connection_send(conn, reply, NULL);
+			dbus_message_unref(reply);
+		}
+		return DBUS_HANDLER_RESULT_HANDLED;
+	}
 	if (!strcmp(member, "SelectConfiguration"))
 		reply = select_configuration(ep, call);
 	else if (!strcmp(member, "SetConfiguration"))
@@ -171,7 +192,8 @@ static int transport_changed(const char *key, DBusMessageIter *v, void *data)
 
 	if (!strcmp(key, "Delay") && !dbusx_variant_basic(v, DBUS_TYPE_UINT16, &q))
 		atomic_store(&ep->delay, q);
-	else if (!strcmp(key, "Volume") && !dbusx_variant_basic(v, DBUS_TYPE_UINT16, &q))
+	else if (!strcmp(key, "Volume") && !dbusx_variant_basic(v, DBUS_TYPE_UINT16, &q) &&
+		 q <= VOLUME_MAX)
 		atomic_store(&ep->volume, q);
 	return 0;
 }
@@ -180,7 +202,8 @@ static void on_properties_changed(struct a2dp_endpoint *ep, DBusMessage *sig)
 {
 	DBusMessageIter it;
 
-	if (!ep->configured || strcmp(dbus_message_get_path(sig), ep->transport))
+	if (!ep->configured || strcmp(dbus_message_get_path(sig), ep->transport) ||
+	    !dbus_message_has_signature(sig, "sa{sv}as"))
 		return;
 	if (dbus_message_iter_init(sig, &it) && dbus_message_iter_next(&it))
 		dbusx_dict_foreach(&it, transport_changed, ep);
@@ -210,14 +233,18 @@ static DBusHandlerResult endpoint_filter(DBusConnection *conn, DBusMessage *msg,
 	struct a2dp_endpoint *ep = data;
 
 	(void)conn;
-	if (dbus_message_is_signal(msg, DBUS_INTERFACE_PROPERTIES, "PropertiesChanged"))
-		on_properties_changed(ep, msg);
-	else if (dbus_message_is_signal(msg, "org.freedesktop.DBus.ObjectManager", "InterfacesRemoved"))
-		on_interfaces_removed(ep, msg);
-	else if (dbus_message_is_signal(msg, DBUS_INTERFACE_DBUS, "NameOwnerChanged"))
-		on_name_owner_changed(ep, msg);
-	else if (dbus_message_is_signal(msg, DBUS_INTERFACE_LOCAL, "Disconnected"))
+	if (dbus_message_is_signal(msg, DBUS_INTERFACE_LOCAL, "Disconnected"))
 		atomic_store(&ep->gone, 1);
+	else if (dbus_message_is_signal(msg, DBUS_INTERFACE_DBUS, "NameOwnerChanged")) {
+		if (bluez_from_bus(msg))
+			on_name_owner_changed(ep, msg);
+	} else if (!bluez_from_bluez(ep->bz, msg)) {
+		/* anyone else's signal says nothing about our stream */
+	} else if (dbus_message_is_signal(msg, DBUS_INTERFACE_PROPERTIES, "PropertiesChanged")) {
+		on_properties_changed(ep, msg);
+	} else if (dbus_message_is_signal(msg, "org.freedesktop.DBus.ObjectManager", "InterfacesRemoved")) {
+		on_interfaces_removed(ep, msg);
+	}
 	return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
 }
 
@@ -308,7 +335,7 @@ static int busy_error(struct a2dp_endpoint *ep, int64_t deadline_ms)
 
 	if (r <= 0)
 		return r;
-	SNDERR("%s is busy: another audio service (%s) is streaming to it; stop that service or disconnect it first",
+	SNDERR("%s is busy: another program or audio service is streaming to it (%s); stop it or disconnect it first",
 	       ep->dev.address, other);
 	return -EBUSY;
 }
@@ -321,6 +348,10 @@ static int connect_error(struct a2dp_endpoint *ep, const char *name, const char 
 	if (err == -ETIMEDOUT) {
 		SNDERR("no answer from %s within connect_timeout: is it switched on and in range? (raise connect_timeout if it is slow)", addr);
 		return -ETIMEDOUT;
+	}
+	if (err == -EPROTO) {
+		SNDERR("cannot play to %s: %s", addr, ep->rejected);
+		return -EPROTO;
 	}
 	if (err == -ECONNRESET) {
 		SNDERR("lost the D-Bus system bus while connecting to %s", addr);
@@ -366,6 +397,8 @@ static int connect_once(struct a2dp_endpoint *ep, int64_t deadline_ms, char *nam
 
 	if (err < 0 && err != -EIO)
 		return err;
+	if (ep->rejected && !ep->configured)
+		return -EPROTO;    /* we refused it: retrying gets the same answer */
 	grace = dbusx_now_ms() + CONFIG_GRACE_MS;
 	if ((!*name || strstr(name, "AlreadyConnected")) &&
 	    dbusx_wait_flag(ep->bz->conn, &ep->configured,
@@ -392,6 +425,7 @@ static int connect_profile(struct a2dp_endpoint *ep, int64_t deadline_ms)
 	int err;
 
 	ep->configured = 0;
+	ep->rejected = NULL;
 	/* Real headsets often refuse the first page or are still busy with an
 	 * earlier link; retry until the user's timeout. */
 	while ((err = connect_once(ep, deadline_ms, name, text)) == 1) {
@@ -411,6 +445,12 @@ static int connect_profile(struct a2dp_endpoint *ep, int64_t deadline_ms)
 	return connect_error(ep, name, text, err);
 }
 
+int a2dp_endpoint_config_is_ours(const struct a2dp_endpoint *ep)
+{
+	return ep->selected_len == ep->config_len &&
+	       !memcmp(ep->selected, ep->config, ep->config_len);
+}
+
 static int acquire(struct a2dp_endpoint *ep, int64_t deadline_ms)
 {
 	DBusMessage *msg, *reply;
@@ -428,13 +468,16 @@ static int acquire(struct a2dp_endpoint *ep, int64_t deadline_ms)
 	if (!dbus_message_get_args(reply, NULL, DBUS_TYPE_UNIX_FD, &fd, DBUS_TYPE_UINT16,
 				   &ep->read_mtu, DBUS_TYPE_UINT16, &ep->write_mtu,
 				   DBUS_TYPE_INVALID)) {
-		const char *text = "";
+		const char *text = "", *name = dbus_message_get_error_name(reply);
+		/* NotAuthorized: someone else holds it; anything else is a failure. */
+		int busy = name && (strstr(name, "NotAuthorized") || strstr(name, "NotAvailable"));
 
 		dbus_message_get_args(reply, NULL, DBUS_TYPE_STRING, &text, DBUS_TYPE_INVALID);
-		SNDERR("cannot acquire the audio transport of %s: %s", ep->dev.address,
-		       dbus_message_get_type(reply) == DBUS_MESSAGE_TYPE_ERROR ? text : "bad reply");
+		SNDERR("cannot acquire the audio transport of %s: %s%s", ep->dev.address,
+		       name ? text : "bad reply from bluetoothd",
+		       busy ? " (another program holds it)" : "");
 		dbus_message_unref(reply);
-		return -EBUSY;
+		return busy ? -EBUSY : -EIO;
 	}
 	dbus_message_unref(reply);
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);

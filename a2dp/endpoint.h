@@ -27,6 +27,9 @@ struct a2dp_endpoint {
 	int config_len;
 	uint8_t sink_caps[A2DP_MAX_CAPS];
 	int sink_caps_len;
+	uint8_t selected[A2DP_MAX_CAPS];   /* what we answered SelectConfiguration */
+	int selected_len;
+	const char *rejected;              /* why we refused what bluetoothd offered */
 
 	int fd;                        /* acquired transport, -1 if none */
 	uint16_t read_mtu, write_mtu;
@@ -46,6 +49,10 @@ int a2dp_endpoint_reconfigure(struct a2dp_endpoint *ep, const struct a2dp_codec_
 			      int64_t deadline_ms);
 /* Releases the transport and unregisters; never blocks for more than about 2 s. */
 void a2dp_endpoint_close(struct a2dp_endpoint *ep);
+
+/* Did the speaker configure what we selected? If not (it chose itself), only
+ * the configured rate is on offer. */
+int a2dp_endpoint_config_is_ours(const struct a2dp_endpoint *ep);
 
 /* The bus fd to poll, and a non-blocking dispatch of whatever arrived. */
 int a2dp_endpoint_bus_fd(struct a2dp_endpoint *ep);

@@ -113,9 +113,10 @@ static int changed_prop(const char *key, DBusMessageIter *v, void *data)
 	uint16_t q;
 	uint8_t y;
 
-	if (!strcmp(key, "Volume") && !dbusx_variant_basic(v, DBUS_TYPE_UINT16, &q))
+	/* Out-of-range values are not the speaker's to give: ignored. */
+	if (!strcmp(key, "Volume") && !dbusx_variant_basic(v, DBUS_TYPE_UINT16, &q) && q <= VOLUME_MAX)
 		remember_speaker_volume(ctl, q);
-	else if (!strcmp(key, "Percentage") && !dbusx_variant_basic(v, DBUS_TYPE_BYTE, &y)) {
+	else if (!strcmp(key, "Percentage") && !dbusx_variant_basic(v, DBUS_TYPE_BYTE, &y) && y <= 100) {
 		ctl->battery = ctl->battery >= 0 ? y : ctl->battery;
 		mark(ctl, 1u << EL_BATTERY);
 	}
@@ -127,7 +128,7 @@ static void on_properties_changed(struct bt_ctl *ctl, DBusMessage *sig)
 	const char *path = dbus_message_get_path(sig), *iface;
 	DBusMessageIter it;
 
-	if (!dbus_message_iter_init(sig, &it) || dbus_message_iter_get_arg_type(&it) != DBUS_TYPE_STRING)
+	if (!dbus_message_has_signature(sig, "sa{sv}as") || !dbus_message_iter_init(sig, &it))
 		return;
 	dbus_message_iter_get_basic(&it, &iface);
 	if (!dbus_message_iter_next(&it))
@@ -150,7 +151,8 @@ static void on_interfaces_added(struct bt_ctl *ctl, DBusMessage *sig)
 	DBusMessageIter it, arr;
 	const char *path;
 
-	if (!dbus_message_iter_init(sig, &it) || dbus_message_iter_get_arg_type(&it) != DBUS_TYPE_OBJECT_PATH)
+	/* The key types are read blindly below: check the whole signature first. */
+	if (!dbus_message_has_signature(sig, "oa{sa{sv}}") || !dbus_message_iter_init(sig, &it))
 		return;
 	dbus_message_iter_get_basic(&it, &path);
 	if (!under_device(ctl, path) || !dbus_message_iter_next(&it) ||
@@ -198,19 +200,23 @@ static DBusHandlerResult ctl_filter(DBusConnection *conn, DBusMessage *msg, void
 	const char *name, *old_owner, *new_owner;
 
 	(void)conn;
-	if (dbus_message_is_signal(msg, DBUS_INTERFACE_PROPERTIES, "PropertiesChanged"))
+	if (dbus_message_is_signal(msg, DBUS_INTERFACE_LOCAL, "Disconnected"))
+		set_gone(ctl);
+	else if (dbus_message_is_signal(msg, DBUS_INTERFACE_DBUS, "NameOwnerChanged")) {
+		if (bluez_from_bus(msg) &&
+		    dbus_message_get_args(msg, NULL, DBUS_TYPE_STRING, &name, DBUS_TYPE_STRING,
+					  &old_owner, DBUS_TYPE_STRING, &new_owner, DBUS_TYPE_INVALID) &&
+		    !strcmp(name, BLUEZ_SERVICE) && !*new_owner)
+			set_gone(ctl);
+	} else if (!bluez_from_bluez(ctl->bz, msg)) {
+		/* anyone else's signal says nothing about the speaker */
+	} else if (dbus_message_is_signal(msg, DBUS_INTERFACE_PROPERTIES, "PropertiesChanged")) {
 		on_properties_changed(ctl, msg);
-	else if (dbus_message_is_signal(msg, "org.freedesktop.DBus.ObjectManager", "InterfacesAdded"))
+	} else if (dbus_message_is_signal(msg, "org.freedesktop.DBus.ObjectManager", "InterfacesAdded")) {
 		on_interfaces_added(ctl, msg);
-	else if (dbus_message_is_signal(msg, "org.freedesktop.DBus.ObjectManager", "InterfacesRemoved"))
+	} else if (dbus_message_is_signal(msg, "org.freedesktop.DBus.ObjectManager", "InterfacesRemoved")) {
 		on_interfaces_removed(ctl, msg);
-	else if (dbus_message_is_signal(msg, DBUS_INTERFACE_DBUS, "NameOwnerChanged") &&
-		 dbus_message_get_args(msg, NULL, DBUS_TYPE_STRING, &name, DBUS_TYPE_STRING, &old_owner,
-				       DBUS_TYPE_STRING, &new_owner, DBUS_TYPE_INVALID) &&
-		 !strcmp(name, BLUEZ_SERVICE) && !*new_owner)
-		set_gone(ctl);
-	else if (dbus_message_is_signal(msg, DBUS_INTERFACE_LOCAL, "Disconnected"))
-		set_gone(ctl);
+	}
 	return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
 }
 
@@ -477,10 +483,10 @@ static void read_device_state(struct bt_ctl *ctl, int64_t deadline)
 				    sizeof(ctl->transport)) <= 0)
 		ctl->transport[0] = 0;
 	else if (bluez_get_property(ctl->bz, ctl->transport, TRANSPORT_IFACE, "Volume",
-				    DBUS_TYPE_UINT16, &volume, deadline) == 0)
+				    DBUS_TYPE_UINT16, &volume, deadline) == 0 && volume <= VOLUME_MAX)
 		remember_speaker_volume(ctl, volume);
 	if (bluez_get_property(ctl->bz, ctl->dev.path, BATTERY_IFACE, "Percentage", DBUS_TYPE_BYTE,
-			       &pct, deadline) == 0)
+			       &pct, deadline) == 0 && pct <= 100)
 		ctl->battery = pct;
 	ctl->dirty = 0;
 }

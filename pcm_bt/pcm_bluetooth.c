@@ -175,8 +175,11 @@ static int bt_reconnect_at(struct bt_pcm *pcm, unsigned rate)
 		err = a2dp_stream_new(&pcm->stream, pcm->ep, pcm->codec, volume_store_of(pcm));
 	if (err < 0)
 		return err;
-	if (a2dp_stream_rate(pcm->stream) != rate)
+	if (a2dp_stream_rate(pcm->stream) != rate) {
+		SNDERR("%s chose %u Hz when asked for %u Hz", pcm->ep->dev.address,
+		       a2dp_stream_rate(pcm->stream), rate);
 		return -EINVAL;
+	}
 	/* The new stream has a new event descriptor. */
 	pcm->io.poll_fd = a2dp_stream_event_fd(pcm->stream);
 	return snd_pcm_ioplug_reinit_status(&pcm->io);
@@ -267,7 +270,9 @@ static int bt_set_constraints(struct bt_pcm *pcm)
 	int n = pcm->codec->caps_rates(pcm->ep->sink_caps, pcm->ep->sink_caps_len, rates, 8);
 	int err;
 
-	if (n <= 0) {       /* no caps seen (bluetoothd configured us directly) */
+	/* The speaker configured us itself (not what we selected), or we never saw
+	 * its capabilities: only the rate it chose is on offer. */
+	if (n <= 0 || !a2dp_endpoint_config_is_ours(pcm->ep)) {
 		rates[0] = a2dp_stream_rate(pcm->stream);
 		n = 1;
 	}

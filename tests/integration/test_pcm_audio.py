@@ -212,7 +212,7 @@ def test_connect_faults():
     fault_error('bluetoothd never answers', 'noreply', 'Connection timed out',
                 r'no answer .* within connect_timeout', 1.3, 2.5)
     fault_error('another audio service holds the speaker', 'busy', 'Device or resource busy',
-                r'busy: another audio service', 0.0, 2.0)
+                r'busy: another program or audio service', 0.0, 2.0)
 
 
 def test_retry_succeeds():
