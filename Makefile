@@ -31,7 +31,7 @@ SINK     := $(BUILD)/rtp_sink
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/%)
 BENCH    := $(BUILD)/bench_encode
-TOOLS    := $(BUILD)/pcm_client $(BUILD)/ctl_client
+TOOLS    := $(BUILD)/pcm_client $(BUILD)/ctl_client $(BUILD)/cycle_client
 
 all: $(PCM_SO) $(CTL_SO) $(SINK) $(UNIT_BIN) $(TOOLS)
 
@@ -59,6 +59,9 @@ $(BUILD)/pcm_client: $(BUILD)/tests/tools/pcm_client.o
 $(BUILD)/ctl_client: $(BUILD)/tests/tools/ctl_client.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
 
+$(BUILD)/cycle_client: $(BUILD)/tests/tools/cycle_client.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
+
 $(BUILD)/test_%: $(BUILD)/tests/unit/test_%.o $(BUILD)/liba2dp.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS) -lm
 
@@ -77,6 +80,9 @@ check-unit: all
 
 check-integration: all
 	tests/run-all $(BUILD) integration
+
+fuzz: all
+	tests/run-all $(BUILD) fuzz
 
 bench: all $(BENCH)
 	/usr/bin/python3 bench/bench.py $(BUILD)
@@ -101,4 +107,4 @@ deps:
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all check check-unit check-integration bench install uninstall deps clean
+.PHONY: all check check-unit check-integration fuzz bench install uninstall deps clean
