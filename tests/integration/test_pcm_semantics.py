@@ -24,7 +24,7 @@ import numpy as np
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import audio  # noqa: E402
-from harness import BUILD, Env, check, finish  # noqa: E402, TIME_SCALE
+from harness import BUILD, TIME_SCALE, Env, check, finish  # noqa: E402
 
 ADDR = '00:1B:66:AA:BB:CC'
 CONNECTED = ['hci0/' + ADDR + ',connected']
