@@ -23,10 +23,12 @@
 #define RAISE_AFTER_NS NS             /* raise one step after 1 s of empty queue */
 #define DRAIN_FLUSH_NS NS             /* how long drain waits for the socket to empty */
 #define DRAIN_POLL_NS (5 * NS / 1000)
-/* The socket holds a few packets at most: a slow radio must not queue
- * seconds of audio in the kernel (the kernel doubles this, and charges
- * each packet its buffer overhead). */
-#define SNDBUF_PACKETS 4
+/* The socket holds QUEUE_PACKETS packets (about 116 ms at 44.1 kHz): enough
+ * for a radio's jitter, never seconds of audio. The kernel charges each
+ * packet its buffers' overhead, and L2CAP fragments a packet into ACL-sized
+ * buffers, so the charge is learnt from the first packet; until then it is
+ * guessed. SO_SNDBUF is doubled by the kernel. */
+#define QUEUE_PACKETS 8
 #define SKB_OVERHEAD_GUESS 700
 
 enum run_state { ST_STOPPED, ST_RUNNING, ST_PAUSED, ST_DRAINING, ST_QUIT };
@@ -43,7 +45,7 @@ struct a2dp_stream {
 	pthread_t thread;
 	struct volume_store *vs;
 	int bluetooth_socket;          /* AF_BLUETOOTH: TIOCOUTQ says free space */
-	int sndbuf;
+	_Atomic int sndbuf;            /* SO_SNDBUF as the kernel holds it */
 
 	/* Set by the application thread while the stream is stopped. */
 	int16_t *ring;
@@ -147,8 +149,18 @@ static size_t socket_queue_bytes(const struct a2dp_stream *s)
 	if (ioctl(s->fd, SIOCOUTQ, &n) < 0 || n < 0)
 		return 0;
 	if (s->bluetooth_socket)
-		return n < s->sndbuf ? (size_t)(s->sndbuf - n) : 0;
+		return n < atomic_load(&s->sndbuf) ? (size_t)(atomic_load(&s->sndbuf) - n) : 0;
 	return n;
+}
+
+static void size_send_buffer(struct a2dp_stream *s, size_t packet_charge)
+{
+	int want = QUEUE_PACKETS * (int)packet_charge / 2, got;
+	socklen_t len = sizeof(got);
+
+	setsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &want, sizeof(want));
+	if (getsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &got, &len) == 0)
+		atomic_store(&s->sndbuf, got);
 }
 
 /* The I/O thread's own state changes; the application reads state under lock. */
@@ -260,8 +272,11 @@ static int send_packet(struct a2dp_stream *s, unsigned frames, unsigned padded, 
 			s->stats.first_packet_ns = now;
 		pthread_mutex_unlock(&s->lock);
 		/* Into an empty queue: what it holds now is one packet's charge. */
-		if (!queued && (after = socket_queue_bytes(s)))
+		if (!queued && (after = socket_queue_bytes(s)) &&
+		    after != atomic_load(&s->packet_charge)) {
 			atomic_store(&s->packet_charge, after);
+			size_send_buffer(s, after);
+		}
 	}
 	if (s->buffer - (atomic_load(&s->appl) - (hw + frames)) >= atomic_load(&s->avail_min))
 		a2dp_stream_notify(s);
@@ -536,14 +551,10 @@ static void setup_socket(struct a2dp_stream *s)
 {
 	struct sockaddr_storage addr;
 	socklen_t len = sizeof(addr);
-	int sndbuf = SNDBUF_PACKETS * (int)(s->mtu + SKB_OVERHEAD_GUESS);
 
 	s->bluetooth_socket = getsockname(s->fd, (struct sockaddr *)&addr, &len) == 0 &&
 			      addr.ss_family == AF_BLUETOOTH;
-	setsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
-	len = sizeof(s->sndbuf);
-	if (getsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &s->sndbuf, &len) < 0)
-		s->sndbuf = 0;
+	size_send_buffer(s, s->mtu + SKB_OVERHEAD_GUESS);
 }
 
 static int check_packet_fits(struct a2dp_stream *s)

@@ -614,13 +614,28 @@ def bitpool_of(length, frames):
     return (frame - 13) // 2 if (frame - 13) % 2 == 0 else None
 
 
-def socket_capacity(mtu, length):
-    """Packets of `length` bytes an AF_UNIX SOCK_SEQPACKET socket with the
-    plugin's SO_SNDBUF (4 * (MTU + 700), doubled by the kernel) takes before
-    EAGAIN when nobody reads (this kernel's skb truesize and max_dgram_qlen)."""
+def packet_charge(length):
+    """Socket memory one packet of `length` bytes takes on this kernel."""
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
-        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * (mtu + 700))
+        a.send(b'\0' * length)
+        q = array.array('i', [0])
+        fcntl.ioctl(a.fileno(), 0x5411, q)       # SIOCOUTQ: bytes charged
+        return q[0]
+    finally:
+        a.close()
+        b.close()
+
+
+def socket_capacity(mtu, length):
+    """Packets of `length` bytes an AF_UNIX SOCK_SEQPACKET socket with the
+    plugin's SO_SNDBUF takes before EAGAIN when nobody reads. The plugin
+    learns a packet's charge and asks for 8 packets' worth (the kernel
+    doubles SO_SNDBUF); max_dgram_qlen may stop it earlier."""
+    del mtu
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 * packet_charge(length) // 2)
         sndbuf = a.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
         a.setblocking(False)
         n = 0
