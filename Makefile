@@ -1,6 +1,7 @@
 # alsa-bt: ALSA plugins for Bluetooth A2DP speakers, no sound server.
 #   make            build the plugins into $(BUILD)/
-#   make check      every test (unit, integration against a mock BlueZ, system VM)
+#   make check      every test: unit, integration against a mock BlueZ (plain,
+#                   ASan+UBSan, TSan), fuzzing, and the real stack in a VM
 #   make bench      the benchmark (figures for the README)
 #   make install    plugins into alsa-lib's plugin dir, config into alsa.conf.d
 #   make deps       install the Debian packages needed (as root)
@@ -84,6 +85,15 @@ check-integration: all
 fuzz: all
 	tests/run-all $(BUILD) fuzz
 
+# The real Linux Bluetooth stack in a VM (qemu, Debian's kernel, btvirt,
+# bluetoothd, bluez-alsa and PipeWire as speakers); part of make check.
+check-system: all
+	tests/run-all $(BUILD) system
+
+# The same VM for a person without hardware: make demo [FILE=song.wav]
+demo: all
+	/usr/bin/python3 tests/system/demo.py $(BUILD) "$(FILE)"
+
 bench: all $(BENCH)
 	/usr/bin/python3 bench/bench.py $(BUILD)
 
@@ -107,4 +117,4 @@ deps:
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all check check-unit check-integration fuzz bench install uninstall deps clean
+.PHONY: all check check-unit check-integration check-system fuzz demo bench install uninstall deps clean
