@@ -85,11 +85,27 @@ int bluez_from_bluez(const struct bluez *bz, DBusMessage *msg)
 	return bz->owner[0] && sender && !strcmp(sender, bz->owner);
 }
 
-int bluez_from_bus(DBusMessage *msg)
+int bluez_lost(DBusMessage *msg)
 {
-	const char *sender = dbus_message_get_sender(msg);
+	const char *sender = dbus_message_get_sender(msg), *name, *old_owner, *new_owner;
 
-	return sender && !strcmp(sender, DBUS_SERVICE_DBUS);
+	if (dbus_message_is_signal(msg, DBUS_INTERFACE_LOCAL, "Disconnected"))
+		return 1;
+	/* Only the bus itself may say who owns a name. */
+	return dbus_message_is_signal(msg, DBUS_INTERFACE_DBUS, "NameOwnerChanged") &&
+	       sender && !strcmp(sender, DBUS_SERVICE_DBUS) &&
+	       dbus_message_get_args(msg, NULL, DBUS_TYPE_STRING, &name, DBUS_TYPE_STRING,
+				     &old_owner, DBUS_TYPE_STRING, &new_owner, DBUS_TYPE_INVALID) &&
+	       !strcmp(name, BLUEZ_SERVICE) && !*new_owner;
+}
+
+int bluez_dispatch(struct bluez *bz)
+{
+	int alive = dbus_connection_read_write(bz->conn, 0);
+
+	while (dbus_connection_dispatch(bz->conn) == DBUS_DISPATCH_DATA_REMAINS)
+		;
+	return alive ? 0 : -ECONNRESET;
 }
 
 static const char *reply_error(DBusMessage *reply, const char **msg)

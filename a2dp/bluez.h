@@ -22,9 +22,14 @@ struct bluez {
 	char owner[64];
 };
 
-/* Did this message come from bluetoothd / from the bus daemon itself? */
+/* Did this message come from bluetoothd? */
 int bluez_from_bluez(const struct bluez *bz, DBusMessage *msg);
-int bluez_from_bus(DBusMessage *msg);
+/* Does it say bluetoothd or the bus went away (NameOwnerChanged from the bus
+ * itself, or the connection's own Disconnected)? */
+int bluez_lost(DBusMessage *msg);
+/* Reads, writes and dispatches what is there without blocking; -ECONNRESET
+ * once the bus connection is gone. */
+int bluez_dispatch(struct bluez *bz);
 
 struct bluez_device {
 	char path[128];

@@ -218,26 +218,13 @@ static void on_interfaces_removed(struct a2dp_endpoint *ep, DBusMessage *sig)
 		atomic_store(&ep->gone, 1);
 }
 
-static void on_name_owner_changed(struct a2dp_endpoint *ep, DBusMessage *sig)
-{
-	const char *name, *old_owner, *new_owner;
-
-	if (dbus_message_get_args(sig, NULL, DBUS_TYPE_STRING, &name, DBUS_TYPE_STRING, &old_owner,
-				  DBUS_TYPE_STRING, &new_owner, DBUS_TYPE_INVALID) &&
-	    !strcmp(name, BLUEZ_SERVICE) && !*new_owner)
-		atomic_store(&ep->gone, 1);
-}
-
 static DBusHandlerResult endpoint_filter(DBusConnection *conn, DBusMessage *msg, void *data)
 {
 	struct a2dp_endpoint *ep = data;
 
 	(void)conn;
-	if (dbus_message_is_signal(msg, DBUS_INTERFACE_LOCAL, "Disconnected"))
+	if (bluez_lost(msg)) {
 		atomic_store(&ep->gone, 1);
-	else if (dbus_message_is_signal(msg, DBUS_INTERFACE_DBUS, "NameOwnerChanged")) {
-		if (bluez_from_bus(msg))
-			on_name_owner_changed(ep, msg);
 	} else if (!bluez_from_bluez(ep->bz, msg)) {
 		/* anyone else's signal says nothing about our stream */
 	} else if (dbus_message_is_signal(msg, DBUS_INTERFACE_PROPERTIES, "PropertiesChanged")) {
@@ -582,11 +569,7 @@ int a2dp_endpoint_bus_fd(struct a2dp_endpoint *ep)
 
 void a2dp_endpoint_dispatch(struct a2dp_endpoint *ep)
 {
-	DBusConnection *conn = ep->bz->conn;
-
-	if (!dbus_connection_read_write(conn, 0))
+	if (bluez_dispatch(ep->bz) < 0)
 		atomic_store(&ep->gone, 1);
-	while (dbus_connection_dispatch(conn) == DBUS_DISPATCH_DATA_REMAINS)
-		;
-	dbus_connection_flush(conn);
+	dbus_connection_flush(ep->bz->conn);   /* our replies to bluetoothd */
 }

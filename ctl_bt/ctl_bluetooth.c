@@ -197,17 +197,10 @@ static void set_gone(struct bt_ctl *ctl)
 static DBusHandlerResult ctl_filter(DBusConnection *conn, DBusMessage *msg, void *data)
 {
 	struct bt_ctl *ctl = data;
-	const char *name, *old_owner, *new_owner;
 
 	(void)conn;
-	if (dbus_message_is_signal(msg, DBUS_INTERFACE_LOCAL, "Disconnected"))
+	if (bluez_lost(msg)) {
 		set_gone(ctl);
-	else if (dbus_message_is_signal(msg, DBUS_INTERFACE_DBUS, "NameOwnerChanged")) {
-		if (bluez_from_bus(msg) &&
-		    dbus_message_get_args(msg, NULL, DBUS_TYPE_STRING, &name, DBUS_TYPE_STRING,
-					  &old_owner, DBUS_TYPE_STRING, &new_owner, DBUS_TYPE_INVALID) &&
-		    !strcmp(name, BLUEZ_SERVICE) && !*new_owner)
-			set_gone(ctl);
 	} else if (!bluez_from_bluez(ctl->bz, msg)) {
 		/* anyone else's signal says nothing about the speaker */
 	} else if (dbus_message_is_signal(msg, DBUS_INTERFACE_PROPERTIES, "PropertiesChanged")) {
@@ -223,12 +216,8 @@ static DBusHandlerResult ctl_filter(DBusConnection *conn, DBusMessage *msg, void
 /* Handles whatever arrived, without blocking. */
 static void pump(struct bt_ctl *ctl)
 {
-	DBusConnection *conn = ctl->bz->conn;
-
-	if (!dbus_connection_read_write(conn, 0))
+	if (bluez_dispatch(ctl->bz) < 0)
 		set_gone(ctl);
-	while (dbus_connection_dispatch(conn) == DBUS_DISPATCH_DATA_REMAINS)
-		;
 	if (volume_store_changed(&ctl->vs))
 		mark(ctl, 1u << EL_VOLUME | 1u << EL_SWITCH);
 }
