@@ -85,18 +85,39 @@ int bluez_from_bluez(const struct bluez *bz, DBusMessage *msg)
 	return bz->owner[0] && sender && !strcmp(sender, bz->owner);
 }
 
-int bluez_lost(DBusMessage *msg)
+/* bluetoothd's new unique name ("" when it left) if msg is the bus saying
+ * that org.bluez changed hands, else NULL. Only the bus itself may say who
+ * owns a name. */
+static const char *bluez_owner_change(DBusMessage *msg)
 {
 	const char *sender = dbus_message_get_sender(msg), *name, *old_owner, *new_owner;
 
+	if (dbus_message_is_signal(msg, DBUS_INTERFACE_DBUS, "NameOwnerChanged") &&
+	    sender && !strcmp(sender, DBUS_SERVICE_DBUS) &&
+	    dbus_message_get_args(msg, NULL, DBUS_TYPE_STRING, &name, DBUS_TYPE_STRING,
+				  &old_owner, DBUS_TYPE_STRING, &new_owner, DBUS_TYPE_INVALID) &&
+	    !strcmp(name, BLUEZ_SERVICE))
+		return new_owner;
+	return NULL;
+}
+
+int bluez_lost(DBusMessage *msg)
+{
+	const char *owner;
+
 	if (dbus_message_is_signal(msg, DBUS_INTERFACE_LOCAL, "Disconnected"))
 		return 1;
-	/* Only the bus itself may say who owns a name. */
-	return dbus_message_is_signal(msg, DBUS_INTERFACE_DBUS, "NameOwnerChanged") &&
-	       sender && !strcmp(sender, DBUS_SERVICE_DBUS) &&
-	       dbus_message_get_args(msg, NULL, DBUS_TYPE_STRING, &name, DBUS_TYPE_STRING,
-				     &old_owner, DBUS_TYPE_STRING, &new_owner, DBUS_TYPE_INVALID) &&
-	       !strcmp(name, BLUEZ_SERVICE) && !*new_owner;
+	return (owner = bluez_owner_change(msg)) && !*owner;
+}
+
+int bluez_returned(struct bluez *bz, DBusMessage *msg)
+{
+	const char *owner = bluez_owner_change(msg);
+
+	if (!owner || !*owner)
+		return 0;
+	snprintf(bz->owner, sizeof(bz->owner), "%s", owner);
+	return 1;
 }
 
 int bluez_dispatch(struct bluez *bz)
@@ -117,10 +138,15 @@ static const char *reply_error(DBusMessage *reply, const char **msg)
 	return dbus_message_get_error_name(reply);
 }
 
+/* bluetoothd is not there. Where D-Bus can start it on demand (its service
+ * file, as Debian ships it), a call starts it, and a start that failed
+ * (bluetooth.service stopped or masked) comes back as a Spawn error. */
 static int is_service_missing(const char *name)
 {
 	return !strcmp(name, DBUS_ERROR_SERVICE_UNKNOWN) ||
-	       !strcmp(name, DBUS_ERROR_NAME_HAS_NO_OWNER);
+	       !strcmp(name, DBUS_ERROR_NAME_HAS_NO_OWNER) ||
+	       !strncmp(name, "org.freedesktop.DBus.Error.Spawn.", 33) ||
+	       !strncmp(name, "org.freedesktop.systemd1.", 25);
 }
 
 /* Property parsing of the objects we care about. */

@@ -27,6 +27,9 @@ int bluez_from_bluez(const struct bluez *bz, DBusMessage *msg);
 /* Does it say bluetoothd or the bus went away (NameOwnerChanged from the bus
  * itself, or the connection's own Disconnected)? */
 int bluez_lost(DBusMessage *msg);
+/* Does it say bluetoothd started again (org.bluez has a new owner)? Then
+ * that owner is the one listened to from now on. */
+int bluez_returned(struct bluez *bz, DBusMessage *msg);
 /* Reads, writes and dispatches what is there without blocking; -ECONNRESET
  * once the bus connection is gone. */
 int bluez_dispatch(struct bluez *bz);

@@ -242,8 +242,8 @@ static int export_endpoint(struct a2dp_endpoint *ep)
 
 	snprintf(ep->path, sizeof(ep->path), "/org/alsa_bt/a2dp_source%u",
 		 atomic_fetch_add(&counter, 1));
-	if (!dbus_connection_register_object_path(ep->bz->conn, ep->path, &vtable, ep) ||
-	    !dbus_connection_add_filter(ep->bz->conn, endpoint_filter, ep, NULL))
+	if (!(ep->exported = dbus_connection_register_object_path(ep->bz->conn, ep->path, &vtable, ep)) ||
+	    !(ep->filtering = dbus_connection_add_filter(ep->bz->conn, endpoint_filter, ep, NULL)))
 		return -ENOMEM;
 	/* Without an error argument these do not wait for the bus's answer. */
 	for (size_t i = 0; i < sizeof(match_rules) / sizeof(match_rules[0]); i++)
@@ -255,8 +255,11 @@ static void unexport_endpoint(struct a2dp_endpoint *ep)
 {
 	for (size_t i = 0; i < sizeof(match_rules) / sizeof(match_rules[0]); i++)
 		dbus_bus_remove_match(ep->bz->conn, match_rules[i], NULL);
-	dbus_connection_remove_filter(ep->bz->conn, endpoint_filter, ep);
-	dbus_connection_unregister_object_path(ep->bz->conn, ep->path);
+	/* libdbus aborts the program on removing a filter it does not have */
+	if (ep->filtering)
+		dbus_connection_remove_filter(ep->bz->conn, endpoint_filter, ep);
+	if (ep->exported)
+		dbus_connection_unregister_object_path(ep->bz->conn, ep->path);
 	dbus_connection_flush(ep->bz->conn);
 }
 

@@ -19,6 +19,7 @@ struct a2dp_endpoint {
 	struct a2dp_codec_prefs prefs;
 	char path[64];                 /* our MediaEndpoint1 object */
 	int registered;
+	int exported, filtering;       /* our object path, our filter: installed */
 
 	/* Written while dispatching (the app thread during open, then the I/O thread). */
 	volatile int configured;

@@ -48,7 +48,9 @@ struct bt_ctl {
 	char transport[192];        /* a MediaTransport1 of the device, "" if none */
 	int speaker_volume;         /* its Volume, -1 while it has none */
 	int battery;                /* Battery1.Percentage, -1 if none */
-	int gone;                   /* bluetoothd or the bus went away */
+	int gone;                   /* the bus went away */
+	int reread;                 /* bluetoothd is back: read the device's state anew */
+	int filtering;              /* ctl_filter is installed */
 	unsigned dirty;             /* elements with a change to report */
 	int subscribed;
 	/* The one descriptor applications poll (hctl assumes one revents per
@@ -194,13 +196,29 @@ static void set_gone(struct bt_ctl *ctl)
 	ctl->gone = 1;
 }
 
+/* bluetoothd stopped: no speaker volume until it is back; the mixer stays
+ * open and shows the last known value, as with no stream. The battery keeps
+ * its last value too: the elements cannot change under an open mixer. */
+static void bluetoothd_left(struct bt_ctl *ctl)
+{
+	ctl->bz->owner[0] = 0;
+	ctl->transport[0] = 0;
+	ctl->speaker_volume = -1;
+	mark(ctl, (1u << n_elems(ctl)) - 1);
+}
+
 static DBusHandlerResult ctl_filter(DBusConnection *conn, DBusMessage *msg, void *data)
 {
 	struct bt_ctl *ctl = data;
 
 	(void)conn;
-	if (bluez_lost(msg)) {
+	if (dbus_message_is_signal(msg, DBUS_INTERFACE_LOCAL, "Disconnected")) {
 		set_gone(ctl);
+	} else if (bluez_lost(msg)) {
+		bluetoothd_left(ctl);
+	} else if (bluez_returned(ctl->bz, msg)) {
+		ctl->reread = 1;        /* not from inside dispatch: pump() does it */
+		mark(ctl, (1u << n_elems(ctl)) - 1);
 	} else if (!bluez_from_bluez(ctl->bz, msg)) {
 		/* anyone else's signal says nothing about the speaker */
 	} else if (dbus_message_is_signal(msg, DBUS_INTERFACE_PROPERTIES, "PropertiesChanged")) {
@@ -213,11 +231,19 @@ static DBusHandlerResult ctl_filter(DBusConnection *conn, DBusMessage *msg, void
 	return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
 }
 
-/* Handles whatever arrived, without blocking. */
+static void read_device_state(struct bt_ctl *ctl, int64_t deadline);
+
+/* Handles whatever arrived, without blocking (but a re-read after bluetoothd
+ * came back, bounded by CALL_TIMEOUT_MS). */
 static void pump(struct bt_ctl *ctl)
 {
 	if (bluez_dispatch(ctl->bz) < 0)
 		set_gone(ctl);
+	if (ctl->reread && !ctl->gone) {
+		ctl->reread = 0;
+		read_device_state(ctl, dbusx_now_ms() + CALL_TIMEOUT_MS);
+		mark(ctl, (1u << n_elems(ctl)) - 1);
+	}
 	if (volume_store_changed(&ctl->vs))
 		mark(ctl, 1u << EL_VOLUME | 1u << EL_SWITCH);
 }
@@ -428,7 +454,9 @@ static void bt_free(struct bt_ctl *ctl)
 	if (ctl->bz) {
 		for (size_t i = 0; i < sizeof(match_rules) / sizeof(match_rules[0]); i++)
 			dbus_bus_remove_match(ctl->bz->conn, match_rules[i], NULL);
-		dbus_connection_remove_filter(ctl->bz->conn, ctl_filter, ctl);
+		/* libdbus aborts the program on removing a filter it does not have */
+		if (ctl->filtering)
+			dbus_connection_remove_filter(ctl->bz->conn, ctl_filter, ctl);
 		bluez_close(ctl->bz);
 	}
 	volume_store_close(&ctl->vs);
@@ -466,7 +494,9 @@ static void read_device_state(struct bt_ctl *ctl, int64_t deadline)
 	uint16_t volume;
 	uint8_t pct;
 
-	ctl->speaker_volume = ctl->battery = -1;
+	/* The battery keeps its last value if bluetoothd has none to give now:
+	 * whether the element exists cannot change under an open mixer. */
+	ctl->speaker_volume = -1;
 	ctl->transport[0] = 0;
 	if (bluez_find_transport(ctl->bz, ctl->dev.path, NULL, deadline, ctl->transport,
 				    sizeof(ctl->transport)) <= 0)
@@ -519,6 +549,7 @@ static int bt_connect(struct bt_ctl *ctl)
 	}
 	if (!dbus_connection_add_filter(ctl->bz->conn, ctl_filter, ctl, NULL))
 		return -ENOMEM;
+	ctl->filtering = 1;
 	for (size_t i = 0; i < sizeof(match_rules) / sizeof(match_rules[0]); i++)
 		dbus_bus_add_match(ctl->bz->conn, match_rules[i], NULL);
 	read_device_state(ctl, deadline);
@@ -545,6 +576,7 @@ SND_CTL_PLUGIN_DEFINE_FUNC(bluetooth)
 	if (!(ctl = calloc(1, sizeof(*ctl))))
 		return -ENOMEM;
 	ctl->vs.inotify_fd = ctl->epoll_fd = ctl->pending_fd = -1;
+	ctl->battery = -1;
 	if ((err = bt_options_parse(conf, "bluetooth", &ctl->opt)) < 0 || (err = bt_connect(ctl)) < 0)
 		goto fail;
 	ctl->ext.version = SND_CTL_EXT_VERSION;

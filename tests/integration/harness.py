@@ -189,8 +189,12 @@ class Env:
 
     def __init__(self, adapters=None, devices=None, sink_caps=None, mtu=None, volume=None,
                  delay=None, battery=None, sink=AUTO, mock=True, bus=True,
-                 endpoint_timeout=None, volume_delay=None, sndbuf=None, extra_args=()):
+                 endpoint_timeout=None, volume_delay=None, sndbuf=None, extra_args=(),
+                 activatable=False):
         self.want_mock, self.want_bus = mock and bus, bus
+        # activatable: org.bluez can be started on demand, as Debian's service
+        # file allows, but starting it fails (bluetooth.service stopped).
+        self.activatable = activatable
         self.mock_args = self._mock_args(adapters, devices, sink_caps, mtu, volume, delay,
                                          battery, endpoint_timeout, volume_delay, sndbuf)
         self.mock_args += list(extra_args)
@@ -290,11 +294,27 @@ class Env:
             env['LD_PRELOAD'] = os.environ['ALSABT_PRELOAD']
         return env
 
+    def _activating_conf(self):
+        """bus.conf plus a service directory where org.bluez starts /bin/false.
+        Not a <type>system</type> bus: that would need the setuid launch helper."""
+        services = os.path.join(self.tmp, 'services')
+        os.makedirs(services)
+        with open(os.path.join(services, 'org.bluez.service'), 'w') as f:
+            f.write('[D-BUS Service]\nName=org.bluez\nExec=/bin/false\n')
+        with open(BUS_CONF) as f:
+            conf = f.read().replace('<type>system</type>',
+                                    '<servicedir>%s</servicedir>' % services)
+        path = os.path.join(self.tmp, 'bus-activating.conf')
+        with open(path, 'w') as f:
+            f.write(conf)
+        return path
+
     def _start_daemon(self):
         bus_path = os.path.join(self.tmp, 'bus')
+        conf = self._activating_conf() if self.activatable else BUS_CONF
         with open(os.path.join(self.tmp, 'dbus-daemon.log'), 'wb') as log:
             self._daemon = subprocess.Popen(
-                ['dbus-daemon', '--config-file=' + BUS_CONF,
+                ['dbus-daemon', '--config-file=' + conf,
                  '--address=unix:path=' + bus_path, '--nofork', '--print-address=1'],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
                 start_new_session=True, preexec_fn=_die_with_parent)
@@ -343,6 +363,11 @@ class Env:
         """bluetoothd goes away (its name leaves the bus)."""
         _stop(self._mock)
         self._mock = None
+
+    def restart_mock(self):
+        """bluetoothd starts again (a new unique name owns org.bluez)."""
+        self._ctl = None
+        self._start_mock()
 
     def mock_log(self):
         """The mock's stdout+stderr so far (its event log with timestamps)."""

@@ -177,6 +177,8 @@ def test_errors():
                r'not an audio sink')
     open_error('bluetoothd not running', {'mock': False}, d, 'Connection refused',
                r'bluetoothd is not running')
+    open_error('bluetoothd not running, D-Bus fails to start it', {'mock': False, 'activatable': True},
+               d, 'Connection refused', r'bluetoothd is not running')
     open_error('no system bus', {'bus': False}, d, 'Connection refused', r'D-Bus system bus')
     open_error('adapter powered off', {'adapters': ['hci0=00:11:22:33:44:55,off']}, d,
                'Network is down', r'powered off: run .bluetoothctl power on')
