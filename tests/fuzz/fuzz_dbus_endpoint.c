@@ -147,7 +147,7 @@ static void run_one(struct a2dp_endpoint *ep, struct bt_ctl *ctl, DBusMessage *m
 		glue_ctl_check(ctl);
 		if (fuzz_strict() && spoofed_bus_signal(msg))
 			INVARIANT(glue_ctl_gone(ctl) == was_gone,
-				  "[strict] NameOwnerChanged from %s (not the bus) ended the ctl",
+				  "[strict] NameOwnerChanged from %s (not the bus) ended the ctl or changed its bluetoothd",
 				  dbus_message_get_sender(msg) ? dbus_message_get_sender(msg) : "nobody");
 	}
 	if (last_reply) {

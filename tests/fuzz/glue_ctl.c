@@ -62,7 +62,9 @@ void glue_ctl_check(const struct bt_ctl *ctl)
 	}
 }
 
+/* Whether the ctl ended, or listens to another bluetoothd than the one it
+ * started with (a spoofed NameOwnerChanged must change neither). */
 int glue_ctl_gone(const struct bt_ctl *ctl)
 {
-	return ctl->gone;
+	return ctl->gone * 2 + !!strcmp(ctl->bz->owner, FUZZ_BLUEZ_UNIQUE);
 }
