@@ -224,6 +224,9 @@ static DBusHandlerResult endpoint_filter(DBusConnection *conn, DBusMessage *msg,
 
 	(void)conn;
 	if (bluez_lost(msg)) {
+		/* Nothing to release or unregister at close: a bluetoothd that
+		 * starts again knows nothing of us. */
+		ep->bz->owner[0] = 0;
 		atomic_store(&ep->gone, 1);
 	} else if (!bluez_from_bluez(ep->bz, msg)) {
 		/* anyone else's signal says nothing about our stream */
@@ -495,6 +498,8 @@ static void teardown(struct a2dp_endpoint *ep)
 {
 	int64_t deadline = dbusx_now_ms() + CLOSE_STEP_MS;
 
+	if (!ep->bz->owner[0])
+		ep->registered = 0;     /* bluetoothd is gone: calling it would only wait */
 	if (ep->fd >= 0) {
 		close(ep->fd);
 		ep->fd = -1;
@@ -509,6 +514,9 @@ static void teardown(struct a2dp_endpoint *ep)
 		DBusMessage *reply;
 
 		deadline = dbusx_now_ms() + CLOSE_STEP_MS;
+		/* never start a stopped bluetoothd (D-Bus activation) just to say goodbye */
+		if (msg)
+			dbus_message_set_auto_start(msg, FALSE);
 		if (msg && dbus_message_append_args(msg, DBUS_TYPE_OBJECT_PATH, &path, DBUS_TYPE_INVALID) &&
 		    dbusx_call(ep->bz->conn, msg, deadline, &reply) == 0)
 			dbus_message_unref(reply);

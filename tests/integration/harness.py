@@ -295,12 +295,15 @@ class Env:
         return env
 
     def _activating_conf(self):
-        """bus.conf plus a service directory where org.bluez starts /bin/false.
+        """bus.conf plus a service directory where starting org.bluez fails
+        (after touching TMP/activated).
         Not a <type>system</type> bus: that would need the setuid launch helper."""
         services = os.path.join(self.tmp, 'services')
         os.makedirs(services)
         with open(os.path.join(services, 'org.bluez.service'), 'w') as f:
-            f.write('[D-BUS Service]\nName=org.bluez\nExec=/bin/false\n')
+            # Leaves a trace, so a test can tell whether someone asked for it.
+            f.write("[D-BUS Service]\nName=org.bluez\nExec=/bin/sh -c 'touch %s; exit 1'\n"
+                    % os.path.join(self.tmp, 'activated'))
         with open(BUS_CONF) as f:
             conf = f.read().replace('<type>system</type>',
                                     '<servicedir>%s</servicedir>' % services)
