@@ -39,17 +39,19 @@ GUEST_NEEDS = ['/usr/libexec/bluetooth/bluetoothd', '/usr/bin/btvirt', '/usr/bin
                '/usr/lib/x86_64-linux-gnu/alsa-lib/libasound_module_pcm_bluealsa.so']
 
 
-def missing_programs():
-    """What the guest will need from the host's root and cannot find."""
-    miss = [p for p in GUEST_NEEDS if not os.path.exists(p)]
-    try:
-        import subprocess
-        r = subprocess.run(['/usr/bin/python3', '-c', 'import dbus, gi.repository.GLib'],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
-        if r.returncode:
+def missing_programs(root='/'):
+    """What the guest will need from its root (the host's, or the second
+    stack's) and cannot find there."""
+    miss = [p for p in GUEST_NEEDS if not os.path.lexists(os.path.join(root, p.lstrip('/')))]
+    if root == '/':
+        try:
+            import subprocess
+            r = subprocess.run(['/usr/bin/python3', '-c', 'import dbus, gi.repository.GLib'],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30)
+            if r.returncode:
+                miss.append('python3-dbus/python3-gi')
+        except Exception:
             miss.append('python3-dbus/python3-gi')
-    except Exception:
-        miss.append('python3-dbus/python3-gi')
     return miss
 
 
@@ -123,9 +125,10 @@ class Result:
 class Run:
     """Collects the steps of one VM boot; boot() runs them."""
 
-    def __init__(self, build, share=None, steps=('stack', 'pair')):
+    def __init__(self, build, share=None, steps=('stack', 'pair'), stack='bookworm'):
         self.build = os.path.realpath(build)
-        self.share = share or tempfile.mkdtemp(prefix='alsabt-system-')
+        self.stack = stack
+        self.share = share or tempfile.mkdtemp(prefix='alsabt-system-%s-' % stack)
         self.steps = list(steps)
         self.plays = {}
         self.refs = {}
@@ -156,6 +159,11 @@ class Run:
         self.plays[name] = '%s %d' % (self._write(name, samples, rate), rate)
         self.steps.append('pwplay:' + name)
 
+    def fault(self, kind):
+        """fault:KIND (guest/run.sh step_fault): a song, the fault, the recovery."""
+        self.steps.append('fault:' + kind)
+        self.extra_s += 15
+
     def volume(self, name, samples, rate):
         self.steps.append('volume:' + self._write(name, samples, rate))
         self.refs['volume'] = (samples, rate)
@@ -163,15 +171,15 @@ class Run:
     def boot(self, timeout=None, env=None):
         if any(c in self.share for c in ' "$\\`'):
             raise vm.VMError('share path %r must not need quoting' % self.share)
-        kernel, initrd, moddir = vm.prepare()
+        stack = vm.prepare(self.stack)
         cap = int(self.max_audio_s + 60)
         env = dict(env or {})
         for k in ('BLUETOOTHD_DEBUG', 'BTMON'):         # ALSABT_BTMON=1 ...
             if os.environ.get('ALSABT_' + k):
                 env[k] = os.environ['ALSABT_' + k]
         with open(os.path.join(self.share, 'job.env'), 'w') as f:
-            f.write('REPO=%s\nBUILD=%s\nSTEPS="%s"\nCAPTURE_MAX_S=%d\nAPLAY_MAX_S=%d\n'
-                    % (REPO, self.build, ' '.join(self.steps), cap, cap))
+            f.write('REPO=%s\nBUILD=%s\nSTACK=%s\nSTEPS="%s"\nCAPTURE_MAX_S=%d\nAPLAY_MAX_S=%d\n'
+                    % (REPO, self.build, self.stack, ' '.join(self.steps), cap, cap))
             for name, spec in self.plays.items():
                 f.write('PLAY_%s="%s"\n' % (name, spec))
             for k, v in env.items():
@@ -180,8 +188,12 @@ class Run:
             # boot + stack + pair ~ 40 s under TCG; each step its audio + ~10 s
             timeout = 120 + 20 * len(self.steps) + 2 * (self.extra_s + sum(
                 len(s) / float(r) for s, r in self.refs.values()))
+        # The guest runs a copy: bash reads a script as it goes, so an edit
+        # of the tree during a run would otherwise change the run.
+        shutil.copytree(os.path.dirname(GUEST_SCRIPT), os.path.join(self.share, 'guest'),
+                        dirs_exist_ok=True)
         t0 = time.monotonic()
-        res = vm.run_vm(kernel, initrd, moddir, self.share, GUEST_SCRIPT, int(timeout),
+        res = vm.run_vm(stack, self.share, '/run/share/guest/run.sh', int(timeout),
                         extra_paths=[REPO, self.build])
         return Result(self.share, res, time.monotonic() - t0)
 

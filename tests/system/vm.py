@@ -19,7 +19,9 @@ share_dir/guest.rc; then the VM powers off.  share_dir is the writable share,
 The cache is $ALSABT_VM_CACHE, else $XDG_CACHE_HOME/alsa-bt-vm, else
 ~/.cache/alsa-bt-vm:
     kernel/<package>/          dpkg -x of linux-image-<version>-amd64, depmod run
-    initramfs-<hash>.cpio      rebuilt when busybox, /init or the modules change
+    initramfs-<kver>-<hash>.cpio  one per kernel; rebuilt when busybox, /init or the
+                               modules change
+    unstable-<hash>/           the second stack's root and kernel (rootfs.py)
 """
 
 import glob
@@ -42,7 +44,7 @@ META_PACKAGE = 'linux-image-amd64'
 # rest (bluetooth, hci_vhci, ...) is modprobe'd from the root, whose
 # /lib/modules is the unpacked kernel package (a second 9p share).
 EARLY_MODULES = ['virtio', 'virtio_ring', 'virtio_pci_legacy_dev', 'virtio_pci_modern_dev',
-                 'virtio_pci', 'netfs', 'fscache', '9pnet', '9pnet_virtio', '9p']
+                 'virtio_pci', 'netfs', 'fscache', '9pnet', '9pnet_virtio', '9p', 'overlay']
 # Guest directories that get a tmpfs over the read-only root (keep in step with
 # initramfs-init).  A host path under one of them is shared separately.
 MASKED = ['/tmp', '/run', '/root', '/home', '/mnt', '/media', '/srv', '/var/tmp',
@@ -166,9 +168,12 @@ def _module_path(moddir, name):
     with open(os.path.join(moddir, 'modules.dep')) as f:
         for line in f:
             path = line.split(':', 1)[0]
-            if os.path.basename(path).replace('-', '_') == want:
+            if _module_name(path).replace('-', '_') == want:
                 return path
-    with open(os.path.join(moddir, 'modules.builtin')) as f:
+    builtin = os.path.join(moddir, 'modules.builtin')
+    if not os.path.exists(builtin):
+        return None     # 7.x packages ship only modules.builtin.bin: not a module, so built in
+    with open(builtin) as f:
         for line in f:
             if os.path.basename(line.strip()).replace('-', '_') == want:
                 return None
@@ -196,6 +201,35 @@ def _early_modules(moddir):
         if p:
             visit(p)
     return order
+
+
+def _module_name(rel):
+    """foo.ko.xz -> foo.ko: the initramfs holds modules uncompressed."""
+    name = os.path.basename(rel)
+    for ext in ('.xz', '.zst', '.gz'):
+        if name.endswith(ext):
+            return name[:-len(ext)]
+    return name
+
+
+def _module_bytes(path):
+    """A module's contents, uncompressed: busybox's insmod loads plain .ko only
+    (Debian's newer kernels ship xz- or zstd-compressed modules)."""
+    with open(path, 'rb') as f:
+        data = f.read()
+    if path.endswith('.xz'):
+        import lzma
+        return lzma.decompress(data)
+    if path.endswith('.gz'):
+        import gzip
+        return gzip.decompress(data)
+    if path.endswith('.zst'):
+        rc = subprocess.run(['zstd', '-dc', path], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+        if rc.returncode != 0:
+            raise VMError('cannot decompress %s: apt-get install zstd' % path)
+        return rc.stdout
+    return data
 
 
 def _cpio_newc(entries):
@@ -228,11 +262,11 @@ def ensure_initramfs(moddir):
     h = hashlib.sha256(busybox + init)
     blobs = []
     for rel in mods:
-        with open(os.path.join(moddir, rel), 'rb') as f:
-            data = f.read()
+        data = _module_bytes(os.path.join(moddir, rel))
         h.update(rel.encode() + data)
-        blobs.append((os.path.basename(rel), data))
-    path = os.path.join(cache_dir(), 'initramfs-%s.cpio' % h.hexdigest()[:16])
+        blobs.append((_module_name(rel), data))
+    kver = os.path.basename(moddir)
+    path = os.path.join(cache_dir(), 'initramfs-%s-%s.cpio' % (kver, h.hexdigest()[:16]))
     if os.path.exists(path):
         return path
     d, f, x = stat.S_IFDIR | 0o755, stat.S_IFREG | 0o644, stat.S_IFREG | 0o755
@@ -242,7 +276,8 @@ def ensure_initramfs(moddir):
     entries += [('modules/' + n, f, data) for n, data in blobs]
     entries += [('modules/order', f, ''.join(n + '\n' for n, _ in blobs).encode())]
     os.makedirs(cache_dir(), exist_ok=True)
-    for old in glob.glob(os.path.join(cache_dir(), 'initramfs-*.cpio')):
+    for old in glob.glob(os.path.join(cache_dir(), 'initramfs-%s-*.cpio' % kver)) + \
+            glob.glob(os.path.join(cache_dir(), 'initramfs-????????????????.cpio')):
         os.unlink(old)
     tmp = path + '.tmp'
     with open(tmp, 'wb') as out:
@@ -252,12 +287,63 @@ def ensure_initramfs(moddir):
     return path
 
 
-def prepare(fetch=True):
-    """(vmlinuz, initramfs, modules dir): everything cached, built or fetched as needed."""
+# ---------------------------------------------------------------- the stacks
+
+# The two stacks every system test runs on.  'bookworm' is this host's own
+# Debian 12 (its root shared read-only, its apt's kernel); 'unstable' is
+# Debian unstable's BlueZ, kernel, bluez-alsa and PipeWire, built by rootfs.py
+# into the cache.  Both run the plugins as built on the host (see README.md).
+STACKS = ('bookworm', 'unstable')
+# The packages whose versions a run reports ("proven on").
+REPORTED = ['bluez', 'bluez-test-tools', 'bluez-alsa-utils', 'pipewire', 'wireplumber',
+            'alsa-utils', 'libasound2', 'libc6']
+
+
+class Stack:
+    """One stack, ready to boot: its root, kernel, initramfs and versions."""
+
+    def __init__(self, name, root, vmlinuz, moddir, initrd, versions):
+        self.name, self.root, self.vmlinuz = name, root, vmlinuz
+        self.moddir, self.initrd, self.versions = moddir, initrd, versions
+
+    def describe(self):
+        v = self.versions
+        return ('%s: kernel %s, BlueZ %s, bluez-alsa %s, PipeWire %s, WirePlumber %s, '
+                'alsa-lib %s, glibc %s' % (
+                    self.name, v.get('kernel', '?'), v.get('bluez', '?'),
+                    v.get('bluez-alsa-utils', '?'), v.get('pipewire', '?'),
+                    v.get('wireplumber', '?'),
+                    v.get('libasound2t64', v.get('libasound2', '?')), v.get('libc6', '?')))
+
+
+def _host_versions(kernel_version):
+    v = {'suite': 'bookworm', 'kernel': kernel_version}
+    rc, out = _run(['dpkg-query', '-W', '-f', '${Package} ${Version}\\n'] + REPORTED, timeout=60)
+    for line in out.splitlines():
+        k, _, ver = line.partition(' ')
+        if ver:
+            v[k] = ver
+    return v
+
+
+def prepare(stack='bookworm', fetch=True):
+    """The Stack named `stack`: everything cached, built or fetched as needed."""
     if not shutil.which(QEMU):
         raise VMError('%s not found: apt-get install qemu-system-x86' % QEMU)
-    vmlinuz, moddir, _ = ensure_kernel(fetch)
-    return vmlinuz, ensure_initramfs(moddir), moddir
+    if stack == 'bookworm':
+        vmlinuz, moddir, version = ensure_kernel(fetch)
+        return Stack(stack, '/', vmlinuz, moddir, ensure_initramfs(moddir),
+                     _host_versions(version))
+    if stack == 'unstable':
+        import rootfs
+        root, tree, versions = rootfs.ensure_unstable(build_it=fetch)
+        images = rootfs.kernel_images(tree)
+        mods = [os.path.join(m, 'modules.dep') for m in rootfs.modules_dirs(tree)]
+        if len(images) != 1 or len(mods) != 1 or not os.path.exists(mods[0]):
+            raise VMError('the unstable kernel in %s is incomplete' % tree)
+        moddir = os.path.dirname(mods[0])
+        return Stack(stack, root, images[0], moddir, ensure_initramfs(moddir), versions)
+    raise VMError('unknown stack %r (known: %s)' % (stack, ', '.join(STACKS)))
 
 
 # ---------------------------------------------------------------- running it
@@ -294,13 +380,15 @@ class VMResult:
             self.rc, self.guest_rc, self.elapsed, ', TIMED OUT' if self.timed_out else '')
 
 
-def run_vm(vmlinuz, initrd, moddir, share, script, timeout, extra_paths=(), memory=2048,
+def run_vm(stack, share, script, timeout, extra_paths=(), memory=2048,
            cpus=1, guest_timeout=None):
-    """Boots, runs `bash script` in the guest, powers off.  Returns a VMResult.
+    """Boots `stack` (prepare()), runs `bash script` in the guest, powers off.
+    Returns a VMResult.
 
     share: host dir, writable, /run/share in the guest.  extra_paths: host dirs
     the guest must see at the same path (the repo, the build dir); those under
-    a guest tmpfs (MASKED) are shared separately.  qemu is killed after
+    a guest tmpfs (MASKED), or all of them when the root is not the host's,
+    are shared separately.  qemu is killed after
     `timeout` s; the guest gives its script guest_timeout s (default timeout - 15).
 
     One vCPU by default: under TCG, two vCPUs made the emulated radio
@@ -315,11 +403,11 @@ def run_vm(vmlinuz, initrd, moddir, share, script, timeout, extra_paths=(), memo
             os.unlink(os.path.join(share, p))
         except FileNotFoundError:
             pass
-    shares = [('hostroot', '/', True), ('share', share, False),
-              ('kernel', os.path.dirname(os.path.dirname(os.path.dirname(moddir))), True)]
+    shares = [('hostroot', stack.root, True), ('share', share, False),
+              ('kernel', os.path.dirname(os.path.dirname(os.path.dirname(stack.moddir))), True)]
     mounts = []
     for i, p in enumerate(sorted({os.path.realpath(p) for p in extra_paths})):
-        if _under(p, MASKED) and not _under(p, [share]):
+        if (_under(p, MASKED) or stack.root != '/') and not _under(p, [share]):
             if any(c in p for c in ' ,=\t\n'):
                 raise VMError('cannot share %r: no spaces, commas or = in the path, please' % p)
             shares.append(('extra%d' % i, p, True))
@@ -328,7 +416,7 @@ def run_vm(vmlinuz, initrd, moddir, share, script, timeout, extra_paths=(), memo
         '-smp', str(cpus), '-m', str(memory), '-machine', 'q35',
         '-nodefaults', '-no-user-config', '-nographic', '-monitor', 'none',
         '-serial', 'file:' + console, '-no-reboot', '-net', 'none',
-        '-kernel', vmlinuz, '-initrd', initrd]
+        '-kernel', stack.vmlinuz, '-initrd', stack.initrd]
     for tag, path, ro in shares:
         args += ['-virtfs', 'local,path=%s,mount_tag=%s,security_model=none,multidevs=remap%s'
                  % (path, tag, ',readonly=on' if ro else '')]
@@ -337,6 +425,8 @@ def run_vm(vmlinuz, initrd, moddir, share, script, timeout, extra_paths=(), memo
               'alsabt.script=' + script, 'alsabt.timeout=%d' % gt]
     if mounts:
         append.append('alsabt.mounts=' + ','.join(mounts))
+    if stack.root != '/':
+        append.append('alsabt.overlay=1')
     args += ['-append', ' '.join(append)]
     start = time.monotonic()
     proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -376,14 +466,16 @@ def run_vm(vmlinuz, initrd, moddir, share, script, timeout, extra_paths=(), memo
 
 
 if __name__ == '__main__':
-    # python3 vm.py prepare | python3 vm.py run SHARE SCRIPT [TIMEOUT]
+    # python3 vm.py prepare [all] | python3 vm.py run SHARE SCRIPT [TIMEOUT]
+    # (ALSABT_STACK=unstable: the second stack)
     try:
+        stack = os.environ.get('ALSABT_STACK', 'bookworm')
         if sys.argv[1:2] == ['prepare']:
-            k, i, m = prepare()
-            print('kernel %s, initramfs %s' % (k, i))
+            for name in (STACKS if sys.argv[2:3] == ['all'] else [stack]):
+                st = prepare(name)
+                print('%s (kernel %s, initramfs %s)' % (st.describe(), st.vmlinuz, st.initrd))
         elif sys.argv[1:2] == ['run']:
-            k, i, m = prepare()
-            r = run_vm(k, i, m, sys.argv[2], sys.argv[3],
+            r = run_vm(prepare(stack), sys.argv[2], sys.argv[3],
                        int(sys.argv[4]) if len(sys.argv) > 4 else 120,
                        extra_paths=sys.argv[5:])
             print(r)

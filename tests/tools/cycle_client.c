@@ -17,6 +17,7 @@
  *                         early); prints HELD when it goes on
  *   --times               a CYCLE line per cycle with how long each step took
  *   --keep-going          an error ends the cycle, not the program
+ *   --buffer-ms MS        the ALSA buffer (default 80; periods are 20 ms)
  *
  * Odd cycles (the first one too) drain: snd_pcm_drain returns once the burst
  * has been played. Even cycles drop: snd_pcm_drop as soon as the plugin has
@@ -35,7 +36,7 @@
  *   HELD t=                      (with --hold) the hold is over
  *   CYCLE i=K mode=drain|drop open_ms= play_ms= end_ms= close_ms= rc=   (--times;
  *                                end: the drain or the drop; rc: 0 or -errno)
- *   ERROR cycle=K where=W err=-N msg=TEXT
+ *   ERROR cycle=K where=W err=-N rt=T msg=TEXT   (rt: CLOCK_REALTIME)
  *   DONE cycles=N errors=N total_s=S per_cycle_ms=MS
  * Exit status 0 if every cycle succeeded, 1 otherwise, 2 on bad usage.
  */
@@ -63,6 +64,7 @@ static const char *device;
 static long cycles = 1000, burst_ms = 20, every = 100;
 static unsigned rate = 44100;
 static double hold_s = -1;
+static long buffer_ms = 80;
 static int times, keep_going;
 static size_t (*sanitizer_allocated)(void);
 static snd_pcm_uframes_t buffer_frames;
@@ -140,7 +142,12 @@ static void stat_line(long cycle)
 
 static int report(long cycle, const char *where, int err)
 {
-	printf("ERROR cycle=%ld where=%s err=%d msg=%s\n", cycle, where, err, snd_strerror(err));
+	struct timespec rt;
+
+	/* rt: wall-clock time, to compare with when a fault was made in another process */
+	clock_gettime(CLOCK_REALTIME, &rt);
+	printf("ERROR cycle=%ld where=%s err=%d rt=%.6f msg=%s\n", cycle, where, err,
+	       rt.tv_sec + rt.tv_nsec / 1e9, snd_strerror(err));
 	fflush(stdout);
 	return err;
 }
@@ -149,7 +156,7 @@ static int setup(snd_pcm_t *pcm, snd_pcm_uframes_t burst)
 {
 	snd_pcm_hw_params_t *hw;
 	snd_pcm_sw_params_t *sw;
-	snd_pcm_uframes_t period = rate / 50, buffer = 4 * period;   /* 20 ms, 80 ms */
+	snd_pcm_uframes_t period = rate / 50, buffer = rate * buffer_ms / 1000;   /* 20 ms periods */
 	unsigned r = rate;
 	int err;
 
@@ -252,7 +259,7 @@ out:
 static void usage(void)
 {
 	fprintf(stderr, "usage: cycle_client -D DEVICE [-n CYCLES] [--burst-ms MS] [--every K] "
-			"[--rate HZ] [--hold S] [--times] [--keep-going]\n");
+			"[--rate HZ] [--hold S] [--times] [--keep-going] [--buffer-ms MS]\n");
 	exit(2);
 }
 
@@ -266,6 +273,7 @@ int main(int argc, char **argv)
 		{ "hold", required_argument, NULL, 'H' },
 		{ "times", no_argument, NULL, 't' },
 		{ "keep-going", no_argument, NULL, 'k' },
+		{ "buffer-ms", required_argument, NULL, 'B' },
 		{ NULL, 0, NULL, 0 },
 	};
 	snd_pcm_uframes_t frames;
@@ -284,10 +292,11 @@ int main(int argc, char **argv)
 		case 'H': hold_s = atof(optarg); break;
 		case 't': times = 1; break;
 		case 'k': keep_going = 1; break;
+		case 'B': buffer_ms = atol(optarg); break;
 		default: usage();
 		}
 	}
-	if (!device || cycles < 1 || burst_ms < 1 || every < 1 || !rate)
+	if (!device || cycles < 1 || burst_ms < 1 || every < 1 || !rate || buffer_ms < 40)
 		usage();
 	/* Under ASan or TSan malloc is the sanitizer's: ask it, mallinfo2 would not see it. */
 	*(void **)&sanitizer_allocated = dlsym(RTLD_DEFAULT, "__sanitizer_get_current_allocated_bytes");

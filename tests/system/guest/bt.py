@@ -282,8 +282,31 @@ def call_async(obj, method, iface, args, timeout):
 # ---------------------------------------------------------------- bluez-alsa capture
 
 def bluealsa_pcms():
+    """{path: properties} of bluez-alsa's PCMs: Manager1.GetPCMs in 4.0
+    (Debian 12), the ObjectManager from 4.1 on."""
+    try:
+        om = dbus.Interface(obj('/org/bluealsa', 'org.bluealsa'), 'org.freedesktop.DBus.ObjectManager')
+        objs = om.GetManagedObjects(timeout=5)
+        return {p: i['org.bluealsa.PCM1'] for p, i in objs.items() if 'org.bluealsa.PCM1' in i}
+    except dbus.DBusException as e:
+        if 'UnknownMethod' not in str(e.get_dbus_name()) and 'UnknownInterface' not in str(e.get_dbus_name()):
+            raise
     mgr = dbus.Interface(obj('/org/bluealsa', 'org.bluealsa'), 'org.bluealsa.Manager1')
     return mgr.GetPCMs(timeout=5)
+
+
+def pcm_rate(props):
+    # 'Sampling' in bluez-alsa 4.0, 'Rate' from 4.1 on
+    return int(props['Rate'] if 'Rate' in props else props['Sampling'])
+
+
+def pcm_volume(props):
+    """The first channel's volume (0..127): a uint16 (L << 8 | R) in 4.0,
+    a byte per channel from 4.1 on (bit 7 mute)."""
+    v = props['Volume']
+    if isinstance(v, (dbus.Array, list, bytes, dbus.ByteArray)):
+        return int(v[0]) & 0x7f
+    return int(v) >> 8 & 0x7f
 
 
 def find_pcm(hci, addr):
@@ -328,6 +351,9 @@ def cmd_capture(hci, addr, wav, ready, seconds):
             added.append((str(path), props))
 
     BUS.add_signal_receiver(on_added, 'PCMAdded', 'org.bluealsa.Manager1', 'org.bluealsa')
+    BUS.add_signal_receiver(lambda path, ifaces: on_added(path, ifaces['org.bluealsa.PCM1'])
+                            if 'org.bluealsa.PCM1' in ifaces else None,
+                            'InterfacesAdded', 'org.freedesktop.DBus.ObjectManager', 'org.bluealsa')
     ctx = GLib.MainContext.default()
     t_start = time.monotonic()
     deadline = t_start + seconds
@@ -365,7 +391,7 @@ def cmd_capture(hci, addr, wav, ready, seconds):
             except dbus.DBusException as e:
                 log('open %s: %s' % (path, e))
                 continue
-            cur = {'path': path, 'rate': int(props['Sampling']), 'channels': int(props['Channels']),
+            cur = {'path': path, 'rate': pcm_rate(props), 'channels': int(props['Channels']),
                    'format': int(props['Format']), 'fd': fd.take(), 'ctl': ctl.take(),
                    'data': bytearray(), 'reads': [], 'opened': now - t_start}
             log('opened %s rate %d' % (path, cur['rate']))
@@ -468,8 +494,7 @@ def bluealsa_volume_fn(hci, addr):
         path, p = find_pcm(hci, addr)
         if not path:
             return None
-        v = int(p['Volume'])
-        return v >> 8 & 0x7f
+        return pcm_volume(p)
     return fn
 
 

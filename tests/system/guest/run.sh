@@ -10,7 +10,7 @@
 set -u
 SHARE=/run/share
 . $SHARE/job.env
-GUEST=$REPO/tests/system/guest
+GUEST=$(cd "$(dirname "$0")" && pwd)      # a copy in the share (systest.py)
 PY=/usr/bin/python3
 BT="$PY $GUEST/bt.py"
 SRC_HCI=hci0 SRC_ADDR=00:AA:01:00:00:00
@@ -47,6 +47,93 @@ ctl_type.bluetooth { lib "$BUILD/libasound_module_ctl_bluetooth.so" }
 <$REPO/conf/20-bluetooth.conf>
 EOF
 
+# has_owner NAME: someone owns NAME on the system bus
+has_owner() {
+	dbus-send --system --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \
+		org.freedesktop.DBus.GetNameOwner string:$1 > /dev/null 2>&1
+}
+
+# ---------------------------------------------------------------- the stack
+
+# btvirt's two emulated controllers (hci0 <-> hci1).  Under TCG the kernel's
+# HCI_Reset to a new controller sometimes times out ("hci0: Opcode 0x0c03
+# failed: -110"): the controller stays in sysfs but never reaches the
+# management interface, so bluetoothd would never register it.  mgmt.py sees
+# that (the kernel's message, or the controllers missing from the index list
+# in time); btvirt is then stopped (its controllers go with it) and started
+# again.
+start_controllers() {
+	local try t r
+	for try in 1 2 3 4; do
+		t=$(now)
+		# One 192-byte ACL buffer each (BlueZ's btdev): every media packet
+		# is 4 round trips through btvirt, so it gets the CPU first; under
+		# TCG a late btvirt is a "weak signal".
+		# UNRESPONSIVE_CONTROLLER (a test of this recovery): before the first
+		# btvirt, a controller that never answers (mgmt.py unresponsive), so
+		# that the kernel's set-up times out as it does under TCG now and then.
+		if [ $try = 1 ] && [ -n "${UNRESPONSIVE_CONTROLLER:-}" ]; then
+			$PY $GUEST/mgmt.py unresponsive 60 > $LOGS/unresponsive.log 2>&1 &
+			echo $! > /run/unresponsive.pid
+			wait_for 20 sh -c "dmesg | grep -q 'hci0: Opcode 0x0c03 failed'"
+		fi
+		chrt -f 50 btvirt -l2 >> $LOGS/btvirt.log 2>&1 &
+		echo $! > /run/btvirt.pid
+		r=$($PY $GUEST/mgmt.py wait 2 20 $t)
+		if [ $? = 0 ] && [ "$r" = "controllers hci0 hci1" ]; then
+			kv controller_attempts $try
+			return 0
+		fi
+		say "controllers: attempt $try: $r; restarting btvirt"
+		kv controller_failure_$try "$r"
+		{ echo "--- attempt $try at $(now): $r"; ls /sys/class/bluetooth; dmesg | tail -n 20; } \
+			>> $LOGS/controller-failures.log 2>&1
+		kill -9 $(cat /run/btvirt.pid) 2> /dev/null
+		wait $(cat /run/btvirt.pid) 2> /dev/null
+		if [ -e /run/unresponsive.pid ]; then
+			kill $(cat /run/unresponsive.pid); wait $(cat /run/unresponsive.pid); rm /run/unresponsive.pid
+		fi
+		wait_for 10 sh -c '! ls -d /sys/class/bluetooth/hci* > /dev/null 2>&1'
+	done
+	kv error "the emulated controllers never came up (4 attempts): $r"
+	return 1
+}
+
+adapter_powered() {
+	dbus-send --system --print-reply --dest=org.bluez /org/bluez/$1 \
+		org.freedesktop.DBus.Properties.Get string:org.bluez.Adapter1 string:Powered 2> /dev/null \
+		| grep -q 'boolean true'
+}
+# power_on HCI: asks bluetoothd until the adapter is on (powering on resets
+# the controller again, which can time out the same way under TCG).
+power_on() {
+	local try
+	for try in 1 2 3; do
+		adapter_powered $1 && return 0
+		timeout 15 dbus-send --system --print-reply --dest=org.bluez /org/bluez/$1 \
+			org.freedesktop.DBus.Properties.Set string:org.bluez.Adapter1 string:Powered \
+			variant:boolean:true > /dev/null 2>> $LOGS/power.log
+		wait_for 5 adapter_powered $1 && return 0
+	done
+	return 1
+}
+
+# bluetoothd, up with both adapters registered and powered.
+start_bluetoothd() {
+	# Only the plugins that matter: hostname would wait for hostnamed.
+	/usr/libexec/bluetooth/bluetoothd -n ${BLUETOOTHD_DEBUG:+-d} ${BLUETOOTHD_ARGS:-} \
+		-P hostname,sap,neard,network,input,hog,health,midi,wiimote,sixaxis \
+		>> $LOGS/bluetoothd.log 2>&1 &
+	echo $! > /run/bluetoothd.pid
+	local h
+	for h in $SRC_HCI $SINK_HCI; do
+		wait_for 20 dbus-send --system --print-reply --dest=org.bluez /org/bluez/$h \
+			org.freedesktop.DBus.Properties.Get string:org.bluez.Adapter1 string:Address \
+			|| { kv error "bluetoothd did not register $h"; return 1; }
+		power_on $h || { kv error "$h does not power on"; return 1; }
+	done
+}
+
 # ---------------------------------------------------------------- steps
 
 step_stack() {
@@ -59,24 +146,14 @@ step_stack() {
 	else
 		dbus-daemon --system --fork --print-pid > /dev/null || return 1
 	fi
-	# The emulated controllers have one 192-byte ACL buffer each (BlueZ's
-	# btdev): every media packet is 4 round trips through btvirt, so it
-	# gets the CPU first; under TCG a late btvirt is a "weak signal".
-	chrt -f 50 btvirt -l2 > $LOGS/btvirt.log 2>&1 &
-	echo $! > /run/btvirt.pid
-	wait_for 10 test -e /sys/class/bluetooth/hci1 || { kv error "btvirt made no hci1"; return 1; }
+	start_controllers || return 1
+	kv controllers_up_s $(now)
 	# dbus-monitor first, so that the whole D-Bus conversation is on record.
 	dbus-monitor --system > $LOGS/dbus-monitor.log 2>&1 &
 	# btmon -w (binary; btmon -r reads it) only when asked: it cannot keep up
 	# with the media packets under TCG and its load makes the link jitter.
 	[ -n "${BTMON:-}" ] && btmon -w $LOGS/btmon.snoop > /dev/null 2>&1 &
-	# Only the plugins that matter: hostname would wait for hostnamed.
-	/usr/libexec/bluetooth/bluetoothd -n ${BLUETOOTHD_DEBUG:+-d} ${BLUETOOTHD_ARGS:-} \
-		-P hostname,sap,neard,network,input,hog,health,midi,wiimote,sixaxis \
-		> $LOGS/bluetoothd.log 2>&1 &
-	wait_for 20 dbus-send --system --print-reply --dest=org.bluez /org/bluez/hci1 \
-		org.freedesktop.DBus.Properties.Get string:org.bluez.Adapter1 string:Address \
-		|| { kv error "bluetoothd did not come up"; return 1; }
+	start_bluetoothd || return 1
 	kv bluetoothd_up_s $(now)
 	# The sink, before pairing: its A2DP Sink record is then in the SDP
 	# records that the source side caches when it pairs.
@@ -86,8 +163,7 @@ step_stack() {
 		# --a2dp-volume: the volume is the speaker's (AVRCP), bluez-alsa
 		# does not scale the samples it hands over.
 		bluealsa -i $SINK_HCI -p a2dp-sink --a2dp-volume > $LOGS/bluealsa.log 2>&1 &
-		wait_for 20 dbus-send --system --print-reply --dest=org.bluealsa /org/bluealsa \
-			org.bluealsa.Manager1.GetPCMs || { kv error "bluealsa did not come up"; return 1; }
+		wait_for 20 has_owner org.bluealsa || { kv error "bluealsa did not come up"; return 1; }
 	fi
 	# The sink is ready when hci1 offers the Audio Sink UUID (its SDP record).
 	wait_for 20 sh -c "dbus-send --system --print-reply --dest=org.bluez /org/bluez/$SINK_HCI \
@@ -118,6 +194,23 @@ start_pipewire() {
 	    apply_properties = { ["bluez5.auto-connect"] = "[ ]" },
 	  },
 	}
+	EOF
+	# WirePlumber 0.5 (Debian unstable) reads SPA-JSON instead of Lua
+	mkdir -p $PW_DIR/home/.config/wireplumber/wireplumber.conf.d
+	cat > $PW_DIR/home/.config/wireplumber/wireplumber.conf.d/51-alsabt.conf <<-EOF
+	wireplumber.profiles = { main = { monitor.bluez.seat-monitoring = disabled } }
+	monitor.bluez.properties = {
+	  bluez5.codecs = [ sbc ]
+	  bluez5.hfphsp-backend = "none"
+	  bluez5.enable-hw-volume = true
+	  bluez5.roles = [ a2dp_sink ]
+	}
+	monitor.bluez.rules = [
+	  {
+	    matches = [ { device.name = "~bluez_card.*" } ]
+	    actions = { update-props = { bluez5.auto-connect = [ ] } }
+	  }
+	]
 	EOF
 	chown -R nobody:nogroup $PW_DIR
 	chmod 700 $PW_DIR
@@ -182,26 +275,47 @@ step_play() {
 	play $name $spec
 }
 
+# bluez_inputs: "id name" of each of PipeWire's bluez input nodes
+bluez_inputs() {
+	$PW pw-cli ls Node 2> /dev/null | awk '
+		/^[ \t]*id [0-9]+,/ { id = $2; sub(",", "", id) }
+		/node.name = "bluez_input/ { n = $3; gsub("\"", "", n); print id, n }'
+}
+
+# pw_follow NAME RATE: records PipeWire's bluez input with pw-record, a new
+# segment each time a new input node appears (our PCM may configure the link
+# twice: once at open, again for the rate hw_params asks for), until
+# /run/NAME.stop exists.  pw-record fails at once without a source, so it
+# starts as the node appears (the first part of the audio may pass first).
+pw_follow() {
+	local name=$1 rate=$2 cur= rec= n=0 line id node
+	while [ ! -e /run/$name.stop ]; do
+		line=$(bluez_inputs | tail -n 1)
+		id=${line%% *} node=${line#* }
+		if [ -n "$line" ] && [ "$id" != "$cur" ]; then
+			[ -n "$rec" ] && { kill -INT $rec; wait $rec; }
+			n=$((n + 1)) cur=$id
+			echo "node $id $node at $(now): segment $n" >> $LOGS/$name.pw-node
+			$PW pw-record --target "$node" --rate $rate --channels 2 --format s16 \
+				$PW_DIR/$name.$n.pw.wav >> $LOGS/$name.pw-record.log 2>&1 &
+			rec=$!
+		fi
+		# fast until the first node, then gently (pw-cli costs CPU under TCG)
+		[ -z "$cur" ] && sleep 0.05 || sleep 0.3
+	done
+	[ -n "$rec" ] && { kill -INT $rec; wait $rec; }
+}
+
 # pwplay:NAME: like play, with PipeWire's bluez input recorded by pw-record
-# (WirePlumber links the capture stream to the new source when it appears).
+# (pw_follow); the longest segment is the capture.
 step_pwplay() {
-	local name=$1 spec file dev rate rc t0 t1 rpid
+	local name=$1 spec file rate rc t0 t1 rpid
 	spec=$(eval echo "\${PLAY_$name}")
 	file=${spec%% *} rate=${spec##* }
 	cp "$SHARE/$file" /tmp/play.wav || return 1
 	mkdir -p $SHARE/captures
-	# pw-record fails at once without a source: start it as the bluez input
-	# node appears (the first part of the audio may pass before it links).
-	(
-		for i in $(seq 400); do
-			node=$($PW pw-cli ls Node 2>/dev/null | sed -n 's/.*node.name = "\(bluez_input[^"]*\)".*/\1/p' | head -1)
-			[ -n "$node" ] && break
-			sleep 0.05
-		done
-		echo "node $node at $(now)" > $LOGS/$name.pw-node
-		exec $PW pw-record --target "$node" --rate $rate --channels 2 --format s16 \
-			$PW_DIR/$name.pw.wav > $LOGS/$name.pw-record.log 2>&1
-	) &
+	rm -f /run/$name.stop
+	pw_follow $name $rate &
 	rpid=$!
 	t0=$(date +%s.%N)
 	kv aplay_start $(now)
@@ -213,11 +327,13 @@ step_pwplay() {
 	kv aplay_rc $rc
 	kv aplay_s $(calc "$t1 - $t0")
 	$PW pw-cli ls Node > $LOGS/$name.pw-nodes 2>&1
-	sleep 1
-	kill -INT $rpid 2> /dev/null
+	# the tail is recorded once the input is gone (the transport released)
+	wait_for 10 sh -c "! $PW pw-cli ls Node 2> /dev/null | grep -q 'node.name = \"bluez_input'"
+	kv input_gone_s $(calc "$(date +%s.%N) - $t1")
+	touch /run/$name.stop
 	wait $rpid
-	kv pw_record_rc $?
-	cp $PW_DIR/$name.pw.wav $SHARE/captures/$name.wav
+	kv pw_segments "$(cd $PW_DIR && for f in $name.*.pw.wav; do printf '%s:%s ' $f $(stat -c %s $f); done)"
+	cp "$(ls -S $PW_DIR/$name.*.pw.wav | head -n 1)" $SHARE/captures/$name.wav
 	return $rc
 }
 
@@ -243,6 +359,108 @@ step_volume() {
 	return $rc
 }
 
+# ---------------------------------------------------------------- faults
+
+# mixer_open: amixer holds our ctl open through every fault that follows
+# (mixer_close checks that it is still there and answers).
+step_mixer_open() {
+	# unbuffered: amixer does not flush "Ready to listen" into a file
+	stdbuf -o0 amixer -D bluetooth:$DEVARGS events > $LOGS/mixer.events 2>&1 &
+	echo $! > /run/mixer.pid
+	wait_for 20 grep -q 'Ready to listen' $LOGS/mixer.events || { kv error "amixer events did not start"; return 1; }
+	kv mixer_pid $(cat /run/mixer.pid)
+}
+
+step_mixer_close() {
+	local pid t0 rc
+	pid=$(cat /run/mixer.pid)
+	if kill -0 $pid 2> /dev/null; then kv mixer_alive yes; else
+		wait $pid; kv mixer_alive "no (exit $?)"; fi
+	mixer_cget close
+	# SIGTERM: a background job of a script ignores SIGINT
+	kill -TERM $pid 2> /dev/null
+	if wait_for 5 sh -c "! kill -0 $pid 2> /dev/null"; then kv mixer_stopped yes; else
+		kv mixer_stopped "no: still running 5 s after SIGTERM"; kill -9 $pid; fi
+	wait $pid 2> /dev/null
+	kv mixer_events "$(grep -c '^event' $LOGS/mixer.events)"
+}
+
+# mixer_cget LABEL: a fresh amixer reads the volume; bounded, timed
+mixer_cget() {
+	local t0=$EPOCHREALTIME rc v
+	timeout 15 amixer -D bluetooth:$DEVARGS cget name='A2DP Playback Volume' \
+		> /run/cget.out 2> $LOGS/cget_$1.err
+	rc=$?
+	v=$(sed -n 's/.*: values=\([0-9]*\).*/\1/p' /run/cget.out)
+	kv cget_$1 "rc $rc value ${v:-none} $(calc "$EPOCHREALTIME - $t0") s"
+}
+
+transport_active() {
+	dbus-send --system --print-reply --dest=org.bluez / org.freedesktop.DBus.ObjectManager.GetManagedObjects \
+		2> /dev/null | grep -A1 '"State"' | grep -q '"active"'
+}
+sink_registered() {
+	dbus-send --system --print-reply --dest=org.bluez /org/bluez/$SINK_HCI \
+		org.freedesktop.DBus.Properties.Get string:org.bluez.Adapter1 string:UUIDs 2> /dev/null \
+		| grep -q 0000110b
+}
+
+# inject_fault KIND: the fault itself, as a user's world would make it
+inject_fault() {
+	case $1 in
+	bluetoothd) kill -9 $(cat /run/bluetoothd.pid) ;;
+	# the speaker's controller goes away: its adapter powered off
+	poweroff) dbus-send --system --print-reply --dest=org.bluez /org/bluez/$SINK_HCI \
+			org.freedesktop.DBus.Properties.Set string:org.bluez.Adapter1 string:Powered \
+			variant:boolean:false > /dev/null ;;
+	# the speaker drops the A2DP profile (its side of the link stays up)
+	disconnect) dbus-send --system --print-reply --dest=org.bluez \
+			/org/bluez/$SINK_HCI/dev_${SRC_ADDR//:/_} org.bluez.Device1.DisconnectProfile \
+			string:0000110a-0000-1000-8000-00805f9b34fb > /dev/null ;;
+	esac
+}
+
+# recover KIND: the speaker comes back (the next open must play)
+recover() {
+	case $1 in
+	bluetoothd) start_bluetoothd && wait_for 20 sink_registered ;;
+	poweroff) power_on $SINK_HCI ;;
+	disconnect) true ;;
+	esac
+}
+
+# fault:KIND: a song plays through our PCM (cycle_client: 30 s of tone in one
+# open); 1.5 s into it the fault; what the player saw, how long it took,
+# what it held after snd_pcm_close, and the mixer through it; then recovery.
+step_fault() {
+	local kind=$1 pid t_fault t_exit rc
+	$BUILD/cycle_client -D bluetooth:$DEVARGS -n 1 --burst-ms 30000 --every 1 --times --keep-going --buffer-ms 500 \
+		> $LOGS/fault_$kind.client 2> $LOGS/fault_$kind.err &
+	pid=$!
+	wait_for 20 transport_active || { kv error "the song never started"; kill $pid; wait $pid; return 1; }
+	kv playing_at $(now)
+	sleep 1.5           # mid-song
+	kill -0 $pid 2> /dev/null || { kv error "the player ended before the fault"; wait $pid; return 1; }
+	t_fault=$EPOCHREALTIME
+	inject_fault $kind
+	kv fault_rt $t_fault
+	wait_for 20 sh -c "! kill -0 $pid 2> /dev/null"
+	t_exit=$EPOCHREALTIME
+	if kill -0 $pid 2> /dev/null; then
+		kv player "still running 20 s after the fault"
+		kill -9 $pid
+	fi
+	wait $pid
+	rc=$?
+	kv player_rc $rc
+	kv player_exit_s $(calc "$t_exit - $t_fault")
+	mixer_cget during_$kind
+	local t_rec=$EPOCHREALTIME
+	recover $kind || { kv error "no recovery from $kind"; return 1; }
+	kv recovered_s $(calc "$EPOCHREALTIME - $t_rec")
+	mixer_cget after_$kind
+}
+
 # ---------------------------------------------------------------- main
 
 say "guest: steps: $STEPS"
@@ -251,7 +469,7 @@ for s in $STEPS; do
 	name=${s%%:*} arg=${s#*:}
 	[ "$arg" = "$s" ] && arg=
 	label=$name
-	[ $name = play ] && label=$arg
+	case $name in play) label=$arg ;; fault) label=fault_$arg ;; esac
 	OUT=$SHARE/steps/$label.out
 	: > $OUT
 	say "step $label"
@@ -265,6 +483,7 @@ for s in $STEPS; do
 		case $name in stack|pair) break ;; esac
 	fi
 done
+dmesg > $LOGS/dmesg.log 2>&1
 cp -r $LOGS $SHARE/
 sync
 exit $failed
