@@ -71,8 +71,11 @@ def f(v, default=float('nan')):
         return default
 
 
-def check_play(res, name, ref, rate, min_snr, lags):
-    """The checks of one aplay run: exit, rate, alignment, SNR, whole, gaps, pacing."""
+def check_play(res, name, ref, rate, min_snr, lags, late_start_s=0.0):
+    """The checks of one aplay run: exit, rate, alignment, SNR, whole, gaps, pacing.
+    late_start_s: the sink's recording may begin that late into the stream
+    (after bluetoothd restarted, bluez-alsa 4.3 makes its PCM only as the
+    audio starts); the rest must all be there."""
     s = res.step(name)
     dur = len(ref) / float(rate)
     err = res.log(name + '.aplay.err').strip().replace('\n', ' | ')
@@ -85,6 +88,10 @@ def check_play(res, name, ref, rate, min_snr, lags):
                  info='segments (rate:frames) %s' % s.get('capture_segments')):
         return None
     a = systest.analyse(ref, rate, cap)
+    late = -a['lag'] if a.get('lag') is not None and a['lag'] < 0 else 0
+    if 0 < late <= late_start_s * rate:
+        print('     %s: the recording began %.0f ms into the stream' % (name, 1000.0 * late / rate))
+        a = systest.analyse(ref[late:], rate, cap)
     a['ref_rate'] = rate
     print('     %s: %s' % (name, systest.fmt_analysis(a)), flush=True)
     if not check('%s: the link runs at the file\'s rate (%d Hz, %d channels)' % (name, rate, 2),
@@ -173,13 +180,16 @@ def check_pipewire(build, stack):
     wins = systest.follow_windows(ref, got, 44100)
     # Under TCG PipeWire (0.3.65 and 1.6 alike) hands pw-record only the first
     # 0.3-1 s of what it receives, not sample-exact (its graph resamples and
-    # skips), while bluez-alsa on the same link gets every packet; why is not
-    # known (README, "Limits of the test environment").  What is checked is
-    # what that allows: PipeWire decoded our stream into the sweep, in order.
-    ok = len(wins) >= 2 and all(c >= 0.8 for _, _, c in wins) and \
+    # skips; the correlation falls window by window), while bluez-alsa on the
+    # same link gets every packet; why is not known (README, "Limits of the
+    # test environment").  What is checked is what that allows: PipeWire
+    # decoded our stream into the sweep, in order.
+    # (Measured against this sweep: noise correlates 0.04, a steady tone at
+    # its frequency 0.42, the sweep played at the wrong rate 0.27 at most.)
+    ok = len(wins) >= 2 and all(c >= 0.5 for _, _, c in wins) and \
         all(b[1] > a[1] for a, b in zip(wins, wins[1:]))
     check('pipewire: PipeWire decoded our stream into the sweep, in order (0.25 s windows, '
-          'correlation >= 0.8)', ok,
+          'correlation >= 0.5)', ok,
           '(heard at s, found in the sweep at s, correlation): %s' % ', '.join(
               '(%.2f, %.3f, %.2f)' % w for w in wins[:12]))
     print('NOTE %s pipewire: pw-record got %.2f s of the %.0f s stream; %d windows from %.2f s of '
@@ -343,7 +353,7 @@ def run_stack(stack, build, times):
     table = []
     for kind, what in FAULTS:
         check_fault(res, kind, what, table)
-        check_play(res, 'after_' + kind, back, 44100, 60, [])
+        check_play(res, 'after_' + kind, back, 44100, 60, [], late_start_s=0.5)
     mc = res.step('mixer_close')
     check('faults: the amixer that was open through all of them is still running',
           mc.get('mixer_alive') == 'yes', '%s; events: %s' % (mc, res.log('mixer.events')[-300:]),

@@ -320,6 +320,37 @@ def find_pcm(hci, addr):
     return None, None
 
 
+def grow_pipe(fd):
+    """bluez-alsa drops what its PCM pipe cannot take: a default pipe holds
+    0.37 s of CD audio, less than this reader (python under TCG) may stall."""
+    import fcntl
+    try:
+        fcntl.fcntl(fd, 1031, 4 << 20)          # F_SETPIPE_SZ: 23 s of CD audio
+    except OSError as e:
+        log('F_SETPIPE_SZ: %s' % e)
+
+
+def pcm_bytes(fmt):
+    # bluez-alsa's PCM format: sign << 15 | big-endian << 14 | bytes << 8 | bits
+    return (int(fmt) >> 8) & 0x3f
+
+
+def to_s16(data, fmt):
+    """bluez-alsa's PCM as S16LE: S16_LE as it is; S24_4LE (aptX HD) keeps its
+    top 16 of 24 bits, which is what the 16-bit file played through the plug
+    had."""
+    fmt = int(fmt)
+    if fmt == 0x8210:
+        return bytes(data)
+    if fmt == 0x8418:
+        n = len(data) // 4
+        vals = struct.unpack('<%dI' % n, bytes(data[:4 * n]))
+        # the low 24 bits, signed, rounded to 16
+        s16 = [min(32767, (((v & 0xFFFFFF) ^ 0x800000) - 0x800000 + 128) >> 8) for v in vals]
+        return struct.pack('<%dh' % n, *s16)
+    raise ValueError('unsupported bluez-alsa PCM format 0x%04x' % fmt)
+
+
 def wav_header(rate, channels, nbytes):
     return (b'RIFF' + struct.pack('<I', 36 + nbytes) + b'WAVEfmt ' +
             struct.pack('<IHHIIHH', 16, 1, channels, rate, rate * channels * 2, channels * 2, 16) +
@@ -382,17 +413,20 @@ def cmd_capture(hci, addr, wav, ready, seconds):
             path, props = added.pop(0)
             try:
                 pcm = obj(path, 'org.bluealsa')
+                # Open first: the audio may already be flowing
+                fd, ctl = pcm.Open(dbus_interface='org.bluealsa.PCM1', timeout=10)
                 try:
                     pcm.Set('org.bluealsa.PCM1', 'SoftVolume', dbus.Boolean(False),
                             signature='ssv', dbus_interface=PROPS, timeout=5)
                 except dbus.DBusException as e:
                     log('SoftVolume: %s' % e)
-                fd, ctl = pcm.Open(dbus_interface='org.bluealsa.PCM1', timeout=10)
             except dbus.DBusException as e:
                 log('open %s: %s' % (path, e))
                 continue
+            fd, ctl = fd.take(), ctl.take()
+            grow_pipe(fd)
             cur = {'path': path, 'rate': pcm_rate(props), 'channels': int(props['Channels']),
-                   'format': int(props['Format']), 'fd': fd.take(), 'ctl': ctl.take(),
+                   'format': int(props['Format']), 'fd': fd, 'ctl': ctl,
                    'data': bytearray(), 'reads': [], 'opened': now - t_start}
             log('opened %s rate %d' % (path, cur['rate']))
             continue
@@ -427,11 +461,12 @@ def cmd_capture(hci, addr, wav, ready, seconds):
         out('capture_error', 'no audio from %s within %.0f s' % (addr, time.monotonic() - t_start))
         return 1
     best = max(segments, key=lambda s: len(s['data']))
+    data = to_s16(best['data'], best['format'])
     frame = 2 * best['channels']
-    n = len(best['data']) // frame * frame
+    n = len(data) // frame * frame
     with open(wav + '.part', 'wb') as f:
         f.write(wav_header(best['rate'], best['channels'], n))
-        f.write(best['data'][:n])
+        f.write(data[:n])
     os.rename(wav + '.part', wav)
     with open(wav[:-4] + '.reads.csv', 'w') as f:
         f.write('t_s,bytes\n')
@@ -440,6 +475,7 @@ def cmd_capture(hci, addr, wav, ready, seconds):
     out('capture_pcm', '%s rate %d channels %d format 0x%04x' % (
         best['path'], best['rate'], best['channels'], best['format']))
     out('capture_frames', n // frame)
+    out('capture_format_bytes', pcm_bytes(best['format']))
     out('capture_rate', best['rate'])
     out('capture_first_data_uptime', '%.3f' % best['reads'][0][0])
     out('capture_last_data_uptime', '%.3f' % best['reads'][-1][0])

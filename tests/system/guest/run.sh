@@ -162,7 +162,8 @@ step_stack() {
 	else
 		# --a2dp-volume: the volume is the speaker's (AVRCP), bluez-alsa
 		# does not scale the samples it hands over.
-		bluealsa -i $SINK_HCI -p a2dp-sink --a2dp-volume > $LOGS/bluealsa.log 2>&1 &
+		# BLUEALSA_ARGS: more codecs (-c aptX ...; bluez-alsa 4.3 decodes aptX, aptX HD)
+		bluealsa -i $SINK_HCI -p a2dp-sink --a2dp-volume ${BLUEALSA_ARGS:-} > $LOGS/bluealsa.log 2>&1 &
 		wait_for 20 has_owner org.bluealsa || { kv error "bluealsa did not come up"; return 1; }
 	fi
 	# The sink is ready when hci1 offers the Audio Sink UUID (its SDP record).
