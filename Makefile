@@ -19,7 +19,7 @@ CFLAGS   ?= -O2 -g
 SANITIZE ?=
 PKGS     := alsa dbus-1 sbc
 DEP_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-DEP_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+DEP_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -ldl
 ALL_CFLAGS := $(CFLAGS) -std=gnu11 -Wall -Wextra -fPIC -DPIC -pthread -Ia2dp $(DEP_CFLAGS) \
 	$(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer)
 ALL_LDFLAGS := $(LDFLAGS) -pthread $(if $(SANITIZE),-fsanitize=$(SANITIZE))
@@ -51,8 +51,9 @@ $(CTL_SO): $(BUILD)/ctl_bt/ctl_bluetooth.o $(BUILD)/liba2dp.a a2dp/exports.map
 	$(CC) -shared $(ALL_LDFLAGS) -Wl,--version-script=a2dp/exports.map -Wl,-z,defs -Wl,-z,nodelete \
 		-o $@ $(BUILD)/ctl_bt/ctl_bluetooth.o $(BUILD)/liba2dp.a $(DEP_LIBS)
 
+# The test speaker links libfreeaptx's decoder (the plugin dlopens the encoder).
 $(SINK): $(BUILD)/tests/sink/rtp_sink.o $(BUILD)/liba2dp.a
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS) -lfreeaptx
 
 $(BUILD)/pcm_client: $(BUILD)/tests/tools/pcm_client.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS) -lm

@@ -155,3 +155,11 @@ void volume_apply(int16_t *pcm, unsigned samples, uint32_t gain_q16)
 	for (unsigned i = 0; i < samples; i++)
 		pcm[i] = (int16_t)(((int32_t)pcm[i] * (int64_t)gain_q16) >> 16);
 }
+
+void volume_apply_s32(int32_t *pcm, unsigned samples, uint32_t gain_q16)
+{
+	if (gain_q16 == 65536)
+		return;
+	for (unsigned i = 0; i < samples; i++)
+		pcm[i] = (int32_t)(((int64_t)pcm[i] * gain_q16) >> 16);
+}

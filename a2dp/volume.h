@@ -43,5 +43,6 @@ uint32_t volume_gain_q16(int volume, int muted);
 double volume_db(int volume);
 /* Scales interleaved S16 samples in place. */
 void volume_apply(int16_t *pcm, unsigned samples, uint32_t gain_q16);
+void volume_apply_s32(int32_t *pcm, unsigned samples, uint32_t gain_q16);
 
 #endif

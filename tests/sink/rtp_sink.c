@@ -1,9 +1,12 @@
 /*
- * rtp_sink: the test speaker. Reads A2DP SBC media packets (RTP) from one end
- * of a SOCK_SEQPACKET transport socket, decodes them with libsbc into a WAV
- * file and logs one CSV line per packet.
+ * rtp_sink: the test speaker. Reads A2DP media packets from one end of a
+ * SOCK_SEQPACKET transport socket, decodes them into a WAV file and logs one
+ * CSV line per packet. Codecs: SBC (RTP + payload header, libsbc), aptX (no
+ * RTP, raw codewords) and aptX HD (RTP, no payload header), both with
+ * libfreeaptx's decoder.
  *
- *   rtp_sink --fd N --wav OUT.wav --log OUT.csv [--mtu M]
+ *   rtp_sink --fd N --wav OUT.wav --log OUT.csv [--mtu M] [--codec sbc|aptx|aptx_hd]
+ *            [--rate R]   (aptX: the stream's rate, which it does not carry)
  *
  * CSV columns: t_ns,len,seq,ts,ssrc,pt,nframes,pcm_frames,errors
  *   t_ns        arrival time, CLOCK_MONOTONIC in ns
@@ -11,10 +14,13 @@
  *   seq,ts,ssrc,pt  RTP fields; empty when the packet is not RTP
  *   nframes     frame count from the media payload header (empty if none)
  *   pcm_frames  PCM frames (samples per channel) decoded from this packet
- *   errors      not RTP / no payload header / truncated read / longer than
+ *               (aptX: carried by it, 4 per codeword)
+ *   errors      not RTP (but for aptX) / no payload header / truncated read / longer than
  *               --mtu / each frame that failed to decode or has a sample rate
  *               or channel count different from the first / frame count that
- *               does not match the bytes (count too high, or bytes left over)
+ *               does not match the bytes (count too high, or bytes left over) /
+ *               aptX: a payload that is not whole codewords, or codewords that
+ *               lost sync
  *
  * The WAV header is rewritten after every packet (data first, then header,
  * each flushed), so a reader always sees a valid file that claims no more
@@ -36,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <freeaptx.h>
 #include <sbc/sbc.h>
 
 #include "rtp.h"
@@ -139,7 +146,12 @@ static int sbc_parse_header(const uint8_t *p, size_t len, struct sbc_hdr *h)
 	return 0;
 }
 
+enum sink_codec { CODEC_SBC, CODEC_APTX, CODEC_APTX_HD };
+
 struct sink {
+	enum sink_codec codec;
+	struct aptx_context *aptx;
+	uint8_t aptx_pcm[BUF_SIZE * 6];   /* 24-bit stereo out of one packet's codewords */
 	sbc_t sbc;
 	struct sbc_hdr first;      /* format of the first decoded frame */
 	int have_format;
@@ -266,9 +278,40 @@ static void handle_media(struct sink *s, const uint8_t *pl, size_t len, struct p
 		r->errors++;
 }
 
+/* aptX / aptX HD: whole codewords, decoded into 24-bit samples and written
+ * to the WAV as 16-bit (rounded). */
+static void handle_aptx(struct sink *s, const uint8_t *pl, size_t len, struct pkt_result *r)
+{
+	size_t cw = s->codec == CODEC_APTX_HD ? 6 : 4, written = 0, dropped = 0, n;
+	static int16_t out[BUF_SIZE * 2];
+	int synced = 0;
+
+	if (len % cw)
+		r->errors++;
+	aptx_decode_sync(s->aptx, pl, len - len % cw, s->aptx_pcm, sizeof(s->aptx_pcm),
+			 &written, &synced, &dropped);
+	if (!synced || dropped)
+		r->errors++;
+	n = written / 3;
+	for (size_t i = 0; i < n; i++) {
+		const uint8_t *p = s->aptx_pcm + 3 * i;
+		int32_t v = (int32_t)((uint32_t)p[0] << 8 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 24) >> 8;
+		int32_t q = (v + 128) >> 8;
+
+		out[i] = q > 32767 ? 32767 : q;
+	}
+	if (n && fwrite(out, n * 2, 1, s->wav.f) != 1)
+		r->errors++;
+	s->wav.data_bytes += n * 2;
+	/* What the packet carries (the RTP timestamps count these): the decoder
+	 * holds its 90-sample start-up back, so the WAV is that much shorter. */
+	r->pcm_frames += len / cw * 4;
+	r->nframes = (int)(len / cw);
+}
+
 static void usage(void)
 {
-	fprintf(stderr, "usage: rtp_sink --fd N --wav OUT.wav --log OUT.csv [--mtu M]\n");
+	fprintf(stderr, "usage: rtp_sink --fd N --wav OUT.wav --log OUT.csv [--mtu M] [--codec sbc|aptx|aptx_hd] [--rate R]\n");
 }
 
 int main(int argc, char **argv)
@@ -278,12 +321,14 @@ int main(int argc, char **argv)
 		{ "wav", required_argument, NULL, 'w' },
 		{ "log", required_argument, NULL, 'l' },
 		{ "mtu", required_argument, NULL, 'm' },
+		{ "codec", required_argument, NULL, 'c' },
+		{ "rate", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct sink s;   /* large buffers: keep off the stack */
 	const char *wav_path = NULL, *log_path = NULL;
-	long fd = -1, mtu = 0;
+	long fd = -1, mtu = 0, aptx_rate = 44100;
 	FILE *log;
 	uint8_t *buf;
 	uint64_t packets = 0;
@@ -301,6 +346,23 @@ int main(int argc, char **argv)
 			break;
 		case 'w':
 			wav_path = optarg;
+			break;
+		case 'r':
+			aptx_rate = strtol(optarg, &end, 10);
+			if (*end || aptx_rate <= 0) {
+				fprintf(stderr, "rtp_sink: bad --rate\n");
+				return 2;
+			}
+			break;
+		case 'c':
+			if (!strcmp(optarg, "aptx"))
+				s.codec = CODEC_APTX;
+			else if (!strcmp(optarg, "aptx_hd"))
+				s.codec = CODEC_APTX_HD;
+			else if (strcmp(optarg, "sbc")) {
+				fprintf(stderr, "rtp_sink: unknown --codec %s\n", optarg);
+				return 2;
+			}
 			break;
 		case 'l':
 			log_path = optarg;
@@ -333,8 +395,12 @@ int main(int argc, char **argv)
 		perror("rtp_sink: open");
 		return 2;
 	}
-	s.wav.rate = 44100;
+	s.wav.rate = s.codec == CODEC_SBC ? 44100 : aptx_rate;
 	s.wav.channels = 2;
+	if (s.codec != CODEC_SBC && !(s.aptx = aptx_init(s.codec == CODEC_APTX_HD))) {
+		fprintf(stderr, "rtp_sink: aptx_init failed\n");
+		return 2;
+	}
 	if (sbc_init(&s.sbc, 0) || wav_write_header(&s.wav)) {
 		fprintf(stderr, "rtp_sink: init failed\n");
 		return 2;
@@ -396,8 +462,12 @@ int main(int argc, char **argv)
 			r.errors++;
 		if (mtu && len > mtu)
 			r.errors++;
-		is_rtp = rtp_parse(buf, (size_t)len, &pkt) == 0;
-		if (is_rtp)
+		is_rtp = s.codec != CODEC_APTX && rtp_parse(buf, (size_t)len, &pkt) == 0;
+		if (s.codec == CODEC_APTX)
+			handle_aptx(&s, buf, (size_t)len, &r);
+		else if (is_rtp && s.codec == CODEC_APTX_HD)
+			handle_aptx(&s, pkt.payload, pkt.payload_len, &r);
+		else if (is_rtp)
 			handle_media(&s, pkt.payload, pkt.payload_len, &r);
 		else
 			r.errors++;
@@ -426,6 +496,8 @@ int main(int argc, char **argv)
 	if (fclose(log))
 		perror("rtp_sink: close log");
 	sbc_finish(&s.sbc);
+	if (s.aptx)
+		aptx_finish(s.aptx);
 	free(buf);
 	fprintf(stderr, "rtp_sink: %" PRIu64 " packets, %" PRIu64 " pcm frames, %" PRIu64
 		" errors%s\n", packets, s.total_pcm, s.total_errors,
