@@ -17,6 +17,16 @@
  *       CPU time is CLOCK_PROCESS_CPUTIME_ID. The work of one pass is in
  *       bench_pass_codec() / bench_pass_libsbc(), for callgrind --toggle-collect.
  *
+ *   bench_encode codecs WAV [--min-cpu S]
+ *       For every codec of the table (sbc, sbc_xq, aptx, aptx_hd): CPU per second
+ *       of audio through the codec table as the I/O thread uses it (PCM in the
+ *       codec's sample format, frames_per_packet(672) frames a packet, encode()
+ *       + the RTP header where the codec has one), and for the bare library on
+ *       the same audio (sbc_encode() a frame at a time; libfreeaptx's
+ *       aptx_encode() on the whole buffer, already 24-bit packed). The fastest of
+ *       3 rounds counts. One line a codec:
+ *         CODEC name=N table_cpu_per_audio=X lib_cpu_per_audio=Y
+ *
  *   bench_encode latency PCM [--seconds S] [--click-every S]
  *       Opens PCM (e.g. bluetooth:DEV=...) and sets it up the way aplay does at
  *       its defaults (aplay.c set_params: buffer_time = min(max, 500 ms),
@@ -52,6 +62,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -287,6 +298,192 @@ static int cmd_encode(int argc, char **argv)
 	return 0;
 }
 
+/* --- every codec ------------------------------------------------------------ */
+
+typedef size_t (*aptx_encode_fn)(void *ctx, const unsigned char *in, size_t in_size,
+				 unsigned char *out, size_t out_size, size_t *written);
+
+struct codec_run {
+	const struct a2dp_codec *codec;
+	const uint8_t *config;
+	size_t config_len;
+	int aptx_hd;                 /* -1: SBC, the library is libsbc */
+};
+
+/* CPU seconds per audio second of fn(arg) over `frames`, the best of 3 rounds
+ * of at least min_cpu / 3 s. */
+static double cpu_per_audio(void (*fn)(void *arg), void *arg, size_t frames, double min_cpu)
+{
+	double best = 0;
+
+	for (int round = 0; round < 3; round++) {
+		int64_t c0 = clock_ns(CLOCK_PROCESS_CPUTIME_ID), c1;
+		unsigned passes = 0;
+		double v;
+
+		do {
+			fn(arg);
+			passes++;
+			c1 = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
+		} while ((c1 - c0) / 1e9 < min_cpu / 3);
+		v = (c1 - c0) / 1e9 / ((double)frames * passes / RATE);
+		if (!round || v < best)
+			best = v;
+	}
+	return best;
+}
+
+struct table_pass {
+	const struct a2dp_codec *c;
+	struct a2dp_encoder *enc;
+	const uint8_t *pcm;          /* in the codec's sample format */
+	size_t frames, frame_bytes;
+};
+
+__attribute__((noinline))
+static void table_pass(void *arg)
+{
+	struct table_pass *t = arg;
+	const struct a2dp_codec *c = t->c;
+	size_t head = c->framing == A2DP_FRAMING_RTP ? RTP_HEADER_LEN : 0;
+	unsigned fpp = c->frames_per_packet(t->enc, MTU);
+	size_t step = (size_t)fpp * c->frame_samples(t->enc);
+	static uint8_t packet[MTU];
+	static uint16_t seq;
+
+	for (size_t pos = 0; pos + step <= t->frames; pos += step) {
+		if (c->encode(t->enc, t->pcm + pos * t->frame_bytes, fpp, packet + head, MTU - head) < 0)
+			die("encode", 0);
+		if (head)
+			rtp_write_header(packet, seq++, pos, 1);
+	}
+}
+
+struct aptx_pass {
+	void *ctx;
+	aptx_encode_fn encode;
+	const uint8_t *s24;
+	size_t len;
+	uint8_t *out;
+	size_t out_len;
+};
+
+static void aptx_lib_pass(void *arg)
+{
+	struct aptx_pass *a = arg;
+	size_t written;
+
+	a->encode(a->ctx, a->s24, a->len, a->out, a->out_len, &written);
+}
+
+struct sbc_pass {
+	sbc_t *sbc;
+	const int16_t *pcm;
+	size_t frames;
+};
+
+static void sbc_lib_pass(void *arg)
+{
+	struct sbc_pass *p = arg;
+	struct result r = { 0, 0 };
+
+	bench_pass_libsbc(p->sbc, p->pcm, p->frames, &r);
+}
+
+/* The bare library's figure for one codec. */
+static double library_figure(const struct codec_run *cr, const int16_t *pcm, size_t frames,
+			     double min_cpu)
+{
+	void *h;
+	double v;
+
+	if (cr->aptx_hd < 0) {
+		sbc_t sbc;
+		struct sbc_pass p = { &sbc, pcm, frames };
+
+		sbc_init_a2dp(&sbc, 0, cr->config, cr->config_len);
+		sbc.endian = SBC_LE;
+		sbc.bitpool = cr->config[3];
+		v = cpu_per_audio(sbc_lib_pass, &p, frames, min_cpu);
+		sbc_finish(&sbc);
+		return v;
+	}
+	if (!(h = dlopen("libfreeaptx.so.0", RTLD_NOW)))
+		die("dlopen libfreeaptx.so.0", 0);
+	{
+		void *(*init)(int) = (void *(*)(int))dlsym(h, "aptx_init");
+		void (*finish)(void *) = (void (*)(void *))dlsym(h, "aptx_finish");
+		size_t n = frames / 4 * 4;
+		struct aptx_pass a = { init(cr->aptx_hd), (aptx_encode_fn)dlsym(h, "aptx_encode"),
+				       malloc(n * 6), n * 6, malloc(n * 3), n * 3 };
+		uint8_t *s = (uint8_t *)a.s24;
+
+		for (size_t i = 0; i < n * 2; i++) {      /* the same samples, as 24 bits */
+			s[3 * i] = 0;
+			s[3 * i + 1] = pcm[i];
+			s[3 * i + 2] = pcm[i] >> 8;
+		}
+		v = cpu_per_audio(aptx_lib_pass, &a, n, min_cpu);
+		finish(a.ctx);
+		free((void *)a.s24);
+		free(a.out);
+	}
+	dlclose(h);
+	return v;
+}
+
+static int cmd_codecs(int argc, char **argv)
+{
+	static const uint8_t sbc_xq_conf[4] = { 0x24, 0x15, 0x02, 0x2b };
+	static const uint8_t aptx_conf[7] = { 0x4f, 0, 0, 0, 0x01, 0, 0x22 };
+	static const uint8_t aptx_hd_conf[11] = { 0xd7, 0, 0, 0, 0x24, 0, 0x22, 0, 0, 0, 0 };
+	const struct codec_run runs[] = {
+		{ &a2dp_codec_sbc, config, sizeof(config), -1 },
+		{ &a2dp_codec_sbc_xq, sbc_xq_conf, sizeof(sbc_xq_conf), -1 },
+		{ &a2dp_codec_aptx, aptx_conf, sizeof(aptx_conf), 0 },
+		{ &a2dp_codec_aptx_hd, aptx_hd_conf, sizeof(aptx_hd_conf), 1 },
+	};
+	const char *path = NULL;
+	double min_cpu = 1.0;
+	int16_t *pcm;
+	int32_t *pcm32;
+	size_t frames;
+
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--min-cpu") && i + 1 < argc)
+			min_cpu = atof(argv[++i]);
+		else if (!path && argv[i][0] != '-')
+			path = argv[i];
+		else
+			return 2;
+	}
+	if (!path)
+		return 2;
+	frames = read_wav(path, &pcm);
+	if (!(pcm32 = malloc(frames * CHANNELS * sizeof(int32_t))))
+		die("malloc", ENOMEM);
+	for (size_t i = 0; i < frames * CHANNELS; i++)
+		pcm32[i] = (int32_t)pcm[i] * 65536;
+	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+		const struct codec_run *cr = &runs[i];
+		int s32 = cr->codec->sample_format == A2DP_S32;
+		struct table_pass t = { cr->codec, NULL, s32 ? (uint8_t *)pcm32 : (uint8_t *)pcm, frames,
+					CHANNELS * (s32 ? 4 : 2) };
+		int err = cr->codec->encoder_new(&t.enc, cr->config, cr->config_len);
+		double table;
+
+		if (err < 0)
+			die(cr->codec->name, err);
+		table = cpu_per_audio(table_pass, &t, frames, min_cpu);
+		cr->codec->encoder_free(t.enc);
+		printf("CODEC name=%s table_cpu_per_audio=%.9f lib_cpu_per_audio=%.9f\n",
+		       cr->codec->name, table, library_figure(cr, pcm, frames, min_cpu));
+	}
+	free(pcm32);
+	free(pcm);
+	return 0;
+}
+
 /* --- latency ---------------------------------------------------------------- */
 
 #define CHECK_ALSA(call) do { int e_ = (call); if (e_ < 0) { \
@@ -465,6 +662,8 @@ int main(int argc, char **argv)
 
 	if (argc >= 2 && !strcmp(argv[1], "encode"))
 		rc = cmd_encode(argc - 2, argv + 2);
+	else if (argc >= 2 && !strcmp(argv[1], "codecs"))
+		rc = cmd_codecs(argc - 2, argv + 2);
 	else if (argc >= 2 && !strcmp(argv[1], "latency"))
 		rc = cmd_latency(argc - 2, argv + 2);
 	else if (argc >= 2 && !strcmp(argv[1], "spawn"))
@@ -472,6 +671,7 @@ int main(int argc, char **argv)
 	if (rc == 2)
 		fprintf(stderr, "usage: bench_encode encode WAV [--mode both|codec|libsbc] "
 			"[--seconds S] [--min-cpu S] [--rounds N]\n"
+			"       bench_encode codecs WAV [--min-cpu S]\n"
 			"       bench_encode latency PCM [--seconds S] [--click-every S]\n"
 			"       bench_encode spawn -- COMMAND [ARGS...]\n");
 	return rc;
