@@ -13,7 +13,9 @@
 
 #define A2DP_MAX_CAPS 32
 #define A2DP_MAX_CODECS 8          /* entries of the table */
+#define A2DP_MAX_FRAGMENTED 2048  /* > an AAC LC stereo frame's 2 x 6144 bits */
 #define A2DP_CODEC_SBC 0x00
+#define A2DP_CODEC_AAC 0x02
 #define A2DP_CODEC_VENDOR 0xff
 
 /* What identifies a codec on the wire: the A2DP codec id and, for vendor
@@ -55,6 +57,10 @@ struct a2dp_codec {
 	const char *title;          /* for people: "aptX HD" */
 	struct a2dp_codec_key key;
 	enum a2dp_framing framing;
+	int rtp_marker;             /* RTP marker bit on the last packet of a frame (AAC, RFC 3016) */
+	/* encode() may return more than the MTU holds: the stream sends it in
+	 * several RTP packets (AAC, RFC 3016), up to A2DP_MAX_FRAGMENTED more. */
+	int fragments;
 	enum a2dp_sample_format sample_format;
 
 	/* 0 if the codec can be used here (its library loads), else negative;
@@ -72,7 +78,8 @@ struct a2dp_codec {
 	/* The sampling rates the sink's capabilities allow, best first. Returns the count. */
 	int (*caps_rates)(const uint8_t *caps, size_t len, unsigned *rates, int max);
 
-	int (*encoder_new)(struct a2dp_encoder **enc, const uint8_t *config, size_t len);
+	/* mtu: the link's write MTU, for codecs whose setup depends on it (AAC's bitrate). */
+	int (*encoder_new)(struct a2dp_encoder **enc, const uint8_t *config, size_t len, size_t mtu);
 	void (*encoder_free)(struct a2dp_encoder *enc);
 	/* PCM frames (samples per channel) in one codec frame. */
 	unsigned (*frame_samples)(const struct a2dp_encoder *enc);
@@ -81,7 +88,8 @@ struct a2dp_codec {
 	unsigned (*frames_per_packet)(const struct a2dp_encoder *enc, size_t mtu);
 	/* Encodes nframes codec frames of interleaved PCM in sample_format into
 	 * dst as the packet's payload (after the RTP header, if any). Returns
-	 * bytes written. */
+	 * bytes written; 0: nothing to send for these frames (counted as a
+	 * dropped packet). */
 	ssize_t (*encode)(struct a2dp_encoder *enc, const void *pcm, unsigned nframes,
 			  uint8_t *dst, size_t size);
 	/* One congestion step down: how many raise_bitrate() steps undo it (0 at
@@ -99,6 +107,7 @@ extern const struct a2dp_codec a2dp_codec_sbc;
 extern const struct a2dp_codec a2dp_codec_sbc_xq;
 extern const struct a2dp_codec a2dp_codec_aptx;
 extern const struct a2dp_codec a2dp_codec_aptx_hd;
+extern const struct a2dp_codec a2dp_codec_aac;
 
 /* Every codec we have, best first; NULL-terminated. */
 extern const struct a2dp_codec *const a2dp_codecs[];
@@ -111,7 +120,7 @@ int a2dp_codec_key_equal(const struct a2dp_codec_key *a, const struct a2dp_codec
 const struct a2dp_codec *a2dp_codec_find(const struct a2dp_codec_key *key);
 const struct a2dp_codec *a2dp_codec_by_name(const char *name);
 
-/* "sbc, sbc_xq, aptx, aptx_hd": the names CODEC= knows. */
+/* "sbc, sbc_xq, aptx, aptx_hd, aac": the names CODEC= knows. */
 const char *a2dp_codec_known_names(void);
 /* Parses a CODEC= list ("aptx_hd:aptx:sbc"; ':' or ' ' separate, "" is
  * the default order) into out (in order, no repeats). Returns the count, or

@@ -79,6 +79,7 @@ struct a2dp_stream {
 	uint8_t *scratch;
 	unsigned scratch_frames;
 	uint8_t *packet;
+	size_t packet_size;            /* the MTU, or more for a codec that fragments */
 	uint16_t seq;
 	uint32_t timestamp;
 	int transport_dead;
@@ -250,46 +251,82 @@ static void apply_gain(struct a2dp_stream *s, unsigned frames)
 		volume_apply((int16_t *)s->scratch, frames * s->channels, gain);
 }
 
+/* One packet on the socket: 0 sent, 1 dropped (congested), -1 the link is gone. */
+static int send_one(struct a2dp_stream *s, const uint8_t *buf, size_t len, int64_t now)
+{
+	if (send(s->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0)
+		return 0;
+	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
+		on_congested(s, now);   /* the clock goes on: latency stays bounded */
+		return 1;
+	}
+	lose_transport(s, "the link to the speaker was lost");
+	return -1;
+}
+
+/* The payload of n bytes at packet + header_len in as many packets as the MTU
+ * needs: one, or for a codec that fragments (AAC, RFC 3016) several with the
+ * same timestamp, the marker bit on the last. */
+static int send_payload(struct a2dp_stream *s, size_t n, int64_t now)
+{
+	size_t room = s->mtu - s->header_len, off = 0;
+
+	do {
+		size_t chunk = n - off < room ? n - off : room;
+		uint8_t *p = s->packet + off;      /* the header goes just before the chunk */
+		uint8_t saved[RTP_HEADER_LEN];
+		int r;
+
+		if (s->header_len) {
+			memcpy(saved, p, s->header_len);
+			rtp_write_header(p, s->seq++, s->timestamp, 1);
+			if (s->codec->rtp_marker && off + chunk == n)
+				rtp_set_marker(p);
+		}
+		r = send_one(s, p, s->header_len + chunk, now);
+		if (s->header_len)
+			memcpy(p, saved, s->header_len);
+		if (r)
+			return r;
+		off += chunk;
+	} while (off < n);
+	return 0;
+}
+
 /* Encodes `frames` from the ring, padded with silence to `padded`, and sends them. */
 static int send_packet(struct a2dp_stream *s, unsigned frames, unsigned padded, int64_t now)
 {
 	uint64_t hw = atomic_load(&s->hw);
 	size_t queued = socket_queue_bytes(s), after;
 	ssize_t n;
+	int r = 0;
 
 	copy_from_ring(s, hw, frames, padded);
 	atomic_store(&s->hw, hw + frames);          /* the ring space is free again */
 	apply_gain(s, frames);
 	n = s->codec->encode(s->enc, s->scratch, padded / s->frame_samples,
-			     s->packet + s->header_len, s->mtu - s->header_len);
+			     s->packet + s->header_len, s->packet_size - s->header_len);
 	if (n < 0) {
 		lose_transport(s, "the encoder failed");
 		return -1;
 	}
 	s->last_padding = padded - frames;
-	if (s->header_len)
-		rtp_write_header(s->packet, s->seq++, s->timestamp, 1);
+	on_queue_level(s, queued, now);
+	if (n > 0 && (r = send_payload(s, n, now)) < 0)
+		return -1;
 	s->timestamp += padded;
 	atomic_store(&s->sent, atomic_load(&s->sent) + padded);
-	on_queue_level(s, queued, now);
-	if (send(s->fd, s->packet, s->header_len + n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
-		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
-			on_congested(s, now);   /* the clock goes on: latency stays bounded */
-		} else {
-			lose_transport(s, "the link to the speaker was lost");
-			return -1;
-		}
-	} else {
-		pthread_mutex_lock(&s->lock);
-		if (!s->stats.packets++)
-			s->stats.first_packet_ns = now;
-		pthread_mutex_unlock(&s->lock);
-		/* Into an empty queue: what it holds now is one packet's charge. */
-		if (!queued && (after = socket_queue_bytes(s)) &&
-		    after != atomic_load(&s->packet_charge)) {
-			atomic_store(&s->packet_charge, after);
-			size_send_buffer(s, after);
-		}
+	pthread_mutex_lock(&s->lock);
+	if (n == 0)                 /* the codec had nothing to send for these frames */
+		s->stats.dropped++;
+	else if (r == 0 && !s->stats.packets++)
+		s->stats.first_packet_ns = now;
+	pthread_mutex_unlock(&s->lock);
+	/* Into an empty queue: what it holds now is one packet's charge. */
+	if (n > 0 && r == 0 && !queued && (after = socket_queue_bytes(s)) &&
+	    after != atomic_load(&s->packet_charge)) {
+		atomic_store(&s->packet_charge, after);
+		size_send_buffer(s, after);
 	}
 	if (s->buffer - (atomic_load(&s->appl) - (hw + frames)) >= atomic_load(&s->avail_min))
 		a2dp_stream_notify(s);
@@ -559,7 +596,8 @@ static int alloc_io_buffers(struct a2dp_stream *s)
 
 	s->scratch_frames = (fpp > 16 ? fpp : 16) * s->frame_samples;
 	s->scratch = calloc(s->scratch_frames, s->frame_bytes);
-	s->packet = calloc(1, s->mtu);
+	s->packet_size = s->mtu + (s->codec->fragments ? A2DP_MAX_FRAGMENTED : 0);
+	s->packet = calloc(1, s->packet_size);
 	return s->scratch && s->packet ? 0 : -ENOMEM;
 }
 
@@ -610,7 +648,7 @@ int a2dp_stream_new(struct a2dp_stream **out, struct a2dp_endpoint *ep,
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	if ((err = codec->parse_config(ep->config, ep->config_len, &fmt)) < 0 ||
-	    (err = codec->encoder_new(&s->enc, ep->config, ep->config_len)) < 0)
+	    (err = codec->encoder_new(&s->enc, ep->config, ep->config_len, ep->write_mtu)) < 0)
 		goto fail;
 	s->rate = fmt.rate;
 	s->channels = fmt.channels;

@@ -275,7 +275,7 @@ static int cmd_encode(int argc, char **argv)
 	if (seconds > 0 && frames > seconds * RATE)
 		frames = seconds * RATE;
 
-	if ((err = a2dp_codec_sbc.encoder_new(&e.enc, config, sizeof(config))) < 0)
+	if ((err = a2dp_codec_sbc.encoder_new(&e.enc, config, sizeof(config), MTU)) < 0)
 		die("encoder_new", err);
 	if ((err = sbc_init_a2dp(&e.sbc, 0, config, sizeof(config))) < 0)
 		die("sbc_init_a2dp", err);
@@ -469,7 +469,7 @@ static int cmd_codecs(int argc, char **argv)
 		int s32 = cr->codec->sample_format == A2DP_S32;
 		struct table_pass t = { cr->codec, NULL, s32 ? (uint8_t *)pcm32 : (uint8_t *)pcm, frames,
 					CHANNELS * (s32 ? 4 : 2) };
-		int err = cr->codec->encoder_new(&t.enc, cr->config, cr->config_len);
+		int err = cr->codec->encoder_new(&t.enc, cr->config, cr->config_len, MTU);
 		double table;
 
 		if (err < 0)

@@ -337,3 +337,18 @@ def sbc_alone(sig, config):
     lib.sbc_finish(ctypes.byref(enc))
     lib.sbc_finish(ctypes.byref(dec))
     return np.frombuffer(b''.join(out), dtype='<i2').reshape(-1, s.shape[1]).astype(np.int16)
+
+
+def aac_alone(sig, rate, bitrate, build):
+    """int16 (N, 2) through libavcodec's AAC encoder and decoder alone
+    (BUILD/aac_alone, no LATM, no transport); int16 (M, 2), delayed by the
+    encoder's 1024-sample padding."""
+    import os
+    import subprocess
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        src, dst = os.path.join(d, 'in.raw'), os.path.join(d, 'out.raw')
+        _2d(sig).astype('<i2').tofile(src)
+        subprocess.run([os.path.join(build, 'aac_alone'), src, dst, str(rate), str(bitrate)],
+                       check=True, timeout=60)
+        return np.fromfile(dst, dtype='<i2').reshape(-1, 2).astype(np.int16)

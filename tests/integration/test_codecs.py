@@ -28,8 +28,14 @@ PLUG = 'bluetooth:DEV=' + ADDR
 SBC = '00:ffff0250'                         # dual channel allowed, bitpool up to 80
 APTX = 'ff:4f000000010032'                  # 44.1 + 48 kHz, stereo
 APTX_HD = 'ff:d700000024003200000000'
+AAC = '02:80018c83e800'                     # MPEG-2 LC, 44.1 + 48 kHz, mono + stereo, VBR 256 kb/s
+AAC_DELAY = 2048                            # the primed frame + libavcodec's 1024 of padding
 SNR_MARGIN_DB = 1.0                         # measured: the plugin gives what the codec gives
 PACING_MAX_MS = 10.0
+# AAC: libavcodec's encoder runs when the packet is due and its rate loop
+# encodes some frames several times: measured 2-16 ms late on the loaded
+# 2-core machine, against 23 ms of audio a packet.
+AAC_PACING_MAX_MS = 25.0
 
 
 def play(env, wav, dev=PLUG, timeout=30):
@@ -44,7 +50,7 @@ def configured(env):
     return (sel[-1] if sel else None, cfg[-1] if cfg else None)
 
 
-def check_audio(name, env, sig, rate, r, alone, lag_want, rtp, mtu=672):
+def check_audio(name, env, sig, rate, r, alone, lag_want, rtp, mtu=672, pacing_ms=PACING_MAX_MS):
     check(name + ': aplay succeeded', r.rc == 0 and not r.timed_out, r.stderr[-500:])
     caps = env.captures()
     if not caps:
@@ -56,7 +62,7 @@ def check_audio(name, env, sig, rate, r, alone, lag_want, rtp, mtu=672):
     check(name + ': sink rate is the file rate', grate == rate, str(grate))
     lag = audio.align(sig, got, expected_lag=lag_want, search=512)
     check(name + ': aligned at lag %d' % lag_want, lag == lag_want, 'lag %d' % lag)
-    ref_lag = audio.align(sig, alone, expected_lag=lag_want, search=512)
+    ref_lag = audio.align(sig, alone, expected_lag=lag_want, search=2048)
     want = audio.snr_db(sig, alone, ref_lag, rate) - SNR_MARGIN_DB
     snr = audio.snr_db(sig, got, lag, grate)
     check(name + ': SNR >= the codec alone - %.0f dB (%.1f)' % (SNR_MARGIN_DB, want),
@@ -79,9 +85,9 @@ def check_audio(name, env, sig, rate, r, alone, lag_want, rtp, mtu=672):
               str({k: rep[k] for k in ('non_rtp', 'packets', 'errors')}))
     check(name + ': every packet <= MTU %d' % mtu, rep['max_len'] <= mtu, str(rep['max_len']))
     secs = len(sig) / rate
-    check(name + ': arrival paced in real time',
+    check(name + ': arrival paced in real time (within %.0f ms)' % pacing_ms,
           abs(rep['duration_of_arrival_s'] - secs) < 0.25 * TIME_SCALE and
-          rep['pacing_ms'] < PACING_MAX_MS * TIME_SCALE,
+          rep['pacing_ms'] < pacing_ms * TIME_SCALE,
           'arrival %.3f s for %s s, pacing %.2f ms' % (rep['duration_of_arrival_s'], secs,
                                                        rep['pacing_ms']))
     check(name + ': playback took real time', secs - 0.05 <= r.elapsed <= secs + 1.5 * TIME_SCALE,
@@ -143,6 +149,32 @@ def test_sbc_xq():
                         audio.SBC_DELAY, rtp=True)
 
 
+def aac_bitrate(mtu, rate):
+    """What the plugin encodes at: two thirds of what fits the MTU (aac_codec.c)."""
+    room = mtu - 12 - (9 + mtu // 255 + 1)
+    return room * 8 * rate // 1024 * 2 // 3
+
+
+def test_aac():
+    for kind, make in (('sweep', audio.sweep), ('noise', audio.noise)):
+        name = 'aac ' + kind
+        with Env(devices=CONNECTED, sink_seps=[SBC, AAC]) as env:
+            sig = make(44100, 3.0)
+            audio.write_wav(env.tmp + '/in.wav', sig, 44100)
+            r = play(env, env.tmp + '/in.wav')
+            path, cfg = configured(env)
+            check(name + ': AAC chosen over SBC: MPEG-2 LC, 44.1 kHz, stereo, the sink\'s 256 kb/s',
+                  path and path.endswith('/aac') and cfg == '80010403e800', '%s %s' % (path, cfg))
+            alone = audio.aac_alone(sig, 44100, aac_bitrate(672, 44100), BUILD)
+            rep = check_audio(name, env, sig, 44100, r, alone, AAC_DELAY, rtp=True,
+                              pacing_ms=AAC_PACING_MAX_MS)
+            if rep:
+                frames = rep['pcm_frames'] // 1024
+                check(name + ': one AAC frame a packet, a rare frame in two (RFC 3016 fragments)',
+                      frames <= rep['packets'] <= frames * 1.1, '%d packets for %d frames'
+                      % (rep['packets'], frames))
+
+
 def registered(env):
     return [e.split()[2].rsplit('/', 1)[1] for e in env.events()
             if e.startswith('RegisterEndpoint :')]
@@ -157,8 +189,13 @@ def short_play(env, dev):
 def test_choice():
     with Env(devices=CONNECTED, sink_seps=[SBC, APTX, APTX_HD]) as env:
         r = short_play(env, PLUG)
-        check('default: one endpoint per codec, best first',
+        check('default: one endpoint per codec the speaker has, best first',
               r.rc == 0 and registered(env) == ['aptx_hd', 'aptx', 'sbc'], str(registered(env)))
+    with Env(devices=CONNECTED, sink_seps=[SBC, AAC, APTX, APTX_HD]) as env:
+        r = short_play(env, PLUG)
+        check('default with all four: aptX HD, aptX, AAC, SBC',
+              r.rc == 0 and registered(env) == ['aptx_hd', 'aptx', 'aac', 'sbc'] and
+              configured(env)[0].endswith('/aptx_hd'), str(registered(env)))
     with Env(devices=CONNECTED, sink_seps=[SBC, APTX]) as env:
         r = short_play(env, PLUG + ',CODEC=sbc')
         check('CODEC=sbc: only SBC registered and played', r.rc == 0 and
@@ -180,7 +217,7 @@ def test_choice():
     with Env(devices=[DEV], sink_seps=[SBC, APTX]) as env:
         r = short_play(env, PLUG)
         check('speaker not yet connected: every codec offered, aptX chosen',
-              r.rc == 0 and registered(env) == ['aptx_hd', 'aptx', 'sbc'] and
+              r.rc == 0 and registered(env) == ['aptx_hd', 'aptx', 'aac', 'sbc'] and
               configured(env)[0].endswith('/aptx'), '%s %s' % (registered(env), configured(env)))
 
 
@@ -197,8 +234,9 @@ def open_error(name, env_kw, dev, errno_text, pattern, max_s=1.0):
 
 
 def test_errors():
-    open_error('CODEC=aac (unknown)', {'devices': CONNECTED}, PLUG + ',CODEC=aac',
-               'Invalid argument', r"CODEC=aac: unknown codec 'aac' \(known: sbc, sbc_xq, aptx, aptx_hd")
+    open_error('CODEC=ldac (unknown)', {'devices': CONNECTED}, PLUG + ',CODEC=ldac',
+               'Invalid argument',
+               r"CODEC=ldac: unknown codec 'ldac' \(known: sbc, sbc_xq, aptx, aptx_hd, aac;")
     open_error('CODEC=sbc:aptx_hdd', {'devices': CONNECTED}, PLUG + ',CODEC=sbc:aptx_hdd',
                'Invalid argument', r"unknown codec 'aptx_hdd'")
     ev = open_error('CODEC=aptx_hd on an SBC + aptX speaker', {'devices': CONNECTED,
@@ -235,5 +273,6 @@ test_errors()
 test_aptx()
 test_aptx_48k_mtu()
 test_sbc_xq()
+test_aac()
 test_delay()
 finish()

@@ -28,8 +28,8 @@ Command line
   --sink PATH            program spawned on each Acquire:
                          PATH --fd 3 --wav OUTDIR/capture-K.wav
                               --log OUTDIR/capture-K.csv --codec NAME
-                         [--rate R] (NAME: sbc, aptx, aptx_hd, or the codec
-                         in hex; the rate for aptX, whose stream lacks it)
+                         [--rate R] (NAME: sbc, aptx, aptx_hd, aac, or the
+                         codec in hex; R: the rate, for aptX and AAC)
                          (stdout/stderr to OUTDIR/capture-K.out). Without it
                          the mock drains the socket itself.
   --outdir DIR           where captures go (default: current directory)
@@ -200,6 +200,7 @@ TRANSPORT = 'org.bluez.MediaTransport1'
 ENDPOINT = 'org.bluez.MediaEndpoint1'
 CTL = 'org.alsabt.Mock1'
 CTL_PATH = '/org/alsabt/mock'
+SO_TIMESTAMPNS = 35                  # Linux; socket lacks the name
 
 
 def full_uuid(short):
@@ -301,7 +302,7 @@ def codec_key(codec, caps):
 
 
 def codec_name(codec, config):
-    names = {(0, b''): 'sbc', (0xff, bytes.fromhex('4f0000000100')): 'aptx',
+    names = {(0, b''): 'sbc', (2, b''): 'aac', (0xff, bytes.fromhex('4f0000000100')): 'aptx',
              (0xff, bytes.fromhex('d70000002400')): 'aptx_hd'}
     return names.get(codec_key(codec, config), '%02x' % codec)
 
@@ -310,6 +311,8 @@ def config_problem(codec, config, caps):
     """Why the speaker would reject this configuration, or None."""
     if codec == 0:
         return sbc_config_problem(config, caps)
+    if codec == 2:
+        return aac_config_problem(config, caps)
     if config is None:
         return 'not an array of bytes'
     if len(config) != len(caps):
@@ -324,6 +327,28 @@ def config_problem(codec, config, caps):
             value = config[6] & mask
             if value == 0 or value & (value - 1):
                 return '%s: not exactly one choice (0x%02x)' % (name, value)
+    return None
+
+
+def aac_config_problem(config, caps):
+    """MPEG-2,4 AAC (A2DP 1.3 section 4.5): one object type, rate and channel
+    mode within the caps; a bitrate no higher than the speaker's (if it says one)."""
+    if config is None:
+        return 'not an array of bytes'
+    if len(config) != 6 or len(caps) != 6:
+        return 'length %d, AAC needs 6' % len(config)
+    fields = ((config[0], caps[0], 'object type'),
+              (config[1] << 4 | config[2] >> 4, caps[1] << 4 | caps[2] >> 4, 'frequency'),
+              (config[2] & 0x0f, caps[2] & 0x0f, 'channels'))
+    for value, allowed, name in fields:
+        if value == 0 or value & (value - 1):
+            return '%s: not exactly one choice (0x%x)' % (name, value)
+        if value & ~allowed:
+            return '%s: 0x%x not supported by the speaker' % (name, value)
+    rate = (config[3] & 0x7f) << 16 | config[4] << 8 | config[5]
+    peak = (caps[3] & 0x7f) << 16 | caps[4] << 8 | caps[5]
+    if peak and rate > peak:
+        return 'bitrate %d above the speaker\'s %d' % (rate, peak)
     return None
 
 
@@ -935,8 +960,8 @@ class Sink:
         base = os.path.join(self.mock.outdir, 'capture-%d' % self.k)
         argv = [self.mock.args.sink, '--fd', '3', '--wav', base + '.wav', '--log', base + '.csv',
                 '--codec', self.transport.codec_name()]
-        rate = self.transport.aptx_rate()
-        if rate:                # aptX streams do not say their rate; SBC frames do
+        rate = self.transport.stream_rate()
+        if rate:                # aptX streams do not say their rate; the AAC decoder warms up
             argv += ['--rate', str(rate)]
 
         def child_setup():
@@ -1080,10 +1105,14 @@ class Transport(PropObject):
     def codec_name(self):
         return codec_name(int(self.props[TRANSPORT]['Codec']), self.config)
 
-    def aptx_rate(self):
-        if not self.codec_name().startswith('aptx') or len(self.config) < 7:
-            return None
-        return {0x80: 16000, 0x40: 32000, 0x20: 44100, 0x10: 48000}.get(self.config[6] & 0xf0)
+    def stream_rate(self):
+        """The configured rate, for the sink of a codec other than SBC."""
+        name = self.codec_name()
+        if name.startswith('aptx') and len(self.config) >= 7:
+            return {0x80: 16000, 0x40: 32000, 0x20: 44100, 0x10: 48000}.get(self.config[6] & 0xf0)
+        if name == 'aac' and len(self.config) == 6:
+            return 44100 if self.config[1] & 0x01 else 48000 if self.config[2] & 0x80 else None
+        return None
 
     def set_state(self, state):
         if self.state != state:
@@ -1126,6 +1155,9 @@ class Transport(PropObject):
                                          socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         if self.mock.args.sndbuf:
             ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.mock.args.sndbuf)
+        # The kernel stamps each packet as it is queued for the sink, so the
+        # sink logs true arrival times even while it is still starting up.
+        theirs.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         try:
             self.sinks.append(Sink(self.mock, self, self.mock.next_capture(), theirs.detach()))
         except OSError as e:     # test setup error (bad --sink): fail loudly

@@ -3,13 +3,17 @@
  * SOCK_SEQPACKET transport socket, decodes them into a WAV file and logs one
  * CSV line per packet. Codecs: SBC (RTP + payload header, libsbc), aptX (no
  * RTP, raw codewords) and aptX HD (RTP, no payload header), both with
- * libfreeaptx's decoder.
+ * libfreeaptx's decoder, and AAC (RTP with the marker bit, LATM) with
+ * libavcodec's aac_latm decoder (our LATM is also read back by latm_read).
  *
- *   rtp_sink --fd N --wav OUT.wav --log OUT.csv [--mtu M] [--codec sbc|aptx|aptx_hd]
+ *   rtp_sink --fd N --wav OUT.wav --log OUT.csv [--mtu M] [--codec sbc|aptx|aptx_hd|aac]
  *            [--rate R]   (aptX: the stream's rate, which it does not carry)
  *
  * CSV columns: t_ns,len,seq,ts,ssrc,pt,nframes,pcm_frames,errors
- *   t_ns        arrival time, CLOCK_MONOTONIC in ns
+ *   t_ns        arrival time, CLOCK_MONOTONIC in ns: the kernel's receive
+ *               timestamp when the socket has SO_TIMESTAMPNS on (the mock sets
+ *               it before starting us, so packets queued while we start up
+ *               keep their times), else when read
  *   len         packet length in bytes (RTP header included)
  *   seq,ts,ssrc,pt  RTP fields; empty when the packet is not RTP
  *   nframes     frame count from the media payload header (empty if none)
@@ -20,7 +24,8 @@
  *               or channel count different from the first / frame count that
  *               does not match the bytes (count too high, or bytes left over) /
  *               aptX: a payload that is not whole codewords, or codewords that
- *               lost sync
+ *               lost sync / AAC: no marker bit, LATM we cannot read, a frame
+ *               the decoder refuses or that gives other than 1024 samples
  *
  * The WAV header is rewritten after every packet (data first, then header,
  * each flushed), so a reader always sees a valid file that claims no more
@@ -32,6 +37,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <math.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -43,8 +49,10 @@
 #include <unistd.h>
 
 #include <freeaptx.h>
+#include <libavcodec/avcodec.h>
 #include <sbc/sbc.h>
 
+#include "latm.h"
 #include "rtp.h"
 
 #define BUF_SIZE 65536
@@ -146,11 +154,16 @@ static int sbc_parse_header(const uint8_t *p, size_t len, struct sbc_hdr *h)
 	return 0;
 }
 
-enum sink_codec { CODEC_SBC, CODEC_APTX, CODEC_APTX_HD };
+enum sink_codec { CODEC_SBC, CODEC_APTX, CODEC_APTX_HD, CODEC_AAC };
 
 struct sink {
 	enum sink_codec codec;
 	struct aptx_context *aptx;
+	AVCodecContext *aac;
+	AVPacket *aac_pkt;
+	AVFrame *aac_frame;
+	uint8_t loas[BUF_SIZE + 3];
+	size_t aac_len;              /* fragments gathered so far (RFC 3016) */
 	uint8_t aptx_pcm[BUF_SIZE * 6];   /* 24-bit stereo out of one packet's codewords */
 	sbc_t sbc;
 	struct sbc_hdr first;      /* format of the first decoded frame */
@@ -309,9 +322,111 @@ static void handle_aptx(struct sink *s, const uint8_t *pl, size_t len, struct pk
 	r->nframes = (int)(len / cw);
 }
 
+/* One AAC frame in LATM, in one packet or in fragments ending with the
+ * marker bit (RFC 3016): checked with our reader, decoded by libavcodec's
+ * aac_latm decoder, which wants the LOAS sync layer (11-bit sync, 13-bit
+ * length) in front. */
+static void handle_aac(struct sink *s, const struct rtp_packet *p, struct pkt_result *r)
+{
+	static uint8_t frame[BUF_SIZE];
+	static int16_t out[8192];
+	unsigned rate, channels;
+	size_t len;
+
+	if (s->aac_len + p->payload_len > BUF_SIZE - 3) {
+		s->aac_len = 0;
+		r->errors++;
+		return;
+	}
+	memcpy(s->loas + 3 + s->aac_len, p->payload, p->payload_len);
+	s->aac_len += p->payload_len;
+	r->nframes = 0;
+	if (!p->marker)
+		return;               /* more of this frame follows */
+	len = s->aac_len;
+	s->aac_len = 0;
+	r->nframes = 1;
+	r->pcm_frames += 1024;
+	if (latm_read(s->loas + 3, len, &rate, &channels, frame, sizeof(frame)) <= 0 || len > 0x1fff) {
+		r->errors++;
+		return;
+	}
+	s->loas[0] = 0x56;
+	s->loas[1] = 0xe0 | len >> 8;
+	s->loas[2] = len;
+	s->aac_pkt->data = s->loas;
+	s->aac_pkt->size = len + 3;
+	if (avcodec_send_packet(s->aac, s->aac_pkt) < 0) {
+		r->errors++;
+		return;
+	}
+	while (avcodec_receive_frame(s->aac, s->aac_frame) == 0) {
+		AVFrame *f = s->aac_frame;
+		int n = f->nb_samples;
+
+		if (f->format != AV_SAMPLE_FMT_FLTP || f->ch_layout.nb_channels != 2 || n > 4096) {
+			r->errors++;
+			continue;
+		}
+		s->wav.rate = f->sample_rate;
+		s->wav.channels = 2;
+		for (int i = 0; i < n; i++)
+			for (int c = 0; c < 2; c++) {
+				float v = ((const float *)f->data[c])[i] * 32768.0f;
+
+				out[2 * i + c] = v > 32767 ? 32767 : v < -32768 ? -32768 : (int16_t)lrintf(v);
+			}
+		if (fwrite(out, (size_t)n * 4, 1, s->wav.f) != 1)
+			r->errors++;
+		s->wav.data_bytes += (size_t)n * 4;
+	}
+}
+
+/* The decoder, set up for AAC LC stereo at this rate from the start (an
+ * AudioSpecificConfig as extradata): otherwise it builds its tables on the
+ * first packet, tens of ms during which packets queue and the arrival times
+ * logged would look bunched. */
+static int aac_open(struct sink *s, unsigned rate)
+{
+	const AVCodec *c = avcodec_find_decoder_by_name("aac_latm");
+	unsigned sfi = rate == 48000 ? 3 : 4;
+
+	if (!c || !(s->aac = avcodec_alloc_context3(c)) ||
+	    !(s->aac->extradata = av_mallocz(2 + AV_INPUT_BUFFER_PADDING_SIZE)))
+		return -1;
+	s->aac->extradata[0] = 2 << 3 | sfi >> 1;          /* AOT 2 (LC), rate index */
+	s->aac->extradata[1] = (sfi & 1) << 7 | 2 << 3;    /* 2 channels */
+	s->aac->extradata_size = 2;
+	if (avcodec_open2(s->aac, c, NULL) < 0 ||
+	    !(s->aac_pkt = av_packet_alloc()) || !(s->aac_frame = av_frame_alloc()))
+		return -1;
+	return 0;
+}
+
+/* The kernel's receive timestamp (CLOCK_REALTIME) on CLOCK_MONOTONIC, or now. */
+static void arrival_time(struct msghdr *msg, struct timespec *out)
+{
+	struct cmsghdr *c;
+	struct timespec real, mono;
+
+	clock_gettime(CLOCK_MONOTONIC, out);
+	for (c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
+		int64_t ns;
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_TIMESTAMPNS)
+			continue;
+		memcpy(&real, CMSG_DATA(c), sizeof(real));
+		clock_gettime(CLOCK_REALTIME, &mono);   /* now, on both clocks */
+		ns = ((int64_t)out->tv_sec - mono.tv_sec) * 1000000000 + out->tv_nsec - mono.tv_nsec +
+		     (int64_t)real.tv_sec * 1000000000 + real.tv_nsec;
+		out->tv_sec = ns / 1000000000;
+		out->tv_nsec = ns % 1000000000;
+	}
+}
+
 static void usage(void)
 {
-	fprintf(stderr, "usage: rtp_sink --fd N --wav OUT.wav --log OUT.csv [--mtu M] [--codec sbc|aptx|aptx_hd] [--rate R]\n");
+	fprintf(stderr, "usage: rtp_sink --fd N --wav OUT.wav --log OUT.csv [--mtu M] [--codec sbc|aptx|aptx_hd|aac] [--rate R]\n");
 }
 
 int main(int argc, char **argv)
@@ -328,7 +443,7 @@ int main(int argc, char **argv)
 	};
 	static struct sink s;   /* large buffers: keep off the stack */
 	const char *wav_path = NULL, *log_path = NULL;
-	long fd = -1, mtu = 0, aptx_rate = 44100;
+	long fd = -1, mtu = 0, aptx_rate = 44100;   /* --rate, for aptX and AAC */
 	FILE *log;
 	uint8_t *buf;
 	uint64_t packets = 0;
@@ -359,6 +474,8 @@ int main(int argc, char **argv)
 				s.codec = CODEC_APTX;
 			else if (!strcmp(optarg, "aptx_hd"))
 				s.codec = CODEC_APTX_HD;
+			else if (!strcmp(optarg, "aac"))
+				s.codec = CODEC_AAC;
 			else if (strcmp(optarg, "sbc")) {
 				fprintf(stderr, "rtp_sink: unknown --codec %s\n", optarg);
 				return 2;
@@ -397,7 +514,12 @@ int main(int argc, char **argv)
 	}
 	s.wav.rate = s.codec == CODEC_SBC ? 44100 : aptx_rate;
 	s.wav.channels = 2;
-	if (s.codec != CODEC_SBC && !(s.aptx = aptx_init(s.codec == CODEC_APTX_HD))) {
+	if (s.codec == CODEC_AAC && aac_open(&s, aptx_rate) < 0) {
+		fprintf(stderr, "rtp_sink: no aac_latm decoder\n");
+		return 2;
+	}
+	if ((s.codec == CODEC_APTX || s.codec == CODEC_APTX_HD) &&
+	    !(s.aptx = aptx_init(s.codec == CODEC_APTX_HD))) {
 		fprintf(stderr, "rtp_sink: aptx_init failed\n");
 		return 2;
 	}
@@ -435,7 +557,9 @@ int main(int argc, char **argv)
 		}
 		if (use_recv) {
 			struct iovec iov = { .iov_base = buf, .iov_len = BUF_SIZE };
-			struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+			union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(struct timespec))]; } ctl;
+			struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl,
+					      .msg_controllen = sizeof(ctl) };
 
 			len = recvmsg((int)fd, &msg, MSG_DONTWAIT);
 			if (len < 0 && errno == ENOTSOCK) {
@@ -443,10 +567,11 @@ int main(int argc, char **argv)
 				continue;
 			}
 			truncated = !!(msg.msg_flags & MSG_TRUNC);
+			arrival_time(&msg, &now);
 		} else {
 			len = read((int)fd, buf, BUF_SIZE);
+			clock_gettime(CLOCK_MONOTONIC, &now);
 		}
-		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (len < 0) {
 			if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
 				continue;
@@ -467,6 +592,8 @@ int main(int argc, char **argv)
 			handle_aptx(&s, buf, (size_t)len, &r);
 		else if (is_rtp && s.codec == CODEC_APTX_HD)
 			handle_aptx(&s, pkt.payload, pkt.payload_len, &r);
+		else if (is_rtp && s.codec == CODEC_AAC)
+			handle_aac(&s, &pkt, &r);
 		else if (is_rtp)
 			handle_media(&s, pkt.payload, pkt.payload_len, &r);
 		else
@@ -498,6 +625,9 @@ int main(int argc, char **argv)
 	sbc_finish(&s.sbc);
 	if (s.aptx)
 		aptx_finish(s.aptx);
+	avcodec_free_context(&s.aac);
+	av_packet_free(&s.aac_pkt);
+	av_frame_free(&s.aac_frame);
 	free(buf);
 	fprintf(stderr, "rtp_sink: %" PRIu64 " packets, %" PRIu64 " pcm frames, %" PRIu64
 		" errors%s\n", packets, s.total_pcm, s.total_errors,

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../../a2dp/codec.h"
+#include "../../a2dp/latm.h"
 #include "../../a2dp/rtp.h"
 #include "check.h"
 
@@ -59,13 +60,14 @@ static void test_codec_lists(void)
 	const char *bad = NULL;
 	const struct a2dp_codec *list[2];
 
-	expect_list("", "aptx_hd:aptx:sbc", 0);
+	expect_list("", "aptx_hd:aptx:aac:sbc", 0);
+	expect_list("aac", "aac", 0);
 	expect_list("aptx_hd:aptx:sbc", "aptx_hd:aptx:sbc", 0);
 	expect_list("sbc", "sbc", 0);
 	expect_list("sbc_xq:sbc", "sbc_xq:sbc", 0);
 	expect_list(" aptx  sbc ", "aptx:sbc", 0);
 	expect_list("aptx::aptx:sbc", "aptx:sbc", 0);     /* repeats and empty items dropped */
-	expect_list("aac", NULL, -EINVAL);
+	expect_list("ldac", NULL, -EINVAL);
 	expect_list("sbc,aptx", NULL, -EINVAL);          /* ',' splits ALSA arguments */
 	expect_list("SBC", NULL, -EINVAL);
 	expect_list("sbc:aptx_hdx", NULL, -EINVAL);
@@ -73,6 +75,7 @@ static void test_codec_lists(void)
 	CHECK(a2dp_codec_parse_list("sbc:foo:aptx", list, 2, &bad) == -EINVAL && !strcmp(bad, "foo:aptx"),
 	      "bad points at the unknown name");
 	CHECK(a2dp_codec_parse_list("aptx_hd:aptx:sbc", list, 2, NULL) == 2, "bounded by max");
+	CHECK(!strcmp(a2dp_codec_known_names(), "sbc, sbc_xq, aptx, aptx_hd, aac"), "known names");
 }
 
 static unsigned popcount(unsigned v) { return __builtin_popcount(v); }
@@ -198,7 +201,7 @@ static void test_packets_within_mtu(const struct a2dp_codec *c, const uint8_t *c
 	unsigned worst = 0, bad = 0, tried = 0;
 	void *pcm;
 
-	if (c->encoder_new(&enc, conf, len) < 0) {
+	if (c->encoder_new(&enc, conf, len, 672) < 0) {
 		CHECK(0, "%s: encoder_new", c->name);
 		return;
 	}
@@ -234,7 +237,7 @@ static void test_aptx_framing(void)
 
 	memcpy(conf, aptx_id, 6);
 	conf[6] = 0x22;
-	if (a2dp_codec_aptx.encoder_new(&enc, conf, 7) == 0) {
+	if (a2dp_codec_aptx.encoder_new(&enc, conf, 7, 672) == 0) {
 		/* PipeWire's packet: the MTU in 4-byte codewords, no header at all. */
 		CHECK(a2dp_codec_aptx.frames_per_packet(enc, 672) == 168, "aptX at 672: %u",
 		      a2dp_codec_aptx.frames_per_packet(enc, 672));
@@ -246,7 +249,7 @@ static void test_aptx_framing(void)
 		CHECK(0, "aptX encoder (libfreeaptx.so.0 installed?)");
 	}
 	memcpy(conf, aptx_hd_id, 6);
-	if (a2dp_codec_aptx_hd.encoder_new(&enc, conf, 11) == 0) {
+	if (a2dp_codec_aptx_hd.encoder_new(&enc, conf, 11, 672) == 0) {
 		CHECK(a2dp_codec_aptx_hd.frames_per_packet(enc, 672) == 110, "aptX HD at 672: %u",
 		      a2dp_codec_aptx_hd.frames_per_packet(enc, 672));
 		a2dp_codec_aptx_hd.encoder_free(enc);
@@ -255,6 +258,136 @@ static void test_aptx_framing(void)
 	}
 	CHECK(a2dp_codec_aptx.framing == A2DP_FRAMING_RAW && a2dp_codec_aptx_hd.framing == A2DP_FRAMING_RTP &&
 	      a2dp_codec_aptx_hd.sample_format == A2DP_S32, "framing and formats");
+}
+
+/* AAC: every object type byte and the rate/channel bytes that matter. */
+static void test_aac_config(void)
+{
+	const struct a2dp_codec *c = &a2dp_codec_aac;
+	struct a2dp_codec_prefs prefs = { .rate = 48000 };
+	struct a2dp_format fmt;
+	uint8_t caps[6] = { 0x80, 0x01, 0x8c, 0x83, 0xe8, 0x00 }, conf[6];
+	unsigned bad = 0, ok = 0, rates[4];
+
+	CHECK(c->select_config(caps, 6, &prefs, conf, 6) == 6 && conf[0] == 0x80 && conf[1] == 0 &&
+	      conf[2] == 0x84 && conf[3] == 0x03 && conf[4] == 0xe8 && conf[5] == 0,
+	      "48 kHz asked: MPEG-2 LC, 48 kHz, stereo, 256 kb/s CBR: %02x%02x%02x%02x%02x%02x",
+	      conf[0], conf[1], conf[2], conf[3], conf[4], conf[5]);
+	CHECK(c->parse_config(conf, 6, &fmt) == 0 && fmt.rate == 48000 && fmt.channels == 2, "parse");
+	prefs.rate = 0;
+	CHECK(c->select_config(caps, 6, &prefs, conf, 6) == 6 && conf[1] == 0x01 && conf[2] == 0x04,
+	      "no preference: 44.1 kHz");
+	for (unsigned obj = 0; obj < 256; obj++) {
+		int n;
+
+		caps[0] = obj;
+		n = c->select_config(caps, 6, &prefs, conf, 6);
+		if (!obj)
+			bad += n != -EINVAL;
+		else if (!(obj & 0xc0))
+			bad += n != -ENOTSUP;            /* LTP, scalable, HE only: not ours */
+		else if (n != 6 || conf[0] != (obj & 0x80 ? 0x80 : 0x40) || c->parse_config(conf, 6, &fmt))
+			bad++;
+		else
+			ok++;
+	}
+	CHECK(bad == 0 && ok == 192, "object types: %u bad, %u ok", bad, ok);
+	caps[0] = 0x40;
+	caps[2] = 0x88;                              /* mono only */
+	CHECK(c->select_config(caps, 6, &prefs, conf, 6) == -ENOTSUP, "mono only");
+	caps[1] = 0x02;
+	caps[2] = 0x04;                              /* 32 kHz only */
+	CHECK(c->select_config(caps, 6, &prefs, conf, 6) == -ENOTSUP, "no 44.1/48 kHz");
+	caps[1] = 0;
+	caps[2] = 0x04;
+	CHECK(c->select_config(caps, 6, &prefs, conf, 6) == -EINVAL, "no rate at all");
+	CHECK(c->select_config(caps, 5, &prefs, conf, 6) == -EINVAL, "too short");
+	CHECK(c->select_config(caps, 7, &prefs, conf, 6) == -EINVAL, "too long");
+	caps[1] = 0x01;
+	caps[3] = caps[4] = caps[5] = 0;             /* bitrate unspecified */
+	CHECK(c->select_config(caps, 6, &prefs, conf, 6) == 6 && conf[3] == 0x04 && conf[4] == 0xe2 &&
+	      conf[5] == 0, "unspecified bitrate: 320 kb/s");
+	CHECK(c->select_config(caps, 6, &prefs, conf, 5) == -ENOSPC, "no room");
+	CHECK(c->caps_rates((uint8_t[]){ 0x80, 0x01, 0x84, 0, 0, 0 }, 6, rates, 4) == 2, "two rates");
+	memcpy(conf, (uint8_t[]){ 0x80, 0x01, 0x84, 0x03, 0xe8, 0 }, 6);
+	CHECK(c->parse_config(conf, 6, &fmt) == -EINVAL, "two rates configured");
+	memcpy(conf, (uint8_t[]){ 0xc0, 0x01, 0x04, 0x03, 0xe8, 0 }, 6);
+	CHECK(c->parse_config(conf, 6, &fmt) == -EINVAL, "two object types configured");
+	memcpy(conf, (uint8_t[]){ 0x80, 0x01, 0x0c, 0x03, 0xe8, 0 }, 6);
+	CHECK(c->parse_config(conf, 6, &fmt) == -EINVAL, "two channel modes configured");
+	CHECK(a2dp_codec_aac.framing == A2DP_FRAMING_RTP && a2dp_codec_aac.rtp_marker &&
+	      a2dp_codec_aac.fragments, "AAC framing: RTP, marker bit, fragments");
+}
+
+static void test_latm(void)
+{
+	uint8_t frame[700], back[700], out[800];
+	unsigned rate = 0, ch = 0;
+	int n;
+
+	for (size_t i = 0; i < sizeof(frame); i++)
+		frame[i] = i * 7;
+	for (size_t len = 0; len <= sizeof(frame); len += 37) {
+		n = latm_write(out, sizeof(out), 44100, 2, frame, len);
+		CHECK(n > 0 && (size_t)n <= len + latm_overhead(len) &&
+		      latm_read(out, n, &rate, &ch, back, sizeof(back)) == (int)len &&
+		      !memcmp(back, frame, len) && rate == 44100 && ch == 2,
+		      "%zu bytes: written %d, read back", len, n);
+	}
+	/* The configuration bits, as a decoder sees them: useSameStreamMux 0,
+	 * audioMuxVersion 1, versionA 0, taraFullness (00 ff), ... */
+	n = latm_write(out, sizeof(out), 48000, 2, frame, 3);
+	CHECK(n == 13 && out[0] == 0x47 && out[1] == 0xfc && out[2] == 0x00, "%d: %02x %02x %02x",
+	      n, out[0], out[1], out[2]);
+	CHECK(latm_write(out, 10, 44100, 2, frame, 100) == -ENOSPC, "no room");
+	CHECK(latm_write(out, sizeof(out), 44000, 2, frame, 100) == -EINVAL, "no such rate");
+	CHECK(latm_read(out, n - 1, &rate, &ch, back, sizeof(back)) == -EINVAL, "cut short");
+}
+
+/* AAC through the encoder: one frame a packet; what overshoots the MTU stays
+ * within what the stream can fragment. */
+static void test_aac_packets(void)
+{
+	static const uint8_t conf[6] = { 0x80, 0x01, 0x04, 0x03, 0xe8, 0x00 };
+	struct a2dp_encoder *enc;
+	static int16_t pcm[2048];
+	static uint8_t out[672 + A2DP_MAX_FRAGMENTED];
+	unsigned over = 0, frames = 0;
+
+	if (a2dp_codec_aac.encoder_new(&enc, conf, 6, 672) < 0) {
+		CHECK(0, "AAC encoder (libavcodec59 installed?)");
+		return;
+	}
+	CHECK(a2dp_codec_aac.frames_per_packet(enc, 672) == 1 && a2dp_codec_aac.frame_samples(enc) == 1024,
+	      "one 1024-sample frame a packet");
+	CHECK(a2dp_codec_aac.frames_per_packet(enc, 200) == 0, "MTU 200: too small for 64 kb/s");
+	srand(7);
+	for (int k = 0; k < 100; k++) {
+		ssize_t n;
+
+		for (int i = 0; i < 2048; i++)
+			pcm[i] = rand() % 40000 - 20000;
+		n = a2dp_codec_aac.encode(enc, pcm, 1, out, sizeof(out) - 12);
+		if (n <= 0 || (size_t)n > sizeof(out) - 12)
+			CHECK(0, "frame %d: %zd", k, n);
+		frames++;
+		over += n > 672 - 12;
+	}
+	CHECK(over * 10 <= frames, "%u of %u frames needed a second packet", over, frames);
+	{
+		size_t top = a2dp_codec_aac.frame_bytes(enc);
+		int down = a2dp_codec_aac.lower_bitrate(enc), up = 0;
+
+		CHECK(down == 1 && a2dp_codec_aac.frame_bytes(enc) < top, "a step down");
+		while (a2dp_codec_aac.raise_bitrate(enc) && up < 10)
+			up++;
+		CHECK(up == 1 && a2dp_codec_aac.frame_bytes(enc) == top,
+		      "back up in %d steps to the MTU's cap (%zu bytes a frame)", up, top);
+		while (a2dp_codec_aac.lower_bitrate(enc) && down < 20)
+			down++;
+		CHECK(a2dp_codec_aac.frame_bytes(enc) == 64000 * 1024 / 8 / 44100, "floor 64 kb/s");
+	}
+	a2dp_codec_aac.encoder_free(enc);
 }
 
 int main(void)
@@ -273,6 +406,9 @@ int main(void)
 	test_aptx_malformed();
 	test_sbc_xq();
 	test_aptx_framing();
+	test_aac_config();
+	test_latm();
+	test_aac_packets();
 	test_packets_within_mtu(&a2dp_codec_sbc, sbc_conf, 4);
 	test_packets_within_mtu(&a2dp_codec_sbc_xq, xq_conf, 4);
 	test_packets_within_mtu(&a2dp_codec_aptx, aptx_conf, 7);
