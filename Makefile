@@ -106,7 +106,7 @@ bench: all $(BENCH)
 	/usr/bin/python3 bench/bench.py $(BUILD)
 
 $(BENCH): $(BUILD)/bench/bench_encode.o $(BUILD)/liba2dp.a
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS) $(shell pkg-config --libs libavcodec libavutil)
 
 install: $(PCM_SO) $(CTL_SO)
 	install -d $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(CONFDIR) $(DESTDIR)$(SYSCONFDIR)/alsa/conf.d

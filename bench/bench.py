@@ -391,7 +391,9 @@ def report(m, cpu, lat, opens, started):
     print('  codec table: encode() (+ the RTP header where the codec has one) as the I/O thread '
           'calls it; library')
     print('  alone: sbc_encode() a frame at a time (SBC, SBC-XQ), aptx_encode() on the whole '
-          'buffer, 24-bit packed.')
+          'buffer, 24-bit packed;')
+    print('  libavcodec\'s AAC encoder at the bitrate the table chose (LATM and the S16 -> float '
+          'conversion are the table\'s).')
 
     print()
     print('2. Latency at aplay\'s defaults (%s: plug -> raw, no conversion)' % PLUG)

@@ -18,12 +18,13 @@
  *       bench_pass_codec() / bench_pass_libsbc(), for callgrind --toggle-collect.
  *
  *   bench_encode codecs WAV [--min-cpu S]
- *       For every codec of the table (sbc, sbc_xq, aptx, aptx_hd): CPU per second
+ *       For every codec of the table (sbc, sbc_xq, aptx, aptx_hd, aac): CPU per second
  *       of audio through the codec table as the I/O thread uses it (PCM in the
  *       codec's sample format, frames_per_packet(672) frames a packet, encode()
  *       + the RTP header where the codec has one), and for the bare library on
  *       the same audio (sbc_encode() a frame at a time; libfreeaptx's
- *       aptx_encode() on the whole buffer, already 24-bit packed). The fastest of
+ *       aptx_encode() on the whole buffer, already 24-bit packed; libavcodec's
+ *       AAC encoder at the bitrate the table chose, linked here). The fastest of
  *       3 rounds counts. One line a codec:
  *         CODEC name=N table_cpu_per_audio=X lib_cpu_per_audio=Y
  *
@@ -70,6 +71,8 @@
 #include <sys/wait.h>
 
 #include <alsa/asoundlib.h>
+#include <libavcodec/avcodec.h>
+#include <libavutil/channel_layout.h>
 #include <sbc/sbc.h>
 
 #include "codec.h"
@@ -307,7 +310,7 @@ struct codec_run {
 	const struct a2dp_codec *codec;
 	const uint8_t *config;
 	size_t config_len;
-	int aptx_hd;                 /* -1: SBC, the library is libsbc */
+	int aptx_hd;                 /* -1: SBC, the library is libsbc; -2: AAC, libavcodec */
 };
 
 /* CPU seconds per audio second of fn(arg) over `frames`, the best of 3 rounds
@@ -348,11 +351,12 @@ static void table_pass(void *arg)
 	size_t head = c->framing == A2DP_FRAMING_RTP ? RTP_HEADER_LEN : 0;
 	unsigned fpp = c->frames_per_packet(t->enc, MTU);
 	size_t step = (size_t)fpp * c->frame_samples(t->enc);
-	static uint8_t packet[MTU];
+	static uint8_t packet[MTU + A2DP_MAX_FRAGMENTED];      /* AAC's rare overshoot */
+	size_t size = (c->fragments ? sizeof(packet) : MTU) - head;
 	static uint16_t seq;
 
 	for (size_t pos = 0; pos + step <= t->frames; pos += step) {
-		if (c->encode(t->enc, t->pcm + pos * t->frame_bytes, fpp, packet + head, MTU - head) < 0)
+		if (c->encode(t->enc, t->pcm + pos * t->frame_bytes, fpp, packet + head, size) < 0)
 			die("encode", 0);
 		if (head)
 			rtp_write_header(packet, seq++, pos, 1);
@@ -390,13 +394,63 @@ static void sbc_lib_pass(void *arg)
 	bench_pass_libsbc(p->sbc, p->pcm, p->frames, &r);
 }
 
+struct aac_pass {
+	AVCodecContext *ctx;
+	AVFrame *frame;
+	AVPacket *pkt;
+	const int16_t *pcm;
+	size_t frames;
+};
+
+static void aac_lib_pass(void *arg)
+{
+	struct aac_pass *a = arg;
+
+	for (size_t pos = 0; pos + 1024 <= a->frames; pos += 1024) {
+		av_frame_make_writable(a->frame);
+		for (int i = 0; i < 1024; i++)
+			for (int c = 0; c < 2; c++)
+				((float *)a->frame->data[c])[i] = a->pcm[(pos + i) * 2 + c] / 32768.0f;
+		avcodec_send_frame(a->ctx, a->frame);
+		while (avcodec_receive_packet(a->ctx, a->pkt) == 0)
+			av_packet_unref(a->pkt);
+	}
+}
+
+/* libavcodec's AAC encoder alone, at the bitrate the table chose for MTU 672. */
+static double aac_library_figure(const int16_t *pcm, size_t frames, unsigned bitrate, double min_cpu)
+{
+	const AVCodec *codec = avcodec_find_encoder(AV_CODEC_ID_AAC);
+	struct aac_pass a = { avcodec_alloc_context3(codec), av_frame_alloc(), av_packet_alloc(), pcm,
+			      frames };
+	double v;
+
+	a.ctx->sample_fmt = AV_SAMPLE_FMT_FLTP;
+	a.ctx->sample_rate = RATE;
+	a.ctx->bit_rate = bitrate;
+	av_channel_layout_default(&a.ctx->ch_layout, 2);
+	if (avcodec_open2(a.ctx, codec, NULL) < 0)
+		die("avcodec_open2", 0);
+	a.frame->nb_samples = 1024;
+	a.frame->format = AV_SAMPLE_FMT_FLTP;
+	av_channel_layout_default(&a.frame->ch_layout, 2);
+	av_frame_get_buffer(a.frame, 0);
+	v = cpu_per_audio(aac_lib_pass, &a, frames, min_cpu);
+	avcodec_free_context(&a.ctx);
+	av_frame_free(&a.frame);
+	av_packet_free(&a.pkt);
+	return v;
+}
+
 /* The bare library's figure for one codec. */
 static double library_figure(const struct codec_run *cr, const int16_t *pcm, size_t frames,
-			     double min_cpu)
+			     double min_cpu, unsigned bitrate)
 {
 	void *h;
 	double v;
 
+	if (cr->aptx_hd == -2)
+		return aac_library_figure(pcm, frames, bitrate, min_cpu);
 	if (cr->aptx_hd < 0) {
 		sbc_t sbc;
 		struct sbc_pass p = { &sbc, pcm, frames };
@@ -436,12 +490,14 @@ static int cmd_codecs(int argc, char **argv)
 {
 	static const uint8_t sbc_xq_conf[4] = { 0x24, 0x15, 0x02, 0x2b };
 	static const uint8_t aptx_conf[7] = { 0x4f, 0, 0, 0, 0x01, 0, 0x22 };
+	static const uint8_t aac_conf[6] = { 0x80, 0x01, 0x04, 0x03, 0xe8, 0x00 };
 	static const uint8_t aptx_hd_conf[11] = { 0xd7, 0, 0, 0, 0x24, 0, 0x22, 0, 0, 0, 0 };
 	const struct codec_run runs[] = {
 		{ &a2dp_codec_sbc, config, sizeof(config), -1 },
 		{ &a2dp_codec_sbc_xq, sbc_xq_conf, sizeof(sbc_xq_conf), -1 },
 		{ &a2dp_codec_aptx, aptx_conf, sizeof(aptx_conf), 0 },
 		{ &a2dp_codec_aptx_hd, aptx_hd_conf, sizeof(aptx_hd_conf), 1 },
+		{ &a2dp_codec_aac, aac_conf, sizeof(aac_conf), -2 },
 	};
 	const char *path = NULL;
 	double min_cpu = 1.0;
@@ -471,13 +527,15 @@ static int cmd_codecs(int argc, char **argv)
 					CHANNELS * (s32 ? 4 : 2) };
 		int err = cr->codec->encoder_new(&t.enc, cr->config, cr->config_len, MTU);
 		double table;
+		unsigned bitrate;
 
 		if (err < 0)
 			die(cr->codec->name, err);
 		table = cpu_per_audio(table_pass, &t, frames, min_cpu);
+		bitrate = cr->codec->frame_bytes(t.enc) * 8 * RATE / cr->codec->frame_samples(t.enc);
 		cr->codec->encoder_free(t.enc);
 		printf("CODEC name=%s table_cpu_per_audio=%.9f lib_cpu_per_audio=%.9f\n",
-		       cr->codec->name, table, library_figure(cr, pcm, frames, min_cpu));
+		       cr->codec->name, table, library_figure(cr, pcm, frames, min_cpu, bitrate));
 	}
 	free(pcm32);
 	free(pcm);
