@@ -95,27 +95,32 @@ def check_audio(name, env, sig, rate, r, alone, lag_want, rtp, mtu=672, pacing_m
     return rep
 
 
+def play_signals(codec, seps, dev=PLUG):
+    """A sweep, then white noise (3 s, 44.1 kHz), each played to a speaker
+    with these SEPs: yields (name, env, signal, aplay's result)."""
+    for kind, make in (('sweep', audio.sweep), ('noise', audio.noise)):
+        with Env(devices=CONNECTED, sink_seps=seps) as env:
+            sig = make(44100, 3.0)
+            audio.write_wav(env.tmp + '/in.wav', sig, 44100)
+            yield '%s %s' % (codec, kind), env, sig, play(env, env.tmp + '/in.wav', dev=dev)
+
+
 def test_aptx():
     """Best first: aptX where the speaker has SBC and aptX, aptX HD where it has all."""
     for codec, seps, hd in (('aptx', [SBC, APTX], False), ('aptx_hd', [SBC, APTX, APTX_HD], True)):
-        for kind, make in (('sweep', audio.sweep), ('noise', audio.noise)):
-            name = '%s %s' % (codec, kind)
-            with Env(devices=CONNECTED, sink_seps=seps) as env:
-                sig = make(44100, 3.0)
-                audio.write_wav(env.tmp + '/in.wav', sig, 44100)
-                r = play(env, env.tmp + '/in.wav')
-                path, cfg = configured(env)
-                check(name + ': the best codec the speaker offers was configured',
-                      path and path.endswith('/' + codec) and cfg and
-                      cfg.startswith(APTX_HD[3:15] if hd else APTX[3:15]) and cfg[12:14] == '22',
-                      '%s %s' % (path, cfg))
-                rep = check_audio(name, env, sig, 44100, r, audio.aptx_alone(sig, hd), 0, rtp=hd)
-                if rep and not hd:
-                    check(name + ': full packets are the MTU in 4-byte codewords (672)',
-                          rep['max_len'] == 672, str(rep['max_len']))
-                if rep and hd:
-                    check(name + ': RTP + 110 six-byte codewords = 672', rep['max_len'] == 672,
-                          str(rep['max_len']))
+        for name, env, sig, r in play_signals(codec, seps):
+            path, cfg = configured(env)
+            check(name + ': the best codec the speaker offers was configured',
+                  path and path.endswith('/' + codec) and cfg and
+                  cfg.startswith(APTX_HD[3:15] if hd else APTX[3:15]) and cfg[12:14] == '22',
+                  '%s %s' % (path, cfg))
+            rep = check_audio(name, env, sig, 44100, r, audio.aptx_alone(sig, hd), 0, rtp=hd)
+            if rep and not hd:
+                check(name + ': full packets are the MTU in 4-byte codewords (672)',
+                      rep['max_len'] == 672, str(rep['max_len']))
+            if rep and hd:
+                check(name + ': RTP + 110 six-byte codewords = 672', rep['max_len'] == 672,
+                      str(rep['max_len']))
 
 
 def test_aptx_48k_mtu():
@@ -133,20 +138,15 @@ def test_aptx_48k_mtu():
 
 
 def test_sbc_xq():
-    for kind, make in (('sweep', audio.sweep), ('noise', audio.noise)):
-        name = 'sbc_xq ' + kind
-        with Env(devices=CONNECTED, sink_seps=[SBC, APTX]) as env:
-            sig = make(44100, 3.0)
-            audio.write_wav(env.tmp + '/in.wav', sig, 44100)
-            r = play(env, env.tmp + '/in.wav', dev=PLUG + ',CODEC=sbc_xq')
-            path, cfg = configured(env)
-            # 44.1 kHz dual channel, 16 blocks, 8 subbands, loudness, bitpool 2..43
-            check(name + ': dual channel at bitpool 43 on the SBC endpoint',
-                  path and path.endswith('/sbc_xq') and cfg == '2415022b', '%s %s' % (path, cfg))
-            check(name + ': the aptX endpoint was never registered (CODEC= restricts)',
-                  not any(e.startswith('RegisterEndpoint') and '/aptx' in e for e in env.events()))
-            check_audio(name, env, sig, 44100, r, audio.sbc_alone(sig, bytes.fromhex('2415022b')),
-                        audio.SBC_DELAY, rtp=True)
+    for name, env, sig, r in play_signals('sbc_xq', [SBC, APTX], dev=PLUG + ',CODEC=sbc_xq'):
+        path, cfg = configured(env)
+        # 44.1 kHz dual channel, 16 blocks, 8 subbands, loudness, bitpool 2..43
+        check(name + ': dual channel at bitpool 43 on the SBC endpoint',
+              path and path.endswith('/sbc_xq') and cfg == '2415022b', '%s %s' % (path, cfg))
+        check(name + ': the aptX endpoint was never registered (CODEC= restricts)',
+              not any(e.startswith('RegisterEndpoint') and '/aptx' in e for e in env.events()))
+        check_audio(name, env, sig, 44100, r, audio.sbc_alone(sig, bytes.fromhex('2415022b')),
+                    audio.SBC_DELAY, rtp=True)
 
 
 def aac_bitrate(mtu, rate):
@@ -156,23 +156,18 @@ def aac_bitrate(mtu, rate):
 
 
 def test_aac():
-    for kind, make in (('sweep', audio.sweep), ('noise', audio.noise)):
-        name = 'aac ' + kind
-        with Env(devices=CONNECTED, sink_seps=[SBC, AAC]) as env:
-            sig = make(44100, 3.0)
-            audio.write_wav(env.tmp + '/in.wav', sig, 44100)
-            r = play(env, env.tmp + '/in.wav')
-            path, cfg = configured(env)
-            check(name + ': AAC chosen over SBC: MPEG-2 LC, 44.1 kHz, stereo, the sink\'s 256 kb/s',
-                  path and path.endswith('/aac') and cfg == '80010403e800', '%s %s' % (path, cfg))
-            alone = audio.aac_alone(sig, 44100, aac_bitrate(672, 44100), BUILD)
-            rep = check_audio(name, env, sig, 44100, r, alone, AAC_DELAY, rtp=True,
-                              pacing_ms=AAC_PACING_MAX_MS)
-            if rep:
-                frames = rep['pcm_frames'] // 1024
-                check(name + ': one AAC frame a packet, a rare frame in two (RFC 3016 fragments)',
-                      frames <= rep['packets'] <= frames * 1.1, '%d packets for %d frames'
-                      % (rep['packets'], frames))
+    for name, env, sig, r in play_signals('aac', [SBC, AAC]):
+        path, cfg = configured(env)
+        check(name + ': AAC chosen over SBC: MPEG-2 LC, 44.1 kHz, stereo, the sink\'s 256 kb/s',
+              path and path.endswith('/aac') and cfg == '80010403e800', '%s %s' % (path, cfg))
+        alone = audio.aac_alone(sig, 44100, aac_bitrate(672, 44100), BUILD)
+        rep = check_audio(name, env, sig, 44100, r, alone, AAC_DELAY, rtp=True,
+                          pacing_ms=AAC_PACING_MAX_MS)
+        if rep:
+            frames = rep['pcm_frames'] // 1024
+            check(name + ': one AAC frame a packet, a rare frame in two (RFC 3016 fragments)',
+                  frames <= rep['packets'] <= frames * 1.1, '%d packets for %d frames'
+                  % (rep['packets'], frames))
 
 
 def registered(env):
