@@ -291,24 +291,62 @@ static int bt_set_constraints(struct bt_pcm *pcm)
 	return 0;
 }
 
+/* CODEC=, else the codec chosen in the mixer first, then ours best first. */
+static int codec_list(struct bt_pcm *pcm, const struct a2dp_codec **codecs)
+{
+	int n = a2dp_codec_parse_list(pcm->opt.codec, codecs, A2DP_MAX_CODECS, NULL);
+	const struct a2dp_codec *wanted;
+	struct volume_state st;
+
+	if (n < 0 || pcm->opt.codec[0] || !pcm->have_volume_store)
+		return n;     /* n < 0 cannot be: bt_options_parse checked CODEC= */
+	volume_store_load(&pcm->volume, &st);
+	if (!(wanted = a2dp_codec_by_name(st.wanted)) || n >= A2DP_MAX_CODECS)
+		return n;
+	memmove(codecs + 1, codecs, sizeof(*codecs) * n);
+	codecs[0] = wanted;
+	for (int i = 1; i <= n; i++)
+		if (codecs[i] == wanted) {       /* it was listed: now it is first */
+			memmove(codecs + i, codecs + i + 1, sizeof(*codecs) * (n - i));
+			return n;
+		}
+	return n + 1;
+}
+
+/* The mixer shows the codec the speaker configured. */
+static void note_codec(struct bt_pcm *pcm)
+{
+	struct volume_state st;
+
+	if (!pcm->have_volume_store)
+		return;
+	volume_store_load(&pcm->volume, &st);
+	if (strcmp(st.codec, pcm->codec->name)) {
+		snprintf(st.codec, sizeof(st.codec), "%s", pcm->codec->name);
+		volume_store_save(&pcm->volume, &st);
+	}
+}
+
 static int bt_connect(struct bt_pcm *pcm)
 {
 	struct a2dp_codec_prefs prefs = { .rate = 44100, .bitpool = pcm->opt.bitpool };
 	int64_t deadline = dbusx_now_ms() + pcm->opt.connect_timeout_ms;
 	const struct a2dp_codec *codecs[A2DP_MAX_CODECS];
 	struct bluez_device dev;
-	int err, n = a2dp_codec_parse_list(pcm->opt.codec, codecs, A2DP_MAX_CODECS, NULL);
+	int err, n;
 
-	if (n < 0)       /* checked by bt_options_parse */
-		return n;
 	if ((err = bluez_open(&pcm->bz)) < 0 ||
 	    (err = bluez_find_device(pcm->bz, pcm->opt.adapter,
-				     pcm->opt.device[0] ? pcm->opt.device : NULL, deadline, &dev)) < 0 ||
-	    (err = a2dp_endpoint_open(pcm->bz, &dev, codecs, n, &prefs, deadline, &pcm->ep)) < 0)
+				     pcm->opt.device[0] ? pcm->opt.device : NULL, deadline, &dev)) < 0)
 		return err;
-	pcm->codec = pcm->ep->codec;
 	/* Without a place for the state (no HOME), play at full volume, unmuted. */
 	pcm->have_volume_store = volume_store_open(&pcm->volume, dev.address, 1) == 0;
+	if ((n = codec_list(pcm, codecs)) < 0)
+		return n;
+	if ((err = a2dp_endpoint_open(pcm->bz, &dev, codecs, n, &prefs, deadline, &pcm->ep)) < 0)
+		return err;
+	pcm->codec = pcm->ep->codec;
+	note_codec(pcm);
 	return a2dp_stream_new(&pcm->stream, pcm->ep, pcm->codec, volume_store_of(pcm));
 }
 
