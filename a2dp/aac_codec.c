@@ -282,12 +282,13 @@ static void aac_encoder_free(struct a2dp_encoder *enc)
 }
 
 static int aac_encoder_new(struct a2dp_encoder **out, const uint8_t *config, size_t len,
-			   size_t mtu)
+			   size_t mtu, const struct a2dp_codec_prefs *prefs)
 {
 	struct a2dp_format fmt;
 	struct a2dp_encoder *enc;
 	int err;
 
+	(void)prefs;
 	if ((err = aac_available()) < 0 || (err = aac_parse_config(config, len, &fmt)) < 0)
 		return err;
 	if (!(enc = calloc(1, sizeof(*enc))))

@@ -279,8 +279,9 @@ static unsigned aptx_delay(const struct a2dp_encoder *enc)
 	{ return parse_config(hd, c, l, f); } \
 	static int pfx##_caps_rates(const uint8_t *c, size_t l, unsigned *r, int m) \
 	{ return caps_rates(hd, c, l, r, m); } \
-	static int pfx##_encoder_new(struct a2dp_encoder **e, const uint8_t *c, size_t l, size_t m) \
-	{ (void)m; return encoder_new(hd, e, c, l); }
+	static int pfx##_encoder_new(struct a2dp_encoder **e, const uint8_t *c, size_t l, size_t m, \
+				     const struct a2dp_codec_prefs *p) \
+	{ (void)m; (void)p; return encoder_new(hd, e, c, l); }
 
 APTX_WRAPPERS(aptx, 0)
 APTX_WRAPPERS(aptx_hd, 1)

@@ -7,6 +7,7 @@
 
 /* Best first: the order of our endpoints when CODEC= names none. */
 const struct a2dp_codec *const a2dp_codecs[] = {
+	&a2dp_codec_ldac,
 	&a2dp_codec_aptx_hd,
 	&a2dp_codec_aptx,
 	&a2dp_codec_aac,
@@ -19,6 +20,7 @@ const struct a2dp_codec *const a2dp_codecs[] = {
  * bitpool is more than many sinks' radios carry without stutter, and the
  * sink cannot tell us which ones those are. */
 static const struct a2dp_codec *const default_order[] = {
+	&a2dp_codec_ldac,
 	&a2dp_codec_aptx_hd,
 	&a2dp_codec_aptx,
 	&a2dp_codec_aac,
@@ -77,7 +79,7 @@ const struct a2dp_codec *a2dp_codec_by_name(const char *name)
 
 const char *a2dp_codec_known_names(void)
 {
-	return "sbc, sbc_xq, aptx, aptx_hd, aac";
+	return "sbc, sbc_xq, aptx, aptx_hd, aac, ldac";
 }
 
 static int listed(const struct a2dp_codec **list, int n, const struct a2dp_codec *c)
@@ -129,7 +131,6 @@ void a2dp_codec_describe(uint8_t id, const uint8_t *caps, size_t len, char *buf,
 	static const struct { struct a2dp_codec_key key; const char *name; } others[] = {
 		{ { 0x01, 0, 0 }, "mp3" },
 		{ { 0x04, 0, 0 }, "atrac" },
-		{ { A2DP_CODEC_VENDOR, 0x0000012d, 0x00aa }, "ldac" },
 		{ { A2DP_CODEC_VENDOR, 0x0000000a, 0x0001 }, "faststream" },
 		{ { A2DP_CODEC_VENDOR, 0x0000000a, 0x0002 }, "aptx_ll" },
 	};

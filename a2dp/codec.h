@@ -30,6 +30,7 @@ struct a2dp_codec_key {
 struct a2dp_codec_prefs {
 	unsigned rate;       /* preferred sampling rate in Hz */
 	unsigned bitpool;    /* SBC: bitpool override, capped by the sink */
+	enum a2dp_ldac_quality { LDAC_AUTO, LDAC_HQ, LDAC_SQ, LDAC_MQ } ldac_quality;
 };
 
 /* The PCM side of a configuration. */
@@ -61,6 +62,9 @@ struct a2dp_codec {
 	/* encode() may return more than the MTU holds: the stream sends it in
 	 * several RTP packets (AAC, RFC 3016), up to A2DP_MAX_FRAGMENTED more. */
 	int fragments;
+	/* A packet is only ever a whole packet's PCM: the stream pads short
+	 * ones (underrun, drain) to that, not to a codec frame (LDAC). */
+	int whole_packets;
 	enum a2dp_sample_format sample_format;
 
 	/* 0 if the codec can be used here (its library loads), else negative;
@@ -78,8 +82,11 @@ struct a2dp_codec {
 	/* The sampling rates the sink's capabilities allow, best first. Returns the count. */
 	int (*caps_rates)(const uint8_t *caps, size_t len, unsigned *rates, int max);
 
-	/* mtu: the link's write MTU, for codecs whose setup depends on it (AAC's bitrate). */
-	int (*encoder_new)(struct a2dp_encoder **enc, const uint8_t *config, size_t len, size_t mtu);
+	/* mtu: the link's write MTU, for codecs whose setup depends on it (AAC's
+	 * bitrate, LDAC's packing: -EMSGSIZE when it is too small); prefs: the
+	 * user's (LDAC's quality), or NULL. */
+	int (*encoder_new)(struct a2dp_encoder **enc, const uint8_t *config, size_t len, size_t mtu,
+			   const struct a2dp_codec_prefs *prefs);
 	void (*encoder_free)(struct a2dp_encoder *enc);
 	/* PCM frames (samples per channel) in one codec frame. */
 	unsigned (*frame_samples)(const struct a2dp_encoder *enc);
@@ -108,6 +115,7 @@ extern const struct a2dp_codec a2dp_codec_sbc_xq;
 extern const struct a2dp_codec a2dp_codec_aptx;
 extern const struct a2dp_codec a2dp_codec_aptx_hd;
 extern const struct a2dp_codec a2dp_codec_aac;
+extern const struct a2dp_codec a2dp_codec_ldac;
 
 /* Every codec we have, best first; NULL-terminated. */
 extern const struct a2dp_codec *const a2dp_codecs[];
@@ -120,7 +128,7 @@ int a2dp_codec_key_equal(const struct a2dp_codec_key *a, const struct a2dp_codec
 const struct a2dp_codec *a2dp_codec_find(const struct a2dp_codec_key *key);
 const struct a2dp_codec *a2dp_codec_by_name(const char *name);
 
-/* "sbc, sbc_xq, aptx, aptx_hd, aac": the names CODEC= knows. */
+/* "sbc, sbc_xq, aptx, aptx_hd, aac, ldac": the names CODEC= knows. */
 const char *a2dp_codec_known_names(void);
 /* Parses a CODEC= list ("aptx_hd:aptx:sbc"; ':' or ' ' separate, "" is
  * the default order) into out (in order, no repeats). Returns the count, or

@@ -686,6 +686,36 @@ int a2dp_endpoint_open(struct bluez *bz, const struct bluez_device *dev,
 	return 0;
 }
 
+int a2dp_endpoint_drop_codec(struct a2dp_endpoint *ep, int64_t deadline_ms)
+{
+	const struct a2dp_codec *gone = ep->codec;
+	int n = 0, k = 0;
+
+	teardown(ep);
+	for (int i = 0; i < ep->ncodecs; i++)
+		if (ep->codecs[i] != gone)
+			ep->codecs[n++] = ep->codecs[i];
+	ep->ncodecs = n;
+	/* Its endpoint goes too, unless another listed codec shares it. */
+	for (int i = 0; i < ep->nseps; i++) {
+		int used = 0;
+
+		for (int j = 0; j < n; j++)
+			used |= a2dp_codec_key_equal(&ep->codecs[j]->key, &ep->seps[i].codec->key);
+		if (!used)
+			dbus_connection_unregister_object_path(ep->bz->conn, ep->seps[i].path);
+		else
+			ep->seps[k++] = ep->seps[i];
+	}
+	ep->nseps = k;
+	ep->codec = NULL;
+	if (!n) {
+		SNDERR("cannot play to %s: no other codec left to try", ep->dev.address);
+		return -ENOTSUP;
+	}
+	return setup(ep, deadline_ms);
+}
+
 int a2dp_endpoint_reconfigure(struct a2dp_endpoint *ep, const struct a2dp_codec_prefs *prefs,
 			      int64_t deadline_ms)
 {

@@ -65,6 +65,9 @@ int a2dp_endpoint_open(struct bluez *bz, const struct bluez_device *dev,
  * rate), keeping the codec. */
 int a2dp_endpoint_reconfigure(struct a2dp_endpoint *ep, const struct a2dp_codec_prefs *prefs,
 			      int64_t deadline_ms);
+/* The configured codec cannot run on this link (LDAC's MTU): tears the stream
+ * down and sets it up again without it. */
+int a2dp_endpoint_drop_codec(struct a2dp_endpoint *ep, int64_t deadline_ms);
 /* Releases the transport and unregisters; never blocks for more than about 2 s. */
 void a2dp_endpoint_close(struct a2dp_endpoint *ep);
 

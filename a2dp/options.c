@@ -74,6 +74,21 @@ static int parse_codec(snd_config_t *n, const char *plugin, struct bt_options *o
 	return 0;
 }
 
+static int parse_ldac_quality(snd_config_t *n, const char *plugin, struct bt_options *o)
+{
+	static const char *const names[] = { "auto", "hq", "sq", "mq" };   /* enum a2dp_ldac_quality */
+	const char *s = NULL;
+
+	if (snd_config_get_string(n, &s) == 0)
+		for (int i = 0; i < 4; i++)
+			if (!strcmp(s, names[i])) {
+				o->ldac_quality = i;
+				return 0;
+			}
+	SNDERR("%s: LDAC_QUALITY=%s: say hq, sq, mq or auto", plugin, s ? s : "?");
+	return -EINVAL;
+}
+
 static int parse_key(snd_config_t *n, const char *id, const char *plugin, struct bt_options *o)
 {
 	const char *s;
@@ -97,12 +112,14 @@ static int parse_key(snd_config_t *n, const char *id, const char *plugin, struct
 	}
 	if (!strcmp(id, "codec"))
 		return parse_codec(n, plugin, o);
+	if (!strcmp(id, "ldac_quality"))
+		return parse_ldac_quality(n, plugin, o);
 	if (!strcmp(id, "connect_timeout")) {
 		if ((err = parse_ranged(n, plugin, "connect_timeout (ms)", 100, MAX_TIMEOUT_MS, &v)) == 0)
 			o->connect_timeout_ms = v;
 		return err;
 	}
-	SNDERR("%s: unknown option '%s' (known: device, adapter, codec, bitpool, connect_timeout)",
+	SNDERR("%s: unknown option '%s' (known: device, adapter, codec, ldac_quality, bitpool, connect_timeout)",
 	       plugin, id);
 	return -EINVAL;
 }

@@ -225,13 +225,15 @@ static int sbc_caps_rates(const uint8_t *caps, size_t len, unsigned *rates, int 
 	return n;
 }
 
-static int sbc_encoder_new(struct a2dp_encoder **out, const uint8_t *config, size_t len, size_t mtu)
+static int sbc_encoder_new(struct a2dp_encoder **out, const uint8_t *config, size_t len, size_t mtu,
+			   const struct a2dp_codec_prefs *prefs)
 {
 	struct a2dp_format fmt;
 	struct a2dp_encoder *enc;
 	int err;
 
 	(void)mtu;
+	(void)prefs;
 	if ((err = sbc_parse_config(config, len, &fmt)) < 0)
 		return err;
 	if (!(enc = calloc(1, sizeof(*enc))))

@@ -343,6 +343,13 @@ static unsigned packet_frames(const struct a2dp_stream *s)
 	return s->codec->frames_per_packet(s->enc, s->mtu) * s->frame_samples;
 }
 
+/* What a short packet (underrun, drain) is padded to with silence: whole codec
+ * frames, or a whole packet for a codec that packs its own (LDAC). */
+static unsigned padded_to(const struct a2dp_stream *s, unsigned frames)
+{
+	return round_up(frames, s->codec->whole_packets ? packet_frames(s) : s->frame_samples);
+}
+
 /* Everything is sent: push the encoder's tail out with one packet of silence,
  * then wait for the clock to play it and for the socket to empty. */
 static int finish_drain(struct a2dp_stream *s, int64_t now)
@@ -357,7 +364,7 @@ static int finish_drain(struct a2dp_stream *s, int64_t now)
 		s->flush_left = s->last_padding < s->codec_delay ? s->codec_delay : 0;
 	}
 	if (s->flush_left) {
-		unsigned n = round_up(s->flush_left, s->frame_samples);
+		unsigned n = padded_to(s, s->flush_left);
 
 		if (n > packet_frames(s))
 			n = packet_frames(s);
@@ -382,7 +389,7 @@ static int finish_drain(struct a2dp_stream *s, int64_t now)
 static int underrun(struct a2dp_stream *s, unsigned avail, int64_t now)
 {
 	if (avail)     /* what the application did write is played, not lost */
-		send_packet(s, avail, round_up(avail, s->frame_samples), now);
+		send_packet(s, avail, padded_to(s, avail), now);
 	atomic_store(&s->error, -EPIPE);
 	set_state(s, ST_STOPPED);
 	a2dp_stream_notify(s);
@@ -398,7 +405,7 @@ static int send_due_packet(struct a2dp_stream *s, int64_t now)
 	if (avail >= n)
 		return send_packet(s, n, n, now);
 	if (s->state == ST_DRAINING)
-		return avail ? send_packet(s, avail, round_up(avail, fs), now) : finish_drain(s, now);
+		return avail ? send_packet(s, avail, padded_to(s, avail), now) : finish_drain(s, now);
 	if (avail >= fs && avail + fs > s->buffer)     /* ring full but smaller than a packet */
 		return send_packet(s, avail - avail % fs, avail - avail % fs, now);
 	/* Like a real card: an underrun is when the clock passes what was written
@@ -648,7 +655,7 @@ int a2dp_stream_new(struct a2dp_stream **out, struct a2dp_endpoint *ep,
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	if ((err = codec->parse_config(ep->config, ep->config_len, &fmt)) < 0 ||
-	    (err = codec->encoder_new(&s->enc, ep->config, ep->config_len, ep->write_mtu)) < 0)
+	    (err = codec->encoder_new(&s->enc, ep->config, ep->config_len, ep->write_mtu, &ep->prefs)) < 0)
 		goto fail;
 	s->rate = fmt.rate;
 	s->channels = fmt.channels;

@@ -18,13 +18,14 @@
  *       bench_pass_codec() / bench_pass_libsbc(), for callgrind --toggle-collect.
  *
  *   bench_encode codecs WAV [--min-cpu S]
- *       For every codec of the table (sbc, sbc_xq, aptx, aptx_hd, aac): CPU per second
+ *       For every codec of the table (sbc, sbc_xq, aptx, aptx_hd, aac, ldac): CPU per second
  *       of audio through the codec table as the I/O thread uses it (PCM in the
  *       codec's sample format, frames_per_packet(672) frames a packet, encode()
  *       + the RTP header where the codec has one), and for the bare library on
  *       the same audio (sbc_encode() a frame at a time; libfreeaptx's
  *       aptx_encode() on the whole buffer, already 24-bit packed; libavcodec's
- *       AAC encoder at the bitrate the table chose, linked here). The fastest of
+ *       AAC encoder at the bitrate the table chose, linked here; libldacBT_enc
+ *       at SQ, 128 samples a call). LDAC goes through the table at MTU 679. The fastest of
  *       3 rounds counts. One line a codec:
  *         CODEC name=N table_cpu_per_audio=X lib_cpu_per_audio=Y
  *
@@ -278,7 +279,7 @@ static int cmd_encode(int argc, char **argv)
 	if (seconds > 0 && frames > seconds * RATE)
 		frames = seconds * RATE;
 
-	if ((err = a2dp_codec_sbc.encoder_new(&e.enc, config, sizeof(config), MTU)) < 0)
+	if ((err = a2dp_codec_sbc.encoder_new(&e.enc, config, sizeof(config), MTU, NULL)) < 0)
 		die("encoder_new", err);
 	if ((err = sbc_init_a2dp(&e.sbc, 0, config, sizeof(config))) < 0)
 		die("sbc_init_a2dp", err);
@@ -310,7 +311,7 @@ struct codec_run {
 	const struct a2dp_codec *codec;
 	const uint8_t *config;
 	size_t config_len;
-	int aptx_hd;                 /* -1: SBC, the library is libsbc; -2: AAC, libavcodec */
+	int aptx_hd;                 /* -1: SBC (libsbc); -2: AAC (libavcodec); -3: LDAC */
 };
 
 /* CPU seconds per audio second of fn(arg) over `frames`, the best of 3 rounds
@@ -349,10 +350,10 @@ static void table_pass(void *arg)
 	struct table_pass *t = arg;
 	const struct a2dp_codec *c = t->c;
 	size_t head = c->framing == A2DP_FRAMING_RTP ? RTP_HEADER_LEN : 0;
-	unsigned fpp = c->frames_per_packet(t->enc, MTU);
+	unsigned fpp = c->frames_per_packet(t->enc, c->whole_packets ? 679 : MTU);
 	size_t step = (size_t)fpp * c->frame_samples(t->enc);
-	static uint8_t packet[MTU + A2DP_MAX_FRAGMENTED];      /* AAC's rare overshoot */
-	size_t size = (c->fragments ? sizeof(packet) : MTU) - head;
+	static uint8_t packet[MTU + A2DP_MAX_FRAGMENTED];      /* AAC's rare overshoot, LDAC's 679 */
+	size_t size = (c->fragments ? sizeof(packet) : c->whole_packets ? 679 : MTU) - head;
 	static uint16_t seq;
 
 	for (size_t pos = 0; pos + step <= t->frames; pos += step) {
@@ -442,6 +443,52 @@ static double aac_library_figure(const int16_t *pcm, size_t frames, unsigned bit
 	return v;
 }
 
+struct ldac_pass {
+	void *h;
+	int (*encode)(void *h, void *pcm, int *used, unsigned char *out, int *out_size, int *frames);
+	const int16_t *pcm;
+	size_t frames;
+};
+
+static void ldac_lib_pass(void *arg)
+{
+	struct ldac_pass *l = arg;
+	unsigned char out[1024];
+
+	for (size_t pos = 0; pos + 128 <= l->frames; pos += 128) {
+		int used, n, frames;
+
+		l->encode(l->h, (void *)(l->pcm + pos * 2), &used, out, &n, &frames);
+	}
+}
+
+/* libldacBT_enc alone, SQ at MTU 679, one 128-sample call at a time. */
+static double ldac_library_figure(const int16_t *pcm, size_t frames, double min_cpu)
+{
+	void *lib = dlopen("libldacBT_enc.so.2", RTLD_NOW);
+	void *(*get)(void);
+	void (*close_h)(void *), (*free_h)(void *);
+	int (*init)(void *, int, int, int, int, int);
+	struct ldac_pass l = { NULL, NULL, pcm, frames };
+	double v;
+
+	if (!lib)
+		die("dlopen libldacBT_enc.so.2", 0);
+	*(void **)&get = dlsym(lib, "ldacBT_get_handle");
+	*(void **)&init = dlsym(lib, "ldacBT_init_handle_encode");
+	*(void **)&close_h = dlsym(lib, "ldacBT_close_handle");
+	*(void **)&free_h = dlsym(lib, "ldacBT_free_handle");
+	*(void **)&l.encode = dlsym(lib, "ldacBT_encode");
+	l.h = get();
+	if (init(l.h, 679, 1, 1, 2, RATE) < 0)
+		die("ldacBT_init_handle_encode", 0);
+	v = cpu_per_audio(ldac_lib_pass, &l, frames, min_cpu);
+	close_h(l.h);
+	free_h(l.h);
+	dlclose(lib);
+	return v;
+}
+
 /* The bare library's figure for one codec. */
 static double library_figure(const struct codec_run *cr, const int16_t *pcm, size_t frames,
 			     double min_cpu, unsigned bitrate)
@@ -451,6 +498,8 @@ static double library_figure(const struct codec_run *cr, const int16_t *pcm, siz
 
 	if (cr->aptx_hd == -2)
 		return aac_library_figure(pcm, frames, bitrate, min_cpu);
+	if (cr->aptx_hd == -3)
+		return ldac_library_figure(pcm, frames, min_cpu);
 	if (cr->aptx_hd < 0) {
 		sbc_t sbc;
 		struct sbc_pass p = { &sbc, pcm, frames };
@@ -490,6 +539,7 @@ static int cmd_codecs(int argc, char **argv)
 {
 	static const uint8_t sbc_xq_conf[4] = { 0x24, 0x15, 0x02, 0x2b };
 	static const uint8_t aptx_conf[7] = { 0x4f, 0, 0, 0, 0x01, 0, 0x22 };
+	static const uint8_t ldac_conf[8] = { 0x2d, 0x01, 0, 0, 0xaa, 0, 0x20, 0x01 };
 	static const uint8_t aac_conf[6] = { 0x80, 0x01, 0x04, 0x03, 0xe8, 0x00 };
 	static const uint8_t aptx_hd_conf[11] = { 0xd7, 0, 0, 0, 0x24, 0, 0x22, 0, 0, 0, 0 };
 	const struct codec_run runs[] = {
@@ -498,6 +548,7 @@ static int cmd_codecs(int argc, char **argv)
 		{ &a2dp_codec_aptx, aptx_conf, sizeof(aptx_conf), 0 },
 		{ &a2dp_codec_aptx_hd, aptx_hd_conf, sizeof(aptx_hd_conf), 1 },
 		{ &a2dp_codec_aac, aac_conf, sizeof(aac_conf), -2 },
+		{ &a2dp_codec_ldac, ldac_conf, sizeof(ldac_conf), -3 },
 	};
 	const char *path = NULL;
 	double min_cpu = 1.0;
@@ -525,7 +576,9 @@ static int cmd_codecs(int argc, char **argv)
 		int s32 = cr->codec->sample_format == A2DP_S32;
 		struct table_pass t = { cr->codec, NULL, s32 ? (uint8_t *)pcm32 : (uint8_t *)pcm, frames,
 					CHANNELS * (s32 ? 4 : 2) };
-		int err = cr->codec->encoder_new(&t.enc, cr->config, cr->config_len, MTU);
+		/* LDAC's library refuses MTUs below 679. */
+		size_t mtu = cr->aptx_hd == -3 ? 679 : MTU;
+		int err = cr->codec->encoder_new(&t.enc, cr->config, cr->config_len, mtu, NULL);
 		double table;
 		unsigned bitrate;
 

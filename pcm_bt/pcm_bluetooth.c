@@ -165,7 +165,8 @@ static struct volume_store *volume_store_of(struct bt_pcm *pcm)
 
 static int bt_reconnect_at(struct bt_pcm *pcm, unsigned rate)
 {
-	struct a2dp_codec_prefs prefs = { .rate = rate, .bitpool = pcm->opt.bitpool };
+	struct a2dp_codec_prefs prefs = { .rate = rate, .bitpool = pcm->opt.bitpool,
+					  .ldac_quality = pcm->opt.ldac_quality };
 	int err;
 
 	a2dp_stream_free(pcm->stream);
@@ -329,7 +330,8 @@ static void note_codec(struct bt_pcm *pcm)
 
 static int bt_connect(struct bt_pcm *pcm)
 {
-	struct a2dp_codec_prefs prefs = { .rate = 44100, .bitpool = pcm->opt.bitpool };
+	struct a2dp_codec_prefs prefs = { .rate = 44100, .bitpool = pcm->opt.bitpool,
+					  .ldac_quality = pcm->opt.ldac_quality };
 	int64_t deadline = dbusx_now_ms() + pcm->opt.connect_timeout_ms;
 	const struct a2dp_codec *codecs[A2DP_MAX_CODECS];
 	struct bluez_device dev;
@@ -346,8 +348,17 @@ static int bt_connect(struct bt_pcm *pcm)
 	if ((err = a2dp_endpoint_open(pcm->bz, &dev, codecs, n, &prefs, deadline, &pcm->ep)) < 0)
 		return err;
 	pcm->codec = pcm->ep->codec;
+	/* LDAC learns the link's MTU only now: too small, the next codec plays. */
+	while ((err = a2dp_stream_new(&pcm->stream, pcm->ep, pcm->codec, volume_store_of(pcm))) ==
+	       -EMSGSIZE) {
+		SNDERR("%s: the link's MTU (%u bytes) is too small for %s: playing with the next codec",
+		       dev.address, pcm->ep->write_mtu, pcm->codec->title);
+		if ((err = a2dp_endpoint_drop_codec(pcm->ep, deadline)) < 0)
+			return err;
+		pcm->codec = pcm->ep->codec;
+	}
 	note_codec(pcm);
-	return a2dp_stream_new(&pcm->stream, pcm->ep, pcm->codec, volume_store_of(pcm));
+	return err;
 }
 
 SND_PCM_PLUGIN_DEFINE_FUNC(bluetooth)

@@ -30,7 +30,7 @@ static void check_encoder(const struct a2dp_codec *c, const uint8_t *config, siz
 	struct a2dp_encoder *enc = NULL;
 	size_t head = c->framing == A2DP_FRAMING_RTP ? RTP_HEADER_LEN : 0;
 	unsigned fpp;
-	int err = c->encoder_new(&enc, config, len, mtu);
+	int err = c->encoder_new(&enc, config, len, mtu, NULL);
 
 	INVARIANT(err == 0, "encoder_new refused what parse_config accepts: %d", err);
 	INVARIANT(c->frame_samples(enc) == 4 && c->delay(enc) == APTX_DELAY, "framing");

@@ -29,6 +29,7 @@ SBC = '00:ffff0250'                         # dual channel allowed, bitpool up t
 APTX = 'ff:4f000000010032'                  # 44.1 + 48 kHz, stereo
 APTX_HD = 'ff:d700000024003200000000'
 AAC = '02:80018c83e800'                     # MPEG-2 LC, 44.1 + 48 kHz, mono + stereo, VBR 256 kb/s
+LDAC = 'ff:2d010000aa003007'                # 44.1 + 48 kHz, mono, dual, stereo
 AAC_DELAY = 2048                            # the primed frame + libavcodec's 1024 of padding
 SNR_MARGIN_DB = 1.0                         # measured: the plugin gives what the codec gives
 PACING_MAX_MS = 10.0
@@ -170,6 +171,52 @@ def test_aac():
                   % (rep['packets'], frames))
 
 
+def ldac_play(quality, frames):
+    """LDAC has no decoder in Debian: its frames are checked as structure by
+    the sink (0xAA sync, rate, stereo, equal lengths, count = header)."""
+    dev = PLUG + (',LDAC_QUALITY=' + quality if quality else '')
+    name = 'ldac %s' % (quality or 'auto')
+    with Env(devices=CONNECTED, sink_seps=[SBC, LDAC], mtu=895) as env:
+        sig = audio.sweep(44100, 2.0)
+        audio.write_wav(env.tmp + '/in.wav', sig, 44100)
+        r = play(env, env.tmp + '/in.wav', dev=dev)
+        path, cfg = configured(env)
+        check(name + ': aplay succeeded, LDAC 44.1 kHz stereo configured',
+              r.rc == 0 and path.endswith('/ldac') and cfg == '2d010000aa002001',
+              '%s %s %s' % (path, cfg, r.stderr[-300:]))
+        env.wait_event(r'^SinkExit ', timeout=3.0)
+        rep = audio.packet_report(env.captures()[-1][1], 44100)
+        with open(env.captures()[-1][1]) as f:
+            counts = {line.split(',')[6] for line in f.readlines()[1:]}
+        check(name + ': every frame well formed, counts match, RTP continuous',
+              rep['errors'] == 0 and rep['non_rtp'] == 0 and rep['seq_continuous'] and
+              rep['ts_continuous'], str({k: rep[k] for k in ('errors', 'seq_breaks', 'ts_breaks')}))
+        check(name + ': %d frames (of 128 samples) in every packet' % frames, counts == {str(frames)},
+              str(counts))
+        check(name + ': every packet 12 + 1 + 660 bytes (the library packs to 679 - 18)',
+              rep['max_len'] == 673, str(rep['max_len']))
+        check(name + ': the whole signal sent (timestamps cover it)', rep['pcm_frames'] >= len(sig),
+              '%d < %d' % (rep['pcm_frames'], len(sig)))
+        check(name + ': arrival paced in real time',
+              abs(rep['duration_of_arrival_s'] - 2.0) < 0.25 * TIME_SCALE and
+              rep['pacing_ms'] < AAC_PACING_MAX_MS * TIME_SCALE,
+              'arrival %.3f s, pacing %.2f ms' % (rep['duration_of_arrival_s'], rep['pacing_ms']))
+
+
+def test_ldac():
+    for quality, frames in ((None, 3), ('hq', 2), ('sq', 3), ('mq', 6)):
+        ldac_play(quality, frames)
+    # The default L2CAP MTU: the library refuses it, the next codec plays.
+    with Env(devices=CONNECTED, sink_seps=[SBC, LDAC]) as env:
+        r = short_play(env, PLUG)
+        errs = [ln for ln in r.stderr.splitlines() if ln.startswith('ALSA lib')]
+        check('ldac at MTU 672: SBC plays instead, one line says why',
+              r.rc == 0 and configured(env)[0].endswith('/sbc') and len(errs) == 1 and
+              'MTU (672 bytes) is too small for LDAC' in errs[0], '%s %s' % (configured(env), errs))
+    open_error('LDAC_QUALITY=best', {'devices': CONNECTED}, PLUG + ',LDAC_QUALITY=best',
+               'Invalid argument', r'LDAC_QUALITY=best: say hq, sq, mq or auto')
+
+
 def registered(env):
     return [e.split()[2].rsplit('/', 1)[1] for e in env.events()
             if e.startswith('RegisterEndpoint :')]
@@ -212,7 +259,7 @@ def test_choice():
     with Env(devices=[DEV], sink_seps=[SBC, APTX]) as env:
         r = short_play(env, PLUG)
         check('speaker not yet connected: every codec offered, aptX chosen',
-              r.rc == 0 and registered(env) == ['aptx_hd', 'aptx', 'aac', 'sbc'] and
+              r.rc == 0 and registered(env) == ['ldac', 'aptx_hd', 'aptx', 'aac', 'sbc'] and
               configured(env)[0].endswith('/aptx'), '%s %s' % (registered(env), configured(env)))
 
 
@@ -229,9 +276,9 @@ def open_error(name, env_kw, dev, errno_text, pattern, max_s=1.0):
 
 
 def test_errors():
-    open_error('CODEC=ldac (unknown)', {'devices': CONNECTED}, PLUG + ',CODEC=ldac',
+    open_error('CODEC=lhdc (unknown)', {'devices': CONNECTED}, PLUG + ',CODEC=lhdc',
                'Invalid argument',
-               r"CODEC=ldac: unknown codec 'ldac' \(known: sbc, sbc_xq, aptx, aptx_hd, aac;")
+               r"CODEC=lhdc: unknown codec 'lhdc' \(known: sbc, sbc_xq, aptx, aptx_hd, aac, ldac;")
     open_error('CODEC=sbc:aptx_hdd', {'devices': CONNECTED}, PLUG + ',CODEC=sbc:aptx_hdd',
                'Invalid argument', r"unknown codec 'aptx_hdd'")
     ev = open_error('CODEC=aptx_hd on an SBC + aptX speaker', {'devices': CONNECTED,
@@ -269,5 +316,6 @@ test_aptx()
 test_aptx_48k_mtu()
 test_sbc_xq()
 test_aac()
+test_ldac()
 test_delay()
 finish()

@@ -195,15 +195,15 @@ def test_codec():
     with Env(devices=[DEV + ',connected'], sink_seps=seps) as env:
         r = amixer(env, 'cget', "name='A2DP Codec'")
         check('codec element: the table\'s codecs, SBC before any stream',
-              "items=5" in r.stdout and re.search(r": values=(\d+)", r.stdout) and
-              "Item #3 'sbc'" in r.stdout and re.search(r": values=3\b", r.stdout), r.stdout)
+              "items=6" in r.stdout and re.search(r": values=(\d+)", r.stdout) and
+              "Item #4 'sbc'" in r.stdout and re.search(r": values=4\b", r.stdout), r.stdout)
         p, _ = start_playing(env, 0.5)
         p.wait(10)
         r = amixer(env, 'cget', "name='A2DP Codec'")
         check('codec element shows aptX after a stream played with it',
-              configured_sep(env) == 'sep2' and re.search(r": values=1\b", r.stdout), r.stdout)
+              configured_sep(env) == 'sep2' and re.search(r": values=2\b", r.stdout), r.stdout)
         r = amixer(env, 'cset', "name='A2DP Codec'", 'sbc')
-        check('choosing SBC is taken and shown', r.rc == 0 and re.search(r": values=3\b", r.stdout),
+        check('choosing SBC is taken and shown', r.rc == 0 and re.search(r": values=4\b", r.stdout),
               r.stdout + r.stderr)
         p, _ = start_playing(env, 0.5)
         check('the next stream plays SBC', p.wait(10).rc == 0 and configured_sep(env) == 'sep1',
@@ -212,7 +212,7 @@ def test_codec():
         check('CODEC= overrides the mixer\'s choice', p.wait(10).rc == 0 and configured_sep(env) == 'sep2',
               str(configured_sep(env)))
         r = amixer(env, 'cget', "name='A2DP Codec'")
-        check('and the element follows what played', re.search(r": values=1\b", r.stdout), r.stdout)
+        check('and the element follows what played', re.search(r": values=2\b", r.stdout), r.stdout)
 
 
 def test_errors():

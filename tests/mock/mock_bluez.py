@@ -28,8 +28,8 @@ Command line
   --sink PATH            program spawned on each Acquire:
                          PATH --fd 3 --wav OUTDIR/capture-K.wav
                               --log OUTDIR/capture-K.csv --codec NAME
-                         [--rate R] (NAME: sbc, aptx, aptx_hd, aac, or the
-                         codec in hex; R: the rate, for aptX and AAC)
+                         [--rate R] (NAME: sbc, aptx, aptx_hd, aac, ldac, or
+                         the codec in hex; R: the rate, for aptX, AAC, LDAC)
                          (stdout/stderr to OUTDIR/capture-K.out). Without it
                          the mock drains the socket itself.
   --outdir DIR           where captures go (default: current directory)
@@ -303,7 +303,8 @@ def codec_key(codec, caps):
 
 def codec_name(codec, config):
     names = {(0, b''): 'sbc', (2, b''): 'aac', (0xff, bytes.fromhex('4f0000000100')): 'aptx',
-             (0xff, bytes.fromhex('d70000002400')): 'aptx_hd'}
+             (0xff, bytes.fromhex('d70000002400')): 'aptx_hd',
+             (0xff, bytes.fromhex('2d010000aa00')): 'ldac'}
     return names.get(codec_key(codec, config), '%02x' % codec)
 
 
@@ -322,11 +323,13 @@ def config_problem(codec, config, caps):
     for i in range(6, len(config)):
         if config[i] & ~caps[i]:
             return 'byte %d: 0x%02x not within the speaker\'s 0x%02x' % (i, config[i], caps[i])
-    if codec_name(codec, config).startswith('aptx'):
-        for mask, name in ((0xf0, 'frequency'), (0x0f, 'channel mode')):
-            value = config[6] & mask
-            if value == 0 or value & (value - 1):
-                return '%s: not exactly one choice (0x%02x)' % (name, value)
+    fields = {'aptx': ((6, 0xf0, 'frequency'), (6, 0x0f, 'channel mode')),
+              'aptx_hd': ((6, 0xf0, 'frequency'), (6, 0x0f, 'channel mode')),
+              'ldac': ((6, 0xff, 'frequency'), (7, 0xff, 'channel mode'))}
+    for index, mask, name in fields.get(codec_name(codec, config), ()):
+        value = config[index] & mask
+        if value == 0 or value & (value - 1):
+            return '%s: not exactly one choice (0x%02x)' % (name, value)
     return None
 
 
@@ -1110,6 +1113,8 @@ class Transport(PropObject):
         name = self.codec_name()
         if name.startswith('aptx') and len(self.config) >= 7:
             return {0x80: 16000, 0x40: 32000, 0x20: 44100, 0x10: 48000}.get(self.config[6] & 0xf0)
+        if name == 'ldac' and len(self.config) == 8:
+            return {0x20: 44100, 0x10: 48000}.get(self.config[6])
         if name == 'aac' and len(self.config) == 6:
             return 44100 if self.config[1] & 0x01 else 48000 if self.config[2] & 0x80 else None
         return None

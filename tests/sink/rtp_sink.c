@@ -4,9 +4,11 @@
  * CSV line per packet. Codecs: SBC (RTP + payload header, libsbc), aptX (no
  * RTP, raw codewords) and aptX HD (RTP, no payload header), both with
  * libfreeaptx's decoder, and AAC (RTP with the marker bit, LATM) with
- * libavcodec's aac_latm decoder (our LATM is also read back by latm_read).
+ * libavcodec's aac_latm decoder (our LATM is also read back by latm_read);
+ * LDAC, which nothing in Debian decodes, is checked frame by frame (sync
+ * byte, rate, channels, lengths) and written as silence.
  *
- *   rtp_sink --fd N --wav OUT.wav --log OUT.csv [--mtu M] [--codec sbc|aptx|aptx_hd|aac]
+ *   rtp_sink --fd N --wav OUT.wav --log OUT.csv [--mtu M] [--codec sbc|aptx|aptx_hd|aac|ldac]
  *            [--rate R]   (aptX: the stream's rate, which it does not carry)
  *
  * CSV columns: t_ns,len,seq,ts,ssrc,pt,nframes,pcm_frames,errors
@@ -25,7 +27,10 @@
  *               does not match the bytes (count too high, or bytes left over) /
  *               aptX: a payload that is not whole codewords, or codewords that
  *               lost sync / AAC: no marker bit, LATM we cannot read, a frame
- *               the decoder refuses or that gives other than 1024 samples
+ *               the decoder refuses or that gives other than 1024 samples /
+ *               LDAC: a frame without the 0xAA sync, of another rate than
+ *               --rate or not stereo, frames of different lengths in one
+ *               packet, or a count that does not match the bytes
  *
  * The WAV header is rewritten after every packet (data first, then header,
  * each flushed), so a reader always sees a valid file that claims no more
@@ -154,7 +159,7 @@ static int sbc_parse_header(const uint8_t *p, size_t len, struct sbc_hdr *h)
 	return 0;
 }
 
-enum sink_codec { CODEC_SBC, CODEC_APTX, CODEC_APTX_HD, CODEC_AAC };
+enum sink_codec { CODEC_SBC, CODEC_APTX, CODEC_APTX_HD, CODEC_AAC, CODEC_LDAC };
 
 struct sink {
 	enum sink_codec codec;
@@ -382,6 +387,43 @@ static void handle_aac(struct sink *s, const struct rtp_packet *p, struct pkt_re
 	}
 }
 
+/* LDAC frames, structure only: each a 3-byte header (MSB first: sync 0xAA,
+ * rate id 3 bits, channel config 2, frame length - 1 9, status 2) and its
+ * bytes. 128 samples a frame at 44.1/48 kHz; written to the WAV as silence. */
+static void handle_ldac(struct sink *s, const uint8_t *pl, size_t len, unsigned rate,
+			struct pkt_result *r)
+{
+	static const int16_t zero[128 * 2];
+	unsigned count, found = 0, first_len = 0, want_sr = rate == 48000 ? 1 : 0;
+	size_t off = 1;
+
+	if (len < 1) {
+		r->errors++;
+		return;
+	}
+	count = pl[0] & 0x0f;
+	r->nframes = (int)count;
+	while (off + 3 <= len) {
+		const uint8_t *h = pl + off;
+		unsigned sr = h[1] >> 5, cc = (h[1] >> 3) & 3, flen = ((h[1] & 7) << 6 | h[2] >> 2) + 1;
+
+		if (h[0] != 0xaa || sr != want_sr || cc != 2 || (first_len && flen + 3 != first_len) ||
+		    off + 3 + flen > len) {
+			r->errors++;
+			return;
+		}
+		first_len = flen + 3;
+		off += first_len;
+		found++;
+		if (fwrite(zero, sizeof(zero), 1, s->wav.f) == 1)
+			s->wav.data_bytes += sizeof(zero);
+	}
+	s->wav.rate = rate;
+	r->pcm_frames += found * 128;
+	if (found != count || off != len)
+		r->errors++;
+}
+
 /* The decoder, set up for AAC LC stereo at this rate from the start (an
  * AudioSpecificConfig as extradata): otherwise it builds its tables on the
  * first packet, tens of ms during which packets queue and the arrival times
@@ -426,7 +468,7 @@ static void arrival_time(struct msghdr *msg, struct timespec *out)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: rtp_sink --fd N --wav OUT.wav --log OUT.csv [--mtu M] [--codec sbc|aptx|aptx_hd|aac] [--rate R]\n");
+	fprintf(stderr, "usage: rtp_sink --fd N --wav OUT.wav --log OUT.csv [--mtu M] [--codec sbc|aptx|aptx_hd|aac|ldac] [--rate R]\n");
 }
 
 int main(int argc, char **argv)
@@ -476,6 +518,8 @@ int main(int argc, char **argv)
 				s.codec = CODEC_APTX_HD;
 			else if (!strcmp(optarg, "aac"))
 				s.codec = CODEC_AAC;
+			else if (!strcmp(optarg, "ldac"))
+				s.codec = CODEC_LDAC;
 			else if (strcmp(optarg, "sbc")) {
 				fprintf(stderr, "rtp_sink: unknown --codec %s\n", optarg);
 				return 2;
@@ -594,6 +638,8 @@ int main(int argc, char **argv)
 			handle_aptx(&s, pkt.payload, pkt.payload_len, &r);
 		else if (is_rtp && s.codec == CODEC_AAC)
 			handle_aac(&s, &pkt, &r);
+		else if (is_rtp && s.codec == CODEC_LDAC)
+			handle_ldac(&s, pkt.payload, pkt.payload_len, aptx_rate, &r);
 		else if (is_rtp)
 			handle_media(&s, pkt.payload, pkt.payload_len, &r);
 		else

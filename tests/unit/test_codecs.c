@@ -29,7 +29,9 @@ static void test_keys(void)
 	k.vendor_codec = 0xaa;
 	k.vendor = 0x12d;
 	k.id = 0xff;
-	CHECK(a2dp_codec_find(&k) == NULL, "LDAC is not ours");
+	CHECK(a2dp_codec_find(&k) == &a2dp_codec_ldac, "LDAC's key");
+	k.vendor_codec = 0xab;
+	CHECK(a2dp_codec_find(&k) == NULL, "another Sony codec is not ours");
 	for (int i = 0; a2dp_codecs[i]; i++) {
 		const struct a2dp_codec *c = a2dp_codecs[i];
 
@@ -60,14 +62,15 @@ static void test_codec_lists(void)
 	const char *bad = NULL;
 	const struct a2dp_codec *list[2];
 
-	expect_list("", "aptx_hd:aptx:aac:sbc", 0);
+	expect_list("", "ldac:aptx_hd:aptx:aac:sbc", 0);
 	expect_list("aac", "aac", 0);
 	expect_list("aptx_hd:aptx:sbc", "aptx_hd:aptx:sbc", 0);
 	expect_list("sbc", "sbc", 0);
 	expect_list("sbc_xq:sbc", "sbc_xq:sbc", 0);
 	expect_list(" aptx  sbc ", "aptx:sbc", 0);
 	expect_list("aptx::aptx:sbc", "aptx:sbc", 0);     /* repeats and empty items dropped */
-	expect_list("ldac", NULL, -EINVAL);
+	expect_list("ldac:sbc", "ldac:sbc", 0);
+	expect_list("lhdc", NULL, -EINVAL);
 	expect_list("sbc,aptx", NULL, -EINVAL);          /* ',' splits ALSA arguments */
 	expect_list("SBC", NULL, -EINVAL);
 	expect_list("sbc:aptx_hdx", NULL, -EINVAL);
@@ -75,7 +78,7 @@ static void test_codec_lists(void)
 	CHECK(a2dp_codec_parse_list("sbc:foo:aptx", list, 2, &bad) == -EINVAL && !strcmp(bad, "foo:aptx"),
 	      "bad points at the unknown name");
 	CHECK(a2dp_codec_parse_list("aptx_hd:aptx:sbc", list, 2, NULL) == 2, "bounded by max");
-	CHECK(!strcmp(a2dp_codec_known_names(), "sbc, sbc_xq, aptx, aptx_hd, aac"), "known names");
+	CHECK(!strcmp(a2dp_codec_known_names(), "sbc, sbc_xq, aptx, aptx_hd, aac, ldac"), "known names");
 }
 
 static unsigned popcount(unsigned v) { return __builtin_popcount(v); }
@@ -201,7 +204,7 @@ static void test_packets_within_mtu(const struct a2dp_codec *c, const uint8_t *c
 	unsigned worst = 0, bad = 0, tried = 0;
 	void *pcm;
 
-	if (c->encoder_new(&enc, conf, len, 672) < 0) {
+	if (c->encoder_new(&enc, conf, len, 672, NULL) < 0) {
 		CHECK(0, "%s: encoder_new", c->name);
 		return;
 	}
@@ -237,7 +240,7 @@ static void test_aptx_framing(void)
 
 	memcpy(conf, aptx_id, 6);
 	conf[6] = 0x22;
-	if (a2dp_codec_aptx.encoder_new(&enc, conf, 7, 672) == 0) {
+	if (a2dp_codec_aptx.encoder_new(&enc, conf, 7, 672, NULL) == 0) {
 		/* PipeWire's packet: the MTU in 4-byte codewords, no header at all. */
 		CHECK(a2dp_codec_aptx.frames_per_packet(enc, 672) == 168, "aptX at 672: %u",
 		      a2dp_codec_aptx.frames_per_packet(enc, 672));
@@ -249,7 +252,7 @@ static void test_aptx_framing(void)
 		CHECK(0, "aptX encoder (libfreeaptx.so.0 installed?)");
 	}
 	memcpy(conf, aptx_hd_id, 6);
-	if (a2dp_codec_aptx_hd.encoder_new(&enc, conf, 11, 672) == 0) {
+	if (a2dp_codec_aptx_hd.encoder_new(&enc, conf, 11, 672, NULL) == 0) {
 		CHECK(a2dp_codec_aptx_hd.frames_per_packet(enc, 672) == 110, "aptX HD at 672: %u",
 		      a2dp_codec_aptx_hd.frames_per_packet(enc, 672));
 		a2dp_codec_aptx_hd.encoder_free(enc);
@@ -354,7 +357,7 @@ static void test_aac_packets(void)
 	static uint8_t out[672 + A2DP_MAX_FRAGMENTED];
 	unsigned over = 0, frames = 0;
 
-	if (a2dp_codec_aac.encoder_new(&enc, conf, 6, 672) < 0) {
+	if (a2dp_codec_aac.encoder_new(&enc, conf, 6, 672, NULL) < 0) {
 		CHECK(0, "AAC encoder (libavcodec59 installed?)");
 		return;
 	}
@@ -390,6 +393,95 @@ static void test_aac_packets(void)
 	a2dp_codec_aac.encoder_free(enc);
 }
 
+static const uint8_t ldac_id[6] = { 0x2d, 0x01, 0, 0, 0xaa, 0 };
+
+/* LDAC: every rate byte x every channel byte. */
+static void test_ldac_config(void)
+{
+	const struct a2dp_codec *c = &a2dp_codec_ldac;
+	struct a2dp_codec_prefs prefs = { .rate = 48000 };
+	struct a2dp_format fmt;
+	uint8_t caps[8], conf[8];
+	unsigned bad = 0, ok = 0;
+
+	memcpy(caps, ldac_id, 6);
+	for (unsigned f = 0; f < 64; f++)
+		for (unsigned m = 0; m < 8; m++) {
+			int n;
+
+			caps[6] = f;
+			caps[7] = m;
+			n = c->select_config(caps, 8, &prefs, conf, 8);
+			if (!f || !m)
+				bad += n != -EINVAL;
+			else if (!(f & 0x30) || !(m & 1))
+				bad += n != -ENOTSUP;     /* 88.2/96k only, or mono/dual only */
+			else if (n != 8 || c->parse_config(conf, 8, &fmt) || conf[7] != 1 ||
+				 fmt.rate != ((f & 0x10) ? 48000u : 44100u))
+				bad++;
+			else
+				ok++;
+		}
+	CHECK(bad == 0 && ok == 48 * 4, "%u bad, %u ok", bad, ok);
+	caps[6] = 0x30;
+	caps[7] = 0x07;
+	CHECK(c->select_config(caps, 7, &prefs, conf, 8) == -EINVAL, "too short");
+	conf[6] = 0x30;
+	CHECK(c->parse_config(conf, 8, &fmt) == -EINVAL, "two rates configured");
+}
+
+/* LDAC: the MTU rule, 660 bytes of frames a packet, 2/3/6 frames by quality. */
+static void test_ldac_packets(void)
+{
+	static const uint8_t conf[8] = { 0x2d, 0x01, 0, 0, 0xaa, 0, 0x10, 0x01 };
+	static const struct { enum a2dp_ldac_quality q; unsigned frames; } qs[] = {
+		{ LDAC_HQ, 2 }, { LDAC_SQ, 3 }, { LDAC_MQ, 6 }, { LDAC_AUTO, 3 },
+	};
+	static int16_t pcm[6 * 128 * 2];
+	uint8_t out[895];
+	struct a2dp_encoder *enc;
+
+	CHECK(a2dp_codec_ldac.encoder_new(&enc, conf, 8, 678, NULL) == -EMSGSIZE, "MTU 678 refused");
+	for (size_t i = 0; i < sizeof(qs) / sizeof(qs[0]); i++) {
+		struct a2dp_codec_prefs prefs = { .ldac_quality = qs[i].q };
+		unsigned fpp, bad = 0;
+
+		if (a2dp_codec_ldac.encoder_new(&enc, conf, 8, 895, &prefs) < 0) {
+			CHECK(0, "LDAC encoder (libldacbt-enc2 installed?)");
+			return;
+		}
+		fpp = a2dp_codec_ldac.frames_per_packet(enc, 895);
+		CHECK(fpp == qs[i].frames && a2dp_codec_ldac.frames_per_packet(enc, 672) == 0,
+		      "quality %d: %u frames a packet", qs[i].q, fpp);
+		for (int k = 0; k < 20; k++) {
+			ssize_t n;
+
+			for (size_t j = 0; j < sizeof(pcm) / 2; j++)
+				pcm[j] = rand() % 30000 - 15000;
+			n = a2dp_codec_ldac.encode(enc, pcm, fpp, out, 895 - 12);
+			/* Every call a packet: header + fpp frames of 0xAA-synced, equal length */
+			bad += n != 661 || out[0] != fpp || out[1] != 0xaa ||
+			       out[1 + 660 / fpp] != 0xaa;
+		}
+		CHECK(bad == 0, "quality %d: %u packets not 661 bytes of %u frames", qs[i].q, bad, fpp);
+		/* A short packet (drain) is completed with silence, not lost. */
+		CHECK(a2dp_codec_ldac.encode(enc, pcm, 1, out, 895 - 12) == 661, "short packet");
+		if (qs[i].q == LDAC_AUTO) {
+			CHECK(a2dp_codec_ldac.lower_bitrate(enc) == 1 &&
+			      a2dp_codec_ldac.frames_per_packet(enc, 895) == 6 &&
+			      a2dp_codec_ldac.lower_bitrate(enc) == 0, "auto: SQ -> MQ, no lower");
+			CHECK(a2dp_codec_ldac.encode(enc, pcm, 6, out, 895 - 12) == 661 && out[0] == 6,
+			      "MQ packet right after the step");
+			CHECK(a2dp_codec_ldac.raise_bitrate(enc) == 1 && a2dp_codec_ldac.raise_bitrate(enc) == 1 &&
+			      a2dp_codec_ldac.raise_bitrate(enc) == 0 &&
+			      a2dp_codec_ldac.frames_per_packet(enc, 895) == 2, "auto: up to HQ");
+		} else {
+			CHECK(a2dp_codec_ldac.lower_bitrate(enc) == 0, "fixed quality: no steps");
+		}
+		a2dp_codec_ldac.encoder_free(enc);
+	}
+}
+
 int main(void)
 {
 	uint8_t aptx_conf[7], hd_conf[11] = { 0 };
@@ -409,6 +501,8 @@ int main(void)
 	test_aac_config();
 	test_latm();
 	test_aac_packets();
+	test_ldac_config();
+	test_ldac_packets();
 	test_packets_within_mtu(&a2dp_codec_sbc, sbc_conf, 4);
 	test_packets_within_mtu(&a2dp_codec_sbc_xq, xq_conf, 4);
 	test_packets_within_mtu(&a2dp_codec_aptx, aptx_conf, 7);
