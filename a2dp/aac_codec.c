@@ -6,7 +6,6 @@
  * depend on it. Its structures differ between major versions, so only the
  * major this file was built against is opened.
  */
-#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -64,8 +63,7 @@ static pthread_once_t av_once = PTHREAD_ONCE_INIT;
 static void load_library(void)
 {
 	/* libavutil comes with libavcodec; dlsym on its handle finds both. */
-	void *h = dlopen(AVCODEC_LIB, RTLD_NOW | RTLD_LOCAL);
-	struct { void **fn; const char *name; } syms[] = {
+	const struct a2dp_symbol syms[] = {
 		{ (void **)&av.find_encoder, "avcodec_find_encoder" },
 		{ (void **)&av.alloc_context3, "avcodec_alloc_context3" },
 		{ (void **)&av.open2, "avcodec_open2" },
@@ -84,16 +82,16 @@ static void load_library(void)
 		{ (void **)&av.log_set_level, "av_log_set_level" },
 	};
 
-	for (size_t i = 0; h && i < sizeof(syms) / sizeof(syms[0]); i++)
-		if (!(*syms[i].fn = dlsym(h, syms[i].name)))
-			h = NULL;
+	const char *why = "no AAC encoder";
+	int err = a2dp_load_library(AVCODEC_LIB, syms, sizeof(syms) / sizeof(syms[0]), &why);
+
 	/* The encoder's statistics at close would land on the program's stderr;
 	 * a level the program chose itself is left alone. */
-	if (h && av.log_get_level() == AV_LOG_INFO)
+	if (!err && av.log_get_level() == AV_LOG_INFO)
 		av.log_set_level(AV_LOG_ERROR);
-	if (!h || !av.find_encoder(AV_CODEC_ID_AAC)) {
+	if (err || !av.find_encoder(AV_CODEC_ID_AAC)) {
 		SNDERR("AAC is not offered: cannot load %s's AAC encoder (%s); install libavcodec%d",
-		       AVCODEC_LIB, h ? "no AAC encoder" : dlerror(), LIBAVCODEC_VERSION_MAJOR);
+		       AVCODEC_LIB, why, LIBAVCODEC_VERSION_MAJOR);
 		av.err = -ENOENT;
 	}
 }

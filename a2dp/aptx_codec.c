@@ -4,7 +4,6 @@
  * one of the two is considered, so the plugin does not depend on it: without
  * it the codecs are simply not offered.
  */
-#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -44,21 +43,16 @@ static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
 
 static void load_library(void)
 {
-	/* Kept for the life of the process, as the plugin itself is (-z nodelete). */
-	void *h = dlopen(APTX_LIB, RTLD_NOW | RTLD_LOCAL);
+	const struct a2dp_symbol syms[] = {
+		{ (void **)&lib.init, "aptx_init" },
+		{ (void **)&lib.finish, "aptx_finish" },
+		{ (void **)&lib.encode, "aptx_encode" },
+	};
+	const char *why = "";
 
-	if (h) {
-		*(void **)&lib.init = dlsym(h, "aptx_init");
-		*(void **)&lib.finish = dlsym(h, "aptx_finish");
-		*(void **)&lib.encode = dlsym(h, "aptx_encode");
-	}
-	if (!h || !lib.init || !lib.finish || !lib.encode) {
+	if ((lib.err = a2dp_load_library(APTX_LIB, syms, sizeof(syms) / sizeof(syms[0]), &why)) < 0)
 		SNDERR("aptX and aptX HD are not offered: cannot load %s (%s); install libfreeaptx0",
-		       APTX_LIB, dlerror());
-		lib.err = -ENOENT;
-		if (h)
-			dlclose(h);
-	}
+		       APTX_LIB, why);
 }
 
 static int aptx_available(void)

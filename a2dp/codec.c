@@ -1,4 +1,5 @@
 /* The codec table: lookup by wire key and by name, and CODEC= lists. */
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -44,6 +45,20 @@ int a2dp_codec_key_of(uint8_t id, const uint8_t *blob, size_t len, struct a2dp_c
 	key->vendor = get_le32(blob);
 	key->vendor_codec = (uint16_t)(blob[4] | blob[5] << 8);
 	return 0;
+}
+
+int a2dp_load_library(const char *lib, const struct a2dp_symbol *syms, size_t n, const char **why)
+{
+	void *h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
+
+	for (size_t i = 0; h && i < n; i++)
+		if (!(*syms[i].fn = dlsym(h, syms[i].name))) {
+			*why = syms[i].name;
+			return -ENOENT;     /* h stays: a library once opened is kept */
+		}
+	if (!h)
+		*why = dlerror();
+	return h ? 0 : -ENOENT;
 }
 
 void a2dp_vendor_header(uint8_t *blob, const struct a2dp_codec_key *key)

@@ -139,6 +139,15 @@ int a2dp_codec_parse_list(const char *s, const struct a2dp_codec **out, int max,
 /* For people: "sbc", "aptx", "aac", "vendor 0x012d:0x00aa". */
 void a2dp_codec_describe(uint8_t id, const uint8_t *caps, size_t len, char *buf, size_t size);
 
+/* A symbol of a codec library: where its address goes, its name. */
+struct a2dp_symbol {
+	void **fn;
+	const char *name;
+};
+/* dlopen()s lib (kept for the life of the process, as the plugin itself is)
+ * and resolves every symbol. -ENOENT, with *why, if either fails. */
+int a2dp_load_library(const char *lib, const struct a2dp_symbol *syms, size_t n, const char **why);
+
 /* Writes the vendor header (vendor LE32, codec LE16) of a vendor blob. */
 void a2dp_vendor_header(uint8_t *blob, const struct a2dp_codec_key *key);
 

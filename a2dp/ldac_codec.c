@@ -6,7 +6,6 @@
  * so a packet's worth of PCM in gives exactly one packet out. It refuses
  * links whose MTU is below 679 bytes.
  */
-#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -53,8 +52,7 @@ static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
 
 static void load_library(void)
 {
-	void *h = dlopen(LDAC_LIB, RTLD_NOW | RTLD_LOCAL);
-	struct { void **fn; const char *name; } syms[] = {
+	const struct a2dp_symbol syms[] = {
 		{ (void **)&lib.get_handle, "ldacBT_get_handle" },
 		{ (void **)&lib.free_handle, "ldacBT_free_handle" },
 		{ (void **)&lib.close_handle, "ldacBT_close_handle" },
@@ -64,14 +62,10 @@ static void load_library(void)
 		{ (void **)&lib.get_error_code, "ldacBT_get_error_code" },
 	};
 
-	for (size_t i = 0; h && i < sizeof(syms) / sizeof(syms[0]); i++)
-		if (!(*syms[i].fn = dlsym(h, syms[i].name)))
-			h = NULL;
-	if (!h) {
-		SNDERR("LDAC is not offered: cannot load %s (%s); install libldacbt-enc2", LDAC_LIB,
-		       dlerror());
-		lib.err = -ENOENT;
-	}
+	const char *why = "";
+
+	if ((lib.err = a2dp_load_library(LDAC_LIB, syms, sizeof(syms) / sizeof(syms[0]), &why)) < 0)
+		SNDERR("LDAC is not offered: cannot load %s (%s); install libldacbt-enc2", LDAC_LIB, why);
 }
 
 static int ldac_available(void)

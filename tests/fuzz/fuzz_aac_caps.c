@@ -60,10 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	prefs.rate = pref_rates[data[0] & 7];
 	max = data[1] % 6;
 	nrates = c->caps_rates(blob, len, rates, max);
-	INVARIANT(nrates == -EINVAL || (nrates >= 0 && nrates <= max), "caps_rates %d", nrates);
-	for (int i = 0; i < nrates; i++)
-		for (int j = 0; j < i; j++)
-			INVARIANT(rates[i] != rates[j], "rate %u twice", rates[i]);
+	CHECK_CAPS_RATES(nrates, rates, max);
 
 	memset(config, 0xee, sizeof(config));
 	n = c->select_config(blob, len, &prefs, config, sizeof(config));

@@ -92,10 +92,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	rates = malloc(sizeof(*rates) * (max ? max : 1));
 	nrates = c->caps_rates(blob, len, rates, max);
-	INVARIANT(nrates == -EINVAL || (nrates >= 0 && nrates <= max), "caps_rates %d", nrates);
-	for (int i = 0; i < nrates; i++)
-		for (int j = 0; j < i; j++)
-			INVARIANT(rates[i] != rates[j], "rate %u twice", rates[i]);
+	CHECK_CAPS_RATES(nrates, rates, max);
 	free(rates);
 
 	memset(config, 0xee, sizeof(config));
