@@ -15,11 +15,12 @@ decoder drops its own 90-sample start-up), 73 for SBC-XQ.
 """
 import os
 import re
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import audio  # noqa: E402
-from harness import BUILD, TIME_SCALE, Env, check, finish  # noqa: E402
+from harness import BUILD, TIME_SCALE, Env, check, finish, skip_loudly  # noqa: E402
 
 ADDR = '00:1B:66:AA:BB:CC'
 DEV = 'hci0/' + ADDR
@@ -217,6 +218,36 @@ def test_ldac():
                'Invalid argument', r'LDAC_QUALITY=best: say hq, sq, mq or auto')
 
 
+def without_library(env, soname, dev):
+    """aplay with soname unloadable: /dev/null bound over it in a private
+    mount namespace (a user namespace, so no root is needed)."""
+    lib = os.path.realpath('/usr/lib/x86_64-linux-gnu/' + soname)
+    path = env.tmp + '/in.wav'
+    audio.write_wav(path, audio.sweep(44100, 0.3), 44100)
+    return env.run(['unshare', '-rm', 'sh', '-c', 'mount --bind /dev/null "$0" && exec aplay -q -D "$1" "$2"',
+                    lib, dev, path], timeout=15)
+
+
+def test_library_missing():
+    """A codec whose library does not load is not offered; one line says so."""
+    if subprocess.run(['unshare', '-rm', 'true'], capture_output=True).returncode:
+        skip_loudly('codec library missing', 'unshare -rm (user namespaces) not available')
+        return
+    for soname, lost, plays, pattern in (
+            ('libfreeaptx.so.0', ('aptx_hd', 'aptx'), 'ldac', r'aptX and aptX HD are not offered: '
+             r'cannot load libfreeaptx.so.0 .*install libfreeaptx0'),
+            ('libldacBT_enc.so.2', ('ldac',), 'aptx_hd', r'LDAC is not offered: cannot load '
+             r'libldacBT_enc.so.2 .*install libldacbt-enc2')):
+        with Env(devices=CONNECTED, sink_seps=[SBC, AAC, APTX, APTX_HD, LDAC], mtu=895) as env:
+            r = without_library(env, soname, PLUG)
+            errs = [ln for ln in r.stderr.splitlines() if ln.startswith('ALSA lib')]
+            check('%s missing: plays with %s, one line says why' % (soname, plays),
+                  r.rc == 0 and configured(env)[0].endswith('/' + plays) and len(errs) == 1 and
+                  re.search(pattern, errs[0]), '%s %s' % (configured(env), r.stderr[-300:]))
+            check('%s missing: no endpoint for %s' % (soname, ', '.join(lost)),
+                  not set(lost) & set(registered(env)), str(registered(env)))
+
+
 def registered(env):
     return [e.split()[2].rsplit('/', 1)[1] for e in env.events()
             if e.startswith('RegisterEndpoint :')]
@@ -317,5 +348,6 @@ test_aptx_48k_mtu()
 test_sbc_xq()
 test_aac()
 test_ldac()
+test_library_missing()
 test_delay()
 finish()
