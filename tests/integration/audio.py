@@ -341,8 +341,8 @@ def sbc_alone(sig, config):
 
 def aac_alone(sig, rate, bitrate, build):
     """int16 (N, 2) through libavcodec's AAC encoder and decoder alone
-    (BUILD/aac_alone, no LATM, no transport); int16 (M, 2), delayed by the
-    encoder's 1024-sample padding."""
+    (BUILD/aac_alone, no LATM, no transport), primed with a frame of silence
+    as the plugin primes it; int16 (M, 2), delayed by 2048 samples."""
     import os
     import subprocess
     import tempfile

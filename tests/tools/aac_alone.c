@@ -6,7 +6,9 @@
  *   aac_alone IN.raw OUT.raw RATE BITRATE
  *
  * IN: interleaved stereo S16 native-endian; OUT: the decoded signal in the
- * same format, encoder and decoder delays included. Exit 0, or 1 with a line.
+ * same format, encoder and decoder delays included (2048: the encoder is
+ * primed with a frame of silence, as the plugin does). Exit 0, or 1 with a
+ * line.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,14 +84,27 @@ int main(int argc, char **argv)
 	av_channel_layout_default(&f->ch_layout, 2);
 	if (av_frame_get_buffer(f, 0) < 0)
 		return fail("no memory");
+	/* A frame of silence first, as the plugin primes the encoder: its rate
+	 * control starts from that frame, and the output is delayed by 1024 more. */
+	if (av_frame_make_writable(f) < 0)
+		return fail("no memory");
+	for (int c = 0; c < 2; c++)
+		for (int i = 0; i < N; i++)
+			((float *)f->data[c])[i] = 0;
+	f->pts = pts;
+	pts += N;
+	if (avcodec_send_frame(enc, f) < 0 || pump(enc, dec, pkt, df, out) < 0)
+		return fail("encoding failed");
 	while ((got = fread(buf, 4, N, in)) > 0) {
+		/* Writable first: the encoder may still hold the last frame's buffer. */
+		if (av_frame_make_writable(f) < 0)
+			return fail("no memory");
 		for (int i = 0; i < N; i++)
 			for (int c = 0; c < 2; c++)
 				((float *)f->data[c])[i] = (size_t)i < got ? buf[2 * i + c] / 32768.0f : 0;
 		f->pts = pts;
 		pts += N;
-		if (av_frame_make_writable(f) < 0 || avcodec_send_frame(enc, f) < 0 ||
-		    pump(enc, dec, pkt, df, out) < 0)
+		if (avcodec_send_frame(enc, f) < 0 || pump(enc, dec, pkt, df, out) < 0)
 			return fail("encoding failed");
 	}
 	avcodec_send_frame(enc, NULL);
