@@ -569,12 +569,12 @@ static void teardown(struct a2dp_endpoint *ep)
 	deadline = dbusx_now_ms() + CLOSE_STEP_MS;
 	for (int i = 0; i < ep->nseps; i++) {
 		const char *path = ep->seps[i].path;
-		DBusMessage *msg = dbus_message_new_method_call(BLUEZ_SERVICE, ep->dev.adapter_path,
-							       "org.bluez.Media1", "UnregisterEndpoint");
-		DBusMessage *reply;
+		DBusMessage *msg, *reply;
 
 		if (!ep->seps[i].registered)
 			continue;
+		msg = dbus_message_new_method_call(BLUEZ_SERVICE, ep->dev.adapter_path,
+						   "org.bluez.Media1", "UnregisterEndpoint");
 		if (msg && dbus_message_append_args(msg, DBUS_TYPE_OBJECT_PATH, &path, DBUS_TYPE_INVALID) &&
 		    dbusx_call(ep->bz->conn, msg, deadline, &reply) == 0)
 			dbus_message_unref(reply);
