@@ -19,8 +19,10 @@ CFLAGS   ?= -O2 -g
 SANITIZE ?=
 PKGS     := alsa dbus-1 sbc
 DEP_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-DEP_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
-ALL_CFLAGS := $(CFLAGS) -std=gnu11 -Wall -Wextra -fPIC -DPIC -pthread -Ia2dp $(DEP_CFLAGS) \
+DEP_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -ldl
+# libavcodec's headers only: AAC opens the library with dlopen().
+AV_CFLAGS  := $(shell pkg-config --cflags libavcodec libavutil 2>/dev/null)
+ALL_CFLAGS := $(CFLAGS) -std=gnu11 -Wall -Wextra -fPIC -DPIC -pthread -Ia2dp $(DEP_CFLAGS) $(AV_CFLAGS) \
 	$(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer)
 ALL_LDFLAGS := $(LDFLAGS) -pthread $(if $(SANITIZE),-fsanitize=$(SANITIZE))
 
@@ -32,7 +34,7 @@ SINK     := $(BUILD)/rtp_sink
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/%)
 BENCH    := $(BUILD)/bench_encode
-TOOLS    := $(BUILD)/pcm_client $(BUILD)/ctl_client $(BUILD)/cycle_client
+TOOLS    := $(BUILD)/pcm_client $(BUILD)/ctl_client $(BUILD)/cycle_client $(BUILD)/aac_alone
 
 all: $(PCM_SO) $(CTL_SO) $(SINK) $(UNIT_BIN) $(TOOLS)
 
@@ -51,14 +53,20 @@ $(CTL_SO): $(BUILD)/ctl_bt/ctl_bluetooth.o $(BUILD)/liba2dp.a a2dp/exports.map
 	$(CC) -shared $(ALL_LDFLAGS) -Wl,--version-script=a2dp/exports.map -Wl,-z,defs -Wl,-z,nodelete \
 		-o $@ $(BUILD)/ctl_bt/ctl_bluetooth.o $(BUILD)/liba2dp.a $(DEP_LIBS)
 
+# The test speaker links libfreeaptx's and libavcodec's decoders (the plugin
+# dlopens the encoders).
 $(SINK): $(BUILD)/tests/sink/rtp_sink.o $(BUILD)/liba2dp.a
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS) -lfreeaptx $(shell pkg-config --libs libavcodec libavutil)
 
 $(BUILD)/pcm_client: $(BUILD)/tests/tools/pcm_client.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS) -lm
 
 $(BUILD)/ctl_client: $(BUILD)/tests/tools/ctl_client.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
+
+# The AAC reference of the audio tests: libavcodec alone, linked (a test tool).
+$(BUILD)/aac_alone: $(BUILD)/tests/tools/aac_alone.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(shell pkg-config --libs libavcodec libavutil)
 
 $(BUILD)/cycle_client: $(BUILD)/tests/tools/cycle_client.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
@@ -98,7 +106,7 @@ bench: all $(BENCH)
 	/usr/bin/python3 bench/bench.py $(BUILD)
 
 $(BENCH): $(BUILD)/bench/bench_encode.o $(BUILD)/liba2dp.a
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS) $(shell pkg-config --libs libavcodec libavutil)
 
 install: $(PCM_SO) $(CTL_SO)
 	install -d $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(CONFDIR) $(DESTDIR)$(SYSCONFDIR)/alsa/conf.d

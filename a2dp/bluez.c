@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <alsa/asoundlib.h>
 
@@ -418,11 +419,15 @@ int bluez_find_device(struct bluez *bz, const char *adapter, const char *address
 }
 
 /* Looks for a MediaTransport1 under the device's path other than `except`. */
-static int scan_transports(DBusMessage *reply, const char *device_path, const char *except,
-			   char *path, size_t size)
+/* Calls fn(path, iface, props) for each interface of each object below
+ * device_path, until fn returns nonzero (which is returned). */
+typedef int (*iface_fn)(const char *path, const char *iface, DBusMessageIter *props, void *data);
+
+static int walk_device(DBusMessage *reply, const char *device_path, iface_fn fn, void *data)
 {
 	DBusMessageIter it, arr;
 	size_t dlen = strlen(device_path);
+	int r;
 
 	dbus_message_iter_init(reply, &it);
 	dbus_message_iter_recurse(&it, &arr);
@@ -434,7 +439,7 @@ static int scan_transports(DBusMessage *reply, const char *device_path, const ch
 		dbus_message_iter_recurse(&arr, &entry);
 		dbus_message_iter_get_basic(&entry, &p);
 		dbus_message_iter_next(&entry);
-		if (strncmp(p, device_path, dlen) || p[dlen] != '/' || (except && !strcmp(p, except)))
+		if (strncmp(p, device_path, dlen) || p[dlen] != '/')
 			continue;
 		dbus_message_iter_recurse(&entry, &ifaces);
 		for (; dbus_message_iter_get_arg_type(&ifaces) == DBUS_TYPE_DICT_ENTRY;
@@ -444,17 +449,17 @@ static int scan_transports(DBusMessage *reply, const char *device_path, const ch
 
 			dbus_message_iter_recurse(&ifaces, &e);
 			dbus_message_iter_get_basic(&e, &iface);
-			if (!strcmp(iface, "org.bluez.MediaTransport1")) {
-				snprintf(path, size, "%s", p);
-				return 1;
-			}
+			dbus_message_iter_next(&e);
+			if ((r = fn(p, iface, &e, data)))
+				return r;
 		}
 	}
 	return 0;
 }
 
-int bluez_find_transport(struct bluez *bz, const char *device_path, const char *except,
-			 int64_t deadline_ms, char *path, size_t size)
+/* Loads GetManagedObjects and walks the device's objects. */
+static int walk_device_objects(struct bluez *bz, const char *device_path, int64_t deadline_ms,
+			       iface_fn fn, void *data)
 {
 	DBusMessage *reply;
 	int err;
@@ -464,9 +469,81 @@ int bluez_find_transport(struct bluez *bz, const char *device_path, const char *
 	if (strcmp(dbus_message_get_signature(reply), "a{oa{sa{sv}}}"))
 		err = -EINVAL;
 	else
-		err = scan_transports(reply, device_path, except, path, size);
+		err = walk_device(reply, device_path, fn, data);
 	dbus_message_unref(reply);
 	return err;
+}
+
+struct transport_search {
+	const char *except;
+	char *path;
+	size_t size;
+};
+
+static int is_other_transport(const char *path, const char *iface, DBusMessageIter *props, void *data)
+{
+	struct transport_search *t = data;
+
+	(void)props;
+	if (strcmp(iface, "org.bluez.MediaTransport1") || (t->except && !strcmp(path, t->except)))
+		return 0;
+	snprintf(t->path, t->size, "%s", path);
+	return 1;
+}
+
+int bluez_find_transport(struct bluez *bz, const char *device_path, const char *except,
+			 int64_t deadline_ms, char *path, size_t size)
+{
+	struct transport_search t = { except, path, size };
+
+	return walk_device_objects(bz, device_path, deadline_ms, is_other_transport, &t);
+}
+
+struct sep_list {
+	struct bluez_remote_sep *seps;
+	int n, max;
+	int is_sink;
+};
+
+static int sep_prop(const char *key, DBusMessageIter *v, void *data)
+{
+	struct sep_list *l = data;
+	struct bluez_remote_sep *rs = &l->seps[l->n];
+	const char *s;
+	uint8_t y;
+
+	if (!strcmp(key, "UUID") && !dbusx_variant_basic(v, DBUS_TYPE_STRING, &s))
+		l->is_sink = !strcasecmp(s, A2DP_SINK_UUID);
+	else if (!strcmp(key, "Codec") && !dbusx_variant_basic(v, DBUS_TYPE_BYTE, &y))
+		rs->codec = y;
+	else if (!strcmp(key, "Capabilities"))
+		rs->caps_len = dbusx_read_bytes(v, rs->caps, sizeof(rs->caps));
+	return 0;
+}
+
+static int add_sep(const char *path, const char *iface, DBusMessageIter *props, void *data)
+{
+	struct sep_list *l = data;
+
+	(void)path;
+	if (strcmp(iface, "org.bluez.MediaEndpoint1") || l->n >= l->max)
+		return 0;
+	memset(&l->seps[l->n], 0, sizeof(l->seps[l->n]));
+	l->is_sink = 0;
+	l->seps[l->n].caps_len = -1;
+	dbusx_dict_foreach(props, sep_prop, l);
+	if (l->is_sink && l->seps[l->n].caps_len >= 0)
+		l->n++;
+	return 0;
+}
+
+int bluez_remote_seps(struct bluez *bz, const char *device_path, int64_t deadline_ms,
+		      struct bluez_remote_sep *seps, int max)
+{
+	struct sep_list l = { seps, 0, max, 0 };
+	int err = walk_device_objects(bz, device_path, deadline_ms, add_sep, &l);
+
+	return err < 0 ? err : l.n;
 }
 
 static void copy_error(DBusMessage *reply, char *name, size_t nsize, char *msg, size_t msize)

@@ -59,6 +59,17 @@ int bluez_find_device(struct bluez *bz, const char *adapter, const char *address
 int bluez_find_transport(struct bluez *bz, const char *device_path, const char *except,
 			 int64_t deadline_ms, char *path, size_t size);
 
+/* The speaker's A2DP Sink endpoints as BlueZ exports them (once it has seen
+ * them: after a connection): codec id and capabilities. Returns the count. */
+#define A2DP_MAX_REMOTE_SEPS 16
+struct bluez_remote_sep {
+	uint8_t codec;
+	uint8_t caps[32];
+	int caps_len;
+};
+int bluez_remote_seps(struct bluez *bz, const char *device_path, int64_t deadline_ms,
+		      struct bluez_remote_sep *seps, int max);
+
 /* Properties.Get / Set of a uint16 (MediaTransport1.Volume) and Get of a byte. */
 int bluez_get_property(struct bluez *bz, const char *path, const char *iface,
 		       const char *name, int type, void *out, int64_t deadline_ms);

@@ -34,9 +34,32 @@ static DBusMessage *error_reply(DBusMessage *call, const char *name, const char 
 	return dbus_message_new_error(call, name, text);
 }
 
-/* MediaEndpoint1.SelectConfiguration(ay capabilities) -> ay */
-static DBusMessage *select_configuration(struct a2dp_endpoint *ep, DBusMessage *call)
+/* The best configuration any listed codec with this endpoint's key finds in
+ * the sink's capabilities (SBC-XQ, then plain SBC, if both are listed). */
+static int choose_config(struct a2dp_endpoint *ep, const struct a2dp_sep *sep, uint8_t *config,
+			 size_t size)
 {
+	int n = -ENOTSUP;
+
+	for (int i = 0; i < ep->ncodecs; i++) {
+		const struct a2dp_codec *c = ep->codecs[i];
+
+		if (!a2dp_codec_key_equal(&c->key, &sep->codec->key))
+			continue;
+		if ((n = c->select_config(ep->sink_caps, ep->sink_caps_len, &ep->prefs,
+					  config, size)) > 0) {
+			ep->selected_codec = c;
+			return n;
+		}
+	}
+	return n;
+}
+
+/* MediaEndpoint1.SelectConfiguration(ay capabilities) -> ay */
+static DBusMessage *select_configuration(struct a2dp_endpoint *ep, const struct a2dp_sep *sep,
+					 DBusMessage *call)
+{
+	static char why[96];
 	uint8_t config[A2DP_MAX_CAPS];
 	DBusMessage *reply;
 	DBusMessageIter it, arr;
@@ -49,10 +72,12 @@ static DBusMessage *select_configuration(struct a2dp_endpoint *ep, DBusMessage *
 		ep->rejected = "bluetoothd sent malformed capabilities";
 		return error_reply(call, "org.bluez.Error.InvalidArguments", "capabilities must be ay");
 	}
-	n = ep->codec->select_config(ep->sink_caps, ep->sink_caps_len, &ep->prefs,
-				     config, sizeof(config));
+	n = choose_config(ep, sep, config, sizeof(config));
 	if (n < 0) {
-		ep->rejected = "its SBC capabilities are malformed or offer nothing playable";
+		/* BlueZ tries our next endpoint, if it has one for this speaker. */
+		snprintf(why, sizeof(why), "its %s capabilities are malformed or offer nothing playable",
+			 sep->codec->title);
+		ep->rejected = why;
 		return error_reply(call, "org.bluez.Error.InvalidArguments",
 				   "no usable configuration in these capabilities");
 	}
@@ -97,11 +122,31 @@ static int transport_prop(const char *key, DBusMessageIter *v, void *data)
 	return 0;
 }
 
-/* MediaEndpoint1.SetConfiguration(o transport, a{sv} properties) */
-static DBusMessage *set_configuration(struct a2dp_endpoint *ep, DBusMessage *call)
+/* The listed codec a configuration of this endpoint is for: the one whose
+ * choice it is, else the first that accepts it (the speaker chose itself). */
+static const struct a2dp_codec *codec_of_config(struct a2dp_endpoint *ep,
+						 const struct a2dp_sep *sep,
+						 const uint8_t *config, int len)
 {
-	struct transport_props t = { .ep = ep, .config_len = -1, .codec = -1, .delay = 0, .volume = -1 };
 	struct a2dp_format fmt;
+
+	if (ep->selected_codec && a2dp_codec_key_equal(&ep->selected_codec->key, &sep->codec->key) &&
+	    ep->selected_len == len && !memcmp(ep->selected, config, len))
+		return ep->selected_codec;
+	for (int i = 0; i < ep->ncodecs; i++)
+		if (a2dp_codec_key_equal(&ep->codecs[i]->key, &sep->codec->key) &&
+		    ep->codecs[i]->parse_config(config, len, &fmt) == 0)
+			return ep->codecs[i];
+	return NULL;
+}
+
+/* MediaEndpoint1.SetConfiguration(o transport, a{sv} properties) */
+static DBusMessage *set_configuration(struct a2dp_endpoint *ep, const struct a2dp_sep *sep,
+				      DBusMessage *call)
+{
+	static char why[96];
+	const struct a2dp_codec *codec;
+	struct transport_props t = { .ep = ep, .config_len = -1, .codec = -1, .delay = 0, .volume = -1 };
 	DBusMessageIter it;
 	const char *path;
 
@@ -118,9 +163,11 @@ static DBusMessage *set_configuration(struct a2dp_endpoint *ep, DBusMessage *cal
 	/* Another speaker that connects while we play must not take over our stream. */
 	if (strcmp(t.device, ep->dev.path))
 		return error_reply(call, "org.bluez.Error.Rejected", "endpoint serves another device");
-	if ((t.codec >= 0 && t.codec != ep->codec->id) ||
-	    ep->codec->parse_config(t.config, t.config_len, &fmt) < 0) {
-		ep->rejected = "it asked for an invalid or unsupported SBC configuration";
+	if ((t.codec >= 0 && t.codec != sep->codec->key.id) ||
+	    !(codec = codec_of_config(ep, sep, t.config, t.config_len))) {
+		snprintf(why, sizeof(why), "it asked for an invalid or unsupported %s configuration",
+			 sep->codec->title);
+		ep->rejected = why;
 		return error_reply(call, "org.bluez.Error.InvalidArguments", "invalid configuration");
 	}
 	if (ep->configured && strcmp(path, ep->transport))
@@ -128,6 +175,7 @@ static DBusMessage *set_configuration(struct a2dp_endpoint *ep, DBusMessage *cal
 	snprintf(ep->transport, sizeof(ep->transport), "%s", path);
 	memcpy(ep->config, t.config, t.config_len);
 	ep->config_len = t.config_len;
+	ep->codec = codec;
 	atomic_store(&ep->delay, t.delay);
 	atomic_store(&ep->volume, t.volume);
 	ep->configured = 1;
@@ -148,14 +196,23 @@ static DBusMessage *clear_configuration(struct a2dp_endpoint *ep, DBusMessage *c
 	return dbus_message_new_method_return(call);
 }
 
+static const struct a2dp_sep *sep_of_path(const struct a2dp_endpoint *ep, const char *path)
+{
+	for (int i = 0; path && i < ep->nseps; i++)
+		if (!strcmp(ep->seps[i].path, path))
+			return &ep->seps[i];
+	return NULL;
+}
+
 static DBusHandlerResult endpoint_message(DBusConnection *conn, DBusMessage *call, void *data)
 {
 	struct a2dp_endpoint *ep = data;
 	const char *member = dbus_message_get_member(call);
+	const struct a2dp_sep *sep = sep_of_path(ep, dbus_message_get_path(call));
 	DBusMessage *reply;
 
 	if (dbus_message_get_type(call) != DBUS_MESSAGE_TYPE_METHOD_CALL ||
-	    !dbus_message_has_interface(call, ENDPOINT_IFACE) || !member)
+	    !dbus_message_has_interface(call, ENDPOINT_IFACE) || !member || !sep)
 		return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
 	if (!bluez_from_bluez(ep->bz, call)) {
 		reply = error_reply(call, "org.bluez.Error.NotAuthorized", "only bluetoothd may configure this endpoint");
@@ -166,14 +223,14 @@ static DBusHandlerResult endpoint_message(DBusConnection *conn, DBusMessage *cal
 		return DBUS_HANDLER_RESULT_HANDLED;
 	}
 	if (!strcmp(member, "SelectConfiguration"))
-		reply = select_configuration(ep, call);
+		reply = select_configuration(ep, sep, call);
 	else if (!strcmp(member, "SetConfiguration"))
-		reply = set_configuration(ep, call);
+		reply = set_configuration(ep, sep, call);
 	else if (!strcmp(member, "ClearConfiguration"))
 		reply = clear_configuration(ep, call);
 	else if (!strcmp(member, "Release")) {
 		/* bluetoothd is shutting down or dropped our endpoint. */
-		ep->registered = 0;
+		((struct a2dp_sep *)sep)->registered = 0;
 		atomic_store(&ep->gone, 1);
 		reply = dbus_message_new_method_return(call);
 	} else
@@ -242,12 +299,19 @@ static int export_endpoint(struct a2dp_endpoint *ep)
 {
 	static const DBusObjectPathVTable vtable = { .message_function = endpoint_message };
 	static atomic_uint counter;
+	unsigned n = atomic_fetch_add(&counter, 1);
 
-	snprintf(ep->path, sizeof(ep->path), "/org/alsa_bt/a2dp_source%u",
-		 atomic_fetch_add(&counter, 1));
-	if (!(ep->exported = dbus_connection_register_object_path(ep->bz->conn, ep->path, &vtable, ep)) ||
-	    !(ep->filtering = dbus_connection_add_filter(ep->bz->conn, endpoint_filter, ep, NULL)))
+	for (int i = 0; i < ep->nseps; i++) {
+		snprintf(ep->seps[i].path, sizeof(ep->seps[i].path), "/org/alsa_bt/a2dp_source%u/%s",
+			 n, ep->seps[i].codec->name);
+		if (!dbus_connection_register_object_path(ep->bz->conn, ep->seps[i].path, &vtable, ep)) {
+			ep->seps[i].path[0] = 0;    /* not ours to unregister */
+			return -ENOMEM;
+		}
+	}
+	if (!dbus_connection_add_filter(ep->bz->conn, endpoint_filter, ep, NULL))
 		return -ENOMEM;
+	ep->exported = 1;
 	/* Without an error argument these do not wait for the bus's answer. */
 	for (size_t i = 0; i < sizeof(match_rules) / sizeof(match_rules[0]); i++)
 		dbus_bus_add_match(ep->bz->conn, match_rules[i], NULL);
@@ -258,22 +322,24 @@ static void unexport_endpoint(struct a2dp_endpoint *ep)
 {
 	for (size_t i = 0; i < sizeof(match_rules) / sizeof(match_rules[0]); i++)
 		dbus_bus_remove_match(ep->bz->conn, match_rules[i], NULL);
-	/* libdbus aborts the program on removing a filter it does not have */
-	if (ep->filtering)
-		dbus_connection_remove_filter(ep->bz->conn, endpoint_filter, ep);
+	/* libdbus aborts the program on removing a filter, or unregistering a
+	 * path, that it does not have */
 	if (ep->exported)
-		dbus_connection_unregister_object_path(ep->bz->conn, ep->path);
+		dbus_connection_remove_filter(ep->bz->conn, endpoint_filter, ep);
+	for (int i = 0; i < ep->nseps; i++)
+		if (ep->seps[i].path[0])
+			dbus_connection_unregister_object_path(ep->bz->conn, ep->seps[i].path);
 	dbus_connection_flush(ep->bz->conn);
 }
 
-static DBusMessage *register_message(struct a2dp_endpoint *ep)
+static DBusMessage *register_message(struct a2dp_endpoint *ep, const struct a2dp_sep *sep)
 {
-	const char *uuid = A2DP_SOURCE_UUID, *path = ep->path;
-	uint8_t caps[A2DP_MAX_CAPS], codec = ep->codec->id;
+	const char *uuid = A2DP_SOURCE_UUID, *path = sep->path;
+	uint8_t caps[A2DP_MAX_CAPS], codec = sep->codec->key.id;
 	dbus_bool_t delay_reporting = TRUE;
 	DBusMessageIter it, dict;
 	DBusMessage *msg;
-	int n = ep->codec->fill_caps(caps, sizeof(caps));
+	int n = sep->codec->fill_caps(caps, sizeof(caps));
 
 	msg = dbus_message_new_method_call(BLUEZ_SERVICE, ep->dev.adapter_path,
 					   "org.bluez.Media1", "RegisterEndpoint");
@@ -293,9 +359,9 @@ static DBusMessage *register_message(struct a2dp_endpoint *ep)
 	return msg;
 }
 
-static int register_endpoint(struct a2dp_endpoint *ep, int64_t deadline_ms)
+static int register_endpoint(struct a2dp_endpoint *ep, struct a2dp_sep *sep, int64_t deadline_ms)
 {
-	DBusMessage *msg = register_message(ep), *reply;
+	DBusMessage *msg = register_message(ep, sep), *reply;
 	int err;
 
 	if (!msg)
@@ -314,7 +380,7 @@ static int register_endpoint(struct a2dp_endpoint *ep, int64_t deadline_ms)
 		       ep->dev.adapter, text);
 		err = -EIO;
 	} else {
-		ep->registered = 1;
+		sep->registered = 1;
 	}
 	dbus_message_unref(reply);
 	return err;
@@ -487,8 +553,9 @@ static int setup(struct a2dp_endpoint *ep, int64_t deadline_ms)
 	ep->transport[0] = 0;
 	if ((err = busy_error(ep, deadline_ms)) < 0)
 		return err;
-	if ((err = register_endpoint(ep, deadline_ms)) < 0)
-		return err;
+	for (int i = 0; i < ep->nseps; i++)
+		if ((err = register_endpoint(ep, &ep->seps[i], deadline_ms)) < 0)
+			return err;
 	if ((err = connect_profile(ep, deadline_ms)) < 0)
 		return err;
 	return acquire(ep, deadline_ms);
@@ -498,8 +565,6 @@ static void teardown(struct a2dp_endpoint *ep)
 {
 	int64_t deadline = dbusx_now_ms() + CLOSE_STEP_MS;
 
-	if (!ep->bz->owner[0])
-		ep->registered = 0;     /* bluetoothd is gone: calling it would only wait */
 	if (ep->fd >= 0) {
 		close(ep->fd);
 		ep->fd = -1;
@@ -507,13 +572,19 @@ static void teardown(struct a2dp_endpoint *ep)
 			bluez_call_simple(ep->bz, ep->transport, TRANSPORT_IFACE, "Release", NULL,
 					  deadline, NULL, 0, NULL, 0);
 	}
-	if (ep->registered) {
-		const char *path = ep->path;
-		DBusMessage *msg = dbus_message_new_method_call(BLUEZ_SERVICE, ep->dev.adapter_path,
-							       "org.bluez.Media1", "UnregisterEndpoint");
-		DBusMessage *reply;
+	/* One step for all our endpoints: a hung bluetoothd costs 1 s, not 1 s each. */
+	deadline = dbusx_now_ms() + CLOSE_STEP_MS;
+	for (int i = 0; i < ep->nseps; i++) {
+		const char *path = ep->seps[i].path;
+		DBusMessage *msg, *reply;
 
-		deadline = dbusx_now_ms() + CLOSE_STEP_MS;
+		if (!ep->seps[i].registered || !ep->bz->owner[0]) {
+			/* never registered, or bluetoothd is gone: calling it would only wait */
+			ep->seps[i].registered = 0;
+			continue;
+		}
+		msg = dbus_message_new_method_call(BLUEZ_SERVICE, ep->dev.adapter_path,
+						   "org.bluez.Media1", "UnregisterEndpoint");
 		/* never start a stopped bluetoothd (D-Bus activation) just to say goodbye */
 		if (msg)
 			dbus_message_set_auto_start(msg, FALSE);
@@ -522,13 +593,91 @@ static void teardown(struct a2dp_endpoint *ep)
 			dbus_message_unref(reply);
 		if (msg)
 			dbus_message_unref(msg);
-		ep->registered = 0;
+		ep->seps[i].registered = 0;
 	}
 	ep->configured = 0;
 }
 
+static int offered(const struct bluez_remote_sep *rs, int nrs, const struct a2dp_codec *c)
+{
+	struct a2dp_codec_key key;
+
+	for (int i = 0; i < nrs; i++)
+		if (a2dp_codec_key_of(rs[i].codec, rs[i].caps, rs[i].caps_len, &key) == 0 &&
+		    a2dp_codec_key_equal(&key, &c->key))
+			return 1;
+	return 0;
+}
+
+static void list_names(const struct a2dp_codec *const *codecs, int n, char *buf, size_t size)
+{
+	size_t pos = 0;
+
+	buf[0] = 0;
+	for (int i = 0; i < n && pos < size; i++)
+		pos += snprintf(buf + pos, size - pos, "%s%s", i ? ":" : "", codecs[i]->name);
+}
+
+static void list_offered(const struct bluez_remote_sep *rs, int nrs, char *buf, size_t size)
+{
+	size_t pos = 0;
+
+	buf[0] = 0;
+	for (int i = 0; i < nrs && pos < size; i++) {
+		char name[48];
+
+		a2dp_codec_describe(rs[i].codec, rs[i].caps, rs[i].caps_len, name, sizeof(name));
+		pos += snprintf(buf + pos, size - pos, "%s%s", i ? ", " : "", name);
+	}
+}
+
+static int none_left(struct a2dp_endpoint *ep, const struct a2dp_codec *const *codecs, int n,
+		     const struct bluez_remote_sep *rs, int nrs)
+{
+	char wanted[96], offer[160];
+
+	list_names(codecs, n, wanted, sizeof(wanted));
+	if (!nrs) {
+		SNDERR("cannot play to %s: none of CODEC=%s can be used here (see the lines above)",
+		       ep->dev.address, wanted);
+		return -ENOTSUP;
+	}
+	list_offered(rs, nrs, offer, sizeof(offer));
+	SNDERR("cannot play to %s with CODEC=%s: it offers %s; choose from those",
+	       ep->dev.address, wanted, offer);
+	return -ENOTSUP;
+}
+
+/* Keeps the listed codecs that can run here and that the speaker offers, when
+ * BlueZ knows its endpoints (it does once the speaker has been connected);
+ * one endpoint of ours per codec key. Loads a codec's library only then. */
+static int choose_codecs(struct a2dp_endpoint *ep, const struct a2dp_codec *const *codecs, int n,
+			 int64_t deadline_ms)
+{
+	struct bluez_remote_sep rs[A2DP_MAX_REMOTE_SEPS];
+	int nrs = bluez_remote_seps(ep->bz, ep->dev.path, deadline_ms, rs, A2DP_MAX_REMOTE_SEPS);
+
+	if (nrs < 0)
+		return nrs;
+	for (int i = 0; i < n && ep->ncodecs < A2DP_MAX_CODECS; i++) {
+		const struct a2dp_codec *c = codecs[i];
+		int j;
+
+		if ((nrs && !offered(rs, nrs, c)) || (c->available && c->available() < 0))
+			continue;
+		ep->codecs[ep->ncodecs++] = c;
+		for (j = 0; j < ep->nseps; j++)
+			if (a2dp_codec_key_equal(&ep->seps[j].codec->key, &c->key))
+				break;
+		if (j == ep->nseps)
+			ep->seps[ep->nseps++].codec = c;
+	}
+	return ep->ncodecs ? 0 : none_left(ep, codecs, n, rs, nrs);
+}
+
 int a2dp_endpoint_open(struct bluez *bz, const struct bluez_device *dev,
-		       const struct a2dp_codec *codec, const struct a2dp_codec_prefs *prefs,
+		       const struct a2dp_codec *const *codecs, int ncodecs,
+		       const struct a2dp_codec_prefs *prefs,
 		       int64_t deadline_ms, struct a2dp_endpoint **out)
 {
 	struct a2dp_endpoint *ep = calloc(1, sizeof(*ep));
@@ -538,11 +687,11 @@ int a2dp_endpoint_open(struct bluez *bz, const struct bluez_device *dev,
 		return -ENOMEM;
 	ep->bz = bz;
 	ep->dev = *dev;
-	ep->codec = codec;
 	ep->prefs = *prefs;
 	ep->fd = -1;
 	atomic_init(&ep->volume, -1);
-	if ((err = export_endpoint(ep)) < 0 || (err = setup(ep, deadline_ms)) < 0) {
+	if ((err = choose_codecs(ep, codecs, ncodecs, deadline_ms)) < 0 ||
+	    (err = export_endpoint(ep)) < 0 || (err = setup(ep, deadline_ms)) < 0) {
 		a2dp_endpoint_close(ep);
 		return err;
 	}
@@ -550,11 +699,52 @@ int a2dp_endpoint_open(struct bluez *bz, const struct bluez_device *dev,
 	return 0;
 }
 
+int a2dp_endpoint_drop_codec(struct a2dp_endpoint *ep, int64_t deadline_ms)
+{
+	const struct a2dp_codec *gone = ep->codec;
+	int n = 0, k = 0;
+
+	teardown(ep);
+	for (int i = 0; i < ep->ncodecs; i++)
+		if (ep->codecs[i] != gone)
+			ep->codecs[n++] = ep->codecs[i];
+	ep->ncodecs = n;
+	/* Its endpoint goes too, unless another listed codec shares it. */
+	for (int i = 0; i < ep->nseps; i++) {
+		int used = 0;
+
+		for (int j = 0; j < n; j++)
+			used |= a2dp_codec_key_equal(&ep->codecs[j]->key, &ep->seps[i].codec->key);
+		if (!used)
+			dbus_connection_unregister_object_path(ep->bz->conn, ep->seps[i].path);
+		else
+			ep->seps[k++] = ep->seps[i];
+	}
+	ep->nseps = k;
+	ep->codec = NULL;
+	if (!n) {
+		SNDERR("cannot play to %s: no other codec left to try", ep->dev.address);
+		return -ENOTSUP;
+	}
+	return setup(ep, deadline_ms);
+}
+
 int a2dp_endpoint_reconfigure(struct a2dp_endpoint *ep, const struct a2dp_codec_prefs *prefs,
 			      int64_t deadline_ms)
 {
 	teardown(ep);
 	ep->prefs = *prefs;
+	/* Another rate, the same codec: its endpoint alone. */
+	if (ep->codec) {
+		for (int i = 0; i < ep->nseps; i++)
+			if (!a2dp_codec_key_equal(&ep->seps[i].codec->key, &ep->codec->key))
+				dbus_connection_unregister_object_path(ep->bz->conn, ep->seps[i].path);
+			else
+				ep->seps[0] = ep->seps[i];
+		ep->nseps = 1;
+		ep->codecs[0] = ep->codec;
+		ep->ncodecs = 1;
+	}
 	return setup(ep, deadline_ms);
 }
 

@@ -12,14 +12,26 @@
 #include "bluez.h"
 #include "codec.h"
 
+/* One MediaEndpoint1 object of ours: one per codec key (SBC and SBC-XQ share one). */
+struct a2dp_sep {
+	char path[64];
+	const struct a2dp_codec *codec;    /* the first listed codec with its key */
+	int registered;
+};
+
 struct a2dp_endpoint {
 	struct bluez *bz;
 	struct bluez_device dev;
-	const struct a2dp_codec *codec;
+	/* The codecs we offer, best first; one endpoint each, registered in this
+	 * order, since BlueZ tries them in registration order. */
+	const struct a2dp_codec *codecs[A2DP_MAX_CODECS];
+	int ncodecs;
+	struct a2dp_sep seps[A2DP_MAX_CODECS];
+	int nseps;
+	int exported;                  /* our object paths and filter: installed */
 	struct a2dp_codec_prefs prefs;
-	char path[64];                 /* our MediaEndpoint1 object */
-	int registered;
-	int exported, filtering;       /* our object path, our filter: installed */
+	const struct a2dp_codec *codec;    /* what the speaker configured; NULL before */
+	const struct a2dp_codec *selected_codec;  /* what our last SelectConfiguration chose */
 
 	/* Written while dispatching (the app thread during open, then the I/O thread). */
 	volatile int configured;
@@ -41,13 +53,21 @@ struct a2dp_endpoint {
 	atomic_int volume;             /* MediaTransport1.Volume, -1 while absent */
 };
 
-/* Registers, connects and acquires; bounded by deadline_ms. */
+/* Registers an endpoint per codec of `codecs` (best first) that can be used
+ * here and that the speaker offers (when its endpoints are known), connects
+ * and acquires; bounded by deadline_ms. -ENOTSUP (logged, naming what the
+ * speaker offers) when nothing is left. */
 int a2dp_endpoint_open(struct bluez *bz, const struct bluez_device *dev,
-		       const struct a2dp_codec *codec, const struct a2dp_codec_prefs *prefs,
+		       const struct a2dp_codec *const *codecs, int ncodecs,
+		       const struct a2dp_codec_prefs *prefs,
 		       int64_t deadline_ms, struct a2dp_endpoint **out);
-/* Tears the stream down and sets it up again with other preferences (another rate). */
+/* Tears the stream down and sets it up again with other preferences (another
+ * rate), keeping the codec. */
 int a2dp_endpoint_reconfigure(struct a2dp_endpoint *ep, const struct a2dp_codec_prefs *prefs,
 			      int64_t deadline_ms);
+/* The configured codec cannot run on this link (LDAC's MTU): tears the stream
+ * down and sets it up again without it. */
+int a2dp_endpoint_drop_codec(struct a2dp_endpoint *ep, int64_t deadline_ms);
 /* Releases the transport and unregisters; never blocks for more than about 2 s. */
 void a2dp_endpoint_close(struct a2dp_endpoint *ep);
 

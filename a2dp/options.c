@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "bluez.h"
+#include "codec.h"
 #include "options.h"
 
 #define MAX_BITPOOL 250
@@ -56,6 +57,38 @@ static int parse_ranged(snd_config_t *n, const char *plugin, const char *key,
 	return 0;
 }
 
+/* CODEC=aptx_hd:aptx:sbc, checked here so that a typo fails at once. */
+static int parse_codec(snd_config_t *n, const char *plugin, struct bt_options *o)
+{
+	const struct a2dp_codec *list[A2DP_MAX_CODECS];
+	const char *s = NULL, *bad = NULL;
+
+	if (snd_config_get_string(n, &s) < 0 || strlen(s) >= sizeof(o->codec) ||
+	    a2dp_codec_parse_list(s, list, A2DP_MAX_CODECS, &bad) < 0) {
+		SNDERR("%s: CODEC=%s: unknown codec '%.*s' (known: %s; separate several with ':')",
+		       plugin, s ? s : "?", bad ? (int)strcspn(bad, ": ") : 0, bad ? bad : "",
+		       a2dp_codec_known_names());
+		return -EINVAL;
+	}
+	snprintf(o->codec, sizeof(o->codec), "%s", s);
+	return 0;
+}
+
+static int parse_ldac_quality(snd_config_t *n, const char *plugin, struct bt_options *o)
+{
+	static const char *const names[] = { "auto", "hq", "sq", "mq" };   /* enum a2dp_ldac_quality */
+	const char *s = NULL;
+
+	if (snd_config_get_string(n, &s) == 0)
+		for (int i = 0; i < 4; i++)
+			if (!strcmp(s, names[i])) {
+				o->ldac_quality = i;
+				return 0;
+			}
+	SNDERR("%s: LDAC_QUALITY=%s: say hq, sq, mq or auto", plugin, s ? s : "?");
+	return -EINVAL;
+}
+
 static int parse_key(snd_config_t *n, const char *id, const char *plugin, struct bt_options *o)
 {
 	const char *s;
@@ -77,12 +110,16 @@ static int parse_key(snd_config_t *n, const char *id, const char *plugin, struct
 			o->bitpool = v;
 		return err;
 	}
+	if (!strcmp(id, "codec"))
+		return parse_codec(n, plugin, o);
+	if (!strcmp(id, "ldac_quality"))
+		return parse_ldac_quality(n, plugin, o);
 	if (!strcmp(id, "connect_timeout")) {
 		if ((err = parse_ranged(n, plugin, "connect_timeout (ms)", 100, MAX_TIMEOUT_MS, &v)) == 0)
 			o->connect_timeout_ms = v;
 		return err;
 	}
-	SNDERR("%s: unknown option '%s' (known: device, adapter, bitpool, connect_timeout)",
+	SNDERR("%s: unknown option '%s' (known: device, adapter, codec, ldac_quality, bitpool, connect_timeout)",
 	       plugin, id);
 	return -EINVAL;
 }

@@ -10,6 +10,8 @@ struct bt_options {
 	char device[18];          /* "" = the connected A2DP sink */
 	char adapter[64];         /* "hciN" or an adapter address; "" = any */
 	unsigned bitpool;         /* 0 = A2DP high quality */
+	char codec[128];          /* CODEC=: names in order of preference; "" = ours */
+	int ldac_quality;         /* enum a2dp_ldac_quality: 0 auto, hq, sq, mq */
 	int connect_timeout_ms;
 };
 

@@ -32,6 +32,11 @@ void rtp_write_header(uint8_t *buf, uint16_t seq, uint32_t timestamp, uint32_t s
 	put_be32(buf + 8, ssrc);
 }
 
+void rtp_set_marker(uint8_t *buf)
+{
+	buf[1] |= 0x80;
+}
+
 int rtp_parse(const uint8_t *buf, size_t len, struct rtp_packet *out)
 {
 	size_t head = RTP_HEADER_LEN;
@@ -50,6 +55,7 @@ int rtp_parse(const uint8_t *buf, size_t len, struct rtp_packet *out)
 	if (len < head + pad)
 		return -EINVAL;
 	out->payload_type = buf[1] & 0x7f;
+	out->marker = buf[1] >> 7;
 	out->seq = (uint16_t)(buf[2] << 8 | buf[3]);
 	out->timestamp = get_be32(buf + 4);
 	out->ssrc = get_be32(buf + 8);

@@ -14,12 +14,16 @@ struct rtp_packet {
 	uint32_t timestamp;
 	uint32_t ssrc;
 	uint8_t payload_type;
+	int marker;
 	const uint8_t *payload;  /* points into the parsed buffer */
 	size_t payload_len;
 };
 
 /* Writes a 12-byte header (version 2, no padding, extension or CSRCs). */
 void rtp_write_header(uint8_t *buf, uint16_t seq, uint32_t timestamp, uint32_t ssrc);
+
+/* Sets the marker bit of a written header. */
+void rtp_set_marker(uint8_t *buf);
 
 /* Parses and validates one packet; -EINVAL when it is not RTP version 2 or is truncated. */
 int rtp_parse(const uint8_t *buf, size_t len, struct rtp_packet *out);

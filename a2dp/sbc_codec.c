@@ -32,6 +32,9 @@
 #define HQ_BITPOOL_STEREO_48K 51
 #define HQ_BITPOOL_MONO_44K   31
 #define HQ_BITPOOL_MONO_48K   29
+/* SBC-XQ, per channel in dual channel mode. */
+#define XQ_BITPOOL_44K 43
+#define XQ_BITPOOL_48K 39
 
 /* Media payload header: one byte, the frame count in the low 4 bits. */
 #define SBC_PAYLOAD_HEADER_LEN 1
@@ -126,16 +129,39 @@ static uint8_t select_freq(uint8_t have, unsigned preferred)
 	return pick(have, order, sizeof(order));
 }
 
+/* Fills config for one channel mode: the sink's best block/subband/allocation
+ * choices and the bitpool (the user's, else `wanted`), capped by the sink and
+ * the frame format. */
+static int fill_config(const uint8_t *caps, uint8_t freq, uint8_t mode, unsigned wanted,
+		       const struct a2dp_codec_prefs *prefs, uint8_t *config)
+{
+	static const uint8_t blocks[] = { 0x10, 0x20, 0x40, 0x80 };   /* 16, 12, 8, 4 */
+	static const uint8_t subbands[] = { 0x04, 0x08 };             /* 8, 4 */
+	static const uint8_t allocs[] = { ALLOC_LOUDNESS, 0x02 };
+	uint8_t sb = pick(SBC_SUBBAND_BITS(caps), subbands, sizeof(subbands));
+	unsigned bitpool = prefs->bitpool ? prefs->bitpool : wanted;
+	unsigned limit = mode_bitpool_limit(mode, sb);
+
+	if (bitpool > caps[3])
+		bitpool = caps[3];
+	if (bitpool > limit)
+		bitpool = limit;
+	if (bitpool < caps[2])
+		return -ENOTSUP;   /* the sink demands more than the frame format can carry */
+	config[0] = freq | mode;
+	config[1] = pick(SBC_BLOCK_BITS(caps), blocks, sizeof(blocks)) | sb |
+		    pick(SBC_ALLOC_BITS(caps), allocs, sizeof(allocs));
+	config[2] = caps[2];
+	config[3] = bitpool;
+	return SBC_CAPS_LEN;
+}
+
 static int sbc_select_config(const uint8_t *caps, size_t len,
 			     const struct a2dp_codec_prefs *prefs,
 			     uint8_t *config, size_t size)
 {
 	static const uint8_t modes[] = { MODE_JOINT, MODE_STEREO, MODE_DUAL, MODE_MONO };
-	static const uint8_t blocks[] = { 0x10, 0x20, 0x40, 0x80 };   /* 16, 12, 8, 4 */
-	static const uint8_t subbands[] = { 0x04, 0x08 };             /* 8, 4 */
-	static const uint8_t allocs[] = { ALLOC_LOUDNESS, 0x02 };
-	uint8_t freq, mode, sb;
-	unsigned bitpool, limit;
+	uint8_t freq, mode;
 
 	if (!caps_valid(caps, len))
 		return -EINVAL;
@@ -143,23 +169,28 @@ static int sbc_select_config(const uint8_t *caps, size_t len,
 		return -ENOSPC;
 	freq = select_freq(SBC_FREQ_BITS(caps), prefs->rate);
 	mode = pick(SBC_MODE_BITS(caps), modes, sizeof(modes));
-	sb = pick(SBC_SUBBAND_BITS(caps), subbands, sizeof(subbands));
+	return fill_config(caps, freq, mode, hq_bitpool(mode, rate_of(freq)), prefs, config);
+}
 
-	bitpool = prefs->bitpool ? prefs->bitpool : hq_bitpool(mode, rate_of(freq));
-	limit = mode_bitpool_limit(mode, sb);
-	if (bitpool > caps[3])
-		bitpool = caps[3];
-	if (bitpool > limit)
-		bitpool = limit;
-	if (bitpool < caps[2])
-		return -ENOTSUP;   /* the sink demands more than the frame format can carry */
+/* SBC-XQ: dual channel, each channel with nearly the bitpool joint stereo
+ * gives both (PipeWire's 43 at 44.1 kHz, 39 at 48 kHz: about 500 kb/s), so
+ * that neither channel starves the other. Only where the sink offers dual
+ * channel and 44.1 or 48 kHz. */
+static int sbc_xq_select_config(const uint8_t *caps, size_t len,
+				const struct a2dp_codec_prefs *prefs,
+				uint8_t *config, size_t size)
+{
+	uint8_t freq;
 
-	config[0] = freq | mode;
-	config[1] = pick(SBC_BLOCK_BITS(caps), blocks, sizeof(blocks)) | sb |
-		    pick(SBC_ALLOC_BITS(caps), allocs, sizeof(allocs));
-	config[2] = caps[2];
-	config[3] = bitpool;
-	return SBC_CAPS_LEN;
+	if (!caps_valid(caps, len))
+		return -EINVAL;
+	if (size < SBC_CAPS_LEN)
+		return -ENOSPC;
+	freq = select_freq(SBC_FREQ_BITS(caps) & (0x20 | 0x10), prefs->rate);
+	if (!freq || !(SBC_MODE_BITS(caps) & MODE_DUAL))
+		return -ENOTSUP;
+	return fill_config(caps, freq, MODE_DUAL, freq == 0x10 ? XQ_BITPOOL_48K : XQ_BITPOOL_44K,
+			   prefs, config);
 }
 
 static int sbc_parse_config(const uint8_t *config, size_t len, struct a2dp_format *fmt)
@@ -194,12 +225,15 @@ static int sbc_caps_rates(const uint8_t *caps, size_t len, unsigned *rates, int 
 	return n;
 }
 
-static int sbc_encoder_new(struct a2dp_encoder **out, const uint8_t *config, size_t len)
+static int sbc_encoder_new(struct a2dp_encoder **out, const uint8_t *config, size_t len, size_t mtu,
+			   const struct a2dp_codec_prefs *prefs)
 {
 	struct a2dp_format fmt;
 	struct a2dp_encoder *enc;
 	int err;
 
+	(void)mtu;
+	(void)prefs;
 	if ((err = sbc_parse_config(config, len, &fmt)) < 0)
 		return err;
 	if (!(enc = calloc(1, sizeof(*enc))))
@@ -251,7 +285,7 @@ static unsigned sbc_frames_per_packet(const struct a2dp_encoder *enc, size_t mtu
 	return n > SBC_MAX_FRAMES_PER_PACKET ? SBC_MAX_FRAMES_PER_PACKET : n;
 }
 
-static ssize_t sbc_encode_frames(struct a2dp_encoder *enc, const int16_t *pcm,
+static ssize_t sbc_encode_frames(struct a2dp_encoder *enc, const void *pcm,
 				 unsigned nframes, uint8_t *dst, size_t size)
 {
 	const uint8_t *in = (const uint8_t *)pcm;
@@ -296,25 +330,35 @@ static unsigned sbc_delay(const struct a2dp_encoder *enc)
 	return enc->delay;
 }
 
+#define SBC_ENTRY \
+	.key = { .id = A2DP_CODEC_SBC }, \
+	.framing = A2DP_FRAMING_RTP, \
+	.sample_format = A2DP_S16, \
+	.fill_caps = sbc_fill_caps, \
+	.parse_config = sbc_parse_config, \
+	.caps_rates = sbc_caps_rates, \
+	.encoder_new = sbc_encoder_new, \
+	.encoder_free = sbc_encoder_free, \
+	.frame_samples = sbc_frame_samples, \
+	.frames_per_packet = sbc_frames_per_packet, \
+	.encode = sbc_encode_frames, \
+	.lower_bitrate = sbc_lower_bitrate, \
+	.raise_bitrate = sbc_raise_bitrate, \
+	.frame_bytes = sbc_frame_bytes, \
+	.delay = sbc_delay
+
 const struct a2dp_codec a2dp_codec_sbc = {
-	.name = "SBC",
-	.id = 0,
-	.fill_caps = sbc_fill_caps,
+	.name = "sbc",
+	.title = "SBC",
 	.select_config = sbc_select_config,
-	.parse_config = sbc_parse_config,
-	.caps_rates = sbc_caps_rates,
-	.encoder_new = sbc_encoder_new,
-	.encoder_free = sbc_encoder_free,
-	.frame_samples = sbc_frame_samples,
-	.frames_per_packet = sbc_frames_per_packet,
-	.encode = sbc_encode_frames,
-	.lower_bitrate = sbc_lower_bitrate,
-	.raise_bitrate = sbc_raise_bitrate,
-	.frame_bytes = sbc_frame_bytes,
-	.delay = sbc_delay,
+	SBC_ENTRY,
 };
 
-const struct a2dp_codec *a2dp_codec_find(uint8_t id)
-{
-	return id == a2dp_codec_sbc.id ? &a2dp_codec_sbc : NULL;
-}
+/* SBC-XQ is SBC, configured otherwise: the same endpoint, encoder and decoder. */
+const struct a2dp_codec a2dp_codec_sbc_xq = {
+	.name = "sbc_xq",
+	.title = "SBC-XQ",
+	.select_config = sbc_xq_select_config,
+	SBC_ENTRY,
+};
+

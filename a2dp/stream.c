@@ -41,6 +41,8 @@ struct a2dp_stream {
 	int fd;
 	size_t mtu;
 	unsigned rate, channels, frame_samples, codec_delay;
+	unsigned sample_bytes, frame_bytes;   /* PCM, in the codec's sample format */
+	size_t header_len;             /* RTP header, or none */
 	int wake_fd, event_fd, timer_fd;
 	pthread_t thread;
 	struct volume_store *vs;
@@ -48,7 +50,7 @@ struct a2dp_stream {
 	_Atomic int sndbuf;            /* SO_SNDBUF as the kernel holds it */
 
 	/* Set by the application thread while the stream is stopped. */
-	int16_t *ring;
+	uint8_t *ring;
 	unsigned buffer;
 
 	/* Written by the application thread. */
@@ -74,12 +76,15 @@ struct a2dp_stream {
 	enum run_state state;
 
 	/* The I/O thread's own. */
-	int16_t *scratch;
+	uint8_t *scratch;
+	unsigned scratch_frames;
 	uint8_t *packet;
+	size_t packet_size;            /* the MTU, or more for a codec that fragments */
 	uint16_t seq;
 	uint32_t timestamp;
 	int transport_dead;
-	int flushed;                   /* drain sent the encoder's tail */
+	int flushed;                   /* drain started pushing the encoder's tail */
+	unsigned flush_left;           /* silence still to send for it */
 	unsigned last_padding;         /* silence that ended the last packet */
 	int speaker_volume;            /* last MediaTransport1.Volume seen, -1 none */
 	int64_t last_lower_ns, queue_empty_since_ns;
@@ -227,15 +232,65 @@ static void on_queue_level(struct a2dp_stream *s, size_t queued, int64_t now)
 static void copy_from_ring(struct a2dp_stream *s, uint64_t from, unsigned frames, unsigned padded)
 {
 	unsigned pos = from % s->buffer, first = s->buffer - pos;
+	size_t fb = s->frame_bytes;
 
 	if (first > frames)
 		first = frames;
-	memcpy(s->scratch, s->ring + (size_t)pos * s->channels,
-	       (size_t)first * s->channels * sizeof(int16_t));
-	memcpy(s->scratch + (size_t)first * s->channels, s->ring,
-	       (size_t)(frames - first) * s->channels * sizeof(int16_t));
-	memset(s->scratch + (size_t)frames * s->channels, 0,
-	       (size_t)(padded - frames) * s->channels * sizeof(int16_t));
+	memcpy(s->scratch, s->ring + pos * fb, first * fb);
+	memcpy(s->scratch + first * fb, s->ring, (frames - first) * fb);
+	memset(s->scratch + frames * fb, 0, (padded - frames) * fb);
+}
+
+static void apply_gain(struct a2dp_stream *s, unsigned frames)
+{
+	uint32_t gain = atomic_load(&s->gain);
+
+	if (s->codec->sample_format == A2DP_S32)
+		volume_apply_s32((int32_t *)s->scratch, frames * s->channels, gain);
+	else
+		volume_apply((int16_t *)s->scratch, frames * s->channels, gain);
+}
+
+/* One packet on the socket: 0 sent, 1 dropped (congested), -1 the link is gone. */
+static int send_one(struct a2dp_stream *s, const uint8_t *buf, size_t len, int64_t now)
+{
+	if (send(s->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0)
+		return 0;
+	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
+		on_congested(s, now);   /* the clock goes on: latency stays bounded */
+		return 1;
+	}
+	lose_transport(s, "the link to the speaker was lost");
+	return -1;
+}
+
+/* The payload of n bytes at packet + header_len in as many packets as the MTU
+ * needs: one, or for a codec that fragments (AAC, RFC 3016) several with the
+ * same timestamp, the marker bit on the last. */
+static int send_payload(struct a2dp_stream *s, size_t n, int64_t now)
+{
+	size_t room = s->mtu - s->header_len, off = 0;
+
+	do {
+		size_t chunk = n - off < room ? n - off : room;
+		uint8_t *p = s->packet + off;      /* the header goes just before the chunk */
+		uint8_t saved[RTP_HEADER_LEN];
+		int r;
+
+		if (s->header_len) {
+			memcpy(saved, p, s->header_len);
+			rtp_write_header(p, s->seq++, s->timestamp, 1);
+			if (s->codec->rtp_marker && off + chunk == n)
+				rtp_set_marker(p);
+		}
+		r = send_one(s, p, s->header_len + chunk, now);
+		if (s->header_len)
+			memcpy(p, saved, s->header_len);
+		if (r)
+			return r;
+		off += chunk;
+	} while (off < n);
+	return 0;
 }
 
 /* Encodes `frames` from the ring, padded with silence to `padded`, and sends them. */
@@ -244,39 +299,34 @@ static int send_packet(struct a2dp_stream *s, unsigned frames, unsigned padded, 
 	uint64_t hw = atomic_load(&s->hw);
 	size_t queued = socket_queue_bytes(s), after;
 	ssize_t n;
+	int r = 0;
 
 	copy_from_ring(s, hw, frames, padded);
 	atomic_store(&s->hw, hw + frames);          /* the ring space is free again */
-	volume_apply(s->scratch, frames * s->channels, atomic_load(&s->gain));
+	apply_gain(s, frames);
 	n = s->codec->encode(s->enc, s->scratch, padded / s->frame_samples,
-			     s->packet + RTP_HEADER_LEN, s->mtu - RTP_HEADER_LEN);
+			     s->packet + s->header_len, s->packet_size - s->header_len);
 	if (n < 0) {
 		lose_transport(s, "the encoder failed");
 		return -1;
 	}
 	s->last_padding = padded - frames;
-	rtp_write_header(s->packet, s->seq++, s->timestamp, 1);
+	on_queue_level(s, queued, now);
+	if (n > 0 && (r = send_payload(s, n, now)) < 0)
+		return -1;
 	s->timestamp += padded;
 	atomic_store(&s->sent, atomic_load(&s->sent) + padded);
-	on_queue_level(s, queued, now);
-	if (send(s->fd, s->packet, RTP_HEADER_LEN + n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
-		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
-			on_congested(s, now);   /* the clock goes on: latency stays bounded */
-		} else {
-			lose_transport(s, "the link to the speaker was lost");
-			return -1;
-		}
-	} else {
-		pthread_mutex_lock(&s->lock);
-		if (!s->stats.packets++)
-			s->stats.first_packet_ns = now;
-		pthread_mutex_unlock(&s->lock);
-		/* Into an empty queue: what it holds now is one packet's charge. */
-		if (!queued && (after = socket_queue_bytes(s)) &&
-		    after != atomic_load(&s->packet_charge)) {
-			atomic_store(&s->packet_charge, after);
-			size_send_buffer(s, after);
-		}
+	pthread_mutex_lock(&s->lock);
+	if (n == 0)                 /* the codec had nothing to send for these frames */
+		s->stats.dropped++;
+	else if (r == 0 && !s->stats.packets++)
+		s->stats.first_packet_ns = now;
+	pthread_mutex_unlock(&s->lock);
+	/* Into an empty queue: what it holds now is one packet's charge. */
+	if (n > 0 && r == 0 && !queued && (after = socket_queue_bytes(s)) &&
+	    after != atomic_load(&s->packet_charge)) {
+		atomic_store(&s->packet_charge, after);
+		size_send_buffer(s, after);
 	}
 	if (s->buffer - (atomic_load(&s->appl) - (hw + frames)) >= atomic_load(&s->avail_min))
 		a2dp_stream_notify(s);
@@ -293,6 +343,13 @@ static unsigned packet_frames(const struct a2dp_stream *s)
 	return s->codec->frames_per_packet(s->enc, s->mtu) * s->frame_samples;
 }
 
+/* What a short packet (underrun, drain) is padded to with silence: whole codec
+ * frames, or a whole packet for a codec that packs its own (LDAC). */
+static unsigned padded_to(const struct a2dp_stream *s, unsigned frames)
+{
+	return round_up(frames, s->codec->whole_packets ? packet_frames(s) : s->frame_samples);
+}
+
 /* Everything is sent: push the encoder's tail out with one packet of silence,
  * then wait for the clock to play it and for the socket to empty. */
 static int finish_drain(struct a2dp_stream *s, int64_t now)
@@ -304,8 +361,15 @@ static int finish_drain(struct a2dp_stream *s, int64_t now)
 		/* The codec delays the signal by codec_delay samples: unless the last
 		 * packet's padding already pushed them out, the listener would lose
 		 * the last of them. */
-		if (s->last_padding < s->codec_delay)
-			return send_packet(s, 0, round_up(s->codec_delay, s->frame_samples), now);
+		s->flush_left = s->last_padding < s->codec_delay ? s->codec_delay : 0;
+	}
+	if (s->flush_left) {
+		unsigned n = padded_to(s, s->flush_left);
+
+		if (n > packet_frames(s))
+			n = packet_frames(s);
+		s->flush_left -= n < s->flush_left ? n : s->flush_left;
+		return send_packet(s, 0, n, now);
 	}
 	end = due_ns(s, atomic_load(&s->sent));
 	if (now < end) {
@@ -325,7 +389,7 @@ static int finish_drain(struct a2dp_stream *s, int64_t now)
 static int underrun(struct a2dp_stream *s, unsigned avail, int64_t now)
 {
 	if (avail)     /* what the application did write is played, not lost */
-		send_packet(s, avail, round_up(avail, s->frame_samples), now);
+		send_packet(s, avail, padded_to(s, avail), now);
 	atomic_store(&s->error, -EPIPE);
 	set_state(s, ST_STOPPED);
 	a2dp_stream_notify(s);
@@ -341,7 +405,7 @@ static int send_due_packet(struct a2dp_stream *s, int64_t now)
 	if (avail >= n)
 		return send_packet(s, n, n, now);
 	if (s->state == ST_DRAINING)
-		return avail ? send_packet(s, avail, round_up(avail, fs), now) : finish_drain(s, now);
+		return avail ? send_packet(s, avail, padded_to(s, avail), now) : finish_drain(s, now);
 	if (avail >= fs && avail + fs > s->buffer)     /* ring full but smaller than a packet */
 		return send_packet(s, avail - avail % fs, avail - avail % fs, now);
 	/* Like a real card: an underrun is when the clock passes what was written
@@ -533,9 +597,14 @@ static void *io_thread(void *arg)
 
 static int alloc_io_buffers(struct a2dp_stream *s)
 {
-	/* A packet never holds more than 15 codec frames (4-bit frame count). */
-	s->scratch = calloc((size_t)16 * s->frame_samples * s->channels, sizeof(int16_t));
-	s->packet = calloc(1, s->mtu);
+	/* The most a packet holds: what the MTU carries, or for SBC's variable
+	 * frames at most 15 (its 4-bit frame count) whatever the bitpool. */
+	unsigned fpp = s->codec->frames_per_packet(s->enc, s->mtu);
+
+	s->scratch_frames = (fpp > 16 ? fpp : 16) * s->frame_samples;
+	s->scratch = calloc(s->scratch_frames, s->frame_bytes);
+	s->packet_size = s->mtu + (s->codec->fragments ? A2DP_MAX_FRAGMENTED : 0);
+	s->packet = calloc(1, s->packet_size);
 	return s->scratch && s->packet ? 0 : -ENOMEM;
 }
 
@@ -562,7 +631,7 @@ static int check_packet_fits(struct a2dp_stream *s)
 	if (s->codec->frames_per_packet(s->enc, s->mtu))
 		return 0;
 	SNDERR("%s: the link's MTU (%zu bytes) cannot carry one %s frame",
-	       s->ep->dev.address, s->mtu, s->codec->name);
+	       s->ep->dev.address, s->mtu, s->codec->title);
 	return -EINVAL;
 }
 
@@ -586,12 +655,15 @@ int a2dp_stream_new(struct a2dp_stream **out, struct a2dp_endpoint *ep,
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_cond_init(&s->cond, NULL);
 	if ((err = codec->parse_config(ep->config, ep->config_len, &fmt)) < 0 ||
-	    (err = codec->encoder_new(&s->enc, ep->config, ep->config_len)) < 0)
+	    (err = codec->encoder_new(&s->enc, ep->config, ep->config_len, ep->write_mtu, &ep->prefs)) < 0)
 		goto fail;
 	s->rate = fmt.rate;
 	s->channels = fmt.channels;
 	s->frame_samples = codec->frame_samples(s->enc);
 	s->codec_delay = codec->delay(s->enc);
+	s->sample_bytes = codec->sample_format == A2DP_S32 ? 4 : 2;
+	s->frame_bytes = s->sample_bytes * s->channels;
+	s->header_len = codec->framing == A2DP_FRAMING_RTP ? RTP_HEADER_LEN : 0;
 	atomic_init(&s->avail_min, 1);
 	setup_socket(s);
 	if ((err = check_packet_fits(s)) < 0 || (err = alloc_io_buffers(s)) < 0 ||
@@ -633,7 +705,7 @@ void a2dp_stream_free(struct a2dp_stream *s)
 
 int a2dp_stream_set_buffer(struct a2dp_stream *s, unsigned frames)
 {
-	int16_t *ring = calloc((size_t)frames * s->channels, sizeof(int16_t));
+	uint8_t *ring = calloc(frames, s->frame_bytes);
 
 	if (!ring)
 		return -ENOMEM;
@@ -650,7 +722,8 @@ unsigned a2dp_stream_min_buffer(const struct a2dp_stream *s)
 
 unsigned a2dp_stream_rate(const struct a2dp_stream *s) { return s->rate; }
 unsigned a2dp_stream_channels(const struct a2dp_stream *s) { return s->channels; }
-int16_t *a2dp_stream_ring(struct a2dp_stream *s) { return s->ring; }
+void *a2dp_stream_ring(struct a2dp_stream *s) { return s->ring; }
+unsigned a2dp_stream_sample_bits(const struct a2dp_stream *s) { return s->sample_bytes * 8; }
 uint64_t a2dp_stream_appl(const struct a2dp_stream *s) { return atomic_load(&s->appl); }
 uint64_t a2dp_stream_hw(const struct a2dp_stream *s) { return atomic_load(&s->hw); }
 int a2dp_stream_error(const struct a2dp_stream *s) { return atomic_load(&s->error); }

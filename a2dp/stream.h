@@ -41,7 +41,9 @@ unsigned a2dp_stream_rate(const struct a2dp_stream *s);
 unsigned a2dp_stream_channels(const struct a2dp_stream *s);
 
 /* The application's side. */
-int16_t *a2dp_stream_ring(struct a2dp_stream *s);          /* buffer x channels samples */
+/* buffer x channels samples of the codec's sample format (16 or 32 bits). */
+void *a2dp_stream_ring(struct a2dp_stream *s);
+unsigned a2dp_stream_sample_bits(const struct a2dp_stream *s);
 uint64_t a2dp_stream_appl(const struct a2dp_stream *s);
 void a2dp_stream_commit(struct a2dp_stream *s, unsigned frames);
 uint64_t a2dp_stream_hw(const struct a2dp_stream *s);

@@ -75,6 +75,14 @@ void volume_store_close(struct volume_store *vs)
 	vs->inotify_fd = -1;
 }
 
+/* Codec names are written as "-" when there is none; anything that is not a
+ * plain lower-case name reads as none. */
+static void name_or_none(char *name)
+{
+	if (!strcmp(name, "-") || strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(name))
+		name[0] = 0;
+}
+
 void volume_store_load(struct volume_store *vs, struct volume_state *st)
 {
 	FILE *f = vs->path[0] ? fopen(vs->path, "re") : NULL;
@@ -83,8 +91,12 @@ void volume_store_load(struct volume_store *vs, struct volume_state *st)
 	if (f) {
 		if (fscanf(f, "volume %d muted %d pending %d", &s.volume, &s.muted, &s.pending) != 3)
 			s = (struct volume_state){ .volume = VOLUME_DEFAULT };
+		else if (fscanf(f, " codec %15s wanted %15s", s.codec, s.wanted) != 2)
+			s.codec[0] = s.wanted[0] = 0;     /* a file of an older version */
 		fclose(f);
 	}
+	name_or_none(s.codec);
+	name_or_none(s.wanted);
 	if (s.volume < 0 || s.volume > VOLUME_MAX)
 		s.volume = VOLUME_DEFAULT;
 	s.muted = !!s.muted;
@@ -103,7 +115,9 @@ int volume_store_save(struct volume_store *vs, const struct volume_state *st)
 	snprintf(tmp, sizeof(tmp), "%s.%d", vs->path, (int)getpid());
 	if (!(f = fopen(tmp, "we")))
 		return -errno;
-	if (fprintf(f, "volume %d muted %d pending %d\n", st->volume, st->muted, st->pending) < 0)
+	if (fprintf(f, "volume %d muted %d pending %d codec %.15s wanted %.15s\n", st->volume,
+		    st->muted, st->pending, st->codec[0] ? st->codec : "-",
+		    st->wanted[0] ? st->wanted : "-") < 0)
 		err = -EIO;
 	if (fclose(f) != 0 && !err)
 		err = -errno;
@@ -154,4 +168,12 @@ void volume_apply(int16_t *pcm, unsigned samples, uint32_t gain_q16)
 		return;
 	for (unsigned i = 0; i < samples; i++)
 		pcm[i] = (int16_t)(((int32_t)pcm[i] * (int64_t)gain_q16) >> 16);
+}
+
+void volume_apply_s32(int32_t *pcm, unsigned samples, uint32_t gain_q16)
+{
+	if (gain_q16 == 65536)
+		return;
+	for (unsigned i = 0; i < samples; i++)
+		pcm[i] = (int32_t)(((int64_t)pcm[i] * gain_q16) >> 16);
 }

@@ -16,10 +16,17 @@
 #define VOLUME_DEFAULT VOLUME_MAX  /* unity: a plain sound card until turned down */
 #define VOLUME_MIN_DB (-50.0)   /* the curve of the mixer element's dB TLV */
 
+#define CODEC_NAME_MAX 16
+
 struct volume_state {
 	int volume;                 /* 0..127 */
 	int muted;
 	int pending;                /* set while no stream was open: apply at the next open */
+	/* The codec: what the last stream played with (the PCM writes it; the
+	 * mixer shows it), and the one the mixer asked for (used first at the
+	 * next open unless CODEC= says otherwise). Names, "" for none. */
+	char codec[CODEC_NAME_MAX];
+	char wanted[CODEC_NAME_MAX];
 };
 
 struct volume_store {
@@ -43,5 +50,6 @@ uint32_t volume_gain_q16(int volume, int muted);
 double volume_db(int volume);
 /* Scales interleaved S16 samples in place. */
 void volume_apply(int16_t *pcm, unsigned samples, uint32_t gain_q16);
+void volume_apply_s32(int32_t *pcm, unsigned samples, uint32_t gain_q16);
 
 #endif

@@ -166,6 +166,15 @@ def bench_encode(wav):
     return res
 
 
+def bench_codecs(wav):
+    """CPU per audio second of every codec: the codec table, and its library alone."""
+    p = subprocess.run([BENCH, 'codecs', wav, '--min-cpu', '1.0'], capture_output=True,
+                       text=True, timeout=120)
+    if p.returncode:
+        raise RuntimeError('bench_encode codecs: ' + p.stderr)
+    return [kv(line) for line in p.stdout.splitlines() if line.startswith('CODEC ')]
+
+
 def callgrind(argv, env=None, toggle=None, timeout=120):
     """Instructions (Ir) callgrind counts for argv (only inside `toggle` if given)."""
     out = os.path.join(env.tmp if env else '/tmp', 'callgrind.%d' % os.getpid())
@@ -188,6 +197,8 @@ def section_cpu(env, wavs):
     r = {}
     progress('libsbc and codec table, as fast as they go')
     r['enc'] = bench_encode(wavs[LONG_S])
+    progress('every codec: the codec table and its library alone')
+    r['codecs'] = bench_codecs(wavs[LONG_S])
 
     progress('aplay -> %s, %d s and 3 x %d s' % (RAW, LONG_S, SHORT_S))
     n = len(env.captures())
@@ -367,6 +378,22 @@ def report(m, cpu, lat, opens, started):
         print('  [c] same difference under valgrind --tool=callgrind (%d s and %d s runs; '
               'kernel time not counted;' % (CG_LONG_S, CG_SHORT_S))
         print('      worst pacing under valgrind %.1f ms).' % cpu.get('cg_pacing_ms', 0))
+
+    print()
+    print('1b. CPU per second of audio, each codec (MTU 672, 44.1 kHz; noise; the fastest of '
+          '3 rounds)')
+    rows = [('', 'codec table', 'library alone', 'ratio')]
+    for c in cpu.get('codecs', []):
+        t, lib = float(c['table_cpu_per_audio']), float(c['lib_cpu_per_audio'])
+        rows.append((c['name'], '%.3f ms (%.3f%%)' % (t * 1e3, t * 100),
+                     '%.3f ms (%.3f%%)' % (lib * 1e3, lib * 100), '%.2f' % (t / lib)))
+    table(rows, [44, 20, 20, 10])
+    print('  codec table: encode() (+ the RTP header where the codec has one) as the I/O thread '
+          'calls it; library')
+    print('  alone: sbc_encode() a frame at a time (SBC, SBC-XQ), aptx_encode() on the whole '
+          'buffer, 24-bit packed;')
+    print('  libavcodec\'s AAC encoder at the bitrate the table chose (LATM and the S16 -> float '
+          'conversion are the table\'s).')
 
     print()
     print('2. Latency at aplay\'s defaults (%s: plug -> raw, no conversion)' % PLUG)

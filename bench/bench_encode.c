@@ -17,6 +17,18 @@
  *       CPU time is CLOCK_PROCESS_CPUTIME_ID. The work of one pass is in
  *       bench_pass_codec() / bench_pass_libsbc(), for callgrind --toggle-collect.
  *
+ *   bench_encode codecs WAV [--min-cpu S]
+ *       For every codec of the table (sbc, sbc_xq, aptx, aptx_hd, aac, ldac): CPU per second
+ *       of audio through the codec table as the I/O thread uses it (PCM in the
+ *       codec's sample format, frames_per_packet(672) frames a packet, encode()
+ *       + the RTP header where the codec has one), and for the bare library on
+ *       the same audio (sbc_encode() a frame at a time; libfreeaptx's
+ *       aptx_encode() on the whole buffer, already 24-bit packed; libavcodec's
+ *       AAC encoder at the bitrate the table chose, linked here; libldacBT_enc
+ *       at SQ, 128 samples a call). LDAC goes through the table at MTU 679. The fastest of
+ *       3 rounds counts. One line a codec:
+ *         CODEC name=N table_cpu_per_audio=X lib_cpu_per_audio=Y
+ *
  *   bench_encode latency PCM [--seconds S] [--click-every S]
  *       Opens PCM (e.g. bluetooth:DEV=...) and sets it up the way aplay does at
  *       its defaults (aplay.c set_params: buffer_time = min(max, 500 ms),
@@ -52,6 +64,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -59,6 +72,8 @@
 #include <sys/wait.h>
 
 #include <alsa/asoundlib.h>
+#include <libavcodec/avcodec.h>
+#include <libavutil/channel_layout.h>
 #include <sbc/sbc.h>
 
 #include "codec.h"
@@ -264,7 +279,7 @@ static int cmd_encode(int argc, char **argv)
 	if (seconds > 0 && frames > seconds * RATE)
 		frames = seconds * RATE;
 
-	if ((err = a2dp_codec_sbc.encoder_new(&e.enc, config, sizeof(config))) < 0)
+	if ((err = a2dp_codec_sbc.encoder_new(&e.enc, config, sizeof(config), MTU, NULL)) < 0)
 		die("encoder_new", err);
 	if ((err = sbc_init_a2dp(&e.sbc, 0, config, sizeof(config))) < 0)
 		die("sbc_init_a2dp", err);
@@ -283,6 +298,299 @@ static int cmd_encode(int argc, char **argv)
 		print_best("libsbc", &best[0], rounds);
 	a2dp_codec_sbc.encoder_free(e.enc);
 	sbc_finish(&e.sbc);
+	free(pcm);
+	return 0;
+}
+
+/* --- every codec ------------------------------------------------------------ */
+
+typedef size_t (*aptx_encode_fn)(void *ctx, const unsigned char *in, size_t in_size,
+				 unsigned char *out, size_t out_size, size_t *written);
+
+struct codec_run {
+	const struct a2dp_codec *codec;
+	const uint8_t *config;
+	size_t config_len;
+	int aptx_hd;                 /* -1: SBC (libsbc); -2: AAC (libavcodec); -3: LDAC */
+};
+
+/* CPU seconds per audio second of fn(arg) over `frames`, the best of 3 rounds
+ * of at least min_cpu / 3 s. */
+static double cpu_per_audio(void (*fn)(void *arg), void *arg, size_t frames, double min_cpu)
+{
+	double best = 0;
+
+	for (int round = 0; round < 3; round++) {
+		int64_t c0 = clock_ns(CLOCK_PROCESS_CPUTIME_ID), c1;
+		unsigned passes = 0;
+		double v;
+
+		do {
+			fn(arg);
+			passes++;
+			c1 = clock_ns(CLOCK_PROCESS_CPUTIME_ID);
+		} while ((c1 - c0) / 1e9 < min_cpu / 3);
+		v = (c1 - c0) / 1e9 / ((double)frames * passes / RATE);
+		if (!round || v < best)
+			best = v;
+	}
+	return best;
+}
+
+struct table_pass {
+	const struct a2dp_codec *c;
+	struct a2dp_encoder *enc;
+	const uint8_t *pcm;          /* in the codec's sample format */
+	size_t frames, frame_bytes;
+};
+
+__attribute__((noinline))
+static void table_pass(void *arg)
+{
+	struct table_pass *t = arg;
+	const struct a2dp_codec *c = t->c;
+	size_t head = c->framing == A2DP_FRAMING_RTP ? RTP_HEADER_LEN : 0;
+	unsigned fpp = c->frames_per_packet(t->enc, c->whole_packets ? 679 : MTU);
+	size_t step = (size_t)fpp * c->frame_samples(t->enc);
+	static uint8_t packet[MTU + A2DP_MAX_FRAGMENTED];      /* AAC's rare overshoot, LDAC's 679 */
+	size_t size = (c->fragments ? sizeof(packet) : c->whole_packets ? 679 : MTU) - head;
+	static uint16_t seq;
+
+	for (size_t pos = 0; pos + step <= t->frames; pos += step) {
+		if (c->encode(t->enc, t->pcm + pos * t->frame_bytes, fpp, packet + head, size) < 0)
+			die("encode", 0);
+		if (head)
+			rtp_write_header(packet, seq++, pos, 1);
+	}
+}
+
+struct aptx_pass {
+	void *ctx;
+	aptx_encode_fn encode;
+	const uint8_t *s24;
+	size_t len;
+	uint8_t *out;
+	size_t out_len;
+};
+
+static void aptx_lib_pass(void *arg)
+{
+	struct aptx_pass *a = arg;
+	size_t written;
+
+	a->encode(a->ctx, a->s24, a->len, a->out, a->out_len, &written);
+}
+
+struct sbc_pass {
+	sbc_t *sbc;
+	const int16_t *pcm;
+	size_t frames;
+};
+
+static void sbc_lib_pass(void *arg)
+{
+	struct sbc_pass *p = arg;
+	struct result r = { 0, 0 };
+
+	bench_pass_libsbc(p->sbc, p->pcm, p->frames, &r);
+}
+
+struct aac_pass {
+	AVCodecContext *ctx;
+	AVFrame *frame;
+	AVPacket *pkt;
+	const int16_t *pcm;
+	size_t frames;
+};
+
+static void aac_lib_pass(void *arg)
+{
+	struct aac_pass *a = arg;
+
+	for (size_t pos = 0; pos + 1024 <= a->frames; pos += 1024) {
+		av_frame_make_writable(a->frame);
+		for (int i = 0; i < 1024; i++)
+			for (int c = 0; c < 2; c++)
+				((float *)a->frame->data[c])[i] = a->pcm[(pos + i) * 2 + c] / 32768.0f;
+		avcodec_send_frame(a->ctx, a->frame);
+		while (avcodec_receive_packet(a->ctx, a->pkt) == 0)
+			av_packet_unref(a->pkt);
+	}
+}
+
+/* libavcodec's AAC encoder alone, at the bitrate the table chose for MTU 672. */
+static double aac_library_figure(const int16_t *pcm, size_t frames, unsigned bitrate, double min_cpu)
+{
+	const AVCodec *codec = avcodec_find_encoder(AV_CODEC_ID_AAC);
+	struct aac_pass a = { avcodec_alloc_context3(codec), av_frame_alloc(), av_packet_alloc(), pcm,
+			      frames };
+	double v;
+
+	a.ctx->sample_fmt = AV_SAMPLE_FMT_FLTP;
+	a.ctx->sample_rate = RATE;
+	a.ctx->bit_rate = bitrate;
+	av_channel_layout_default(&a.ctx->ch_layout, 2);
+	if (avcodec_open2(a.ctx, codec, NULL) < 0)
+		die("avcodec_open2", 0);
+	a.frame->nb_samples = 1024;
+	a.frame->format = AV_SAMPLE_FMT_FLTP;
+	av_channel_layout_default(&a.frame->ch_layout, 2);
+	av_frame_get_buffer(a.frame, 0);
+	v = cpu_per_audio(aac_lib_pass, &a, frames, min_cpu);
+	avcodec_free_context(&a.ctx);
+	av_frame_free(&a.frame);
+	av_packet_free(&a.pkt);
+	return v;
+}
+
+struct ldac_pass {
+	void *h;
+	int (*encode)(void *h, void *pcm, int *used, unsigned char *out, int *out_size, int *frames);
+	const int16_t *pcm;
+	size_t frames;
+};
+
+static void ldac_lib_pass(void *arg)
+{
+	struct ldac_pass *l = arg;
+	unsigned char out[1024];
+
+	for (size_t pos = 0; pos + 128 <= l->frames; pos += 128) {
+		int used, n, frames;
+
+		l->encode(l->h, (void *)(l->pcm + pos * 2), &used, out, &n, &frames);
+	}
+}
+
+/* libldacBT_enc alone, SQ at MTU 679, one 128-sample call at a time. */
+static double ldac_library_figure(const int16_t *pcm, size_t frames, double min_cpu)
+{
+	void *lib = dlopen("libldacBT_enc.so.2", RTLD_NOW);
+	void *(*get)(void);
+	void (*close_h)(void *), (*free_h)(void *);
+	int (*init)(void *, int, int, int, int, int);
+	struct ldac_pass l = { NULL, NULL, pcm, frames };
+	double v;
+
+	if (!lib)
+		die("dlopen libldacBT_enc.so.2", 0);
+	*(void **)&get = dlsym(lib, "ldacBT_get_handle");
+	*(void **)&init = dlsym(lib, "ldacBT_init_handle_encode");
+	*(void **)&close_h = dlsym(lib, "ldacBT_close_handle");
+	*(void **)&free_h = dlsym(lib, "ldacBT_free_handle");
+	*(void **)&l.encode = dlsym(lib, "ldacBT_encode");
+	l.h = get();
+	if (init(l.h, 679, 1, 1, 2, RATE) < 0)
+		die("ldacBT_init_handle_encode", 0);
+	v = cpu_per_audio(ldac_lib_pass, &l, frames, min_cpu);
+	close_h(l.h);
+	free_h(l.h);
+	dlclose(lib);
+	return v;
+}
+
+/* The bare library's figure for one codec. */
+static double library_figure(const struct codec_run *cr, const int16_t *pcm, size_t frames,
+			     double min_cpu, unsigned bitrate)
+{
+	void *h;
+	double v;
+
+	if (cr->aptx_hd == -2)
+		return aac_library_figure(pcm, frames, bitrate, min_cpu);
+	if (cr->aptx_hd == -3)
+		return ldac_library_figure(pcm, frames, min_cpu);
+	if (cr->aptx_hd < 0) {
+		sbc_t sbc;
+		struct sbc_pass p = { &sbc, pcm, frames };
+
+		sbc_init_a2dp(&sbc, 0, cr->config, cr->config_len);
+		sbc.endian = SBC_LE;
+		sbc.bitpool = cr->config[3];
+		v = cpu_per_audio(sbc_lib_pass, &p, frames, min_cpu);
+		sbc_finish(&sbc);
+		return v;
+	}
+	if (!(h = dlopen("libfreeaptx.so.0", RTLD_NOW)))
+		die("dlopen libfreeaptx.so.0", 0);
+	{
+		void *(*init)(int) = (void *(*)(int))dlsym(h, "aptx_init");
+		void (*finish)(void *) = (void (*)(void *))dlsym(h, "aptx_finish");
+		size_t n = frames / 4 * 4;
+		struct aptx_pass a = { init(cr->aptx_hd), (aptx_encode_fn)dlsym(h, "aptx_encode"),
+				       malloc(n * 6), n * 6, malloc(n * 3), n * 3 };
+		uint8_t *s = (uint8_t *)a.s24;
+
+		for (size_t i = 0; i < n * 2; i++) {      /* the same samples, as 24 bits */
+			s[3 * i] = 0;
+			s[3 * i + 1] = pcm[i];
+			s[3 * i + 2] = pcm[i] >> 8;
+		}
+		v = cpu_per_audio(aptx_lib_pass, &a, n, min_cpu);
+		finish(a.ctx);
+		free((void *)a.s24);
+		free(a.out);
+	}
+	dlclose(h);
+	return v;
+}
+
+static int cmd_codecs(int argc, char **argv)
+{
+	static const uint8_t sbc_xq_conf[4] = { 0x24, 0x15, 0x02, 0x2b };
+	static const uint8_t aptx_conf[7] = { 0x4f, 0, 0, 0, 0x01, 0, 0x22 };
+	static const uint8_t ldac_conf[8] = { 0x2d, 0x01, 0, 0, 0xaa, 0, 0x20, 0x01 };
+	static const uint8_t aac_conf[6] = { 0x80, 0x01, 0x04, 0x03, 0xe8, 0x00 };
+	static const uint8_t aptx_hd_conf[11] = { 0xd7, 0, 0, 0, 0x24, 0, 0x22, 0, 0, 0, 0 };
+	const struct codec_run runs[] = {
+		{ &a2dp_codec_sbc, config, sizeof(config), -1 },
+		{ &a2dp_codec_sbc_xq, sbc_xq_conf, sizeof(sbc_xq_conf), -1 },
+		{ &a2dp_codec_aptx, aptx_conf, sizeof(aptx_conf), 0 },
+		{ &a2dp_codec_aptx_hd, aptx_hd_conf, sizeof(aptx_hd_conf), 1 },
+		{ &a2dp_codec_aac, aac_conf, sizeof(aac_conf), -2 },
+		{ &a2dp_codec_ldac, ldac_conf, sizeof(ldac_conf), -3 },
+	};
+	const char *path = NULL;
+	double min_cpu = 1.0;
+	int16_t *pcm;
+	int32_t *pcm32;
+	size_t frames;
+
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--min-cpu") && i + 1 < argc)
+			min_cpu = atof(argv[++i]);
+		else if (!path && argv[i][0] != '-')
+			path = argv[i];
+		else
+			return 2;
+	}
+	if (!path)
+		return 2;
+	frames = read_wav(path, &pcm);
+	if (!(pcm32 = malloc(frames * CHANNELS * sizeof(int32_t))))
+		die("malloc", ENOMEM);
+	for (size_t i = 0; i < frames * CHANNELS; i++)
+		pcm32[i] = (int32_t)pcm[i] * 65536;
+	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+		const struct codec_run *cr = &runs[i];
+		int s32 = cr->codec->sample_format == A2DP_S32;
+		struct table_pass t = { cr->codec, NULL, s32 ? (uint8_t *)pcm32 : (uint8_t *)pcm, frames,
+					CHANNELS * (s32 ? 4 : 2) };
+		/* LDAC's library refuses MTUs below 679. */
+		size_t mtu = cr->aptx_hd == -3 ? 679 : MTU;
+		int err = cr->codec->encoder_new(&t.enc, cr->config, cr->config_len, mtu, NULL);
+		double table;
+		unsigned bitrate;
+
+		if (err < 0)
+			die(cr->codec->name, err);
+		table = cpu_per_audio(table_pass, &t, frames, min_cpu);
+		bitrate = cr->codec->frame_bytes(t.enc) * 8 * RATE / cr->codec->frame_samples(t.enc);
+		cr->codec->encoder_free(t.enc);
+		printf("CODEC name=%s table_cpu_per_audio=%.9f lib_cpu_per_audio=%.9f\n",
+		       cr->codec->name, table, library_figure(cr, pcm, frames, min_cpu, bitrate));
+	}
+	free(pcm32);
 	free(pcm);
 	return 0;
 }
@@ -465,6 +773,8 @@ int main(int argc, char **argv)
 
 	if (argc >= 2 && !strcmp(argv[1], "encode"))
 		rc = cmd_encode(argc - 2, argv + 2);
+	else if (argc >= 2 && !strcmp(argv[1], "codecs"))
+		rc = cmd_codecs(argc - 2, argv + 2);
 	else if (argc >= 2 && !strcmp(argv[1], "latency"))
 		rc = cmd_latency(argc - 2, argv + 2);
 	else if (argc >= 2 && !strcmp(argv[1], "spawn"))
@@ -472,6 +782,7 @@ int main(int argc, char **argv)
 	if (rc == 2)
 		fprintf(stderr, "usage: bench_encode encode WAV [--mode both|codec|libsbc] "
 			"[--seconds S] [--min-cpu S] [--rounds N]\n"
+			"       bench_encode codecs WAV [--min-cpu S]\n"
 			"       bench_encode latency PCM [--seconds S] [--click-every S]\n"
 			"       bench_encode spawn -- COMMAND [ARGS...]\n");
 	return rc;

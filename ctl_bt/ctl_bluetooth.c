@@ -17,6 +17,7 @@
 
 #include "../a2dp/bluez.h"
 #include "../a2dp/dbus.h"
+#include "../a2dp/codec.h"
 #include "../a2dp/options.h"
 #include "../a2dp/volume.h"
 
@@ -24,11 +25,14 @@
 #define BATTERY_IFACE "org.bluez.Battery1"
 #define CALL_TIMEOUT_MS 1000
 
-enum { EL_VOLUME, EL_SWITCH, EL_BATTERY, EL_COUNT };
+/* The battery last: it is there only when BlueZ reports one. */
+enum { EL_VOLUME, EL_SWITCH, EL_CODEC, EL_BATTERY, EL_COUNT };
 
 static const char *const elem_names[EL_COUNT] = {
 	[EL_VOLUME] = "A2DP Playback Volume",
 	[EL_SWITCH] = "A2DP Playback Switch",
+	/* What the speaker plays with; choosing one is used at the next open. */
+	[EL_CODEC] = "A2DP Codec",
 	/* Read-only; named as a volume so that mixers show it as a bar. */
 	[EL_BATTERY] = "Battery Playback Volume",
 };
@@ -245,7 +249,7 @@ static void pump(struct bt_ctl *ctl)
 		mark(ctl, (1u << n_elems(ctl)) - 1);
 	}
 	if (volume_store_changed(&ctl->vs))
-		mark(ctl, 1u << EL_VOLUME | 1u << EL_SWITCH);
+		mark(ctl, 1u << EL_VOLUME | 1u << EL_SWITCH | 1u << EL_CODEC);
 }
 
 /* --- ctl_ext callbacks ----------------------------------------------------- */
@@ -294,12 +298,90 @@ static int bt_get_attribute(snd_ctl_ext_t *ext, snd_ctl_ext_key_t key, int *type
 		*type = SND_CTL_ELEM_TYPE_BOOLEAN;
 		*acc = SND_CTL_EXT_ACCESS_READWRITE;
 		return 0;
+	case EL_CODEC:
+		*type = SND_CTL_ELEM_TYPE_ENUMERATED;
+		*acc = SND_CTL_EXT_ACCESS_READWRITE;
+		return 0;
 	case EL_BATTERY:
 		*type = SND_CTL_ELEM_TYPE_INTEGER;
 		*acc = SND_CTL_EXT_ACCESS_READ;
 		return 0;
 	}
 	return -EINVAL;
+}
+
+/* --- the codec element: the table's codecs, by name --------------------------- */
+
+static unsigned n_codecs(void)
+{
+	unsigned n = 0;
+
+	while (a2dp_codecs[n])
+		n++;
+	return n;
+}
+
+static int bt_get_enumerated_info(snd_ctl_ext_t *ext, snd_ctl_ext_key_t key, unsigned int *items)
+{
+	(void)ext;
+	if (key != EL_CODEC)
+		return -EINVAL;
+	*items = n_codecs();
+	return 0;
+}
+
+static int bt_get_enumerated_name(snd_ctl_ext_t *ext, snd_ctl_ext_key_t key, unsigned int item,
+				  char *name, size_t name_max_len)
+{
+	(void)ext;
+	if (key != EL_CODEC || item >= n_codecs())
+		return -EINVAL;
+	snprintf(name, name_max_len, "%s", a2dp_codecs[item]->name);
+	return 0;
+}
+
+/* The codec the last stream played with, else the one asked for, else SBC. */
+static int bt_read_enumerated(snd_ctl_ext_t *ext, snd_ctl_ext_key_t key, unsigned int *item)
+{
+	struct bt_ctl *ctl = ext->private_data;
+	const struct a2dp_codec *c;
+	struct volume_state st;
+
+	pump(ctl);
+	if (ctl->gone)
+		return -ENODEV;
+	if (key != EL_CODEC)
+		return -EINVAL;
+	volume_store_load(&ctl->vs, &st);
+	if (!(c = a2dp_codec_by_name(st.codec)) && !(c = a2dp_codec_by_name(st.wanted)))
+		c = &a2dp_codec_sbc;
+	for (*item = 0; a2dp_codecs[*item] != c; (*item)++)
+		;
+	return 0;
+}
+
+/* Asks for a codec: the next stream offers it first (CODEC= overrides). */
+static int bt_write_enumerated(snd_ctl_ext_t *ext, snd_ctl_ext_key_t key, unsigned int *item)
+{
+	struct bt_ctl *ctl = ext->private_data;
+	struct volume_state st;
+	const char *name;
+	int err;
+
+	pump(ctl);
+	if (ctl->gone)
+		return -ENODEV;
+	if (key != EL_CODEC || *item >= n_codecs())
+		return -EINVAL;
+	name = a2dp_codecs[*item]->name;
+	volume_store_load(&ctl->vs, &st);
+	if (!strcmp(st.codec, name) && !strcmp(st.wanted, name))
+		return 0;
+	snprintf(st.wanted, sizeof(st.wanted), "%s", name);
+	snprintf(st.codec, sizeof(st.codec), "%s", name);   /* shown until a stream says otherwise */
+	if ((err = volume_store_save(&ctl->vs, &st)) < 0)
+		return err;
+	return 1;
 }
 
 static int bt_get_integer_info(snd_ctl_ext_t *ext, snd_ctl_ext_key_t key, long *min,
@@ -480,6 +562,10 @@ static const snd_ctl_ext_callback_t bt_callbacks = {
 	.get_integer_info = bt_get_integer_info,
 	.read_integer = bt_read_integer,
 	.write_integer = bt_write_integer,
+	.get_enumerated_info = bt_get_enumerated_info,
+	.get_enumerated_name = bt_get_enumerated_name,
+	.read_enumerated = bt_read_enumerated,
+	.write_enumerated = bt_write_enumerated,
 	.subscribe_events = bt_subscribe_events,
 	.read_event = bt_read_event,
 	.poll_descriptors_count = bt_poll_descriptors_count,

@@ -18,7 +18,6 @@
 #include "../a2dp/stream.h"
 #include "../a2dp/volume.h"
 
-#define FRAME_BYTES(ch) ((ch) * 2)
 #define MIN_PERIOD_FRAMES 128
 #define MAX_BUFFER_BYTES (4 * 1024 * 1024)
 
@@ -79,10 +78,12 @@ static snd_pcm_sframes_t bt_transfer(snd_pcm_ioplug_t *io, const snd_pcm_channel
 
 	if (a2dp_stream_error(pcm->stream) == -ENODEV)
 		return -ENODEV;
+	unsigned bits = a2dp_stream_sample_bits(pcm->stream);
+
 	for (unsigned c = 0; c < ch && c < 2; c++) {
 		ring[c].addr = a2dp_stream_ring(pcm->stream);
-		ring[c].first = c * 16;
-		ring[c].step = ch * 16;
+		ring[c].first = c * bits;
+		ring[c].step = ch * bits;
 	}
 	if (first > size)
 		first = size;
@@ -164,7 +165,8 @@ static struct volume_store *volume_store_of(struct bt_pcm *pcm)
 
 static int bt_reconnect_at(struct bt_pcm *pcm, unsigned rate)
 {
-	struct a2dp_codec_prefs prefs = { .rate = rate, .bitpool = pcm->opt.bitpool };
+	struct a2dp_codec_prefs prefs = { .rate = rate, .bitpool = pcm->opt.bitpool,
+					  .ldac_quality = pcm->opt.ldac_quality };
 	int err;
 
 	a2dp_stream_free(pcm->stream);
@@ -235,7 +237,7 @@ static void bt_dump(snd_pcm_ioplug_t *io, snd_output_t *out)
 
 	snd_output_printf(out, "Bluetooth A2DP to %s (%s) on %s, %s %u Hz %u ch\n",
 			  pcm->ep->dev.address, pcm->ep->dev.name, pcm->ep->dev.adapter,
-			  pcm->codec->name, a2dp_stream_rate(pcm->stream),
+			  pcm->codec->title, a2dp_stream_rate(pcm->stream),
 			  a2dp_stream_channels(pcm->stream));
 	if (io->state != SND_PCM_STATE_OPEN) {        /* aplay -v: the buffer and period */
 		snd_output_printf(out, "Its setup is:\n");
@@ -263,10 +265,10 @@ static int bt_set_constraints(struct bt_pcm *pcm)
 {
 	static const unsigned access[] = { SND_PCM_ACCESS_RW_INTERLEAVED,
 					   SND_PCM_ACCESS_MMAP_INTERLEAVED };
-	static const unsigned format[] = { SND_PCM_FORMAT_S16 };
 	snd_pcm_ioplug_t *io = &pcm->io;
 	unsigned rates[8], ch = a2dp_stream_channels(pcm->stream);
-	unsigned frame = FRAME_BYTES(ch);
+	unsigned bits = a2dp_stream_sample_bits(pcm->stream), frame = ch * bits / 8;
+	unsigned format[] = { bits == 32 ? SND_PCM_FORMAT_S32 : SND_PCM_FORMAT_S16 };
 	int n = pcm->codec->caps_rates(pcm->ep->sink_caps, pcm->ep->sink_caps_len, rates, 8);
 	int err;
 
@@ -290,22 +292,73 @@ static int bt_set_constraints(struct bt_pcm *pcm)
 	return 0;
 }
 
+/* CODEC=, else the codec chosen in the mixer first, then ours best first. */
+static int codec_list(struct bt_pcm *pcm, const struct a2dp_codec **codecs)
+{
+	int n = a2dp_codec_parse_list(pcm->opt.codec, codecs, A2DP_MAX_CODECS, NULL);
+	const struct a2dp_codec *wanted;
+	struct volume_state st;
+
+	if (n < 0 || pcm->opt.codec[0] || !pcm->have_volume_store)
+		return n;     /* n < 0 cannot be: bt_options_parse checked CODEC= */
+	volume_store_load(&pcm->volume, &st);
+	if (!(wanted = a2dp_codec_by_name(st.wanted)) || n >= A2DP_MAX_CODECS)
+		return n;
+	memmove(codecs + 1, codecs, sizeof(*codecs) * n);
+	codecs[0] = wanted;
+	for (int i = 1; i <= n; i++)
+		if (codecs[i] == wanted) {       /* it was listed: now it is first */
+			memmove(codecs + i, codecs + i + 1, sizeof(*codecs) * (n - i));
+			return n;
+		}
+	return n + 1;
+}
+
+/* The mixer shows the codec the speaker configured. */
+static void note_codec(struct bt_pcm *pcm)
+{
+	struct volume_state st;
+
+	if (!pcm->have_volume_store)
+		return;
+	volume_store_load(&pcm->volume, &st);
+	if (strcmp(st.codec, pcm->codec->name)) {
+		snprintf(st.codec, sizeof(st.codec), "%s", pcm->codec->name);
+		volume_store_save(&pcm->volume, &st);
+	}
+}
+
 static int bt_connect(struct bt_pcm *pcm)
 {
-	struct a2dp_codec_prefs prefs = { .rate = 44100, .bitpool = pcm->opt.bitpool };
+	struct a2dp_codec_prefs prefs = { .rate = 44100, .bitpool = pcm->opt.bitpool,
+					  .ldac_quality = pcm->opt.ldac_quality };
 	int64_t deadline = dbusx_now_ms() + pcm->opt.connect_timeout_ms;
+	const struct a2dp_codec *codecs[A2DP_MAX_CODECS];
 	struct bluez_device dev;
-	int err;
+	int err, n;
 
-	pcm->codec = &a2dp_codec_sbc;
 	if ((err = bluez_open(&pcm->bz)) < 0 ||
 	    (err = bluez_find_device(pcm->bz, pcm->opt.adapter,
-				     pcm->opt.device[0] ? pcm->opt.device : NULL, deadline, &dev)) < 0 ||
-	    (err = a2dp_endpoint_open(pcm->bz, &dev, pcm->codec, &prefs, deadline, &pcm->ep)) < 0)
+				     pcm->opt.device[0] ? pcm->opt.device : NULL, deadline, &dev)) < 0)
 		return err;
 	/* Without a place for the state (no HOME), play at full volume, unmuted. */
 	pcm->have_volume_store = volume_store_open(&pcm->volume, dev.address, 1) == 0;
-	return a2dp_stream_new(&pcm->stream, pcm->ep, pcm->codec, volume_store_of(pcm));
+	if ((n = codec_list(pcm, codecs)) < 0)
+		return n;
+	if ((err = a2dp_endpoint_open(pcm->bz, &dev, codecs, n, &prefs, deadline, &pcm->ep)) < 0)
+		return err;
+	pcm->codec = pcm->ep->codec;
+	/* LDAC learns the link's MTU only now: too small, the next codec plays. */
+	while ((err = a2dp_stream_new(&pcm->stream, pcm->ep, pcm->codec, volume_store_of(pcm))) ==
+	       -EMSGSIZE) {
+		SNDERR("%s: the link's MTU (%u bytes) is too small for %s: playing with the next codec",
+		       dev.address, pcm->ep->write_mtu, pcm->codec->title);
+		if ((err = a2dp_endpoint_drop_codec(pcm->ep, deadline)) < 0)
+			return err;
+		pcm->codec = pcm->ep->codec;
+	}
+	note_codec(pcm);
+	return err;
 }
 
 SND_PCM_PLUGIN_DEFINE_FUNC(bluetooth)

@@ -18,6 +18,15 @@
 	}                                                                       \
 } while (0)
 
+/* caps_rates' answer into an array of max: -EINVAL, or at most max distinct rates. */
+#define CHECK_CAPS_RATES(nrates, rates, max) do {                               \
+	INVARIANT((nrates) == -EINVAL || ((nrates) >= 0 && (nrates) <= (max)),  \
+		  "caps_rates %d (max %d)", (nrates), (max));                   \
+	for (int i_ = 0; i_ < (nrates); i_++)                                   \
+		for (int j_ = 0; j_ < i_; j_++)                                 \
+			INVARIANT((rates)[i_] != (rates)[j_], "rate %u twice", (rates)[i_]); \
+} while (0)
+
 /* The semantic invariants of the findings (see README.md), fixed since: on
  * by default as regression checks; ALSA_BT_FUZZ_STRICT=0 turns them off. */
 static inline int fuzz_strict(void)

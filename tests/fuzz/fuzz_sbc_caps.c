@@ -51,7 +51,7 @@ static void check_encoder(const uint8_t *config, size_t len, const struct a2dp_f
 	size_t samples;
 	int err, steps;
 
-	err = c->encoder_new(&enc, config, len);
+	err = c->encoder_new(&enc, config, len, mtu, NULL);
 	INVARIANT(err == 0, "encoder_new refused %02x %02x %02x %02x that parse_config accepts: %d",
 		  config[0], config[1], config[2], config[3], err);
 	fs = c->frame_samples(enc);

@@ -35,6 +35,25 @@ static void lookups(const struct objects *o)
 	}
 }
 
+/* The speaker's endpoints as bluez_remote_seps reads them (codec choice and
+ * the -ENOTSUP message): bounded, and each blob within its array. */
+static void remote_seps(DBusMessage *reply)
+{
+	struct bluez_remote_sep seps[3];
+	struct sep_list l = { seps, 0, 3, 0 };
+	int r = walk_device(reply, FUZZ_DEVICE_PATH, add_sep, &l);
+
+	INVARIANT(r == 0 && l.n >= 0 && l.n <= 3, "remote seps %d, %d", r, l.n);
+	for (int i = 0; i < l.n; i++) {
+		char name[48];
+
+		INVARIANT(seps[i].caps_len >= 0 && seps[i].caps_len <= (int)sizeof(seps[i].caps),
+			  "caps_len %d", seps[i].caps_len);
+		a2dp_codec_describe(seps[i].codec, seps[i].caps, seps[i].caps_len, name, sizeof(name));
+		INVARIANT(memchr(name, 0, sizeof(name)) && name[0], "codec name");
+	}
+}
+
 void glue_bluez_objects(DBusMessage *reply)
 {
 	struct objects *o;
@@ -58,15 +77,17 @@ void glue_bluez_objects(DBusMessage *reply)
 		lookups(o);
 	}
 	free(o);
-	/* bluez_find_transport checks the signature before scan_transports. */
+	/* bluez_find_transport checks the signature before walking. */
 	if (strcmp(dbus_message_get_signature(reply), "a{oa{sa{sv}}}"))
 		return;
 	for (int i = 0; i < 2; i++) {
 		const char *except = i ? FUZZ_TRANSPORT_PATH : NULL;
 
+		struct transport_search t = { except, path, sizeof(path) };
+
 		memset(path, 0x55, sizeof(path));
-		r = scan_transports(reply, FUZZ_DEVICE_PATH, except, path, sizeof(path));
-		INVARIANT(r == 0 || r == 1, "scan_transports returned %d", r);
+		r = walk_device(reply, FUZZ_DEVICE_PATH, is_other_transport, &t);
+		INVARIANT(r == 0 || r == 1, "transport search returned %d", r);
 		if (r == 1) {
 			INVARIANT(memchr(path, 0, sizeof(path)), "transport path unterminated");
 			INVARIANT(!strncmp(path, FUZZ_DEVICE_PATH "/", strlen(FUZZ_DEVICE_PATH) + 1),
@@ -74,4 +95,5 @@ void glue_bluez_objects(DBusMessage *reply)
 			INVARIANT(!except || strcmp(path, except), "returned the excepted transport");
 		}
 	}
+	remote_seps(reply);
 }

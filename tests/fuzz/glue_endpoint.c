@@ -14,15 +14,16 @@ struct a2dp_endpoint *glue_endpoint_new(int configured, unsigned rate, unsigned 
 	snprintf(ep->dev.address, sizeof(ep->dev.address), "%s", FUZZ_DEVICE_ADDR);
 	snprintf(ep->dev.adapter, sizeof(ep->dev.adapter), "hci0");
 	snprintf(ep->dev.adapter_path, sizeof(ep->dev.adapter_path), "%s", FUZZ_ADAPTER_PATH);
-	snprintf(ep->path, sizeof(ep->path), "%s", FUZZ_ENDPOINT_PATH);
-	ep->codec = &a2dp_codec_sbc;
+	snprintf(ep->seps[0].path, sizeof(ep->seps[0].path), "%s", FUZZ_ENDPOINT_PATH);
+	ep->seps[0].codec = ep->codecs[0] = ep->codec = &a2dp_codec_sbc;
+	ep->seps[0].registered = 1;
+	ep->nseps = ep->ncodecs = 1;
 	/* The plugins only listen to bluetoothd's unique name (no bus: conn NULL). */
 	if (!(ep->bz = calloc(1, sizeof(*ep->bz))))
 		abort();
 	snprintf(ep->bz->owner, sizeof(ep->bz->owner), "%s", FUZZ_BLUEZ_UNIQUE);
 	ep->prefs.rate = rate;
 	ep->prefs.bitpool = bitpool;
-	ep->registered = 1;
 	ep->fd = -1;
 	atomic_init(&ep->volume, -1);
 	if (configured) {
@@ -45,7 +46,7 @@ void glue_endpoint_free(struct a2dp_endpoint *ep)
 DBusHandlerResult glue_endpoint_message(struct a2dp_endpoint *ep, DBusMessage *msg)
 {
 	/* libdbus calls the handler registered for our exact object path. */
-	if (!dbus_message_has_path(msg, ep->path))
+	if (!dbus_message_has_path(msg, ep->seps[0].path))
 		return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
 	/* conn is never used but by dbus_connection_send, which the target replaces. */
 	return endpoint_message(NULL, msg, ep);
@@ -89,7 +90,7 @@ unsigned long glue_endpoint_digest(const struct a2dp_endpoint *ep)
 #define MIX(ptr, len) for (p = (const unsigned char *)(ptr); p < (const unsigned char *)(ptr) + (len); p++) \
 		h = h * 33 + *p
 	int configured = ep->configured, gone = atomic_load(&ep->gone);
-	int registered = ep->registered, volume = atomic_load(&ep->volume);
+	int registered = ep->seps[0].registered, volume = atomic_load(&ep->volume);
 	unsigned delay = atomic_load(&ep->delay);
 
 	MIX(&configured, sizeof(configured));

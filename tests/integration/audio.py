@@ -241,3 +241,114 @@ def packet_report(csv_path, rate):
     rep["pacing_late_ms"] = float(max(0.0, dev.max()) * 1000)
     rep["pacing_early_ms"] = float(max(0.0, -dev.min()) * 1000)
     return rep
+
+
+# ------------------------------------------------------- the codecs alone
+# What a codec gives on a signal by itself (its library's encoder then its
+# decoder, no plugin, no transport): the reference the end-to-end SNR is
+# held to. The libraries are the ones the test sink decodes with.
+
+def _to_s16(samples24):
+    """24-bit ints -> int16, rounded as the test sink rounds."""
+    q = (samples24.astype(np.int64) + 128) >> 8
+    return np.clip(q, -32768, 32767).astype(np.int16)
+
+
+def aptx_alone(sig, hd):
+    """int16 (N, 2) through libfreeaptx's encoder and decoder; int16 (M, 2).
+
+    The input goes in as the top 16 of 24 bits, as the plugin feeds it. The
+    decoder starts once it has synchronised, dropping its start-up delay, so
+    the output is aligned with the input (lag 0)."""
+    import ctypes
+    lib = ctypes.CDLL('libfreeaptx.so.0')
+    lib.aptx_init.restype = ctypes.c_void_p
+    lib.aptx_init.argtypes = [ctypes.c_int]
+    lib.aptx_finish.argtypes = [ctypes.c_void_p]
+    size_t = ctypes.c_size_t
+    lib.aptx_encode.restype = size_t
+    lib.aptx_encode.argtypes = [ctypes.c_void_p, ctypes.c_char_p, size_t, ctypes.c_void_p,
+                                size_t, ctypes.POINTER(size_t)]
+    lib.aptx_decode_sync.restype = size_t
+    lib.aptx_decode_sync.argtypes = [ctypes.c_void_p, ctypes.c_char_p, size_t, ctypes.c_void_p,
+                                     size_t, ctypes.POINTER(size_t), ctypes.POINTER(ctypes.c_int),
+                                     ctypes.POINTER(size_t)]
+    s = _2d(sig)
+    n = len(s) // 4 * 4 + 4 * 32          # whole codewords, then silence pushes the tail out
+    x = np.zeros((n, 2), dtype=np.int32)
+    x[:len(s)] = s.astype(np.int32) * 256
+    raw = x.reshape(-1).astype('<i4').view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
+    cw = 6 if hd else 4
+    enc_out = ctypes.create_string_buffer(n // 4 * cw)
+    written = size_t(0)
+    ctx = lib.aptx_init(1 if hd else 0)
+    lib.aptx_encode(ctx, raw, len(raw), enc_out, len(enc_out), ctypes.byref(written))
+    lib.aptx_finish(ctx)
+    coded = enc_out.raw[:written.value]
+    dec_out = ctypes.create_string_buffer(len(coded) // cw * 4 * 2 * 3 + 6)
+    synced, dropped = ctypes.c_int(0), size_t(0)
+    ctx = lib.aptx_init(1 if hd else 0)
+    lib.aptx_decode_sync(ctx, coded, len(coded), dec_out, len(dec_out), ctypes.byref(written),
+                         ctypes.byref(synced), ctypes.byref(dropped))
+    lib.aptx_finish(ctx)
+    b = np.frombuffer(dec_out.raw[:written.value // 3 * 3], dtype=np.uint8).reshape(-1, 3)
+    v = (b[:, 0].astype(np.int32) << 8 | b[:, 1].astype(np.int32) << 16 |
+         b[:, 2].astype(np.int32) << 24) >> 8
+    return _to_s16(v)[: len(v) // 2 * 2].reshape(-1, 2)
+
+
+class _Sbc(__import__('ctypes').Structure):
+    import ctypes as _c
+    _fields_ = [('flags', _c.c_ulong), ('frequency', _c.c_uint8), ('blocks', _c.c_uint8),
+                ('subbands', _c.c_uint8), ('mode', _c.c_uint8), ('allocation', _c.c_uint8),
+                ('bitpool', _c.c_uint8), ('endian', _c.c_uint8), ('priv', _c.c_void_p),
+                ('priv_alloc_base', _c.c_void_p)]
+
+
+def sbc_alone(sig, config):
+    """int16 (N, ch) through libsbc at an A2DP configuration (4 bytes, as
+    SetConfiguration carries it); int16 (M, ch), delayed by SBC_DELAY."""
+    import ctypes
+    lib = ctypes.CDLL('libsbc.so.1')
+    size_t = ctypes.c_size_t
+    lib.sbc_get_codesize.restype = size_t
+    lib.sbc_encode.restype = ctypes.c_ssize_t
+    lib.sbc_encode.argtypes = [ctypes.c_void_p, ctypes.c_char_p, size_t, ctypes.c_void_p, size_t,
+                               ctypes.POINTER(ctypes.c_ssize_t)]
+    lib.sbc_decode.restype = ctypes.c_ssize_t
+    lib.sbc_decode.argtypes = [ctypes.c_void_p, ctypes.c_char_p, size_t, ctypes.c_void_p, size_t,
+                               ctypes.POINTER(size_t)]
+    enc, dec = _Sbc(), _Sbc()
+    cfg = bytes(config)
+    lib.sbc_init_a2dp(ctypes.byref(enc), ctypes.c_ulong(0), cfg, size_t(4))
+    enc.bitpool = cfg[3]                   # sbc_init_a2dp leaves 32
+    lib.sbc_init(ctypes.byref(dec), ctypes.c_ulong(0))
+    s = _2d(sig)
+    code = lib.sbc_get_codesize(ctypes.byref(enc))
+    data = s.astype('<i2').tobytes() + bytes(code * 2)
+    frame, pcm = ctypes.create_string_buffer(1024), ctypes.create_string_buffer(4096)
+    out = []
+    for pos in range(0, len(data) - code + 1, code):
+        w = ctypes.c_ssize_t(0)
+        lib.sbc_encode(ctypes.byref(enc), data[pos:pos + code], code, frame, 1024, ctypes.byref(w))
+        got = size_t(0)
+        lib.sbc_decode(ctypes.byref(dec), frame.raw[:w.value], w.value, pcm, 4096, ctypes.byref(got))
+        out.append(pcm.raw[:got.value])
+    lib.sbc_finish(ctypes.byref(enc))
+    lib.sbc_finish(ctypes.byref(dec))
+    return np.frombuffer(b''.join(out), dtype='<i2').reshape(-1, s.shape[1]).astype(np.int16)
+
+
+def aac_alone(sig, rate, bitrate, build):
+    """int16 (N, 2) through libavcodec's AAC encoder and decoder alone
+    (BUILD/aac_alone, no LATM, no transport), primed with a frame of silence
+    as the plugin primes it; int16 (M, 2), delayed by 2048 samples."""
+    import os
+    import subprocess
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        src, dst = os.path.join(d, 'in.raw'), os.path.join(d, 'out.raw')
+        _2d(sig).astype('<i2').tofile(src)
+        subprocess.run([os.path.join(build, 'aac_alone'), src, dst, str(rate), str(bitrate)],
+                       check=True, timeout=60)
+        return np.fromfile(dst, dtype='<i2').reshape(-1, 2).astype(np.int16)

@@ -15,6 +15,8 @@ Env(...) keyword arguments (None = the mock's default):
                (default: one paired speaker on hci0; [] for none)
     sink_caps, mtu, volume, delay, battery, endpoint_timeout, volume_delay,
     sndbuf     passed to the mock as --sink-caps, --mtu, ...
+    sink_seps  list of "CODEC:HEX" speaker SEPs (--sink-sep), e.g.
+               ["00:ffff0235", "ff:4f000000010032"]
     sink       program spawned per Acquire; default BUILD/rtp_sink if it
                exists, else none (the mock drains the socket).  None = none.
     mock=False no bluetoothd (the bus runs, nobody owns org.bluez)
@@ -189,14 +191,16 @@ class Env:
 
     def __init__(self, adapters=None, devices=None, sink_caps=None, mtu=None, volume=None,
                  delay=None, battery=None, sink=AUTO, mock=True, bus=True,
-                 endpoint_timeout=None, volume_delay=None, sndbuf=None, extra_args=(),
-                 activatable=False):
+                 endpoint_timeout=None, volume_delay=None, sndbuf=None, sink_seps=(),
+                 extra_args=(), activatable=False):
         self.want_mock, self.want_bus = mock and bus, bus
         # activatable: org.bluez can be started on demand, as Debian's service
         # file allows, but starting it fails (bluetooth.service stopped).
         self.activatable = activatable
         self.mock_args = self._mock_args(adapters, devices, sink_caps, mtu, volume, delay,
                                          battery, endpoint_timeout, volume_delay, sndbuf)
+        for spec in sink_seps:
+            self.mock_args += ['--sink-sep', spec]
         self.mock_args += list(extra_args)
         if sink is AUTO:
             default = os.path.join(BUILD, 'rtp_sink')

@@ -183,6 +183,38 @@ def test_software_volume():
               abs(measured - want) < 0.5, f'{measured:.2f} dB, want {want:.2f}')
 
 
+def configured_sep(env):
+    """The speaker SEP of the last transport: which codec it was configured with."""
+    ev = [e for e in env.events() if e.startswith('SetConfiguration /org/bluez')]
+    return ev[-1].split()[1].split('/')[-2] if ev else None
+
+
+def test_codec():
+    """'A2DP Codec': what the speaker played with; a choice is used at the next open."""
+    seps = ['00:ffff0235', 'ff:4f000000010032']            # SBC (sep1), aptX (sep2)
+    with Env(devices=[DEV + ',connected'], sink_seps=seps) as env:
+        r = amixer(env, 'cget', "name='A2DP Codec'")
+        check('codec element: the table\'s codecs, SBC before any stream',
+              "items=6" in r.stdout and re.search(r": values=(\d+)", r.stdout) and
+              "Item #4 'sbc'" in r.stdout and re.search(r": values=4\b", r.stdout), r.stdout)
+        p, _ = start_playing(env, 0.5)
+        p.wait(10)
+        r = amixer(env, 'cget', "name='A2DP Codec'")
+        check('codec element shows aptX after a stream played with it',
+              configured_sep(env) == 'sep2' and re.search(r": values=2\b", r.stdout), r.stdout)
+        r = amixer(env, 'cset', "name='A2DP Codec'", 'sbc')
+        check('choosing SBC is taken and shown', r.rc == 0 and re.search(r": values=4\b", r.stdout),
+              r.stdout + r.stderr)
+        p, _ = start_playing(env, 0.5)
+        check('the next stream plays SBC', p.wait(10).rc == 0 and configured_sep(env) == 'sep1',
+              str(configured_sep(env)))
+        p = env.spawn(['aplay', '-q', '-D', 'bluetooth:DEV=%s,CODEC=aptx' % ADDR, env.tmp + '/in.wav'])
+        check('CODEC= overrides the mixer\'s choice', p.wait(10).rc == 0 and configured_sep(env) == 'sep2',
+              str(configured_sep(env)))
+        r = amixer(env, 'cget', "name='A2DP Codec'")
+        check('and the element follows what played', re.search(r": values=2\b", r.stdout), r.stdout)
+
+
 def test_errors():
     with Env(devices=[DEV]) as env:
         r = env.run(['amixer', '-D', 'bluetooth:DEV=00:1B:66:AA:BB:CD', 'get', 'A2DP'], timeout=10)
@@ -242,6 +274,7 @@ def test_errors():
         r = amixer(env, 'cset', "name='A2DP Playback Volume'", '40')
         check('... and a fresh amixer works against the new bluetoothd', r.rc == 0, r.stderr)
 
+test_codec()
 test_hardware_volume()
 test_battery()
 test_closed_stream()

@@ -49,6 +49,7 @@ FAKE_SINK = r'''#!/usr/bin/python3
 import argparse, os
 p = argparse.ArgumentParser()
 p.add_argument('--fd', type=int); p.add_argument('--wav'); p.add_argument('--log')
+p.add_argument('--codec'); p.add_argument('--rate')
 a = p.parse_args()
 with open(a.log, 'w') as log, open(a.wav, 'wb') as wav:
     while True:

@@ -16,6 +16,10 @@ Command line
                                            connected, nosink, name=Foo
   --sink-caps HEX        SBC capabilities of the speaker's sink SEP
                          (default ffff0235; any length, for malformed tests)
+  --sink-sep CODEC:HEX   repeatable: the speaker's sink SEPs instead, in
+                         order (DEV/sep1, sep2, ...): codec id in hex (00 SBC,
+                         ff vendor) and capabilities, e.g. 00:ffff0235
+                         ff:4f0000000100ff (aptX)
   --mtu N                read and write MTU returned by Acquire (default 672)
   --volume N             transports start with Volume N (0..127); else none
   --delay N              Delay (1/10 ms) on transports whose endpoint asked
@@ -23,7 +27,9 @@ Command line
   --battery N            devices get org.bluez.Battery1 Percentage N
   --sink PATH            program spawned on each Acquire:
                          PATH --fd 3 --wav OUTDIR/capture-K.wav
-                              --log OUTDIR/capture-K.csv
+                              --log OUTDIR/capture-K.csv --codec NAME
+                         [--rate R] (NAME: sbc, aptx, aptx_hd, aac, ldac, or
+                         the codec in hex; R: the rate, for aptX, AAC, LDAC)
                          (stdout/stderr to OUTDIR/capture-K.out). Without it
                          the mock drains the socket itself.
   --outdir DIR           where captures go (default: current directory)
@@ -128,8 +134,14 @@ BlueZ behaviour imitated, and choices where it was not certain
   Device Connected becomes true when the link comes up, i.e. before
   SelectConfiguration (the ACL is up before AVDTP discovery); the reply comes
   after SetConfiguration has been answered.  The remote SEP object
-  DEV/sep1 (MediaEndpoint1 with UUID/Codec/Capabilities/Device) is exported
-  while connected, as BlueZ >= 5.52 does.
+  DEV/sepN (MediaEndpoint1 with UUID/Codec/Capabilities/Device), one per
+  --sink-sep, is exported while connected, as BlueZ >= 5.52 does.
+* Which of our endpoints (a2dp.c a2dp_select_eps, 5.66): every A2DP Source
+  endpoint on the adapter, in registration order, that has a speaker SEP of
+  the same codec (for vendor codecs 0xFF, the same vendor and vendor codec
+  id, the first 6 bytes of the capabilities); SelectConfiguration goes to
+  the first; an error reply moves on to the next; none left -> Failed
+  "br-connection-create-socket".
 * The configuration returned by SelectConfiguration is checked the way the
   speaker would (bluetoothd itself only forwards it; the remote rejects it
   with AVDTP SET_CONFIGURATION errors): 4 bytes, exactly one bit per field,
@@ -188,6 +200,7 @@ TRANSPORT = 'org.bluez.MediaTransport1'
 ENDPOINT = 'org.bluez.MediaEndpoint1'
 CTL = 'org.alsabt.Mock1'
 CTL_PATH = '/org/alsabt/mock'
+SO_TIMESTAMPNS = 35                  # Linux; socket lacks the name
 
 
 def full_uuid(short):
@@ -279,6 +292,67 @@ def normalize_uuid(text):
     if len(text) == 4 and all(c in '0123456789abcdef' for c in text):
         return full_uuid(text)
     return text
+
+
+def codec_key(codec, caps):
+    """(codec, vendor, vendor codec) as BlueZ matches endpoints."""
+    if codec == 0xff:
+        return (codec, bytes(caps[:6])) if len(caps) >= 6 else None
+    return (codec, b'')
+
+
+def codec_name(codec, config):
+    names = {(0, b''): 'sbc', (2, b''): 'aac', (0xff, bytes.fromhex('4f0000000100')): 'aptx',
+             (0xff, bytes.fromhex('d70000002400')): 'aptx_hd',
+             (0xff, bytes.fromhex('2d010000aa00')): 'ldac'}
+    return names.get(codec_key(codec, config), '%02x' % codec)
+
+
+def config_problem(codec, config, caps):
+    """Why the speaker would reject this configuration, or None."""
+    if codec == 0:
+        return sbc_config_problem(config, caps)
+    if codec == 2:
+        return aac_config_problem(config, caps)
+    if config is None:
+        return 'not an array of bytes'
+    if len(config) != len(caps):
+        return 'length %d, the speaker\'s capabilities have %d' % (len(config), len(caps))
+    if config[:6] != caps[:6]:
+        return 'vendor/codec id %s, the speaker has %s' % (config[:6].hex(), caps[:6].hex())
+    for i in range(6, len(config)):
+        if config[i] & ~caps[i]:
+            return 'byte %d: 0x%02x not within the speaker\'s 0x%02x' % (i, config[i], caps[i])
+    fields = {'aptx': ((6, 0xf0, 'frequency'), (6, 0x0f, 'channel mode')),
+              'aptx_hd': ((6, 0xf0, 'frequency'), (6, 0x0f, 'channel mode')),
+              'ldac': ((6, 0xff, 'frequency'), (7, 0xff, 'channel mode'))}
+    for index, mask, name in fields.get(codec_name(codec, config), ()):
+        value = config[index] & mask
+        if value == 0 or value & (value - 1):
+            return '%s: not exactly one choice (0x%02x)' % (name, value)
+    return None
+
+
+def aac_config_problem(config, caps):
+    """MPEG-2,4 AAC (A2DP 1.3 section 4.5): one object type, rate and channel
+    mode within the caps; a bitrate no higher than the speaker's (if it says one)."""
+    if config is None:
+        return 'not an array of bytes'
+    if len(config) != 6 or len(caps) != 6:
+        return 'length %d, AAC needs 6' % len(config)
+    fields = ((config[0], caps[0], 'object type'),
+              (config[1] << 4 | config[2] >> 4, caps[1] << 4 | caps[2] >> 4, 'frequency'),
+              (config[2] & 0x0f, caps[2] & 0x0f, 'channels'))
+    for value, allowed, name in fields:
+        if value == 0 or value & (value - 1):
+            return '%s: not exactly one choice (0x%x)' % (name, value)
+        if value & ~allowed:
+            return '%s: 0x%x not supported by the speaker' % (name, value)
+    rate = (config[3] & 0x7f) << 16 | config[4] << 8 | config[5]
+    peak = (caps[3] & 0x7f) << 16 | caps[4] << 8 | caps[5]
+    if peak and rate > peak:
+        return 'bitrate %d above the speaker\'s %d' % (rate, peak)
+    return None
 
 
 def sbc_config_problem(config, caps):
@@ -493,13 +567,6 @@ class Adapter(PropObject):
                 return ep
         return None
 
-    def source_endpoint(self):
-        """The first registered A2DP Source SBC endpoint (a2dp_find_sep order)."""
-        for ep in self.endpoints:
-            if ep.uuid == A2DP_SOURCE and ep.codec == 0:
-                return ep
-        return None
-
     @dbus.service.method(MEDIA, in_signature='oa{sv}', sender_keyword='sender',
                          async_callbacks=('ok', 'err'))
     def RegisterEndpoint(self, path, props, sender=None, ok=None, err=None):
@@ -562,13 +629,14 @@ class Adapter(PropObject):
 
 
 class RemoteSep(PropObject):
-    """DEV/sep1: the speaker's SBC sink SEP, exported while connected."""
+    """DEV/sepN: one of the speaker's sink SEPs, exported while connected."""
 
-    def __init__(self, mock, device):
-        super().__init__(mock, device.path + '/sep1')
+    def __init__(self, mock, device, number, codec, caps):
+        super().__init__(mock, '%s/sep%d' % (device.path, number))
+        self.codec, self.caps = codec, caps
         self.props[ENDPOINT] = {
-            'UUID': dbus.String(A2DP_SINK), 'Codec': dbus.Byte(0),
-            'Capabilities': ay(mock.sink_caps), 'Device': dbus.ObjectPath(device.path),
+            'UUID': dbus.String(A2DP_SINK), 'Codec': dbus.Byte(codec),
+            'Capabilities': ay(caps), 'Device': dbus.ObjectPath(device.path),
         }
 
 
@@ -581,7 +649,7 @@ class Device(PropObject):
         self.short = self.path.rsplit('/', 1)[1]
         self.transports = []
         self.connecting = None   # ConnectJob while a connect is pending
-        self.sep = None          # RemoteSep while connected
+        self.seps = []           # RemoteSeps while connected
         name = flags.get('name', 'Mock Speaker')
         uuids = [HFP_HF, PNP] if 'nosink' in flags else [A2DP_SINK, AVRCP, AVRCP_TARGET, PNP]
         paired = 'unpaired' not in flags
@@ -612,12 +680,31 @@ class Device(PropObject):
             self.mock.log('Connected %s %d' % (self.short, value))
         self.update(DEVICE, Connected=dbus.Boolean(value),
                     ServicesResolved=dbus.Boolean(value))
-        if value and self.sep is None:
-            self.sep = RemoteSep(self.mock, self)
-            self.mock.add_object(self.sep)
-        elif not value and self.sep is not None:
-            self.mock.remove_object(self.sep)
-            self.sep = None
+        if value and not self.seps:
+            self.add_seps()
+        elif not value and self.seps:
+            for sep in self.seps:
+                self.mock.remove_object(sep)
+            self.seps = []
+
+    def add_seps(self):
+        self.seps = [RemoteSep(self.mock, self, i + 1, codec, caps)
+                     for i, (codec, caps) in enumerate(self.mock.sink_seps)]
+        for sep in self.seps:
+            self.mock.add_object(sep)
+
+    def candidates(self):
+        """(our endpoint, speaker SEP) pairs BlueZ would try, in its order."""
+        pairs = []
+        for ep in self.adapter.endpoints:
+            if ep.uuid != A2DP_SOURCE:
+                continue
+            for sep in self.seps:
+                key = codec_key(sep.codec, sep.caps)
+                if key is not None and key == codec_key(ep.codec, ep.caps):
+                    pairs.append((ep, sep))
+                    break
+        return pairs
 
     def set_battery(self, percent):
         if BATTERY in self.props:
@@ -676,13 +763,18 @@ class Device(PropObject):
                 self.mock.foreign_transport(self)
                 call.reply()
                 return
-            ep = self.adapter.source_endpoint()
-            if ep is None:
+            had_seps = bool(self.seps)
+            if not had_seps:
+                self.add_seps()          # AVDTP discovery
+            pairs = self.candidates()
+            if not pairs:
+                if not had_seps:
+                    self.set_connected(False)
                 raise bluez_error('Failed', 'br-connection-create-socket')
         except BluezError as e:
             call.fail(e)
             return
-        ConnectJob(self.mock, self, ep, call).start()
+        ConnectJob(self.mock, self, pairs, call).start()
 
     @dbus.service.method(DEVICE, in_signature='s', sender_keyword='sender',
                          async_callbacks=('ok', 'err'))
@@ -735,8 +827,10 @@ class ConnectJob:
     all while the ConnectProfile call waits for its answer.
     """
 
-    def __init__(self, mock, device, endpoint, call):
-        self.mock, self.device, self.ep, self.call = mock, device, endpoint, call
+    def __init__(self, mock, device, pairs, call):
+        self.mock, self.device, self.call = mock, device, call
+        self.pairs = list(pairs)
+        self.ep, self.sep = self.pairs.pop(0)
         self.transport = None
         self.finished = False
 
@@ -744,8 +838,11 @@ class ConnectJob:
         self.device.connecting = self
         self.ep.jobs.add(self)
         self.device.set_connected(True)      # the ACL is up before AVDTP discovery
+        self._select()
+
+    def _select(self):
         action = self.mock.faults.get('SelectConfiguration')
-        caps = self.mock.sink_caps
+        caps = self.sep.caps
         sig, args = 'ay', [ay(caps)]
         if action.startswith('garbage:'):
             caps = bytes.fromhex(action[8:])
@@ -763,7 +860,7 @@ class ConnectJob:
         if self.finished:
             return
         config = as_bytes(values[0]) if len(values) == 1 else None
-        problem = sbc_config_problem(config, self.mock.sink_caps)
+        problem = config_problem(self.sep.codec, config, self.sep.caps)
         if problem:
             self.mock.log('SelectConfiguration -> invalid %s: %s'
                           % (config.hex() if config is not None else repr(values), problem))
@@ -780,13 +877,19 @@ class ConnectJob:
                                                          exc.get_dbus_message()))
         if exc.get_dbus_name() == 'org.freedesktop.DBus.Error.NoReply':
             self.mock.clear_endpoint(self.ep)
+        elif self.pairs:                     # a2dp.c select_cb: the next endpoint
+            self.ep.jobs.discard(self)
+            self.ep, self.sep = self.pairs.pop(0)
+            self.ep.jobs.add(self)
+            self._select()
+            return
         self.fail()
 
     def _configure(self, config):
         action = self.mock.faults.get('SetConfiguration')
         if action.startswith('garbage:'):
             config = bytes.fromhex(action[8:])
-        self.transport = self.mock.new_transport(self.device, self.ep, config)
+        self.transport = self.mock.new_transport(self.device, self.ep, config, self.sep)
         path, props = self.transport.path, self.transport.props[TRANSPORT]
         sig, args = 'oa{sv}', [dbus.ObjectPath(path), dbus.Dictionary(props, signature='sv')]
         if action == 'wrongtype':
@@ -858,7 +961,11 @@ class Sink:
 
     def _spawn(self, fd):
         base = os.path.join(self.mock.outdir, 'capture-%d' % self.k)
-        argv = [self.mock.args.sink, '--fd', '3', '--wav', base + '.wav', '--log', base + '.csv']
+        argv = [self.mock.args.sink, '--fd', '3', '--wav', base + '.wav', '--log', base + '.csv',
+                '--codec', self.transport.codec_name()]
+        rate = self.transport.stream_rate()
+        if rate:                # aptX streams do not say their rate; the AAC decoder warms up
+            argv += ['--rate', str(rate)]
 
         def child_setup():
             if fd != 3:
@@ -970,8 +1077,10 @@ class Sink:
 class Transport(PropObject):
     """DEV/sep1/fdN: org.bluez.MediaTransport1 (transport.c)."""
 
-    def __init__(self, mock, device, endpoint, config, number, foreign=False):
-        super().__init__(mock, '%s/sep1/fd%d' % (device.path, number))
+    def __init__(self, mock, device, endpoint, config, number, foreign=False, sep=None):
+        sep_path = sep.path if sep else device.path + '/sep1'
+        super().__init__(mock, '%s/fd%d' % (sep_path, number))
+        self.config = config
         self.device, self.endpoint, self.foreign = device, endpoint, foreign
         self.owner = 'foreign' if foreign else None
         self.sinks = []
@@ -988,13 +1097,27 @@ class Transport(PropObject):
             props['Delay'] = dbus.UInt16(mock.delay)
         if mock.volume is not None:
             props['Volume'] = dbus.UInt16(mock.volume)
-        props['Endpoint'] = dbus.ObjectPath(device.path + '/sep1')
+        props['Endpoint'] = dbus.ObjectPath(sep_path)
         self.props[TRANSPORT] = props
         self.writable = {(TRANSPORT, 'Volume')}
 
     @property
     def state(self):
         return str(self.props[TRANSPORT]['State'])
+
+    def codec_name(self):
+        return codec_name(int(self.props[TRANSPORT]['Codec']), self.config)
+
+    def stream_rate(self):
+        """The configured rate, for the sink of a codec other than SBC."""
+        name = self.codec_name()
+        if name.startswith('aptx') and len(self.config) >= 7:
+            return {0x80: 16000, 0x40: 32000, 0x20: 44100, 0x10: 48000}.get(self.config[6] & 0xf0)
+        if name == 'ldac' and len(self.config) == 8:
+            return {0x20: 44100, 0x10: 48000}.get(self.config[6])
+        if name == 'aac' and len(self.config) == 6:
+            return 44100 if self.config[1] & 0x01 else 48000 if self.config[2] & 0x80 else None
+        return None
 
     def set_state(self, state):
         if self.state != state:
@@ -1037,6 +1160,9 @@ class Transport(PropObject):
                                          socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         if self.mock.args.sndbuf:
             ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.mock.args.sndbuf)
+        # The kernel stamps each packet as it is queued for the sink, so the
+        # sink logs true arrival times even while it is still starting up.
+        theirs.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         try:
             self.sinks.append(Sink(self.mock, self, self.mock.next_capture(), theirs.detach()))
         except OSError as e:     # test setup error (bad --sink): fail loudly
@@ -1179,6 +1305,10 @@ class Mock:
         self.events = []
         self.faults = Faults()
         self.sink_caps = bytes.fromhex(args.sink_caps)
+        self.sink_seps = [(0, self.sink_caps)]
+        if args.sink_sep:
+            self.sink_seps = [(int(c, 16), bytes.fromhex(h))
+                              for c, _, h in (spec.partition(':') for spec in args.sink_sep)]
         self.volume, self.delay = args.volume, args.delay
         self.outdir = os.path.abspath(args.outdir)
         self.adapters, self.devices, self.transports = {}, {}, {}
@@ -1255,6 +1385,8 @@ class Mock:
         dev = Device(self, self.adapters[adapter_name], address, flags)
         self.devices[dev.path] = dev
         self.add_object(dev)
+        if dev.connected:
+            dev.add_seps()
 
     # -- endpoints and transports
 
@@ -1271,8 +1403,8 @@ class Mock:
             self.log('%s -> could not send: %s' % (method, e))
             (on_error or ignore)(BluezError('org.freedesktop.DBus.Error.Failed', str(e)))
 
-    def new_transport(self, device, ep, config):
-        t = Transport(self, device, ep, config, self._fd_number)
+    def new_transport(self, device, ep, config, sep):
+        t = Transport(self, device, ep, config, self._fd_number, sep=sep)
         self._fd_number += 1
         self.transports[t.path] = t
         device.transports.append(t)
@@ -1378,6 +1510,7 @@ def parse_args(argv):
     p.add_argument('--adapter', action='append', default=[])
     p.add_argument('--device', action='append', default=[])
     p.add_argument('--sink-caps', default='ffff0235')
+    p.add_argument('--sink-sep', action='append', default=[])
     p.add_argument('--mtu', type=int, default=672)
     p.add_argument('--volume', type=int)
     p.add_argument('--delay', type=int)

@@ -1,20 +1,36 @@
 /*
- * rtp_sink: the test speaker. Reads A2DP SBC media packets (RTP) from one end
- * of a SOCK_SEQPACKET transport socket, decodes them with libsbc into a WAV
- * file and logs one CSV line per packet.
+ * rtp_sink: the test speaker. Reads A2DP media packets from one end of a
+ * SOCK_SEQPACKET transport socket, decodes them into a WAV file and logs one
+ * CSV line per packet. Codecs: SBC (RTP + payload header, libsbc), aptX (no
+ * RTP, raw codewords) and aptX HD (RTP, no payload header), both with
+ * libfreeaptx's decoder, and AAC (RTP with the marker bit, LATM) with
+ * libavcodec's aac_latm decoder (our LATM is also read back by latm_read);
+ * LDAC, which nothing in Debian decodes, is checked frame by frame (sync
+ * byte, rate, channels, lengths) and written as silence.
  *
- *   rtp_sink --fd N --wav OUT.wav --log OUT.csv [--mtu M]
+ *   rtp_sink --fd N --wav OUT.wav --log OUT.csv [--mtu M] [--codec sbc|aptx|aptx_hd|aac|ldac]
+ *            [--rate R]   (aptX: the stream's rate, which it does not carry)
  *
  * CSV columns: t_ns,len,seq,ts,ssrc,pt,nframes,pcm_frames,errors
- *   t_ns        arrival time, CLOCK_MONOTONIC in ns
+ *   t_ns        arrival time, CLOCK_MONOTONIC in ns: the kernel's receive
+ *               timestamp when the socket has SO_TIMESTAMPNS on (the mock sets
+ *               it before starting us, so packets queued while we start up
+ *               keep their times), else when read
  *   len         packet length in bytes (RTP header included)
  *   seq,ts,ssrc,pt  RTP fields; empty when the packet is not RTP
  *   nframes     frame count from the media payload header (empty if none)
  *   pcm_frames  PCM frames (samples per channel) decoded from this packet
- *   errors      not RTP / no payload header / truncated read / longer than
+ *               (aptX: carried by it, 4 per codeword)
+ *   errors      not RTP (but for aptX) / no payload header / truncated read / longer than
  *               --mtu / each frame that failed to decode or has a sample rate
  *               or channel count different from the first / frame count that
- *               does not match the bytes (count too high, or bytes left over)
+ *               does not match the bytes (count too high, or bytes left over) /
+ *               aptX: a payload that is not whole codewords, or codewords that
+ *               lost sync / AAC: no marker bit, LATM we cannot read, a frame
+ *               the decoder refuses or that gives other than 1024 samples /
+ *               LDAC: a frame without the 0xAA sync, of another rate than
+ *               --rate or not stereo, frames of different lengths in one
+ *               packet, or a count that does not match the bytes
  *
  * The WAV header is rewritten after every packet (data first, then header,
  * each flushed), so a reader always sees a valid file that claims no more
@@ -26,6 +42,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <math.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -36,8 +53,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <freeaptx.h>
+#include <libavcodec/avcodec.h>
 #include <sbc/sbc.h>
 
+#include "latm.h"
 #include "rtp.h"
 
 #define BUF_SIZE 65536
@@ -139,7 +159,17 @@ static int sbc_parse_header(const uint8_t *p, size_t len, struct sbc_hdr *h)
 	return 0;
 }
 
+enum sink_codec { CODEC_SBC, CODEC_APTX, CODEC_APTX_HD, CODEC_AAC, CODEC_LDAC };
+
 struct sink {
+	enum sink_codec codec;
+	struct aptx_context *aptx;
+	AVCodecContext *aac;
+	AVPacket *aac_pkt;
+	AVFrame *aac_frame;
+	uint8_t loas[BUF_SIZE + 3];
+	size_t aac_len;              /* fragments gathered so far (RFC 3016) */
+	uint8_t aptx_pcm[BUF_SIZE * 6];   /* 24-bit stereo out of one packet's codewords */
 	sbc_t sbc;
 	struct sbc_hdr first;      /* format of the first decoded frame */
 	int have_format;
@@ -266,9 +296,179 @@ static void handle_media(struct sink *s, const uint8_t *pl, size_t len, struct p
 		r->errors++;
 }
 
+/* aptX / aptX HD: whole codewords, decoded into 24-bit samples and written
+ * to the WAV as 16-bit (rounded). */
+static void handle_aptx(struct sink *s, const uint8_t *pl, size_t len, struct pkt_result *r)
+{
+	size_t cw = s->codec == CODEC_APTX_HD ? 6 : 4, written = 0, dropped = 0, n;
+	static int16_t out[BUF_SIZE * 2];
+	int synced = 0;
+
+	if (len % cw)
+		r->errors++;
+	aptx_decode_sync(s->aptx, pl, len - len % cw, s->aptx_pcm, sizeof(s->aptx_pcm),
+			 &written, &synced, &dropped);
+	if (!synced || dropped)
+		r->errors++;
+	n = written / 3;
+	for (size_t i = 0; i < n; i++) {
+		const uint8_t *p = s->aptx_pcm + 3 * i;
+		int32_t v = (int32_t)((uint32_t)p[0] << 8 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 24) >> 8;
+		int32_t q = (v + 128) >> 8;
+
+		out[i] = q > 32767 ? 32767 : q;
+	}
+	if (n && fwrite(out, n * 2, 1, s->wav.f) != 1)
+		r->errors++;
+	s->wav.data_bytes += n * 2;
+	/* What the packet carries (the RTP timestamps count these): the decoder
+	 * holds its 90-sample start-up back, so the WAV is that much shorter. */
+	r->pcm_frames += len / cw * 4;
+	r->nframes = (int)(len / cw);
+}
+
+/* One AAC frame in LATM, in one packet or in fragments ending with the
+ * marker bit (RFC 3016): checked with our reader, decoded by libavcodec's
+ * aac_latm decoder, which wants the LOAS sync layer (11-bit sync, 13-bit
+ * length) in front. */
+static void handle_aac(struct sink *s, const struct rtp_packet *p, struct pkt_result *r)
+{
+	static uint8_t frame[BUF_SIZE];
+	static int16_t out[8192];
+	unsigned rate, channels;
+	size_t len;
+
+	if (s->aac_len + p->payload_len > BUF_SIZE - 3) {
+		s->aac_len = 0;
+		r->errors++;
+		return;
+	}
+	memcpy(s->loas + 3 + s->aac_len, p->payload, p->payload_len);
+	s->aac_len += p->payload_len;
+	r->nframes = 0;
+	if (!p->marker)
+		return;               /* more of this frame follows */
+	len = s->aac_len;
+	s->aac_len = 0;
+	r->nframes = 1;
+	r->pcm_frames += 1024;
+	if (latm_read(s->loas + 3, len, &rate, &channels, frame, sizeof(frame)) <= 0 || len > 0x1fff) {
+		r->errors++;
+		return;
+	}
+	s->loas[0] = 0x56;
+	s->loas[1] = 0xe0 | len >> 8;
+	s->loas[2] = len;
+	s->aac_pkt->data = s->loas;
+	s->aac_pkt->size = len + 3;
+	if (avcodec_send_packet(s->aac, s->aac_pkt) < 0) {
+		r->errors++;
+		return;
+	}
+	while (avcodec_receive_frame(s->aac, s->aac_frame) == 0) {
+		AVFrame *f = s->aac_frame;
+		int n = f->nb_samples;
+
+		if (f->format != AV_SAMPLE_FMT_FLTP || f->ch_layout.nb_channels != 2 || n > 4096) {
+			r->errors++;
+			continue;
+		}
+		s->wav.rate = f->sample_rate;
+		s->wav.channels = 2;
+		for (int i = 0; i < n; i++)
+			for (int c = 0; c < 2; c++) {
+				float v = ((const float *)f->data[c])[i] * 32768.0f;
+
+				out[2 * i + c] = v > 32767 ? 32767 : v < -32768 ? -32768 : (int16_t)lrintf(v);
+			}
+		if (fwrite(out, (size_t)n * 4, 1, s->wav.f) != 1)
+			r->errors++;
+		s->wav.data_bytes += (size_t)n * 4;
+	}
+}
+
+/* LDAC frames, structure only: each a 3-byte header (MSB first: sync 0xAA,
+ * rate id 3 bits, channel config 2, frame length - 1 9, status 2) and its
+ * bytes. 128 samples a frame at 44.1/48 kHz; written to the WAV as silence. */
+static void handle_ldac(struct sink *s, const uint8_t *pl, size_t len, unsigned rate,
+			struct pkt_result *r)
+{
+	static const int16_t zero[128 * 2];
+	unsigned count, found = 0, first_len = 0, want_sr = rate == 48000 ? 1 : 0;
+	size_t off = 1;
+
+	if (len < 1) {
+		r->errors++;
+		return;
+	}
+	count = pl[0] & 0x0f;
+	r->nframes = (int)count;
+	while (off + 3 <= len) {
+		const uint8_t *h = pl + off;
+		unsigned sr = h[1] >> 5, cc = (h[1] >> 3) & 3, flen = ((h[1] & 7) << 6 | h[2] >> 2) + 1;
+
+		if (h[0] != 0xaa || sr != want_sr || cc != 2 || (first_len && flen + 3 != first_len) ||
+		    off + 3 + flen > len) {
+			r->errors++;
+			return;
+		}
+		first_len = flen + 3;
+		off += first_len;
+		found++;
+		if (fwrite(zero, sizeof(zero), 1, s->wav.f) == 1)
+			s->wav.data_bytes += sizeof(zero);
+	}
+	s->wav.rate = rate;
+	r->pcm_frames += found * 128;
+	if (found != count || off != len)
+		r->errors++;
+}
+
+/* The decoder, set up for AAC LC stereo at this rate from the start (an
+ * AudioSpecificConfig as extradata): otherwise it builds its tables on the
+ * first packet, tens of ms during which packets queue and the arrival times
+ * logged would look bunched. */
+static int aac_open(struct sink *s, unsigned rate)
+{
+	const AVCodec *c = avcodec_find_decoder_by_name("aac_latm");
+	unsigned sfi = rate == 48000 ? 3 : 4;
+
+	if (!c || !(s->aac = avcodec_alloc_context3(c)) ||
+	    !(s->aac->extradata = av_mallocz(2 + AV_INPUT_BUFFER_PADDING_SIZE)))
+		return -1;
+	s->aac->extradata[0] = 2 << 3 | sfi >> 1;          /* AOT 2 (LC), rate index */
+	s->aac->extradata[1] = (sfi & 1) << 7 | 2 << 3;    /* 2 channels */
+	s->aac->extradata_size = 2;
+	if (avcodec_open2(s->aac, c, NULL) < 0 ||
+	    !(s->aac_pkt = av_packet_alloc()) || !(s->aac_frame = av_frame_alloc()))
+		return -1;
+	return 0;
+}
+
+/* The kernel's receive timestamp (CLOCK_REALTIME) on CLOCK_MONOTONIC, or now. */
+static void arrival_time(struct msghdr *msg, struct timespec *out)
+{
+	struct cmsghdr *c;
+	struct timespec real, mono;
+
+	clock_gettime(CLOCK_MONOTONIC, out);
+	for (c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
+		int64_t ns;
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_TIMESTAMPNS)
+			continue;
+		memcpy(&real, CMSG_DATA(c), sizeof(real));
+		clock_gettime(CLOCK_REALTIME, &mono);   /* now, on both clocks */
+		ns = ((int64_t)out->tv_sec - mono.tv_sec) * 1000000000 + out->tv_nsec - mono.tv_nsec +
+		     (int64_t)real.tv_sec * 1000000000 + real.tv_nsec;
+		out->tv_sec = ns / 1000000000;
+		out->tv_nsec = ns % 1000000000;
+	}
+}
+
 static void usage(void)
 {
-	fprintf(stderr, "usage: rtp_sink --fd N --wav OUT.wav --log OUT.csv [--mtu M]\n");
+	fprintf(stderr, "usage: rtp_sink --fd N --wav OUT.wav --log OUT.csv [--mtu M] [--codec sbc|aptx|aptx_hd|aac|ldac] [--rate R]\n");
 }
 
 int main(int argc, char **argv)
@@ -278,12 +478,14 @@ int main(int argc, char **argv)
 		{ "wav", required_argument, NULL, 'w' },
 		{ "log", required_argument, NULL, 'l' },
 		{ "mtu", required_argument, NULL, 'm' },
+		{ "codec", required_argument, NULL, 'c' },
+		{ "rate", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct sink s;   /* large buffers: keep off the stack */
 	const char *wav_path = NULL, *log_path = NULL;
-	long fd = -1, mtu = 0;
+	long fd = -1, mtu = 0, aptx_rate = 44100;   /* --rate, for aptX and AAC */
 	FILE *log;
 	uint8_t *buf;
 	uint64_t packets = 0;
@@ -301,6 +503,27 @@ int main(int argc, char **argv)
 			break;
 		case 'w':
 			wav_path = optarg;
+			break;
+		case 'r':
+			aptx_rate = strtol(optarg, &end, 10);
+			if (*end || aptx_rate <= 0) {
+				fprintf(stderr, "rtp_sink: bad --rate\n");
+				return 2;
+			}
+			break;
+		case 'c':
+			if (!strcmp(optarg, "aptx"))
+				s.codec = CODEC_APTX;
+			else if (!strcmp(optarg, "aptx_hd"))
+				s.codec = CODEC_APTX_HD;
+			else if (!strcmp(optarg, "aac"))
+				s.codec = CODEC_AAC;
+			else if (!strcmp(optarg, "ldac"))
+				s.codec = CODEC_LDAC;
+			else if (strcmp(optarg, "sbc")) {
+				fprintf(stderr, "rtp_sink: unknown --codec %s\n", optarg);
+				return 2;
+			}
 			break;
 		case 'l':
 			log_path = optarg;
@@ -333,8 +556,17 @@ int main(int argc, char **argv)
 		perror("rtp_sink: open");
 		return 2;
 	}
-	s.wav.rate = 44100;
+	s.wav.rate = s.codec == CODEC_SBC ? 44100 : aptx_rate;
 	s.wav.channels = 2;
+	if (s.codec == CODEC_AAC && aac_open(&s, aptx_rate) < 0) {
+		fprintf(stderr, "rtp_sink: no aac_latm decoder\n");
+		return 2;
+	}
+	if ((s.codec == CODEC_APTX || s.codec == CODEC_APTX_HD) &&
+	    !(s.aptx = aptx_init(s.codec == CODEC_APTX_HD))) {
+		fprintf(stderr, "rtp_sink: aptx_init failed\n");
+		return 2;
+	}
 	if (sbc_init(&s.sbc, 0) || wav_write_header(&s.wav)) {
 		fprintf(stderr, "rtp_sink: init failed\n");
 		return 2;
@@ -369,7 +601,9 @@ int main(int argc, char **argv)
 		}
 		if (use_recv) {
 			struct iovec iov = { .iov_base = buf, .iov_len = BUF_SIZE };
-			struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+			union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(struct timespec))]; } ctl;
+			struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl,
+					      .msg_controllen = sizeof(ctl) };
 
 			len = recvmsg((int)fd, &msg, MSG_DONTWAIT);
 			if (len < 0 && errno == ENOTSOCK) {
@@ -377,10 +611,11 @@ int main(int argc, char **argv)
 				continue;
 			}
 			truncated = !!(msg.msg_flags & MSG_TRUNC);
+			arrival_time(&msg, &now);
 		} else {
 			len = read((int)fd, buf, BUF_SIZE);
+			clock_gettime(CLOCK_MONOTONIC, &now);
 		}
-		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (len < 0) {
 			if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
 				continue;
@@ -396,8 +631,16 @@ int main(int argc, char **argv)
 			r.errors++;
 		if (mtu && len > mtu)
 			r.errors++;
-		is_rtp = rtp_parse(buf, (size_t)len, &pkt) == 0;
-		if (is_rtp)
+		is_rtp = s.codec != CODEC_APTX && rtp_parse(buf, (size_t)len, &pkt) == 0;
+		if (s.codec == CODEC_APTX)
+			handle_aptx(&s, buf, (size_t)len, &r);
+		else if (is_rtp && s.codec == CODEC_APTX_HD)
+			handle_aptx(&s, pkt.payload, pkt.payload_len, &r);
+		else if (is_rtp && s.codec == CODEC_AAC)
+			handle_aac(&s, &pkt, &r);
+		else if (is_rtp && s.codec == CODEC_LDAC)
+			handle_ldac(&s, pkt.payload, pkt.payload_len, aptx_rate, &r);
+		else if (is_rtp)
 			handle_media(&s, pkt.payload, pkt.payload_len, &r);
 		else
 			r.errors++;
@@ -426,6 +669,11 @@ int main(int argc, char **argv)
 	if (fclose(log))
 		perror("rtp_sink: close log");
 	sbc_finish(&s.sbc);
+	if (s.aptx)
+		aptx_finish(s.aptx);
+	avcodec_free_context(&s.aac);
+	av_packet_free(&s.aac_pkt);
+	av_frame_free(&s.aac_frame);
 	free(buf);
 	fprintf(stderr, "rtp_sink: %" PRIu64 " packets, %" PRIu64 " pcm frames, %" PRIu64
 		" errors%s\n", packets, s.total_pcm, s.total_errors,

@@ -57,7 +57,7 @@ static void test_packing(void)
 		uint8_t cfg[4] = { 0x21, 0x15, 2, bp };
 		struct a2dp_encoder *enc;
 
-		if (sbc->encoder_new(&enc, cfg, 4) < 0) {
+		if (sbc->encoder_new(&enc, cfg, 4, 672, NULL) < 0) {
 			CHECK(0, "encoder at bitpool %u", bp);
 			continue;
 		}

@@ -136,7 +136,7 @@ static void test_encoder(void)
 	uint8_t out[4096];
 	ssize_t n;
 
-	CHECK(sbc->encoder_new(&enc, cfg, 4) == 0, "encoder");
+	CHECK(sbc->encoder_new(&enc, cfg, 4, 672, NULL) == 0, "encoder");
 	CHECK(sbc->frame_samples(enc) == 128, "frame samples %u", sbc->frame_samples(enc));
 	CHECK(sbc->frame_bytes(enc) == 119, "frame bytes %zu", sbc->frame_bytes(enc));
 	CHECK(sbc->delay(enc) == 73, "delay");

@@ -1,0 +1,392 @@
+/*
+ * AAC (MPEG-2/4 AAC LC) as an entry of the codec table, encoded by
+ * libavcodec's native encoder and framed as LATM in RTP (RFC 3016: marker
+ * bit set, one AAC frame of 1024 samples a packet). libavcodec is opened
+ * with dlopen() the first time AAC is considered, so the plugin does not
+ * depend on it. Its structures differ between major versions, so only the
+ * major this file was built against is opened.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <alsa/asoundlib.h>
+#include <libavcodec/avcodec.h>
+#include <libavutil/channel_layout.h>
+#include <libavutil/frame.h>
+#include <libavutil/log.h>
+
+#include "codec.h"
+#include "latm.h"
+#include "rtp.h"
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define AVCODEC_LIB "libavcodec.so." STR(LIBAVCODEC_VERSION_MAJOR)
+#define AAC_CAPS_LEN 6
+#define AAC_FRAME_SAMPLES 1024
+#define MAX_BITRATE 320000        /* what PipeWire and Android ask for at most */
+#define MIN_BITRATE 64000         /* congestion steps stop here */
+#define OBJ_MPEG2_LC 0x80
+#define OBJ_MPEG4_LC 0x40
+#define CHANNELS_2 0x04
+#define VBR_BIT 0x80
+
+static const struct { uint8_t byte, bit; unsigned rate; } freq_table[] = {
+	{ 1, 0x01, 44100 }, { 2, 0x80, 48000 },       /* the two every sink must have */
+};
+
+/* --- the library, loaded once per process ---------------------------------- */
+
+static struct {
+	__typeof__(avcodec_find_encoder) *find_encoder;
+	__typeof__(avcodec_alloc_context3) *alloc_context3;
+	__typeof__(avcodec_open2) *open2;
+	__typeof__(avcodec_free_context) *free_context;
+	__typeof__(avcodec_send_frame) *send_frame;
+	__typeof__(avcodec_receive_packet) *receive_packet;
+	__typeof__(av_packet_alloc) *packet_alloc;
+	__typeof__(av_packet_free) *packet_free;
+	__typeof__(av_packet_unref) *packet_unref;
+	__typeof__(av_frame_alloc) *frame_alloc;
+	__typeof__(av_frame_free) *frame_free;
+	__typeof__(av_frame_get_buffer) *frame_get_buffer;
+	__typeof__(av_frame_make_writable) *frame_make_writable;
+	__typeof__(av_channel_layout_default) *channel_layout_default;
+	__typeof__(av_log_get_level) *log_get_level;
+	__typeof__(av_log_set_level) *log_set_level;
+	int err;
+} av;
+static pthread_once_t av_once = PTHREAD_ONCE_INIT;
+
+static void load_library(void)
+{
+	/* libavutil comes with libavcodec; dlsym on its handle finds both. */
+	const struct a2dp_symbol syms[] = {
+		{ (void **)&av.find_encoder, "avcodec_find_encoder" },
+		{ (void **)&av.alloc_context3, "avcodec_alloc_context3" },
+		{ (void **)&av.open2, "avcodec_open2" },
+		{ (void **)&av.free_context, "avcodec_free_context" },
+		{ (void **)&av.send_frame, "avcodec_send_frame" },
+		{ (void **)&av.receive_packet, "avcodec_receive_packet" },
+		{ (void **)&av.packet_alloc, "av_packet_alloc" },
+		{ (void **)&av.packet_free, "av_packet_free" },
+		{ (void **)&av.packet_unref, "av_packet_unref" },
+		{ (void **)&av.frame_alloc, "av_frame_alloc" },
+		{ (void **)&av.frame_free, "av_frame_free" },
+		{ (void **)&av.frame_get_buffer, "av_frame_get_buffer" },
+		{ (void **)&av.frame_make_writable, "av_frame_make_writable" },
+		{ (void **)&av.channel_layout_default, "av_channel_layout_default" },
+		{ (void **)&av.log_get_level, "av_log_get_level" },
+		{ (void **)&av.log_set_level, "av_log_set_level" },
+	};
+
+	const char *why = "no AAC encoder";
+	int err = a2dp_load_library(AVCODEC_LIB, syms, sizeof(syms) / sizeof(syms[0]), &why);
+
+	/* The encoder's statistics at close would land on the program's stderr;
+	 * a level the program chose itself is left alone. */
+	if (!err && av.log_get_level() == AV_LOG_INFO)
+		av.log_set_level(AV_LOG_ERROR);
+	if (err || !av.find_encoder(AV_CODEC_ID_AAC)) {
+		SNDERR("AAC is not offered: cannot load %s's AAC encoder (%s); install libavcodec%d",
+		       AVCODEC_LIB, why, LIBAVCODEC_VERSION_MAJOR);
+		av.err = -ENOENT;
+	}
+}
+
+static int aac_available(void)
+{
+	pthread_once(&av_once, load_library);
+	return av.err;
+}
+
+/* --- capabilities and configuration -------------------------------------- */
+
+static unsigned caps_bitrate(const uint8_t *b)
+{
+	return (unsigned)(b[3] & 0x7f) << 16 | (unsigned)b[4] << 8 | b[5];
+}
+
+static void put_bitrate(uint8_t *b, unsigned bitrate)
+{
+	b[3] = (b[3] & VBR_BIT) | ((bitrate >> 16) & 0x7f);
+	b[4] = bitrate >> 8;
+	b[5] = bitrate;
+}
+
+static int aac_fill_caps(uint8_t *caps, size_t size)
+{
+	if (size < AAC_CAPS_LEN)
+		return -ENOSPC;
+	memset(caps, 0, AAC_CAPS_LEN);
+	caps[0] = OBJ_MPEG2_LC | OBJ_MPEG4_LC;
+	caps[1] = 0x01;                          /* 44.1 kHz */
+	caps[2] = 0x80 | CHANNELS_2;             /* 48 kHz, stereo */
+	put_bitrate(caps, MAX_BITRATE);
+	return AAC_CAPS_LEN;
+}
+
+static int caps_valid(const uint8_t *caps, size_t len)
+{
+	return len == AAC_CAPS_LEN && caps[0] && (caps[1] || (caps[2] & 0xf0)) && (caps[2] & 0x0f);
+}
+
+static unsigned rate_in(const uint8_t *caps, unsigned want)
+{
+	for (size_t i = 0; i < sizeof(freq_table) / sizeof(freq_table[0]); i++)
+		if (freq_table[i].rate == want && (caps[freq_table[i].byte] & freq_table[i].bit))
+			return want;
+	return 0;
+}
+
+static int aac_select_config(const uint8_t *caps, size_t len, const struct a2dp_codec_prefs *prefs,
+			     uint8_t *config, size_t size)
+{
+	unsigned rate, bitrate;
+
+	if (!caps_valid(caps, len))
+		return -EINVAL;
+	if (size < AAC_CAPS_LEN)
+		return -ENOSPC;
+	if (!(rate = rate_in(caps, prefs->rate)) && !(rate = rate_in(caps, 44100)))
+		rate = rate_in(caps, 48000);
+	/* libavcodec encodes LC only; stereo only here. */
+	if (!rate || !(caps[0] & (OBJ_MPEG2_LC | OBJ_MPEG4_LC)) || !(caps[2] & CHANNELS_2))
+		return -ENOTSUP;
+	memset(config, 0, AAC_CAPS_LEN);
+	config[0] = caps[0] & OBJ_MPEG2_LC ? OBJ_MPEG2_LC : OBJ_MPEG4_LC;
+	for (size_t i = 0; i < sizeof(freq_table) / sizeof(freq_table[0]); i++)
+		if (freq_table[i].rate == rate)
+			config[freq_table[i].byte] |= freq_table[i].bit;
+	config[2] |= CHANNELS_2;
+	/* The sink's peak, if it says one we can use (0 is "unspecified"). */
+	bitrate = caps_bitrate(caps);
+	put_bitrate(config, bitrate >= MIN_BITRATE && bitrate < MAX_BITRATE ? bitrate : MAX_BITRATE);
+	return AAC_CAPS_LEN;
+}
+
+static int one_bit(unsigned v)
+{
+	return v && !(v & (v - 1));
+}
+
+static int aac_parse_config(const uint8_t *config, size_t len, struct a2dp_format *fmt)
+{
+	unsigned freq;
+
+	if (len != AAC_CAPS_LEN)
+		return -EINVAL;
+	freq = (unsigned)config[1] << 4 | config[2] >> 4;   /* the 12 rate bits */
+	if (!one_bit(config[0]) ||
+	    !(config[0] & (OBJ_MPEG2_LC | OBJ_MPEG4_LC)) || !one_bit(freq) ||
+	    (config[2] & 0x0f) != CHANNELS_2 || caps_bitrate(config) < 8000)
+		return -EINVAL;
+	if (!(fmt->rate = rate_in(config, 44100)) && !(fmt->rate = rate_in(config, 48000)))
+		return -EINVAL;
+	fmt->channels = 2;
+	return 0;
+}
+
+static int aac_caps_rates(const uint8_t *caps, size_t len, unsigned *rates, int max)
+{
+	int n = 0;
+
+	if (!caps_valid(caps, len))
+		return -EINVAL;
+	for (size_t i = 0; i < sizeof(freq_table) / sizeof(freq_table[0]) && n < max; i++)
+		if (caps[freq_table[i].byte] & freq_table[i].bit)
+			rates[n++] = freq_table[i].rate;
+	return n;
+}
+
+/* --- the encoder ------------------------------------------------------------ */
+
+struct a2dp_encoder {
+	AVCodecContext *ctx;
+	AVFrame *frame;
+	AVPacket *pkt;
+	unsigned rate, bitrate, max_bitrate, min_bitrate;
+	int64_t pts;
+};
+
+/* The bitrate whose frames fit the MTU with their RTP and LATM headers.
+ * libavcodec 5.1's rate control lets a frame take up to 1.5 times the
+ * nominal size (its "too many bits"), so the nominal is two thirds of it;
+ * the rare frame that still overshoots is sent in two packets. */
+static unsigned mtu_bitrate(const struct a2dp_encoder *enc, size_t mtu)
+{
+	size_t room = mtu > RTP_HEADER_LEN + latm_overhead(mtu) ? mtu - RTP_HEADER_LEN - latm_overhead(mtu) : 0;
+
+	return (unsigned)((uint64_t)room * 8 * enc->rate / AAC_FRAME_SAMPLES * 2 / 3);
+}
+
+static int send_frame(struct a2dp_encoder *enc, const int16_t *pcm)
+{
+	float *l, *r;
+	int err;
+
+	if ((err = av.frame_make_writable(enc->frame)) < 0)
+		return err;
+	l = (float *)enc->frame->data[0];
+	r = (float *)enc->frame->data[1];
+	for (unsigned i = 0; i < AAC_FRAME_SAMPLES; i++) {
+		l[i] = pcm ? pcm[2 * i] / 32768.0f : 0;
+		r[i] = pcm ? pcm[2 * i + 1] / 32768.0f : 0;
+	}
+	enc->frame->pts = enc->pts;
+	enc->pts += AAC_FRAME_SAMPLES;
+	enc->ctx->bit_rate = enc->bitrate;   /* aacenc reads it for every frame */
+	return av.send_frame(enc->ctx, enc->frame);
+}
+
+/* Opens the encoder and primes it with one frame of silence: libavcodec's
+ * AAC encoder answers its first frame with nothing, and the stream needs a
+ * packet for every frame. */
+static int open_encoder(struct a2dp_encoder *enc)
+{
+	const AVCodec *codec = av.find_encoder(AV_CODEC_ID_AAC);
+
+	if (!(enc->ctx = av.alloc_context3(codec)) || !(enc->frame = av.frame_alloc()) ||
+	    !(enc->pkt = av.packet_alloc()))
+		return -ENOMEM;
+	enc->ctx->sample_fmt = AV_SAMPLE_FMT_FLTP;
+	enc->ctx->sample_rate = enc->rate;
+	av.channel_layout_default(&enc->ctx->ch_layout, 2);
+	enc->ctx->bit_rate = enc->bitrate;
+	/* Strict where the encoder knows it (newer libavcodec retries a frame
+	 * until it fits bit_rate); 5.1 ignores it, hence mtu_bitrate's headroom. */
+	enc->ctx->bit_rate_tolerance = 0;
+	enc->ctx->profile = FF_PROFILE_AAC_LOW;
+	if (av.open2(enc->ctx, codec, NULL) < 0 || enc->ctx->frame_size != AAC_FRAME_SAMPLES)
+		return -EIO;
+	enc->frame->nb_samples = AAC_FRAME_SAMPLES;
+	enc->frame->format = AV_SAMPLE_FMT_FLTP;
+	av.channel_layout_default(&enc->frame->ch_layout, 2);
+	if (av.frame_get_buffer(enc->frame, 0) < 0)
+		return -ENOMEM;
+	return send_frame(enc, NULL) < 0 ? -EIO : 0;
+}
+
+static void aac_encoder_free(struct a2dp_encoder *enc)
+{
+	if (!enc)
+		return;
+	av.free_context(&enc->ctx);
+	av.frame_free(&enc->frame);
+	av.packet_free(&enc->pkt);
+	free(enc);
+}
+
+static int aac_encoder_new(struct a2dp_encoder **out, const uint8_t *config, size_t len,
+			   size_t mtu, const struct a2dp_codec_prefs *prefs)
+{
+	struct a2dp_format fmt;
+	struct a2dp_encoder *enc;
+	int err;
+
+	(void)prefs;
+	if ((err = aac_available()) < 0 || (err = aac_parse_config(config, len, &fmt)) < 0)
+		return err;
+	if (!(enc = calloc(1, sizeof(*enc))))
+		return -ENOMEM;
+	enc->rate = fmt.rate;
+	enc->max_bitrate = enc->bitrate = caps_bitrate(config);
+	enc->min_bitrate = enc->max_bitrate < MIN_BITRATE ? enc->max_bitrate : MIN_BITRATE;
+	if (mtu_bitrate(enc, mtu) < enc->max_bitrate)
+		enc->max_bitrate = enc->bitrate = mtu_bitrate(enc, mtu);
+	/* Opened here, in the application's thread: it takes milliseconds that
+	 * the I/O thread's clock cannot spare. */
+	if ((err = open_encoder(enc)) < 0) {
+		aac_encoder_free(enc);
+		return err;
+	}
+	*out = enc;
+	return 0;
+}
+
+static unsigned aac_frame_samples(const struct a2dp_encoder *enc)
+{
+	(void)enc;
+	return AAC_FRAME_SAMPLES;
+}
+
+/* One frame a packet, where the MTU leaves room for a usable bitrate. */
+static unsigned aac_frames_per_packet(const struct a2dp_encoder *enc, size_t mtu)
+{
+	return mtu_bitrate(enc, mtu) >= enc->min_bitrate ? 1 : 0;
+}
+
+/* Congestion: two thirds of the bitrate a step (as PipeWire), and back up by
+ * the inverse, so that one raise undoes one lower. */
+static int aac_lower_bitrate(struct a2dp_encoder *enc)
+{
+	unsigned next = enc->bitrate * 2 / 3;
+
+	if (enc->bitrate <= enc->min_bitrate)
+		return 0;
+	enc->bitrate = next > enc->min_bitrate ? next : enc->min_bitrate;
+	return 1;
+}
+
+static int aac_raise_bitrate(struct a2dp_encoder *enc)
+{
+	unsigned next = enc->bitrate * 3 / 2 + 1;    /* + 1: the division in lower rounded down */
+
+	if (enc->bitrate >= enc->max_bitrate)
+		return 0;
+	enc->bitrate = next < enc->max_bitrate ? next : enc->max_bitrate;
+	return 1;
+}
+
+static ssize_t aac_encode(struct a2dp_encoder *enc, const void *pcm, unsigned nframes,
+			  uint8_t *dst, size_t size)
+{
+	int n;
+
+	if (nframes != 1)
+		return -EINVAL;
+	if (send_frame(enc, pcm) < 0 || av.receive_packet(enc->ctx, enc->pkt) < 0)
+		return -EIO;
+	n = latm_write(dst, size, enc->rate, 2, enc->pkt->data, enc->pkt->size);
+	av.packet_unref(enc->pkt);
+	return n;
+}
+
+static size_t aac_frame_bytes(const struct a2dp_encoder *enc)
+{
+	return (size_t)enc->bitrate * AAC_FRAME_SAMPLES / 8 / enc->rate;
+}
+
+/* The primed frame (1024) and libavcodec's encoder padding (1024), measured
+ * end to end through the aac_latm decoder. */
+static unsigned aac_delay(const struct a2dp_encoder *enc)
+{
+	(void)enc;
+	return 2 * AAC_FRAME_SAMPLES;
+}
+
+const struct a2dp_codec a2dp_codec_aac = {
+	.name = "aac",
+	.title = "AAC",
+	.key = { .id = A2DP_CODEC_AAC },
+	.framing = A2DP_FRAMING_RTP,
+	.rtp_marker = 1,                /* RFC 3016: the packet ends an AudioMuxElement */
+	.fragments = 1,                 /* a frame that overshoots goes in two packets */
+	.sample_format = A2DP_S16,
+	.available = aac_available,
+	.fill_caps = aac_fill_caps,
+	.select_config = aac_select_config,
+	.parse_config = aac_parse_config,
+	.caps_rates = aac_caps_rates,
+	.encoder_new = aac_encoder_new,
+	.encoder_free = aac_encoder_free,
+	.frame_samples = aac_frame_samples,
+	.frames_per_packet = aac_frames_per_packet,
+	.encode = aac_encode,
+	.lower_bitrate = aac_lower_bitrate,
+	.raise_bitrate = aac_raise_bitrate,
+	.frame_bytes = aac_frame_bytes,
+	.delay = aac_delay,
+};
