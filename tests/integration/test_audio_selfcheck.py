@@ -268,11 +268,14 @@ int main(int argc, char **argv)
 
 def build_sink():
     os.makedirs(os.path.join(ROOT, "build"), exist_ok=True)
-    cflags = subprocess.run(["pkg-config", "--cflags", "--libs", "sbc"], capture_output=True,
+    # As the Makefile links it: the sink, the plugins' shared code (make built
+    # it), libsbc, and libfreeaptx's and libavcodec's decoders.
+    cflags = subprocess.run(["pkg-config", "--cflags", "--libs", "sbc", "dbus-1", "alsa",
+                             "libavcodec", "libavutil"], capture_output=True,
                             text=True, check=True).stdout.split()
     cmd = ["gcc", "-Wall", "-Wextra", "-O2", "-I" + os.path.join(ROOT, "a2dp"),
-           os.path.join(ROOT, "tests/sink/rtp_sink.c"), os.path.join(ROOT, "a2dp/rtp.c")] + \
-        cflags + ["-o", SINK]
+           os.path.join(ROOT, "tests/sink/rtp_sink.c"), os.path.join(ROOT, "build/liba2dp.a")] + \
+        cflags + ["-lfreeaptx", "-lm", "-pthread", "-o", SINK]
     p = subprocess.run(cmd, capture_output=True, text=True)
     return check("build rtp_sink warning-free", p.returncode == 0 and not p.stderr.strip(),
                  p.stderr.strip()[:500])
