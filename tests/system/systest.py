@@ -168,7 +168,7 @@ class Run:
         self.steps.append('volume:' + self._write(name, samples, rate))
         self.refs['volume'] = (samples, rate)
 
-    def boot(self, timeout=None, env=None):
+    def boot(self, timeout=None, env=None, cpus=1):
         if any(c in self.share for c in ' "$\\`'):
             raise vm.VMError('share path %r must not need quoting' % self.share)
         stack = vm.prepare(self.stack)
@@ -194,7 +194,7 @@ class Run:
                         dirs_exist_ok=True)
         t0 = time.monotonic()
         res = vm.run_vm(stack, self.share, '/run/share/guest/run.sh', int(timeout),
-                        extra_paths=[REPO, self.build])
+                        extra_paths=[REPO, self.build], cpus=cpus)
         return Result(self.share, res, time.monotonic() - t0)
 
     def cleanup(self):

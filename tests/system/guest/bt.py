@@ -427,7 +427,8 @@ def cmd_capture(hci, addr, wav, ready, seconds):
             grow_pipe(fd)
             cur = {'path': path, 'rate': pcm_rate(props), 'channels': int(props['Channels']),
                    'format': int(props['Format']), 'fd': fd, 'ctl': ctl,
-                   'data': bytearray(), 'reads': [], 'opened': now - t_start}
+                   'data': bytearray(), 'reads': [], 'opened': now - t_start,
+                   'codec': str(props.get('Codec', '?'))}
             log('opened %s rate %d' % (path, cur['rate']))
             continue
         if cur is None:
@@ -469,9 +470,10 @@ def cmd_capture(hci, addr, wav, ready, seconds):
         f.write(data[:n])
     os.rename(wav + '.part', wav)
     with open(wav[:-4] + '.reads.csv', 'w') as f:
-        f.write('t_s,bytes\n')
+        f.write('t_s,bytes\n')         # bytes as S16, as in the WAV
         for t, nb in best['reads']:
-            f.write('%.6f,%d\n' % (t, nb))
+            f.write('%.6f,%d\n' % (t, nb * 2 // pcm_bytes(best['format'])))
+    out('capture_codec', best.get('codec', '?'))
     out('capture_pcm', '%s rate %d channels %d format 0x%04x' % (
         best['path'], best['rate'], best['channels'], best['format']))
     out('capture_frames', n // frame)
