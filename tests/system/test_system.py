@@ -74,8 +74,9 @@ def f(v, default=float('nan')):
 def check_play(res, name, ref, rate, min_snr, lags, late_start_s=0.0):
     """The checks of one aplay run: exit, rate, alignment, SNR, whole, gaps, pacing.
     late_start_s: the sink's recording may begin that late into the stream
-    (after bluetoothd restarted, bluez-alsa 4.3 makes its PCM only as the
-    audio starts); the rest must all be there."""
+    (after bluetoothd restarted, or with a codec other than SBC, bluez-alsa
+    4.3 may make its PCM only as the audio starts); the rest must all be
+    there."""
     s = res.step(name)
     dur = len(ref) / float(rate)
     err = res.log(name + '.aplay.err').strip().replace('\n', ' | ')
@@ -88,10 +89,15 @@ def check_play(res, name, ref, rate, min_snr, lags, late_start_s=0.0):
                  info='segments (rate:frames) %s' % s.get('capture_segments')):
         return None
     a = systest.analyse(ref, rate, cap)
+    max_lag = rate // 10
     late = -a['lag'] if a.get('lag') is not None and a['lag'] < 0 else 0
     if 0 < late <= late_start_s * rate:
-        print('     %s: the recording began %.0f ms into the stream' % (name, 1000.0 * late / rate))
-        a = systest.analyse(ref[late:], rate, cap)
+        # Joined mid-stream, an ADPCM decoder (aptX) needs a moment to find
+        # its state: 0.25 s more of the start is left out.
+        print('     %s: the recording began %.0f ms into the stream; checked from %.0f ms on'
+              % (name, 1000.0 * late / rate, 1000.0 * late / rate + 250))
+        a = systest.analyse(ref[late + rate // 4:], rate, cap)
+        max_lag += rate // 4
     a['ref_rate'] = rate
     print('     %s: %s' % (name, systest.fmt_analysis(a)), flush=True)
     if not check('%s: the link runs at the file\'s rate (%d Hz, %d channels)' % (name, rate, 2),
@@ -100,7 +106,7 @@ def check_play(res, name, ref, rate, min_snr, lags, late_start_s=0.0):
                      a['rate'], a['channels'], s.get('capture_segments'))):
         return a
     lags.append(a['lag'])
-    check('%s: aligned at one constant lag' % name, a['stable'] and 0 <= a['lag'] < rate // 10,
+    check('%s: aligned at one constant lag' % name, a['stable'] and 0 <= a['lag'] < max_lag,
           'lag %s; piecewise (t s, lag) %s: a change is audio lost or repeated; '
           'plugin said: %s' % (a['lag'], a['lag_changes'][:8], err[-200:]),
           info='%d frames (%.2f ms) all through' % (a['lag'], 1000.0 * a['lag'] / rate))
@@ -119,8 +125,9 @@ def check_play(res, name, ref, rate, min_snr, lags, late_start_s=0.0):
     start, first = f(s.get('aplay_start')), f(s.get('capture_first_data_uptime'))
     end = f(s.get('aplay_end'))
     opening, playing = first - start, end - first
+    late_s = late / float(rate) if max_lag > rate // 10 else 0.0
     check('%s: aplay took the audio\'s duration (%.2f s) after opening' % (name, dur),
-          dur - 0.1 <= playing <= dur + 1.5 and opening < 10,
+          dur - 0.1 - late_s <= playing <= dur + 1.5 and opening < 10,
           'opening %.2f s, first audio at the sink to aplay\'s exit %.2f s, aplay %.2f s in all'
           % (opening, playing, f(s.get('aplay_s'))))
     a['opening_s'], a['playing_s'], a['aplay_s'] = opening, playing, f(s.get('aplay_s'))
@@ -252,7 +259,7 @@ def check_codecs(build, stack):
         check('%s: the speaker got %s' % (name, codec),
               s.get('capture_codec', '').lower().replace('-', '_') == want,
               'bluez-alsa says %s' % s.get('capture_codec'), info=s.get('capture_codec', ''))
-        check_play(res, name, ref, 44100, snr, [])
+        check_play(res, name, ref, 44100, snr, [], late_start_s=0.5)
     if not _failed and not os.environ.get('ALSABT_KEEP_TMP'):
         run.cleanup()
     return res
@@ -304,7 +311,9 @@ def check_fault(res, kind, what, table):
           'error %s (%s) at %s s: %s' % (err, errors[0].get('where') if errors else '-',
                                          t_err, client[-300:]),
           info='%s in %.0f ms' % (errors[0].get('where'), 1000 * t_err) if t_err is not None else '')
-    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    # (A codec whose library this system lacks is noted once per process,
+    # e.g. AAC without libavcodec.so.59 on unstable: not about the fault.)
+    lines = [ln for ln in stderr.splitlines() if ln.strip() and 'is not offered' not in ln]
     check('%s: one line says what happened' % label,
           len(lines) == 1 and (systest.SINK_ADDR in lines[0] or 'bluetoothd' in lines[0]),
           'stderr: %r' % stderr[-400:], info=lines[0][-120:] if lines else '')
