@@ -35,7 +35,8 @@ AAC = '02:80018c83e800'                     # MPEG-2 LC, 44.1 + 48 kHz, mono + s
 LDAC = 'ff:2d010000aa003007'                # 44.1 + 48 kHz, mono, dual, stereo
 AAC_DELAY = 2048                            # the primed frame + libavcodec's 1024 of padding
 SNR_MARGIN_DB = 1.0                         # measured: the plugin gives what the codec gives
-PACING_MAX_MS = 10.0
+PACING_MAX_MS = 10.0          # for 95% of the packets
+PACING_STALL_MS = 40.0        # any packet (see test_pcm_audio.py)
 # AAC: libavcodec's encoder runs when the packet is due and its rate loop
 # encodes some frames several times: measured 2-16 ms late on the loaded
 # 2-core machine, against 23 ms of audio a packet.
@@ -91,9 +92,10 @@ def check_audio(name, env, sig, rate, r, alone, lag_want, rtp, mtu=672, pacing_m
     secs = len(sig) / rate
     check(name + ': arrival paced in real time (within %.0f ms)' % pacing_ms,
           abs(rep['duration_of_arrival_s'] - secs) < 0.25 * TIME_SCALE and
-          rep['pacing_ms'] < pacing_ms * TIME_SCALE,
-          'arrival %.3f s for %s s, pacing %.2f ms' % (rep['duration_of_arrival_s'], secs,
-                                                       rep['pacing_ms']))
+          rep['pacing_p95_ms'] < pacing_ms * TIME_SCALE and
+          rep['pacing_ms'] < max(PACING_STALL_MS, 2 * pacing_ms) * TIME_SCALE,
+          'arrival %.3f s for %s s, pacing %.2f ms (95%%), %.2f ms at most' % (
+              rep['duration_of_arrival_s'], secs, rep['pacing_p95_ms'], rep['pacing_ms']))
     check(name + ': playback took real time', secs - 0.05 <= r.elapsed <= secs + 1.5 * TIME_SCALE,
           '%.2f s for %s s' % (r.elapsed, secs))
     return rep
@@ -202,7 +204,8 @@ def ldac_play(quality, frames):
               '%d < %d' % (rep['pcm_frames'], len(sig)))
         check(name + ': arrival paced in real time',
               abs(rep['duration_of_arrival_s'] - 2.0) < 0.25 * TIME_SCALE and
-              rep['pacing_ms'] < AAC_PACING_MAX_MS * TIME_SCALE,
+              rep['pacing_p95_ms'] < AAC_PACING_MAX_MS * TIME_SCALE and
+              rep['pacing_ms'] < 2 * AAC_PACING_MAX_MS * TIME_SCALE,
               'arrival %.3f s, pacing %.2f ms' % (rep['duration_of_arrival_s'], rep['pacing_ms']))
 
 

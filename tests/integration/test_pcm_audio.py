@@ -21,7 +21,11 @@ CONNECTED = [DEV + ',connected']
 CODEC_DELAY = 73
 SWEEP_MIN_DB = 60.0      # measured 65.2 dB
 NOISE_MIN_DB = 11.0      # measured 12.7 dB at 44.1 kHz, 11.4 dB at 48 kHz (bitpool 51)
-PACING_MAX_MS = 10.0     # measured 0.1-3 ms
+PACING_MAX_MS = 10.0     # measured 0.1-3 ms, for 95% of the packets
+# A single packet may be later: this machine is a VM whose vCPUs are now and
+# then not scheduled for 10-30 ms (seen with nothing else running). A stalled
+# or bursting clock is hundreds of ms.
+PACING_STALL_MS = 40.0
 
 
 def play(env, wav, dev='bluetooth:DEV=' + ADDR, flags=(), timeout=30):
@@ -63,8 +67,10 @@ def check_audio(name, env, sig, rate, r, min_db, mtu=672):
     secs = len(sig) / rate
     check(name + ': arrival paced in real time',
           abs(rep['duration_of_arrival_s'] - secs) < 0.25 * TIME_SCALE and
-          rep['pacing_ms'] < PACING_MAX_MS * TIME_SCALE,
-          f"arrival {rep['duration_of_arrival_s']:.3f} s for {secs} s, pacing {rep['pacing_ms']:.2f} ms")
+          rep['pacing_p95_ms'] < PACING_MAX_MS * TIME_SCALE and
+          rep['pacing_ms'] < PACING_STALL_MS * TIME_SCALE,
+          f"arrival {rep['duration_of_arrival_s']:.3f} s for {secs} s, pacing {rep['pacing_p95_ms']:.2f} ms "
+          f"(95%), {rep['pacing_ms']:.2f} ms at most")
     check(name + ': playback took real time', secs - 0.05 <= r.elapsed <= secs + 1.5 * TIME_SCALE,
           f'{r.elapsed:.2f} s for {secs} s')
 
