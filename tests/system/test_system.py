@@ -154,9 +154,10 @@ def check_pipewire(build, stack):
     run.pwplay('pw2', ref, 44100)
     print('pipewire share: %s' % run.share, flush=True)
     try:
-        # Two vCPUs: PipeWire and WirePlumber starve on one (the check is not
-        # sample-exact, so the emulated radio's jitter with two does not matter).
-        res = run.boot(env={'SINK': 'pipewire', 'UNRESPONSIVE_CONTROLLER': '1'}, cpus=2)
+        # One vCPU, as every boot: with two, the unstable kernel (7.2) now and
+        # then panics while it boots under multi-threaded TCG (an int3 oops in
+        # ktime_get_update_offsets_now, the kernel patching its own code).
+        res = run.boot(env={'SINK': 'pipewire', 'UNRESPONSIVE_CONTROLLER': '1'})
     except vm.VMError as e:
         check('pipewire: VM', False, str(e))
         return None
