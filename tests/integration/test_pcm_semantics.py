@@ -32,6 +32,7 @@ PLUG = 'bluetooth:DEV=' + ADDR
 RAW = 'bluetooth_raw:DEV=' + ADDR
 CLIENT = os.path.join(BUILD, 'pcm_client')
 RATE = 44100
+PACING_STALL_MS = 40.0          # any packet: a vCPU of this machine may stall 10-45 ms
 CODEC_DELAY = 73
 CODEC_FRAME = 128
 EAGAIN, EPIPE, ENODEV = 11, 32, 19
@@ -393,14 +394,16 @@ def test_delay():
         check(name + ': delay >= frames written but not yet at the sink',
               over_lo.min() >= 0, 'min %d' % over_lo.min())
         # measured: max 713 / 7328 = 1 packet + 73 + sink Delay
-        # For 95% of the samples; a single one may count one packet more: the
-        # mock's socket is AF_UNIX, where a packet the sink has received (its
-        # kernel timestamp) but not yet read still counts in our queue, and
-        # this machine's vCPUs now and then stall for 10-30 ms.
+        # For 95% of the samples. A single one may count up to one stall
+        # more: the mock's socket is AF_UNIX, where a packet the sink has
+        # received (its kernel timestamp) but not yet read still counts in
+        # our queue, and this machine's vCPUs now and then stall for 10-45 ms
+        # (seen in CI under TSan: one sample of 36 at +43 ms).
         bound = pkt + CODEC_DELAY + sink + 32
+        stall = max(pkt, round(PACING_STALL_MS * RATE / 1000)) * TIME_SCALE
         check(name + ': delay <= that + 1 packet + codec delay + sink Delay + 32 '
-              '(95%; all within one packet more)',
-              np.percentile(over_hi, 95) <= bound and over_hi.max() <= bound + pkt,
+              '(95%%; all within %d frames more, one stall)' % stall,
+              np.percentile(over_hi, 95) <= bound and over_hi.max() <= bound + stall,
               '95%% %d, max %d; bound %d' % (np.percentile(over_hi, 95), over_hi.max(), bound))
         cur = (prestart[-1]['frames'] if prestart else None, float(np.median(over_hi)))
         if delay is None:
@@ -427,7 +430,6 @@ def test_delay():
 # ---------------------------------------------------------------- 6. pacing
 
 PACING_MAX_MS = 5.0             # 95% of the packets
-PACING_STALL_MS = 40.0          # any packet: a vCPU of this machine may stall 10-30 ms
 
 
 def pacing_run(env, sig, args):
