@@ -350,8 +350,24 @@ static unsigned padded_to(const struct a2dp_stream *s, unsigned frames)
 	return round_up(frames, s->codec->whole_packets ? packet_frames(s) : s->frame_samples);
 }
 
+/* How long the speaker holds audio before it is heard: its own Delay
+ * (MediaTransport1.Delay, 1/10 ms), bounded so that a wild value cannot hold
+ * a drain for long. */
+#define SINK_DELAY_MAX_NS (2 * NS)
+
+static int64_t sink_delay_ns(const struct a2dp_stream *s)
+{
+	int64_t d = (int64_t)atomic_load(&s->ep->delay) * (NS / 10000);
+
+	return d < SINK_DELAY_MAX_NS ? d : SINK_DELAY_MAX_NS;
+}
+
 /* Everything is sent: push the encoder's tail out with one packet of silence,
- * then wait for the clock to play it and for the socket to empty. */
+ * then wait for the clock to play it, for the speaker to play what it holds
+ * (a speaker that drops its buffer when the stream stops, as PipeWire does,
+ * would otherwise lose the end of the song; and snd_pcm_delay, which counts
+ * the sink's Delay, reaches 0 when drain returns), and for the socket to
+ * empty. */
 static int finish_drain(struct a2dp_stream *s, int64_t now)
 {
 	int64_t end;
@@ -371,7 +387,7 @@ static int finish_drain(struct a2dp_stream *s, int64_t now)
 		s->flush_left -= n < s->flush_left ? n : s->flush_left;
 		return send_packet(s, 0, n, now);
 	}
-	end = due_ns(s, atomic_load(&s->sent));
+	end = due_ns(s, atomic_load(&s->sent)) + sink_delay_ns(s);
 	if (now < end) {
 		arm_timer(s, end);
 		return 0;
@@ -784,8 +800,10 @@ static int drain_wait_ms(struct a2dp_stream *s)
 {
 	uint64_t left = atomic_load(&s->appl) - atomic_load(&s->hw);
 
-	/* What is left to play, one packet ahead, plus the socket's flush time. */
-	return (int)((left + packet_frames(s)) * 1000 / s->rate) + DRAIN_FLUSH_NS / 1000000 + 500;
+	/* What is left to play, one packet ahead, what the speaker holds, plus
+	 * the socket's flush time. */
+	return (int)((left + packet_frames(s)) * 1000 / s->rate + sink_delay_ns(s) / 1000000) +
+	       DRAIN_FLUSH_NS / 1000000 + 500;
 }
 
 int a2dp_stream_drain(struct a2dp_stream *s, int wait)
