@@ -154,9 +154,11 @@ class Run:
         self.plays[name] = spec
         self.steps.append('play:' + name)
 
-    def pwplay(self, name, samples, rate):
-        """Like play, for a run with SINK=pipewire: pw-record records PipeWire's bluez input."""
-        self.plays[name] = '%s %d' % (self._write(name, samples, rate), rate)
+    def pwplay(self, name, samples, rate, codec=None):
+        """Like play, for a run with SINK=pipewire: pw-record records PipeWire's
+        bluez input.  codec: aplay -D bluetooth:...,CODEC=codec."""
+        self.plays[name] = '%s %d%s' % (self._write(name, samples, rate), rate,
+                                         ' ' + codec if codec else '')
         self.steps.append('pwplay:' + name)
 
     def fault(self, kind):

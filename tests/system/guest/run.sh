@@ -177,7 +177,8 @@ step_stack() {
 }
 
 # PipeWire + WirePlumber as the sink instead of bluez-alsa: A2DP sink role
-# only, SBC, no headset profiles, no auto-connect (it would page hci0 itself).
+# only, SBC, SBC-XQ, aptX and aptX HD, no headset profiles, no auto-connect
+# (it would page hci0 itself).
 start_pipewire() {
 	# As nobody (see pipewire-bus.conf), with a runtime dir and HOME of its own.
 	PW_DIR=/run/pw
@@ -185,7 +186,8 @@ start_pipewire() {
 	cat > $PW_DIR/home/.config/wireplumber/bluetooth.lua.d/51-alsabt.lua <<-EOF
 	bluez_monitor.properties = {
 	  ["with-logind"] = false,
-	  ["bluez5.codecs"] = "[ sbc ]",
+	  ["bluez5.codecs"] = "[ sbc sbc_xq aptx aptx_hd ]",
+	  ["bluez5.enable-sbc-xq"] = true,
 	  ["bluez5.hfphsp-backend"] = "none",
 	  ["bluez5.enable-hw-volume"] = true,
 	}
@@ -194,6 +196,15 @@ start_pipewire() {
 	    matches = { { { "device.name", "matches", "bluez_card.*" } } },
 	    apply_properties = { ["bluez5.auto-connect"] = "[ ]" },
 	  },
+	  {
+	    matches = { { { "node.name", "matches", "bluez_input.*" } } },
+	    apply_properties = {
+	      ["bluez5.media-source-role"] = "input",
+	      ["node.latency"] = "4096/44100",
+	      ["node.pause-on-idle"] = false,
+	      ["session.suspend-timeout-seconds"] = 0,
+	    },
+	  },
 	}
 	EOF
 	# WirePlumber 0.5 (Debian unstable) reads SPA-JSON instead of Lua
@@ -201,7 +212,8 @@ start_pipewire() {
 	cat > $PW_DIR/home/.config/wireplumber/wireplumber.conf.d/51-alsabt.conf <<-EOF
 	wireplumber.profiles = { main = { monitor.bluez.seat-monitoring = disabled } }
 	monitor.bluez.properties = {
-	  bluez5.codecs = [ sbc ]
+	  bluez5.codecs = [ sbc sbc_xq aptx aptx_hd ]
+	  bluez5.enable-sbc-xq = true
 	  bluez5.hfphsp-backend = "none"
 	  bluez5.enable-hw-volume = true
 	  bluez5.roles = [ a2dp_sink ]
@@ -211,7 +223,36 @@ start_pipewire() {
 	    matches = [ { device.name = "~bluez_card.*" } ]
 	    actions = { update-props = { bluez5.auto-connect = [ ] } }
 	  }
+	  {
+	    matches = [ { node.name = "~bluez_input.*" } ]
+	    actions = {
+	      update-props = {
+	        bluez5.media-source-role = input
+	        node.latency = 4096/44100
+	        node.rate = 1/44100
+	        bluez5.decode-buffer.latency = 8192
+	        node.always-process = true
+	        node.pause-on-idle = false
+	        session.suspend-timeout-seconds = 0
+	      }
+	    }
+	  }
 	]
+	EOF
+	# The graph at the stream's rate with a large quantum, the bluez input
+	# its driver (the rules above: media-source-role input): then no
+	# resampler runs anywhere, and one vCPU under TCG keeps up with a wake-up
+	# every 93 ms where PipeWire's default (512 frames at 48 kHz, adaptive
+	# resampling as a follower of a timer) drops and pads audio.
+	mkdir -p $PW_DIR/home/.config/pipewire/pipewire.conf.d
+	cat > $PW_DIR/home/.config/pipewire/pipewire.conf.d/51-alsabt.conf <<-EOF
+	context.properties = {
+	  default.clock.rate = 44100
+	  default.clock.allowed-rates = [ 44100 ]
+	  default.clock.quantum = 4096
+	  default.clock.min-quantum = 4096
+	  default.clock.max-quantum = 8192
+	}
 	EOF
 	chown -R nobody:nogroup $PW_DIR
 	chmod 700 $PW_DIR
@@ -283,58 +324,74 @@ bluez_inputs() {
 		/node.name = "bluez_input/ { n = $3; gsub("\"", "", n); print id, n }'
 }
 
-# pw_follow NAME RATE: records PipeWire's bluez input with pw-record, a new
-# segment each time a new input node appears (our PCM may configure the link
-# twice: once at open, again for the rate hw_params asks for), until
-# /run/NAME.stop exists.  pw-record fails at once without a source, so it
-# starts as the node appears (the first part of the audio may pass first).
+# pw_follow NAME RATE: records PipeWire's bluez input into one file.  The
+# recorder starts before the stream, unlinked (--target 0: WirePlumber
+# leaves it alone; asked for a node that is not there yet, WirePlumber 0.4
+# answers "no node available" and pw-record quits).  pw-link's monitor
+# reports each new port as it appears; once the bluez input has both, they
+# are linked at once to the recorder's, again
+# for each new input (our PCM may configure the link twice: once at open,
+# again for the rate hw_params asks for), until /run/NAME.stop exists.
+# /run/NAME.ready: the recorder is there.
 pw_follow() {
-	local name=$1 rate=$2 cur= rec= n=0 line id node
-	while [ ! -e /run/$name.stop ]; do
-		line=$(bluez_inputs | tail -n 1)
-		id=${line%% *} node=${line#* }
-		if [ -n "$line" ] && [ "$id" != "$cur" ]; then
-			[ -n "$rec" ] && { kill -INT $rec; wait $rec; }
-			n=$((n + 1)) cur=$id
-			echo "node $id $node at $(now): segment $n" >> $LOGS/$name.pw-node
-			$PW pw-record --target "$node" --rate $rate --channels 2 --format s16 \
-				$PW_DIR/$name.$n.pw.wav >> $LOGS/$name.pw-record.log 2>&1 &
-			rec=$!
-		fi
-		# fast until the first node, then gently (pw-cli costs CPU under TCG)
-		[ -z "$cur" ] && sleep 0.05 || sleep 0.3
-	done
-	[ -n "$rec" ] && { kill -INT $rec; wait $rec; }
+	local name=$1 rate=$2 rec line port
+	$PW pw-record --target 0 -P "{ node.name = alsabt-rec }" --rate $rate --channels 2 \
+		--format s16 --latency 4096 $PW_DIR/$name.pw.wav >> $LOGS/$name.pw-record.log 2>&1 &
+	rec=$!
+	wait_for 20 sh -c "$PW pw-link -i 2> /dev/null | grep -q '^alsabt-rec:input_FR'" ||
+		echo "the recorder has no input ports" >> $LOGS/$name.pw-node
+	$PW pw-link -m -o 2> /dev/null | while read -r line; do
+		# a port there at the start ("=") or new ("+"): "+ name" in
+		# 0.3.65, "+name" in 1.x
+		port=${line#[=+]} port=${port# }
+		case $line in
+		[=+]*bluez_input*:capture_FR | [=+]*bluez_input*:output_FR)
+			echo "$port at $(now)" >> $LOGS/$name.pw-node
+			# both channels at once (pw-link takes a while under TCG)
+			$PW pw-link "${port%_FR}_FL" alsabt-rec:input_FL >> $LOGS/$name.pw-node 2>&1 &
+			$PW pw-link "$port" alsabt-rec:input_FR >> $LOGS/$name.pw-node 2>&1
+			wait $!
+			echo "${port%:*} linked at $(now)" >> $LOGS/$name.pw-node
+			# what PipeWire made of the stream (its codec included)
+			$PW pw-dump > $LOGS/$name.pw-dump.json 2> /dev/null
+			;;
+		esac
+	done &
+	touch /run/$name.ready
+	wait_for 600 test -e /run/$name.stop
+	pkill -f 'pw-link -m -o'
+	kill -INT $rec
+	wait
 }
 
 # pwplay:NAME: like play, with PipeWire's bluez input recorded by pw-record
-# (pw_follow); the longest segment is the capture.
+# (pw_follow); PLAY_NAME is "FILE RATE [CODEC]".
 step_pwplay() {
-	local name=$1 spec file rate rc t0 t1 rpid
+	local name=$1 spec file rate codec rc t0 t1 rpid
 	spec=$(eval echo "\${PLAY_$name}")
-	file=${spec%% *} rate=${spec##* }
+	read -r file rate codec <<< "$spec"
 	cp "$SHARE/$file" /tmp/play.wav || return 1
 	mkdir -p $SHARE/captures
-	rm -f /run/$name.stop
+	rm -f /run/$name.stop /run/$name.ready
 	pw_follow $name $rate &
 	rpid=$!
+	wait_for 30 test -e /run/$name.ready
 	t0=$(date +%s.%N)
 	kv aplay_start $(now)
-	timeout -k 2 ${APLAY_MAX_S:-60} aplay -D bluetooth:$DEVARGS /tmp/play.wav \
-		> $LOGS/$name.aplay.out 2> $LOGS/$name.aplay.err
+	timeout -k 2 ${APLAY_MAX_S:-60} aplay -D bluetooth:$DEVARGS${codec:+,CODEC=$codec} \
+		/tmp/play.wav > $LOGS/$name.aplay.out 2> $LOGS/$name.aplay.err
 	rc=$?
 	t1=$(date +%s.%N)
 	kv aplay_end $(now)
 	kv aplay_rc $rc
 	kv aplay_s $(calc "$t1 - $t0")
-	$PW pw-cli ls Node > $LOGS/$name.pw-nodes 2>&1
 	# the tail is recorded once the input is gone (the transport released)
 	wait_for 10 sh -c "! $PW pw-cli ls Node 2> /dev/null | grep -q 'node.name = \"bluez_input'"
 	kv input_gone_s $(calc "$(date +%s.%N) - $t1")
 	touch /run/$name.stop
 	wait $rpid
-	kv pw_segments "$(cd $PW_DIR && for f in $name.*.pw.wav; do printf '%s:%s ' $f $(stat -c %s $f); done)"
-	cp "$(ls -S $PW_DIR/$name.*.pw.wav | head -n 1)" $SHARE/captures/$name.wav
+	kv pw_links "$(grep -c linked $LOGS/$name.pw-node)"
+	cp $PW_DIR/$name.pw.wav $SHARE/captures/$name.wav
 	return $rc
 }
 
