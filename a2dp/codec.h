@@ -104,6 +104,10 @@ struct a2dp_codec {
 	 * rose, 0 at the maximum. */
 	int (*lower_bitrate)(struct a2dp_encoder *enc);
 	int (*raise_bitrate)(struct a2dp_encoder *enc);
+	/* After each packet sent or dropped: the link's transmit queue, in
+	 * packets, for a codec that adapts its bitrate itself (LDAC's ABR); its
+	 * lower/raise_bitrate() then return 0, so one controller steers. NULL: none. */
+	void (*on_packet)(struct a2dp_encoder *enc, unsigned queued_packets);
 	/* Encoded bytes per codec frame at the current bitrate (for queue accounting). */
 	size_t (*frame_bytes)(const struct a2dp_encoder *enc);
 	/* Algorithmic delay of encoder + decoder, in PCM frames. */

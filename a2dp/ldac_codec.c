@@ -4,7 +4,10 @@
  * considered. The library packs its frames into packets itself: a packet
  * carries 2 (HQ), 3 (SQ) or 6 (MQ) frames of 128 samples, 660 bytes in all,
  * so a packet's worth of PCM in gives exactly one packet out. It refuses
- * links whose MTU is below 679 bytes.
+ * links whose MTU is below 679 bytes. Quality auto is steered by
+ * libldacBT_abr (Sony's adaptive bitrate, also dlopen()ed) from the link's
+ * transmit queue after each packet; without it, by the stream's congestion
+ * steps.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -17,6 +20,7 @@
 #include "rtp.h"
 
 #define LDAC_LIB "libldacBT_enc.so.2"
+#define ABR_LIB "libldacBT_abr.so.2"
 #define VENDOR_HEADER_LEN 6
 #define LDAC_CAPS_LEN 8             /* vendor header, rate byte, channel mode byte */
 #define MODE_STEREO 0x01
@@ -25,8 +29,17 @@
 #define PAYLOAD_HEADER_LEN 1        /* the frame count */
 #define FMT_S16 0x2                 /* LDACBT_SMPL_FMT_S16 */
 
-/* EQMID 0 HQ, 1 SQ, 2 MQ: LDAC frames in one 660-byte packet (measured). */
-static const unsigned frames_per_eqmid[] = { 2, 3, 6 };
+/* LDAC frames in one 660-byte packet by EQMID (measured): 0 HQ, 1 SQ, 2 MQ,
+ * and 3, 4 the steps between SQ and MQ that only ABR chooses. */
+static const unsigned frames_per_eqmid[] = { 2, 3, 6, 4, 5 };
+#define EQMIDS (int)(sizeof(frames_per_eqmid) / sizeof(frames_per_eqmid[0]))
+
+/* ABR's thresholds in queued packets (critical, dangerous trend, safety for
+ * HQ/SQ): PipeWire's, below the stream's 8-packet socket queue so ABR sees
+ * them before packets are dropped. */
+#define ABR_CRITICAL 6
+#define ABR_DANGEROUS_TREND 4
+#define ABR_SAFETY_HQ_SQ 3
 
 static const struct { uint8_t bit; unsigned rate; } freq_table[] = {
 	{ 0x20, 44100 }, { 0x10, 48000 },      /* the library's 88.2/96 kHz are not offered */
@@ -50,6 +63,17 @@ static struct {
 } lib;
 static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
 
+typedef void *abr_handle;
+static struct {
+	abr_handle (*get_handle)(void);
+	void (*free_handle)(abr_handle a);
+	int (*init)(abr_handle a, unsigned interval_ms);
+	int (*set_thresholds)(abr_handle a, unsigned critical, unsigned trend, unsigned safety);
+	int (*proc)(ldac_handle h, abr_handle a, unsigned queue_depth, unsigned enable);
+	int err;
+} abr;
+static pthread_once_t abr_once = PTHREAD_ONCE_INIT;
+
 static void load_library(void)
 {
 	const struct a2dp_symbol syms[] = {
@@ -72,6 +96,24 @@ static int ldac_available(void)
 {
 	pthread_once(&lib_once, load_library);
 	return lib.err;
+}
+
+/* Loaded after libldacBT_enc, whose symbols it calls on our handle (its own
+ * dependency on the same soname resolves to the copy already loaded). */
+static void load_abr(void)
+{
+	const struct a2dp_symbol syms[] = {
+		{ (void **)&abr.get_handle, "ldac_ABR_get_handle" },
+		{ (void **)&abr.free_handle, "ldac_ABR_free_handle" },
+		{ (void **)&abr.init, "ldac_ABR_Init" },
+		{ (void **)&abr.set_thresholds, "ldac_ABR_set_thresholds" },
+		{ (void **)&abr.proc, "ldac_ABR_Proc" },
+	};
+	const char *why = "";
+
+	if ((abr.err = a2dp_load_library(ABR_LIB, syms, sizeof(syms) / sizeof(syms[0]), &why)) < 0)
+		SNDERR("LDAC quality auto steps with the link's congestion instead: cannot load %s (%s); "
+		       "install libldacbt-abr2", ABR_LIB, why);
 }
 
 /* --- capabilities and configuration -------------------------------------- */
@@ -154,10 +196,32 @@ static int ldac_caps_rates(const uint8_t *caps, size_t len, unsigned *rates, int
 
 struct a2dp_encoder {
 	ldac_handle h;
-	int eqmid;                  /* 0 HQ .. 2 MQ */
-	int adaptive;               /* quality auto: congestion steps between HQ and MQ */
+	int eqmid;                  /* 0 HQ, 1 SQ, 2 MQ; 3, 4 (ABR only) between SQ and MQ */
+	int adaptive;               /* quality auto: ABR, or congestion steps between HQ and MQ */
+	abr_handle abr;             /* auto with libldacBT_abr: it alone changes eqmid */
+	int logged_abr;
 	int16_t silence[LDAC_LSU * 2];
 };
+
+/* ABR's handle for quality auto, or NULL (no library, or it refused: the
+ * congestion steps then). Called once per packet, it is told the packet
+ * interval at HQ, the shortest, as PipeWire does: at lower qualities packets
+ * come less often, so its waits before raising are longer, not shorter. */
+static abr_handle abr_new(unsigned rate)
+{
+	abr_handle a;
+
+	pthread_once(&abr_once, load_abr);
+	if (abr.err < 0 || !(a = abr.get_handle()))
+		return NULL;
+	if (abr.init(a, frames_per_eqmid[0] * LDAC_LSU * 1000 / rate) < 0 ||
+	    abr.set_thresholds(a, ABR_CRITICAL, ABR_DANGEROUS_TREND, ABR_SAFETY_HQ_SQ) < 0) {
+		SNDERR("LDAC: libldacBT_abr refused its setup; quality auto steps with congestion");
+		abr.free_handle(a);
+		return NULL;
+	}
+	return a;
+}
 
 static int ldac_encoder_new(struct a2dp_encoder **out, const uint8_t *config, size_t len,
 			    size_t mtu, const struct a2dp_codec_prefs *prefs)
@@ -183,6 +247,8 @@ static int ldac_encoder_new(struct a2dp_encoder **out, const uint8_t *config, si
 		free(enc);
 		return -EIO;
 	}
+	if (enc->adaptive)
+		enc->abr = abr_new(fmt.rate);
 	*out = enc;
 	return 0;
 }
@@ -191,6 +257,8 @@ static void ldac_encoder_free(struct a2dp_encoder *enc)
 {
 	if (!enc)
 		return;
+	if (enc->abr)
+		abr.free_handle(enc->abr);
 	lib.close_handle(enc->h);
 	lib.free_handle(enc->h);
 	free(enc);
@@ -247,10 +315,27 @@ static ssize_t ldac_encode(struct a2dp_encoder *enc, const void *pcm, unsigned n
 	return n ? n + PAYLOAD_HEADER_LEN : 0;
 }
 
-/* Congestion (quality auto only): HQ -> SQ -> MQ and back. */
+/* The transmit queue after each packet: ABR may change the EQMID, which
+ * the next packet's size follows. */
+static void ldac_on_packet(struct a2dp_encoder *enc, unsigned queued_packets)
+{
+	int eqmid;
+
+	if (!enc->abr)
+		return;
+	eqmid = abr.proc(enc->h, enc->abr, queued_packets, 1);
+	if (eqmid >= 0 && eqmid < EQMIDS) {
+		enc->eqmid = eqmid;
+	} else if (!enc->logged_abr) {
+		SNDERR("LDAC: libldacBT_abr failed (%d); quality stays where it is", eqmid);
+		enc->logged_abr = 1;
+	}
+}
+
+/* Congestion (quality auto without ABR only: one controller): HQ -> SQ -> MQ and back. */
 static int ldac_lower_bitrate(struct a2dp_encoder *enc)
 {
-	if (!enc->adaptive || enc->eqmid >= 2 || lib.set_eqmid(enc->h, enc->eqmid + 1) < 0)
+	if (!enc->adaptive || enc->abr || enc->eqmid >= 2 || lib.set_eqmid(enc->h, enc->eqmid + 1) < 0)
 		return 0;
 	enc->eqmid++;
 	return 1;
@@ -258,7 +343,7 @@ static int ldac_lower_bitrate(struct a2dp_encoder *enc)
 
 static int ldac_raise_bitrate(struct a2dp_encoder *enc)
 {
-	if (!enc->adaptive || enc->eqmid <= 0 || lib.set_eqmid(enc->h, enc->eqmid - 1) < 0)
+	if (!enc->adaptive || enc->abr || enc->eqmid <= 0 || lib.set_eqmid(enc->h, enc->eqmid - 1) < 0)
 		return 0;
 	enc->eqmid--;
 	return 1;
@@ -290,6 +375,7 @@ const struct a2dp_codec a2dp_codec_ldac = {
 	.encode = ldac_encode,
 	.lower_bitrate = ldac_lower_bitrate,
 	.raise_bitrate = ldac_raise_bitrate,
+	.on_packet = ldac_on_packet,
 	.frame_bytes = ldac_frame_bytes,
 	.delay = ldac_delay,
 };

@@ -293,6 +293,15 @@ static int send_payload(struct a2dp_stream *s, size_t n, int64_t now)
 	return 0;
 }
 
+/* Packets the socket holds now, by the learned charge of one (0 before it is
+ * learned: the queue was empty for the first packet). */
+static unsigned queued_packets(const struct a2dp_stream *s)
+{
+	size_t charge = atomic_load(&s->packet_charge);
+
+	return charge ? (unsigned)((socket_queue_bytes(s) + charge / 2) / charge) : 0;
+}
+
 /* Encodes `frames` from the ring, padded with silence to `padded`, and sends them. */
 static int send_packet(struct a2dp_stream *s, unsigned frames, unsigned padded, int64_t now)
 {
@@ -328,6 +337,8 @@ static int send_packet(struct a2dp_stream *s, unsigned frames, unsigned padded, 
 		atomic_store(&s->packet_charge, after);
 		size_send_buffer(s, after);
 	}
+	if (n > 0 && s->codec->on_packet)
+		s->codec->on_packet(s->enc, queued_packets(s));
 	if (s->buffer - (atomic_load(&s->appl) - (hw + frames)) >= atomic_load(&s->avail_min))
 		a2dp_stream_notify(s);
 	return 1;

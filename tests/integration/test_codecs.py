@@ -19,6 +19,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import audio  # noqa: E402
@@ -223,6 +224,46 @@ def test_ldac():
                'Invalid argument', r'LDAC_QUALITY=best: say hq, sq, mq or auto')
 
 
+LDAC_PAUSE_S = 2.0
+
+
+def test_ldac_congestion():
+    """Quality auto under congestion: the sink stops reading for 2 s, the
+    socket's queue grows, libldacBT_abr (or, without it, the congestion
+    steps) lowers the quality: more, smaller frames a packet (SQ 3, then 4,
+    5 or MQ 6), every packet still well formed and within the MTU."""
+    name = 'ldac auto congested'
+    with Env(devices=CONNECTED, sink_seps=[SBC, LDAC], mtu=895) as env:
+        sig = audio.noise(44100, 5.0)
+        audio.write_wav(env.tmp + '/in.wav', sig, 44100)
+        p = env.spawn(['aplay', '-q', '-D', PLUG, env.tmp + '/in.wav'])
+        if not env.wait_event(r'^Sink 0 ', 5.0):
+            check(name + ': playback started', False, p.wait(5).stderr[-300:])
+            return
+        time.sleep(0.5)
+        env.mock('PauseSink', LDAC_PAUSE_S)
+        r = p.wait(30)
+        env.wait_event(r'^SinkExit ', timeout=3.0)
+        rep = audio.packet_report(env.captures()[-1][1], 44100)
+        with open(env.captures()[-1][1]) as f:
+            rows = [line.split(',') for line in f.readlines()[1:]]
+        counts = [int(x[6]) for x in rows if x[6]]
+        lens = [int(x[1]) for x in rows]
+        check(name + ': aplay succeeded, LDAC configured',
+              r.rc == 0 and configured(env)[0].endswith('/ldac'), r.stderr[-300:])
+        check(name + ': every frame well formed, counts match the header',
+              rep['errors'] == 0 and rep['non_rtp'] == 0, str(rep['errors']))
+        check(name + ': SQ (3 frames a packet) before the congestion',
+              counts[:20] == [3] * 20, str(counts[:20]))
+        lower = sorted({c for c in counts if c > 3})
+        steps = [c for k, c in enumerate(counts) if not k or c != counts[k - 1]]
+        print('# %s: frames a packet, in the order they changed: %s' % (name, steps), flush=True)
+        check(name + ': the quality went down (more frames a packet: 4, 5 or MQ 6)',
+              lower and set(counts) <= {2, 3, 4, 5, 6}, str(sorted(set(counts))))
+        check(name + ': every packet within the MTU (at most 12 + 1 + 660 bytes)',
+              max(lens) <= 673 <= 895, str(max(lens)))
+
+
 def without_library(env, soname, dev):
     """aplay with soname unloadable: /dev/null bound over it in a private
     mount namespace (a user namespace, so no root is needed)."""
@@ -245,15 +286,19 @@ def test_library_missing():
             ('libfreeaptx.so.0', ('aptx_hd', 'aptx'), 'ldac', r'aptX and aptX HD are not offered: '
              r'cannot load libfreeaptx.so.0 .*install libfreeaptx0'),
             ('libldacBT_enc.so.2', ('ldac',), 'aptx_hd', r'LDAC is not offered: cannot load '
-             r'libldacBT_enc.so.2 .*install libldacbt-enc2')):
+             r'libldacBT_enc.so.2 .*install libldacbt-enc2'),
+            # Not a codec lost: LDAC's quality auto falls back to the congestion steps.
+            ('libldacBT_abr.so.2', (), 'ldac', r'LDAC quality auto steps with the link.s congestion '
+             r'instead: cannot load libldacBT_abr.so.2 .*install libldacbt-abr2')):
         with Env(devices=CONNECTED, sink_seps=[SBC, AAC, APTX, APTX_HD, LDAC], mtu=895) as env:
             r = without_library(env, soname, PLUG)
             errs = [ln for ln in r.stderr.splitlines() if ln.startswith('ALSA lib')]
             check('%s missing: plays with %s, one line says why' % (soname, plays),
                   r.rc == 0 and configured(env)[0].endswith('/' + plays) and len(errs) == 1 and
                   re.search(pattern, errs[0]), '%s %s' % (configured(env), r.stderr[-300:]))
-            check('%s missing: no endpoint for %s' % (soname, ', '.join(lost)),
-                  not set(lost) & set(registered(env)), str(registered(env)))
+            if lost:
+                check('%s missing: no endpoint for %s' % (soname, ', '.join(lost)),
+                      not set(lost) & set(registered(env)), str(registered(env)))
 
 
 def registered(env):
@@ -356,6 +401,7 @@ test_aptx_48k_mtu()
 test_sbc_xq()
 test_aac()
 test_ldac()
+test_ldac_congestion()
 test_library_missing()
 test_delay()
 finish()

@@ -430,6 +430,66 @@ static void test_ldac_config(void)
 	CHECK(c->parse_config(conf, 8, &fmt) == -EINVAL, "two rates configured");
 }
 
+/* Whether libldacBT_abr steers this auto encoder: a deep queue moves it
+ * (the congestion steps' fallback would not). */
+static int ldac_abr_active(struct a2dp_encoder *enc)
+{
+	unsigned before = a2dp_codec_ldac.frames_per_packet(enc, 895);
+
+	for (int k = 0; k < 10; k++)
+		a2dp_codec_ldac.on_packet(enc, 8);
+	return a2dp_codec_ldac.frames_per_packet(enc, 895) != before;
+}
+
+/* One packet at the encoder's quality: fpp frames in at most 661 bytes (the
+ * 4-frame step between SQ and MQ fills 656 of the 660). */
+static int ldac_packet_ok(struct a2dp_encoder *enc, unsigned fpp)
+{
+	static int16_t pcm[6 * 128 * 2];
+	uint8_t out[895];
+	ssize_t n = a2dp_codec_ldac.encode(enc, pcm, fpp, out, 895 - 12);
+
+	return n > 1 + 600 && n <= 661 && out[0] == fpp;
+}
+
+/* LDAC auto with libldacBT_abr: a queue growing one packet at a time lowers
+ * the quality (more, smaller frames a packet) down to MQ, every packet still
+ * one 660-byte packet; an empty queue for long enough raises it to HQ. */
+static void test_ldac_abr(void)
+{
+	static const uint8_t conf[8] = { 0x2d, 0x01, 0, 0, 0xaa, 0, 0x10, 0x01 };
+	struct a2dp_codec_prefs prefs = { .ldac_quality = LDAC_AUTO };
+	struct a2dp_encoder *enc;
+	unsigned fpp = 3, lowest = 3, steps = 0, bad = 0, calls = 0;
+
+	if (a2dp_codec_ldac.encoder_new(&enc, conf, 8, 895, &prefs) < 0) {
+		CHECK(0, "LDAC encoder (libldacbt-enc2 installed?)");
+		return;
+	}
+	for (unsigned depth = 0; depth <= 8; depth++)
+		for (int k = 0; k < 4; k++) {
+			unsigned now;
+
+			a2dp_codec_ldac.on_packet(enc, depth);
+			if ((now = a2dp_codec_ldac.frames_per_packet(enc, 895)) == fpp)
+				continue;
+			bad += now < fpp || !ldac_packet_ok(enc, now);   /* only down, and it packs */
+			steps++;
+			fpp = lowest = now;
+		}
+	CHECK(lowest == 6 && steps >= 2 && !bad, "ABR down: %u steps to %u frames (MQ 6), %u bad",
+	      steps, lowest, bad);
+	while (fpp > 2 && calls < 20000) {
+		a2dp_codec_ldac.on_packet(enc, 0);
+		calls++;
+		fpp = a2dp_codec_ldac.frames_per_packet(enc, 895);
+	}
+	CHECK(fpp == 2 && ldac_packet_ok(enc, 2), "ABR up: %u frames after %u empty-queue packets",
+	      fpp, calls);
+	CHECK(calls > 100, "ABR up waits (%u packets)", calls);
+	a2dp_codec_ldac.encoder_free(enc);
+}
+
 /* LDAC: the MTU rule, 660 bytes of frames a packet, 2/3/6 frames by quality. */
 static void test_ldac_packets(void)
 {
@@ -466,7 +526,10 @@ static void test_ldac_packets(void)
 		CHECK(bad == 0, "quality %d: %u packets not 661 bytes of %u frames", qs[i].q, bad, fpp);
 		/* A short packet (drain) is completed with silence, not lost. */
 		CHECK(a2dp_codec_ldac.encode(enc, pcm, 1, out, 895 - 12) == 661, "short packet");
-		if (qs[i].q == LDAC_AUTO) {
+		if (qs[i].q == LDAC_AUTO && ldac_abr_active(enc)) {
+			CHECK(a2dp_codec_ldac.lower_bitrate(enc) == 0 &&
+			      a2dp_codec_ldac.raise_bitrate(enc) == 0, "auto with ABR: no congestion steps");
+		} else if (qs[i].q == LDAC_AUTO) {
 			CHECK(a2dp_codec_ldac.lower_bitrate(enc) == 1 &&
 			      a2dp_codec_ldac.frames_per_packet(enc, 895) == 6 &&
 			      a2dp_codec_ldac.lower_bitrate(enc) == 0, "auto: SQ -> MQ, no lower");
@@ -503,6 +566,7 @@ int main(void)
 	test_aac_packets();
 	test_ldac_config();
 	test_ldac_packets();
+	test_ldac_abr();
 	test_packets_within_mtu(&a2dp_codec_sbc, sbc_conf, 4);
 	test_packets_within_mtu(&a2dp_codec_sbc_xq, xq_conf, 4);
 	test_packets_within_mtu(&a2dp_codec_aptx, aptx_conf, 7);
