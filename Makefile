@@ -35,7 +35,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/%)
 BENCH    := $(BUILD)/bench_encode
 TOOLS    := $(BUILD)/pcm_client $(BUILD)/ctl_client $(BUILD)/cycle_client $(BUILD)/aac_alone \
-	$(BUILD)/phone_source
+	$(BUILD)/phone_source $(BUILD)/capture_client
 
 all: $(PCM_SO) $(CTL_SO) $(SINK) $(UNIT_BIN) $(TOOLS)
 
@@ -72,6 +72,9 @@ $(BUILD)/aac_alone: $(BUILD)/tests/tools/aac_alone.o
 
 # The test phone of the capture tests: a file as RTP SBC, in real time.
 $(BUILD)/phone_source: $(BUILD)/tests/tools/phone_source.o $(BUILD)/liba2dp.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
+
+$(BUILD)/capture_client: $(BUILD)/tests/tools/capture_client.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
 
 $(BUILD)/cycle_client: $(BUILD)/tests/tools/cycle_client.o

@@ -170,6 +170,18 @@ int main(int argc, char **argv)
 	fpp = (o.mtu - RTP_HEADER_LEN - 1) / frame_len;
 	if (fpp > 15)
 		fpp = 15;
+	/* The last packet is padded with silence, and one more packet pushes the
+	 * codec's delay out: the whole file arrives. */
+	{
+		size_t step = codesize * fpp, padded = (len + step - 1) / step * step + step;
+		uint8_t *more = realloc(pcm, padded);
+
+		if (!more)
+			return 1;
+		memset(more + len, 0, padded - len);
+		pcm = more;
+		len = padded;
+	}
 	t0 = now_ns();
 	for (long k = 0; pos + codesize * fpp <= len; k++) {
 		int64_t due = t0 + (int64_t)k * fpp * frame_samples * NS / rate;
