@@ -131,6 +131,8 @@ static void on_packet(struct a2dp_capture *c, size_t len)
 		return;
 	}
 	jitter_put(&c->jb, p.seq, p.timestamp, c->pcm, frames);
+	if (c->state != ST_RUNNING)
+		jitter_trim(&c->jb, 0);
 	atomic_store(&c->buffered, c->jb.level);
 	count_packet(c, 0);
 }
@@ -222,6 +224,7 @@ static void deliver(struct a2dp_capture *c, int64_t now)
 		return;
 	}
 	got = fill_ring(c, hw, n);
+	jitter_trim(&c->jb, 1);
 	atomic_store(&c->buffered, c->jb.level);
 	atomic_store(&c->hw, hw + got);
 	if (hw + got - appl >= atomic_load(&c->avail_min) && got)
@@ -342,9 +345,9 @@ static int setup_decoding(struct a2dp_capture *c)
 	if (!(c->pcm = calloc(c->max_frames, c->frame_bytes)))
 		return -ENOMEM;
 	target = (uint64_t)c->opts.jitter_ms * c->rate / 1000;
-	/* Slack for the drift policy: the depth again, and two packets' burst. */
+	/* Slack for the drift policy: half the depth (two packets more, in jitter.c). */
 	return jitter_init(&c->jb, c->frame_bytes, JITTER_CAPACITY_S * c->rate, target,
-			   target + 2 * c->max_frames);
+			   target / 2);
 }
 
 int a2dp_capture_new(struct a2dp_capture **out, struct a2dp_endpoint *ep,

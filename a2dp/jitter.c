@@ -112,13 +112,23 @@ int jitter_put(struct jitter *j, uint16_t seq, uint32_t ts, const void *pcm, uns
 	append(j, pcm, frames);
 	j->next_ts = ts + frames;
 	j->next_seq = seq + 1;
+	j->packet_frames = frames;
 	if (j->level >= j->target)
 		j->filled = 1;
-	if (j->level > j->target + j->slack) {      /* the phone's clock is faster */
-		j->dropped_frames += j->level - j->target;
-		drop_oldest(j, j->level - j->target);
-	}
 	return (int)gap;
+}
+
+int jitter_trim(struct jitter *j, int running)
+{
+	unsigned limit = running ? j->target + j->slack + 2 * j->packet_frames : j->target;
+	unsigned n;
+
+	if (j->level <= limit)
+		return 0;
+	n = j->level - j->target;
+	j->dropped_frames += n;
+	drop_oldest(j, n);
+	return n;
 }
 
 int jitter_ready(const struct jitter *j)

@@ -15,9 +15,11 @@
  *
  * Drift: our clock and the phone's differ by some ppm. A phone slower than
  * us runs the buffer dry now and then (one rebuffer of silence); a faster one
- * raises the level: above `target` + `slack` the oldest frames beyond
- * `target` are dropped at once (counted). Both happen every few minutes at
- * 100 ppm and JITTER_MS=60.
+ * raises the level: measured after each delivery, above `target` + `slack`
+ * + two packets the oldest frames beyond `target` are dropped at once
+ * (counted). At 100 ppm and JITTER_MS=60 (slack 30 ms) either happens about
+ * every 5 to 10 minutes. While the application has not started, the level is
+ * kept at `target`, so that the capture starts with the depth asked for.
  *
  * Single-threaded: the capture's I/O thread owns it.
  */
@@ -31,6 +33,7 @@ struct jitter {
 	unsigned frame_bytes, capacity;   /* in frames */
 	unsigned head, level;             /* read index, frames held */
 	unsigned target, slack;
+	unsigned packet_frames;           /* the last packet's */
 	int filled;                       /* reached target since it last ran dry */
 	int started;                      /* a packet has set the time origin */
 	uint32_t next_ts;                 /* RTP timestamp the next packet should carry */
@@ -49,6 +52,11 @@ void jitter_reset(struct jitter *j);
 /* A decoded packet of `frames` frames. Returns the frames of silence put
  * before it (a gap), or -1 if it was dropped (late). */
 int jitter_put(struct jitter *j, uint16_t seq, uint32_t ts, const void *pcm, unsigned frames);
+
+/* The drift policy: drops the oldest frames beyond `target` when the level
+ * is too high (running: above target + slack + two packets; stopped: above
+ * target). Returns the frames dropped. */
+int jitter_trim(struct jitter *j, int running);
 
 /* Can delivery run (the buffer reached its depth and has not run dry)? */
 int jitter_ready(const struct jitter *j);
