@@ -187,6 +187,7 @@ def test_link_lost():
         r = p.wait(5 * TIME_SCALE)
         took = time.monotonic() - t0
         lines = [ln for ln in r.stderr.splitlines() if ln.startswith('ALSA lib')]
+        print(f'link lost: the client exited {took * 1000:.0f} ms after Vanish')
         err = re.search(r'ERROR t=\S+ where=(\S+) err=(-?\d+)', r.stdout)
         check('link lost: the read fails with -ENODEV', r.rc == 1 and err and err.group(2) == '-19',
               r.stdout[-300:] + r.stderr[-300:])
