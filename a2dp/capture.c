@@ -163,6 +163,10 @@ static void follow_transport(struct a2dp_capture *c)
 		lose(c, "the phone or bluetoothd ended the audio stream (disconnected?)");
 		return;
 	}
+	/* Waiting through a pause, a phone whose timestamps ran on during it
+	 * must not be answered with the pause as silence. */
+	if (c->opts.wait_on_pause && atomic_load(&c->ep->state) == A2DP_IDLE)
+		jitter_new_origin(&c->jb);
 	if (c->ep->fd < 0 && atomic_load(&c->ep->state) == A2DP_PENDING &&
 	    a2dp_endpoint_try_acquire(c->ep) < 0)
 		lose(c, "cannot ask bluetoothd for the audio transport");

@@ -37,6 +37,11 @@ void jitter_reset(struct jitter *j)
 	j->dry_frames = 0;
 }
 
+void jitter_new_origin(struct jitter *j)
+{
+	j->started = 0;
+}
+
 static void drop_oldest(struct jitter *j, unsigned n)
 {
 	j->head = (j->head + n) % j->capacity;

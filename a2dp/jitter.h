@@ -49,6 +49,10 @@ void jitter_free(struct jitter *j);
 /* Forgets the audio and the time origin (a new stream). */
 void jitter_reset(struct jitter *j);
 
+/* The next packet sets a new time origin: no silence for the time before it
+ * (ON_PAUSE=wait after the phone paused: the pause is not audio). */
+void jitter_new_origin(struct jitter *j);
+
 /* A decoded packet of `frames` frames. Returns the frames of silence put
  * before it (a gap), or -1 if it was dropped (late). */
 int jitter_put(struct jitter *j, uint16_t seq, uint32_t ts, const void *pcm, unsigned frames);

@@ -50,9 +50,9 @@ def prepared(name, seconds=3.0):
     return sig, path
 
 
-def arecord(env, seconds, dev=AUDIO_DEV, timeout=None):
+def arecord(env, seconds, dev=AUDIO_DEV, timeout=None, flags=()):
     out = env.tmp + '/out.wav'
-    r = env.run(['arecord', '-q', '-D', dev, '-f', 'cd', '-s', str(int(seconds * RATE)), out],
+    r = env.run(['arecord', '-q', *flags, '-D', dev, '-f', 'cd', '-s', str(int(seconds * RATE)), out],
                 timeout=timeout or seconds + 10)
     got = audio.read_wav(out)[0] if os.path.exists(out) else np.zeros((0, 2), np.int16)
     return r, got
@@ -63,13 +63,15 @@ def seg_snr(sig, got, lag, a, b):
     return audio.snr_db(sig[a:b], got[a + lag:], 0, RATE) if b > a else float('nan')
 
 
-def test_clean():
+def test_clean(flags):
+    """RW blocking, or mmap non-blocking (-M -N)."""
     sig, path = prepared('clean')
+    name = 'clean ' + (' '.join(flags) or 'RW')
     with phone_env(path) as env:
-        r, got = arecord(env, 4)
-        check('clean: arecord succeeded', r.rc == 0 and not r.timed_out, r.stderr[-500:])
-        check('clean: 4 s captured', len(got) == 4 * RATE, f'{len(got)} frames')
-        check('clean: took real time (4 s + open)', 3.95 <= r.elapsed <= 4.0 + 1.5 * TIME_SCALE,
+        r, got = arecord(env, 4, flags=flags)
+        check(name + ': arecord succeeded', r.rc == 0 and not r.timed_out, r.stderr[-500:])
+        check(name + ': 4 s captured', len(got) == 4 * RATE, f'{len(got)} frames')
+        check(name + ': took real time (4 s + open)', 3.95 <= r.elapsed <= 4.0 + 1.5 * TIME_SCALE,
               f'{r.elapsed:.2f} s')
         if len(got) < RATE:
             return
@@ -77,18 +79,18 @@ def test_clean():
         snr = audio.snr_db(sig, got, lag, RATE)
         ref = audio.sbc_alone(sig, CONFIG)
         ref_snr = audio.snr_db(sig, ref, audio.align(sig, ref), RATE)
-        print(f'clean: lag {lag} frames, SNR {snr:.1f} dB, libsbc alone {ref_snr:.1f} dB')
-        check(f'clean: SNR >= {SWEEP_MIN_DB} dB and within 1 dB of libsbc alone',
+        print(f'{name}: lag {lag} frames, SNR {snr:.1f} dB, libsbc alone {ref_snr:.1f} dB')
+        check(name + f': SNR >= {SWEEP_MIN_DB} dB and within 1 dB of libsbc alone',
               snr >= SWEEP_MIN_DB and snr >= ref_snr - 1.0, f'{snr:.1f} vs {ref_snr:.1f} dB')
         # Each half second at the same lag: the lag is constant (no slips).
         worst = min(seg_snr(sig, got, lag, a, a + RATE // 2) for a in range(0, 3 * RATE, RATE // 2))
-        check('clean: the lag is constant (every 0.5 s >= 55 dB at one lag)', worst >= 55.0,
+        check(name + ': the lag is constant (every 0.5 s >= 55 dB at one lag)', worst >= 55.0,
               f'worst {worst:.1f} dB')
-        check('clean: the whole signal arrived', len(got) >= lag + len(sig),
+        check(name + ': the whole signal arrived', len(got) >= lag + len(sig),
               f'{len(got)} < {lag + len(sig)}')
         body = got[lag:lag + len(sig)]
-        check('clean: no gaps', not audio.gaps(body, RATE), str(audio.gaps(body, RATE)[:3]))
-        check('clean: silence before the phone streams', not len(got[:lag - 200]) or
+        check(name + ': no gaps', not audio.gaps(body, RATE), str(audio.gaps(body, RATE)[:3]))
+        check(name + ': silence before the phone streams', not len(got[:lag - 200]) or
               abs(got[:lag - 200]).max() == 0, f'max {abs(got[:lag - 200]).max()}')
 
 
@@ -230,6 +232,19 @@ def test_delay_and_close():
             check_counts(name, r.stdout)
 
 
+def test_overrun():
+    """A reader that stops for 0.5 s with a 0.2 s buffer: an overrun, as a
+    card reports it, and the capture goes on after snd_pcm_prepare."""
+    sig, path = prepared('overrun')
+    with phone_env(path) as env:
+        r = env.run([os.path.join(BUILD, 'capture_client'), '-D', AUDIO_DEV, '-d', '2',
+                     '--stall-at', '0.5', '--stall-for', '0.5'], timeout=20)
+        check('overrun: reported as -EPIPE, recovered, read to the end',
+              r.rc == 0 and 'XRUN' in r.stdout and 'err=-32' in r.stdout and
+              'RECOVERED' in r.stdout, r.stdout[-300:] + r.stderr[-300:])
+        check_counts('overrun', r.stdout)
+
+
 def open_error(name, devices, dev, errno_text, pattern):
     _, path = prepared('err', seconds=0.5)
     with phone_env(path, devices=devices) as env:
@@ -252,11 +267,13 @@ def test_errors():
     open_error('bad JITTER_MS', None, DEV + ',JITTER_MS=5', 'Invalid argument', r'jitter_ms')
 
 
-test_clean()
+test_clean(())
+test_clean(('-M', '-N'))
 test_loss()
 test_pause(wait=False)
 test_pause(wait=True)
 test_link_lost()
 test_delay_and_close()
+test_overrun()
 test_errors()
 finish()

@@ -5,11 +5,17 @@
  * before the open and after the close.
  *
  *   capture_client -D DEVICE -d SECONDS [-o out.raw] [--period-us N] [--buffer-us N]
+ *                  [--stall-at S --stall-for S]
+ *
+ * --stall-at/--stall-for: once S seconds have been read, stop reading for a
+ * while (forces an overrun); the XRUN is reported, snd_pcm_prepare and
+ * snd_pcm_start recover, reading goes on.
  *
  * Output, one line per event, times in seconds of CLOCK_MONOTONIC:
  *   BEFORE fds=N threads=N
  *   OPEN t= rate= channels= buffer= period=
  *   DELAY t= frames= avail= read=        (~every 50 ms)
+ *   XRUN t= err=-32     RECOVERED t=
  *   ERROR t= where=W err=-N msg=TEXT
  *   CLOSED t= fds=N threads=N
  * Exit status 0 after SECONDS of audio, 1 after an ERROR line.
@@ -23,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <alsa/asoundlib.h>
 
@@ -85,6 +92,18 @@ static int setup(snd_pcm_t *pcm, unsigned period_us, unsigned buffer_us)
 	return 0;
 }
 
+static double stall_at = -1, stall_for;
+
+static int recover(snd_pcm_t *pcm, int err)
+{
+	printf("XRUN t=%.6f err=%d\n", now(), err);
+	if ((err = snd_pcm_prepare(pcm)) < 0 || (err = snd_pcm_start(pcm)) < 0)
+		return fail("recover", err);
+	printf("RECOVERED t=%.6f\n", now());
+	fflush(stdout);
+	return 0;
+}
+
 /* Reads until `frames` have been read; logs the delay every 50 ms. */
 static int run(snd_pcm_t *pcm, long frames, FILE *out)
 {
@@ -105,9 +124,18 @@ static int run(snd_pcm_t *pcm, long frames, FILE *out)
 			return fail("poll", -ETIMEDOUT);
 		if ((err = snd_pcm_poll_descriptors_revents(pcm, pfd, nfds, &revents)) < 0)
 			return fail("revents", err);
+		if (stall_at >= 0 && got >= stall_at * 44100) {
+			usleep((useconds_t)(stall_for * 1e6));
+			stall_at = -1;
+		}
 		n = snd_pcm_readi(pcm, buf, 4096);
 		if (n == -EAGAIN)
 			continue;
+		if (n == -EPIPE) {
+			if ((err = recover(pcm, n)))
+				return err;
+			continue;
+		}
 		if (n < 0)
 			return fail("readi", n);
 		if (out)
@@ -159,6 +187,10 @@ int main(int argc, char **argv)
 			period_us = atoi(argv[i + 1]);
 		else if (!strcmp(argv[i], "--buffer-us"))
 			buffer_us = atoi(argv[i + 1]);
+		else if (!strcmp(argv[i], "--stall-at"))
+			stall_at = atof(argv[i + 1]);
+		else if (!strcmp(argv[i], "--stall-for"))
+			stall_for = atof(argv[i + 1]);
 	}
 	if (!dev) {
 		fprintf(stderr, "usage: capture_client -D DEVICE -d SECONDS [-o out.raw]\n");

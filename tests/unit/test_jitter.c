@@ -57,6 +57,9 @@ static void test_gap_and_late(void)
 	CHECK(jitter_put(&j, 4, 1008, in, 4) == 0, "contiguous sequence, stuck timestamp: no gap");
 	CHECK(jitter_put(&j, 7, 5, in, 4) == 8, "two lost, nonsense timestamp: two packets of silence");
 	CHECK(jitter_put(&j, 8, 9 + 500000, in, 4) == 0, "a jump of seconds is a new origin, no silence");
+	jitter_new_origin(&j);
+	CHECK(jitter_put(&j, 9, 9 + 500000 + 44100, in, 4) == 0, "after jitter_new_origin, no silence");
+	CHECK(jitter_put(&j, 11, 9 + 500000 + 44108, in, 4) == 4, "and gaps count from there");
 	jitter_free(&j);
 }
 
