@@ -136,12 +136,15 @@ def test_loss():
         check('loss: the rest aligned at one lag (>= 55 dB)', snr >= 55.0, f'{snr:.1f} dB')
 
 
-def test_pause(wait):
-    """The phone stops for 1 s at 1 s (its transport idle) and resumes."""
+def test_pause(wait, clock_runs=False):
+    """The phone stops for 1 s at 1 s (its transport idle) and resumes; its
+    RTP timestamps continue where they were, or jump by the pause."""
     sig, path = prepared('pause')
-    name = 'pause, ON_PAUSE=%s' % ('wait' if wait else 'silence')
+    name = 'pause, ON_PAUSE=%s%s' % ('wait' if wait else 'silence',
+                                     ', timestamps jump' if clock_runs else '')
     dev = AUDIO_DEV + (',ON_PAUSE=wait' if wait else '')
-    with phone_env(path, '--pause-at 1.0 --pause-for 1.0', pause='1.0:1.0') as env:
+    args = '--pause-at 1.0 --pause-for 1.0 --clock-runs %d' % clock_runs
+    with phone_env(path, args, pause='1.0:1.0') as env:
         # The phone sends 3 s of audio: waiting, only that much ever comes.
         r, got = arecord(env, 5 if not wait else 2.5, dev=dev)
         ev = env.events()
@@ -272,6 +275,8 @@ test_clean(('-M', '-N'))
 test_loss()
 test_pause(wait=False)
 test_pause(wait=True)
+test_pause(wait=False, clock_runs=True)
+test_pause(wait=True, clock_runs=True)
 test_link_lost()
 test_delay_and_close()
 test_overrun()

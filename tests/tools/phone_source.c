@@ -9,7 +9,8 @@
  * --drop: packet indices not sent (their sequence numbers and timestamps are
  * skipped, as a radio loses them). --pause-at/--pause-for: nothing is sent
  * for that long (the audio itself is not skipped: it continues after, with
- * timestamps that continue too). --log: "index,seq,timestamp,frames,sent_ns".
+ * timestamps that continue too; with --clock-runs 1 they jump by the pause,
+ * as a phone whose RTP clock keeps running). --log: "index,seq,timestamp,frames,sent_ns".
  * After the file it keeps the socket open, silent, until killed.
  */
 #include <endian.h>
@@ -37,6 +38,7 @@ struct opts {
 	long drops[MAX_DROPS];
 	int ndrops;
 	double pause_at, pause_for;
+	int clock_runs;
 };
 
 static int parse_config(const char *hex, uint8_t *config)
@@ -72,6 +74,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			o->pause_at = atof(v);
 		else if (!strcmp(k, "--pause-for"))
 			o->pause_for = atof(v);
+		else if (!strcmp(k, "--clock-runs"))
+			o->clock_runs = atoi(v);
 		else if (!strcmp(k, "--drop")) {
 			char *end = (char *)v;
 
@@ -187,8 +191,13 @@ int main(int argc, char **argv)
 		int64_t due = t0 + (int64_t)k * fpp * frame_samples * NS / rate;
 		size_t n = RTP_HEADER_LEN + 1;
 
-		if (o.pause_for > 0 && due >= t0 + (int64_t)(o.pause_at * NS))
+		if (o.pause_for > 0 && due >= t0 + (int64_t)(o.pause_at * NS)) {
 			due += (int64_t)(o.pause_for * NS);
+			if (o.clock_runs) {           /* once, at the first packet after it */
+				ts += (uint32_t)(o.pause_for * rate);
+				o.clock_runs = 0;
+			}
+		}
 		sleep_until(due);
 		rtp_write_header(packet, seq, ts, 1);
 		packet[RTP_HEADER_LEN] = fpp;
