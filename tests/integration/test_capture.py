@@ -202,6 +202,26 @@ def test_link_lost():
         check_counts('link lost', r.stdout)
 
 
+def test_link_lost_arecord():
+    """The same through the real arecord, which blocks in snd_pcm_readi."""
+    sig, path = prepared('lost', seconds=6.0)
+    with phone_env(path) as env:
+        p = env.spawn(['arecord', '-q', '-D', DEV, '-f', 'cd', '-d', '10', env.tmp + '/out.wav'])
+        env.wait_event(r'^TryAcquire -> ok', timeout=5 * TIME_SCALE)
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        env.mock('Vanish')
+        r = p.wait(5 * TIME_SCALE)
+        took = time.monotonic() - t0
+        lines = [ln for ln in r.stderr.splitlines() if ln.startswith('ALSA lib')]
+        print(f'link lost, arecord: exited {took * 1000:.0f} ms after Vanish: {r.stderr.strip()!r}')
+        check('link lost, arecord: exits non-zero with "No such device" within 1 s',
+              r.rc not in (0, None) and r.rc > 0 and 'No such device' in r.stderr and
+              took < 1.0 * TIME_SCALE, f'rc {r.rc}, {took:.2f} s, {r.stderr[-300:]}')
+        check('link lost, arecord: one line from the plugin says why',
+              len(lines) == 1 and 'ended the audio stream' in lines[0], str(lines))
+
+
 def check_counts(name, out):
     before = re.search(r'BEFORE t=\S+ fds=(\d+) threads=(\d+)', out)
     after = re.search(r'CLOSED t=\S+ fds=(\d+) threads=(\d+)', out)
@@ -278,6 +298,7 @@ test_pause(wait=True)
 test_pause(wait=False, clock_runs=True)
 test_pause(wait=True, clock_runs=True)
 test_link_lost()
+test_link_lost_arecord()
 test_delay_and_close()
 test_overrun()
 test_errors()
