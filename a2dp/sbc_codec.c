@@ -398,7 +398,8 @@ static ssize_t sbc_decode_packet(struct a2dp_decoder *dec, const uint8_t *payloa
 		pos += used;
 		out += written;
 	}
-	return out / (2 * dec->channels);
+	/* No frame at all (a count of 0, or nothing after the header): malformed. */
+	return out ? (ssize_t)(out / (2 * dec->channels)) : -EINVAL;
 }
 
 #define SBC_ENTRY \

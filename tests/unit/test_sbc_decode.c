@@ -54,6 +54,9 @@ int main(void)
 	CHECK(c->decode(dec, payload, len, out, 2 * 128) == 2 * 128, "no more than max_frames");
 	CHECK(c->decode(dec, payload, 0, out, 15 * 128) == -EINVAL, "an empty payload");
 	CHECK(c->decode(dec, bad, sizeof(bad), out, 15 * 128) == -EINVAL, "a fragmented frame");
+	CHECK(c->decode(dec, payload, 1, out, 15 * 128) == -EINVAL, "the header alone");
+	payload[0] = 0;
+	CHECK(c->decode(dec, payload, len, out, 15 * 128) == -EINVAL, "a frame count of 0");
 	memset(payload + 1, 0, len - 1);
 	CHECK(c->decode(dec, payload, len, out, 15 * 128) == -EINVAL, "no SBC sync: nothing decodes");
 	c->decoder_free(dec);
