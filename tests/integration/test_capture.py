@@ -6,8 +6,10 @@ delay, file descriptors and threads after close, and the open-time errors.
 
 Packets at MTU 672: 5 SBC frames of 128 samples, 640 frames (14.5 ms).
 """
+import atexit
 import os
 import re
+import shutil
 import sys
 import time
 
@@ -40,9 +42,14 @@ def phone_env(tmp_wav, phone_args='', pause=None, devices=None):
     return Env(devices=devices or ['hci0/%s,phone' % PHONE], sink=None, extra_args=extra)
 
 
+INPUTS = '/tmp/alsabt-capture-%d' % os.getpid()
+atexit.register(shutil.rmtree, INPUTS, True)
+
+
 def prepared(name, seconds=3.0):
-    """A sweep written where the phone reads it (a directory the Env does not own)."""
-    d = '/tmp/alsabt-capture-%d' % os.getpid()
+    """A sweep written where the phone reads it (the phone's arguments are
+    fixed before an Env, and its directory, exist; removed at exit)."""
+    d = INPUTS
     os.makedirs(d, exist_ok=True)
     sig = audio.sweep(RATE, seconds)
     path = os.path.join(d, name + '.wav')
