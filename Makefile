@@ -34,20 +34,22 @@ SINK     := $(BUILD)/rtp_sink
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/%)
 BENCH    := $(BUILD)/bench_encode
-TOOLS    := $(BUILD)/pcm_client $(BUILD)/ctl_client $(BUILD)/cycle_client $(BUILD)/aac_alone
+TOOLS    := $(BUILD)/pcm_client $(BUILD)/ctl_client $(BUILD)/cycle_client $(BUILD)/aac_alone \
+	$(BUILD)/phone_source $(BUILD)/capture_client
 
 all: $(PCM_SO) $(CTL_SO) $(SINK) $(UNIT_BIN) $(TOOLS)
 
-$(BUILD)/%.o: %.c $(wildcard a2dp/*.h)
+$(BUILD)/%.o: %.c $(wildcard a2dp/*.h pcm_bt/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(BUILD)/liba2dp.a: $(A2DP_OBJ)
 	$(AR) rcs $@ $^
 
-$(PCM_SO): $(BUILD)/pcm_bt/pcm_bluetooth.o $(BUILD)/liba2dp.a a2dp/exports.map
+PCM_OBJ  := $(BUILD)/pcm_bt/pcm_bluetooth.o $(BUILD)/pcm_bt/pcm_capture.o
+$(PCM_SO): $(PCM_OBJ) $(BUILD)/liba2dp.a a2dp/exports.map
 	$(CC) -shared $(ALL_LDFLAGS) -Wl,--version-script=a2dp/exports.map -Wl,-z,defs -Wl,-z,nodelete \
-		-o $@ $(BUILD)/pcm_bt/pcm_bluetooth.o $(BUILD)/liba2dp.a $(DEP_LIBS)
+		-o $@ $(PCM_OBJ) $(BUILD)/liba2dp.a $(DEP_LIBS)
 
 $(CTL_SO): $(BUILD)/ctl_bt/ctl_bluetooth.o $(BUILD)/liba2dp.a a2dp/exports.map
 	$(CC) -shared $(ALL_LDFLAGS) -Wl,--version-script=a2dp/exports.map -Wl,-z,defs -Wl,-z,nodelete \
@@ -67,6 +69,13 @@ $(BUILD)/ctl_client: $(BUILD)/tests/tools/ctl_client.o
 # The AAC reference of the audio tests: libavcodec alone, linked (a test tool).
 $(BUILD)/aac_alone: $(BUILD)/tests/tools/aac_alone.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(shell pkg-config --libs libavcodec libavutil)
+
+# The test phone of the capture tests: a file as RTP SBC, in real time.
+$(BUILD)/phone_source: $(BUILD)/tests/tools/phone_source.o $(BUILD)/liba2dp.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
+
+$(BUILD)/capture_client: $(BUILD)/tests/tools/capture_client.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
 
 $(BUILD)/cycle_client: $(BUILD)/tests/tools/cycle_client.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)

@@ -199,8 +199,10 @@ static int device_prop(const char *key, DBusMessageIter *v, void *data)
 		d->paired = b;
 	else if (!strcmp(key, "Connected") && !dbusx_variant_basic(v, DBUS_TYPE_BOOLEAN, &b))
 		d->connected = b;
-	else if (!strcmp(key, "UUIDs"))
+	else if (!strcmp(key, "UUIDs")) {
 		d->audio_sink = has_uuid(v, A2DP_SINK_UUID);
+		d->audio_source = has_uuid(v, A2DP_SOURCE_UUID);
+	}
 	return 0;
 }
 
@@ -342,7 +344,14 @@ static int check_adapters(const struct objects *o, const char *want)
 	return -ENODEV;
 }
 
-static int check_device(const struct bluez_device *d)
+/* The role the device must play: our A2DP Source needs its Sink, and the
+ * other way round. */
+static int has_role(const struct bluez_device *d, int want_source)
+{
+	return want_source ? d->audio_source : d->audio_sink;
+}
+
+static int check_device(const struct bluez_device *d, int want_source)
 {
 	if (!d->adapter_powered) {
 		SNDERR("Bluetooth adapter %s is powered off: run 'bluetoothctl power on'", d->adapter);
@@ -353,15 +362,16 @@ static int check_device(const struct bluez_device *d)
 		       d->address, d->address, d->address);
 		return -EACCES;
 	}
-	if (!d->audio_sink) {
-		SNDERR("%s is not an audio sink (it offers no A2DP Sink profile)", d->address);
+	if (!has_role(d, want_source)) {
+		SNDERR(want_source ? "%s is not an audio source (it offers no A2DP Source profile): it cannot play to us"
+				   : "%s is not an audio sink (it offers no A2DP Sink profile)", d->address);
 		return -ENOTSUP;
 	}
 	return 0;
 }
 
 static int find_by_address(const struct objects *o, const char *adapter, const char *address,
-			   struct bluez_device *dev)
+			   int want_source, struct bluez_device *dev)
 {
 	for (int i = 0; i < o->n_devices; i++) {
 		struct bluez_device d = o->devices[i];
@@ -369,7 +379,7 @@ static int find_by_address(const struct objects *o, const char *adapter, const c
 		if (strcasecmp(d.address, address) || bind_adapter(o, &d, adapter) < 0)
 			continue;
 		*dev = d;
-		return check_device(dev);
+		return check_device(dev, want_source);
 	}
 	SNDERR("device %s is not known to BlueZ: pair it first ('bluetoothctl pair %s')",
 	       address, address);
@@ -377,14 +387,15 @@ static int find_by_address(const struct objects *o, const char *adapter, const c
 }
 
 /* DEV left out: the connected A2DP sink; a single paired one if none is connected. */
-static int find_default(const struct objects *o, const char *adapter, struct bluez_device *dev)
+static int find_default(const struct objects *o, const char *adapter, int want_source,
+			struct bluez_device *dev)
 {
 	int connected = -1, paired = -1, n_paired = 0;
 
 	for (int i = 0; i < o->n_devices; i++) {
 		struct bluez_device d = o->devices[i];
 
-		if (bind_adapter(o, &d, adapter) < 0 || !d.paired || !d.audio_sink ||
+		if (bind_adapter(o, &d, adapter) < 0 || !d.paired || !has_role(&d, want_source) ||
 		    !d.adapter_powered)
 			continue;
 		if (d.connected && connected < 0)
@@ -392,6 +403,11 @@ static int find_default(const struct objects *o, const char *adapter, struct blu
 		if (paired < 0)
 			paired = i;
 		n_paired++;
+	}
+	if (connected < 0 && n_paired != 1 && want_source) {
+		SNDERR(n_paired ? "no A2DP source (phone) is connected and several are paired: choose one with DEV=XX:XX:XX:XX:XX:XX"
+				: "no paired A2DP source (phone): pair one ('bluetoothctl pair XX:XX:XX:XX:XX:XX') or give DEV=");
+		return -ENODEV;
 	}
 	if (connected < 0 && n_paired != 1) {
 		SNDERR(n_paired ? "no A2DP speaker is connected and several are paired: choose one with DEV=XX:XX:XX:XX:XX:XX"
@@ -406,14 +422,20 @@ static int find_default(const struct objects *o, const char *adapter, struct blu
 int bluez_find_device(struct bluez *bz, const char *adapter, const char *address,
 		      int64_t deadline_ms, struct bluez_device *dev)
 {
+	return bluez_find_device_role(bz, adapter, address, 0, deadline_ms, dev);
+}
+
+int bluez_find_device_role(struct bluez *bz, const char *adapter, const char *address,
+			   int want_source, int64_t deadline_ms, struct bluez_device *dev)
+{
 	struct objects *o = calloc(1, sizeof(*o));
 	int err;
 
 	if (!o)
 		return -ENOMEM;
 	if ((err = load_objects(bz, deadline_ms, o)) == 0 && (err = check_adapters(o, adapter)) == 0)
-		err = address ? find_by_address(o, adapter, address, dev)
-			      : find_default(o, adapter, dev);
+		err = address ? find_by_address(o, adapter, address, want_source, dev)
+			      : find_default(o, adapter, want_source, dev);
 	free(o);
 	return err;
 }

@@ -40,7 +40,7 @@ struct bluez_device {
 	char adapter[64];        /* "hci0" */
 	char adapter_path[64];
 	char name[64];
-	int paired, connected, audio_sink, adapter_powered;
+	int paired, connected, audio_sink, audio_source, adapter_powered;
 };
 
 /* Opens a private connection to the system bus (DBUS_SYSTEM_BUS_ADDRESS honoured)
@@ -52,6 +52,10 @@ void bluez_close(struct bluez *bz);
  * any; address: the device, or NULL for the connected A2DP sink. */
 int bluez_find_device(struct bluez *bz, const char *adapter, const char *address,
 		      int64_t deadline_ms, struct bluez_device *dev);
+/* The same for either role: want_source finds a device that plays to us (a
+ * phone: A2DP Source), for the capture PCM; address NULL: the connected one. */
+int bluez_find_device_role(struct bluez *bz, const char *adapter, const char *address,
+			   int want_source, int64_t deadline_ms, struct bluez_device *dev);
 
 /* Path of a MediaTransport1 of this device other than `except` (NULL: any):
  * 1 and the path, 0 if none, or negative errno. With except = our own

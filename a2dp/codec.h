@@ -52,6 +52,7 @@ enum a2dp_framing {
 };
 
 struct a2dp_encoder;
+struct a2dp_decoder;
 
 struct a2dp_codec {
 	const char *name;           /* the CODEC= name: "sbc", "aptx_hd" */
@@ -112,7 +113,18 @@ struct a2dp_codec {
 	size_t (*frame_bytes)(const struct a2dp_encoder *enc);
 	/* Algorithmic delay of encoder + decoder, in PCM frames. */
 	unsigned (*delay)(const struct a2dp_encoder *enc);
-};
+
+	/* Receiving (an A2DP Sink, the capture PCM). NULL where we cannot decode
+	 * the codec: then the capture does not offer it. */
+	int (*decoder_new)(struct a2dp_decoder **dec, const uint8_t *config, size_t len);
+	void (*decoder_free)(struct a2dp_decoder *dec);
+	/* The most PCM frames one packet's payload can decode to. */
+	unsigned (*decoder_max_frames)(const struct a2dp_decoder *dec);
+	/* Decodes one packet's payload (after the RTP header) into interleaved
+	 * PCM in sample_format. Returns the PCM frames written (samples per
+	 * channel), or -EINVAL for a payload that does not decode. */
+	ssize_t (*decode)(struct a2dp_decoder *dec, const uint8_t *payload, size_t len,
+			  void *pcm, unsigned max_frames);};
 
 extern const struct a2dp_codec a2dp_codec_sbc;
 extern const struct a2dp_codec a2dp_codec_sbc_xq;

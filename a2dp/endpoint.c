@@ -1,4 +1,4 @@
-/* Our A2DP Source MediaEndpoint1 and the transport bluetoothd configures for it. */
+/* Our A2DP Source or Sink MediaEndpoint1 and the transport bluetoothd configures for it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -19,6 +19,18 @@
 /* bluetoothd replies to ConnectProfile once the stream is configured, so our
  * SetConfiguration has come first; the grace only covers reordering. */
 #define CONFIG_GRACE_MS 1000
+#define ACQUIRE_TIMEOUT_MS 3000
+
+/* The profile we connect to on the device: the other role of ours. */
+static const char *remote_uuid(const struct a2dp_endpoint *ep)
+{
+	return ep->sink ? A2DP_SOURCE_UUID : A2DP_SINK_UUID;
+}
+
+static int state_of(const char *s)
+{
+	return !strcmp(s, "pending") ? A2DP_PENDING : !strcmp(s, "active") ? A2DP_ACTIVE : A2DP_IDLE;
+}
 
 static const char *const match_rules[] = {
 	"type='signal',sender='org.bluez',interface='org.freedesktop.DBus.Properties',"
@@ -99,12 +111,13 @@ struct transport_props {
 	uint8_t config[A2DP_MAX_CAPS];
 	int config_len;
 	int codec;
-	int delay, volume;
+	int delay, volume, state;
 };
 
 static int transport_prop(const char *key, DBusMessageIter *v, void *data)
 {
 	struct transport_props *t = data;
+	const char *s;
 	uint16_t q;
 	uint8_t y;
 
@@ -119,6 +132,8 @@ static int transport_prop(const char *key, DBusMessageIter *v, void *data)
 	else if (!strcmp(key, "Volume") && !dbusx_variant_basic(v, DBUS_TYPE_UINT16, &q) &&
 		 q <= VOLUME_MAX)
 		t->volume = q;
+	else if (!strcmp(key, "State") && !dbusx_variant_basic(v, DBUS_TYPE_STRING, &s))
+		t->state = state_of(s);
 	return 0;
 }
 
@@ -146,7 +161,8 @@ static DBusMessage *set_configuration(struct a2dp_endpoint *ep, const struct a2d
 {
 	static char why[96];
 	const struct a2dp_codec *codec;
-	struct transport_props t = { .ep = ep, .config_len = -1, .codec = -1, .delay = 0, .volume = -1 };
+	struct transport_props t = { .ep = ep, .config_len = -1, .codec = -1, .delay = 0, .volume = -1,
+					    .state = A2DP_IDLE };
 	DBusMessageIter it;
 	const char *path;
 
@@ -178,6 +194,7 @@ static DBusMessage *set_configuration(struct a2dp_endpoint *ep, const struct a2d
 	ep->codec = codec;
 	atomic_store(&ep->delay, t.delay);
 	atomic_store(&ep->volume, t.volume);
+	atomic_store(&ep->state, t.state);
 	ep->configured = 1;
 	return dbus_message_new_method_return(call);
 }
@@ -245,9 +262,12 @@ static DBusHandlerResult endpoint_message(DBusConnection *conn, DBusMessage *cal
 static int transport_changed(const char *key, DBusMessageIter *v, void *data)
 {
 	struct a2dp_endpoint *ep = data;
+	const char *s;
 	uint16_t q;
 
-	if (!strcmp(key, "Delay") && !dbusx_variant_basic(v, DBUS_TYPE_UINT16, &q))
+	if (!strcmp(key, "State") && !dbusx_variant_basic(v, DBUS_TYPE_STRING, &s))
+		atomic_store(&ep->state, state_of(s));
+	else if (!strcmp(key, "Delay") && !dbusx_variant_basic(v, DBUS_TYPE_UINT16, &q))
 		atomic_store(&ep->delay, q);
 	else if (!strcmp(key, "Volume") && !dbusx_variant_basic(v, DBUS_TYPE_UINT16, &q) &&
 		 q <= VOLUME_MAX)
@@ -302,8 +322,8 @@ static int export_endpoint(struct a2dp_endpoint *ep)
 	unsigned n = atomic_fetch_add(&counter, 1);
 
 	for (int i = 0; i < ep->nseps; i++) {
-		snprintf(ep->seps[i].path, sizeof(ep->seps[i].path), "/org/alsa_bt/a2dp_source%u/%s",
-			 n, ep->seps[i].codec->name);
+		snprintf(ep->seps[i].path, sizeof(ep->seps[i].path), "/org/alsa_bt/a2dp_%s%u/%s",
+			 ep->sink ? "sink" : "source", n, ep->seps[i].codec->name);
 		if (!dbus_connection_register_object_path(ep->bz->conn, ep->seps[i].path, &vtable, ep)) {
 			ep->seps[i].path[0] = 0;    /* not ours to unregister */
 			return -ENOMEM;
@@ -334,7 +354,7 @@ static void unexport_endpoint(struct a2dp_endpoint *ep)
 
 static DBusMessage *register_message(struct a2dp_endpoint *ep, const struct a2dp_sep *sep)
 {
-	const char *uuid = A2DP_SOURCE_UUID, *path = sep->path;
+	const char *uuid = ep->sink ? A2DP_SINK_UUID : A2DP_SOURCE_UUID, *path = sep->path;
 	uint8_t caps[A2DP_MAX_CAPS], codec = sep->codec->key.id;
 	dbus_bool_t delay_reporting = TRUE;
 	DBusMessageIter it, dict;
@@ -452,7 +472,7 @@ static int connect_once(struct a2dp_endpoint *ep, int64_t deadline_ms, char *nam
 {
 	int64_t grace;
 	int err = bluez_call_simple(ep->bz, ep->dev.path, "org.bluez.Device1", "ConnectProfile",
-				    A2DP_SINK_UUID, deadline_ms, name, 128, text, 256);
+				    remote_uuid(ep), deadline_ms, name, 128, text, 256);
 
 	if (err < 0 && err != -EIO)
 		return err;
@@ -469,7 +489,7 @@ static int connect_once(struct a2dp_endpoint *ep, int64_t deadline_ms, char *nam
 	if (!*name || strstr(name, "AlreadyConnected")) {
 		/* A stale A2DP link of an earlier user: drop it and connect anew. */
 		bluez_call_simple(ep->bz, ep->dev.path, "org.bluez.Device1", "DisconnectProfile",
-				  A2DP_SINK_UUID, deadline_ms, NULL, 0, NULL, 0);
+				  remote_uuid(ep), deadline_ms, NULL, 0, NULL, 0);
 		if (!*name)
 			snprintf(text, 256, "bluetoothd connected %s but never configured our endpoint",
 				 ep->dev.address);
@@ -558,13 +578,24 @@ static int setup(struct a2dp_endpoint *ep, int64_t deadline_ms)
 			return err;
 	if ((err = connect_profile(ep, deadline_ms)) < 0)
 		return err;
-	return acquire(ep, deadline_ms);
+	/* A Sink acquires when the phone starts streaming, not before. */
+	return ep->sink ? 0 : acquire(ep, deadline_ms);
+}
+
+static void cancel_acquire(struct a2dp_endpoint *ep)
+{
+	if (!ep->acquiring)
+		return;
+	dbus_pending_call_cancel(ep->acquiring);
+	dbus_pending_call_unref(ep->acquiring);
+	ep->acquiring = NULL;
 }
 
 static void teardown(struct a2dp_endpoint *ep)
 {
 	int64_t deadline = dbusx_now_ms() + CLOSE_STEP_MS;
 
+	cancel_acquire(ep);
 	if (ep->fd >= 0) {
 		close(ep->fd);
 		ep->fd = -1;
@@ -637,6 +668,11 @@ static int none_left(struct a2dp_endpoint *ep, const struct a2dp_codec *const *c
 	char wanted[96], offer[160];
 
 	list_names(codecs, n, wanted, sizeof(wanted));
+	if (ep->sink) {
+		SNDERR("cannot receive from %s with CODEC=%s: the capture decodes only sbc so far",
+		       ep->dev.address, wanted);
+		return -ENOTSUP;
+	}
 	if (!nrs) {
 		SNDERR("cannot play to %s: none of CODEC=%s can be used here (see the lines above)",
 		       ep->dev.address, wanted);
@@ -655,7 +691,9 @@ static int choose_codecs(struct a2dp_endpoint *ep, const struct a2dp_codec *cons
 			 int64_t deadline_ms)
 {
 	struct bluez_remote_sep rs[A2DP_MAX_REMOTE_SEPS];
-	int nrs = bluez_remote_seps(ep->bz, ep->dev.path, deadline_ms, rs, A2DP_MAX_REMOTE_SEPS);
+	/* A Sink offers what it can decode; the phone configures what it has. */
+	int nrs = ep->sink ? 0 : bluez_remote_seps(ep->bz, ep->dev.path, deadline_ms, rs,
+						    A2DP_MAX_REMOTE_SEPS);
 
 	if (nrs < 0)
 		return nrs;
@@ -663,7 +701,8 @@ static int choose_codecs(struct a2dp_endpoint *ep, const struct a2dp_codec *cons
 		const struct a2dp_codec *c = codecs[i];
 		int j;
 
-		if ((nrs && !offered(rs, nrs, c)) || (c->available && c->available() < 0))
+		if ((nrs && !offered(rs, nrs, c)) || (ep->sink && !c->decoder_new) ||
+		    (c->available && c->available() < 0))
 			continue;
 		ep->codecs[ep->ncodecs++] = c;
 		for (j = 0; j < ep->nseps; j++)
@@ -675,16 +714,17 @@ static int choose_codecs(struct a2dp_endpoint *ep, const struct a2dp_codec *cons
 	return ep->ncodecs ? 0 : none_left(ep, codecs, n, rs, nrs);
 }
 
-int a2dp_endpoint_open(struct bluez *bz, const struct bluez_device *dev,
-		       const struct a2dp_codec *const *codecs, int ncodecs,
-		       const struct a2dp_codec_prefs *prefs,
-		       int64_t deadline_ms, struct a2dp_endpoint **out)
+static int open_role(struct bluez *bz, const struct bluez_device *dev, int sink,
+		     const struct a2dp_codec *const *codecs, int ncodecs,
+		     const struct a2dp_codec_prefs *prefs,
+		     int64_t deadline_ms, struct a2dp_endpoint **out)
 {
 	struct a2dp_endpoint *ep = calloc(1, sizeof(*ep));
 	int err;
 
 	if (!ep)
 		return -ENOMEM;
+	ep->sink = sink;
 	ep->bz = bz;
 	ep->dev = *dev;
 	ep->prefs = *prefs;
@@ -697,6 +737,103 @@ int a2dp_endpoint_open(struct bluez *bz, const struct bluez_device *dev,
 	}
 	*out = ep;
 	return 0;
+}
+
+int a2dp_endpoint_open(struct bluez *bz, const struct bluez_device *dev,
+		       const struct a2dp_codec *const *codecs, int ncodecs,
+		       const struct a2dp_codec_prefs *prefs,
+		       int64_t deadline_ms, struct a2dp_endpoint **out)
+{
+	return open_role(bz, dev, 0, codecs, ncodecs, prefs, deadline_ms, out);
+}
+
+int a2dp_endpoint_open_sink(struct bluez *bz, const struct bluez_device *dev,
+			    const struct a2dp_codec *const *codecs, int ncodecs,
+			    const struct a2dp_codec_prefs *prefs,
+			    int64_t deadline_ms, struct a2dp_endpoint **out)
+{
+	return open_role(bz, dev, 1, codecs, ncodecs, prefs, deadline_ms, out);
+}
+
+int a2dp_endpoint_try_acquire(struct a2dp_endpoint *ep)
+{
+	DBusMessage *msg;
+	int ok;
+
+	if (ep->acquiring || ep->fd >= 0)
+		return 0;
+	msg = dbus_message_new_method_call(BLUEZ_SERVICE, ep->transport, TRANSPORT_IFACE, "TryAcquire");
+	if (!msg)
+		return -ENOMEM;
+	ok = dbus_connection_send_with_reply(ep->bz->conn, msg, &ep->acquiring, ACQUIRE_TIMEOUT_MS);
+	dbus_message_unref(msg);
+	if (!ok || !ep->acquiring) {
+		ep->acquiring = NULL;
+		return -ENOMEM;
+	}
+	dbus_connection_flush(ep->bz->conn);
+	return 0;
+}
+
+/* The transport's fd from an Acquire/TryAcquire reply; -EAGAIN when the
+ * phone stopped again before we asked (NotAvailable: wait for the next
+ * "pending"), else -EIO, logged. */
+static int take_fd(struct a2dp_endpoint *ep, DBusMessage *reply)
+{
+	const char *name = dbus_message_get_error_name(reply), *text = "";
+	int fd = -1;
+
+	if (dbus_message_get_args(reply, NULL, DBUS_TYPE_UNIX_FD, &fd, DBUS_TYPE_UINT16,
+				  &ep->read_mtu, DBUS_TYPE_UINT16, &ep->write_mtu, DBUS_TYPE_INVALID)) {
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+		fcntl(fd, F_SETFD, FD_CLOEXEC);
+		ep->fd = fd;
+		return 1;
+	}
+	if (name && strstr(name, "NotAvailable"))
+		return -EAGAIN;
+	dbus_message_get_args(reply, NULL, DBUS_TYPE_STRING, &text, DBUS_TYPE_INVALID);
+	SNDERR("cannot acquire the audio transport of %s: %s", ep->dev.address,
+	       name ? text : "bad reply from bluetoothd");
+	return -EIO;
+}
+
+int a2dp_endpoint_acquired(struct a2dp_endpoint *ep)
+{
+	DBusMessage *reply;
+	int r;
+
+	if (ep->fd >= 0)
+		return 1;
+	if (!ep->acquiring || !dbus_pending_call_get_completed(ep->acquiring))
+		return 0;
+	reply = dbus_pending_call_steal_reply(ep->acquiring);
+	dbus_pending_call_unref(ep->acquiring);
+	ep->acquiring = NULL;
+	if (!reply)
+		return -EIO;
+	r = take_fd(ep, reply);
+	dbus_message_unref(reply);
+	return r == -EAGAIN ? 0 : r;
+}
+
+void a2dp_endpoint_drop_fd(struct a2dp_endpoint *ep)
+{
+	DBusMessage *msg;
+
+	if (ep->fd < 0)
+		return;
+	close(ep->fd);
+	ep->fd = -1;
+	if (!ep->configured || atomic_load(&ep->gone))
+		return;
+	/* Without waiting: the I/O thread must not block on bluetoothd. */
+	msg = dbus_message_new_method_call(BLUEZ_SERVICE, ep->transport, TRANSPORT_IFACE, "Release");
+	if (msg) {
+		dbus_message_set_no_reply(msg, TRUE);
+		dbus_connection_send(ep->bz->conn, msg, NULL);
+		dbus_message_unref(msg);
+	}
 }
 
 int a2dp_endpoint_drop_codec(struct a2dp_endpoint *ep, int64_t deadline_ms)

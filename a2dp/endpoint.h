@@ -1,7 +1,8 @@
 /*
- * Our A2DP Source endpoint on one device: RegisterEndpoint, ConnectProfile,
+ * Our A2DP endpoint on one device: RegisterEndpoint, ConnectProfile,
  * the MediaEndpoint1 calls bluetoothd makes to us, and the transport
- * (Acquire/Release, Delay, State) it hands us.
+ * (Acquire/Release, Delay, State) it hands us. A Source (we play to a
+ * speaker) or a Sink (a phone plays to us: the capture PCM).
  */
 #ifndef A2DP_ENDPOINT_H
 #define A2DP_ENDPOINT_H
@@ -19,8 +20,12 @@ struct a2dp_sep {
 	int registered;
 };
 
+/* MediaTransport1.State */
+enum a2dp_transport_state { A2DP_IDLE, A2DP_PENDING, A2DP_ACTIVE };
+
 struct a2dp_endpoint {
 	struct bluez *bz;
+	int sink;                      /* we are the A2DP Sink (capture) */
 	struct bluez_device dev;
 	/* The codecs we offer, best first; one endpoint each, registered in this
 	 * order, since BlueZ tries them in registration order. */
@@ -51,6 +56,10 @@ struct a2dp_endpoint {
 	atomic_int gone;               /* transport cleared, bluetoothd gone, bus lost */
 	atomic_uint delay;             /* sink's Delay, 1/10 ms */
 	atomic_int volume;             /* MediaTransport1.Volume, -1 while absent */
+	atomic_int state;              /* MediaTransport1.State, enum a2dp_transport_state */
+
+	/* Sink: the TryAcquire in flight (the I/O thread's), NULL if none. */
+	DBusPendingCall *acquiring;
 };
 
 /* Registers an endpoint per codec of `codecs` (best first) that can be used
@@ -61,6 +70,25 @@ int a2dp_endpoint_open(struct bluez *bz, const struct bluez_device *dev,
 		       const struct a2dp_codec *const *codecs, int ncodecs,
 		       const struct a2dp_codec_prefs *prefs,
 		       int64_t deadline_ms, struct a2dp_endpoint **out);
+/* The Sink side, for the capture PCM: registers an A2DP Sink endpoint per
+ * codec of `codecs` that can decode, connects to the device's A2DP Source
+ * and waits for bluetoothd to configure us; the transport is acquired later,
+ * when the phone starts streaming (a2dp_endpoint_try_acquire). -ENOTSUP when
+ * no listed codec can decode. */
+int a2dp_endpoint_open_sink(struct bluez *bz, const struct bluez_device *dev,
+			    const struct a2dp_codec *const *codecs, int ncodecs,
+			    const struct a2dp_codec_prefs *prefs,
+			    int64_t deadline_ms, struct a2dp_endpoint **out);
+/* Sink: asks for the transport without blocking (TryAcquire, which works
+ * only while State is "pending"). Then call a2dp_endpoint_acquired() after
+ * each dispatch: 1 when ep->fd is ours, 0 while waiting, negative on refusal
+ * (logged). */
+int a2dp_endpoint_try_acquire(struct a2dp_endpoint *ep);
+int a2dp_endpoint_acquired(struct a2dp_endpoint *ep);
+/* Sink: the phone closed the socket (it stopped the stream); closes our end
+ * and releases the transport without waiting. */
+void a2dp_endpoint_drop_fd(struct a2dp_endpoint *ep);
+
 /* Tears the stream down and sets it up again with other preferences (another
  * rate), keeping the codec. */
 int a2dp_endpoint_reconfigure(struct a2dp_endpoint *ep, const struct a2dp_codec_prefs *prefs,

@@ -10,6 +10,8 @@
 
 #define MAX_BITPOOL 250
 #define MAX_TIMEOUT_MS 120000
+#define MIN_JITTER_MS 10
+#define MAX_JITTER_MS 500       /* the buffer holds 2 s: depth + slack fit */
 
 /* Integer options may come as integers or as strings (from @args). */
 static int get_long(snd_config_t *n, long *v)
@@ -89,6 +91,18 @@ static int parse_ldac_quality(snd_config_t *n, const char *plugin, struct bt_opt
 	return -EINVAL;
 }
 
+static int parse_on_pause(snd_config_t *n, const char *plugin, struct bt_options *o)
+{
+	const char *s = NULL;
+
+	if (snd_config_get_string(n, &s) == 0 && (!strcmp(s, "silence") || !strcmp(s, "wait"))) {
+		o->wait_on_pause = !strcmp(s, "wait");
+		return 0;
+	}
+	SNDERR("%s: ON_PAUSE=%s: say silence or wait", plugin, s ? s : "?");
+	return -EINVAL;
+}
+
 static int parse_key(snd_config_t *n, const char *id, const char *plugin, struct bt_options *o)
 {
 	const char *s;
@@ -119,7 +133,14 @@ static int parse_key(snd_config_t *n, const char *id, const char *plugin, struct
 			o->connect_timeout_ms = v;
 		return err;
 	}
-	SNDERR("%s: unknown option '%s' (known: device, adapter, codec, ldac_quality, bitpool, connect_timeout)",
+	if (!strcmp(id, "jitter_ms")) {
+		if ((err = parse_ranged(n, plugin, "jitter_ms", MIN_JITTER_MS, MAX_JITTER_MS, &v)) == 0)
+			o->jitter_ms = v;
+		return err;
+	}
+	if (!strcmp(id, "on_pause"))
+		return parse_on_pause(n, plugin, o);
+	SNDERR("%s: unknown option '%s' (known: device, adapter, codec, ldac_quality, bitpool, connect_timeout, jitter_ms, on_pause)",
 	       plugin, id);
 	return -EINVAL;
 }
@@ -130,6 +151,7 @@ int bt_options_parse(snd_config_t *conf, const char *plugin, struct bt_options *
 
 	memset(o, 0, sizeof(*o));
 	o->connect_timeout_ms = BT_DEFAULT_CONNECT_TIMEOUT_MS;
+	o->jitter_ms = BT_DEFAULT_JITTER_MS;
 	snd_config_for_each(i, next, conf) {
 		snd_config_t *n = snd_config_iterator_entry(i);
 		const char *id;

@@ -5,6 +5,7 @@
 #include <alsa/asoundlib.h>
 
 #define BT_DEFAULT_CONNECT_TIMEOUT_MS 10000
+#define BT_DEFAULT_JITTER_MS 60
 
 struct bt_options {
 	char device[18];          /* "" = the connected A2DP sink */
@@ -13,6 +14,9 @@ struct bt_options {
 	char codec[128];          /* CODEC=: names in order of preference; "" = ours */
 	int ldac_quality;         /* enum a2dp_ldac_quality: 0 auto, hq, sq, mq */
 	int connect_timeout_ms;
+	/* Capture only. */
+	unsigned jitter_ms;       /* the jitter buffer's depth */
+	int wait_on_pause;        /* ON_PAUSE=wait: no silence while the phone pauses */
 };
 
 /* Parses the plugin's compound; logs and returns -EINVAL on a bad or unknown key. */

@@ -330,6 +330,78 @@ static unsigned sbc_delay(const struct a2dp_encoder *enc)
 	return enc->delay;
 }
 
+/* --- decoding (the capture PCM) ----------------------------------------- */
+
+struct a2dp_decoder {
+	sbc_t sbc;
+	unsigned channels;
+	unsigned frame_samples;
+};
+
+/* The payload header's fragmentation bits: a fragmented SBC frame spans
+ * packets, which no A2DP source sends at the MTUs BlueZ negotiates. */
+#define SBC_PAYLOAD_FRAGMENTED 0x80
+#define SBC_PAYLOAD_FRAMES(b) ((b) & 0x0f)
+
+static int sbc_decoder_new(struct a2dp_decoder **out, const uint8_t *config, size_t len)
+{
+	struct a2dp_format fmt;
+	struct a2dp_decoder *dec;
+	int err;
+
+	if ((err = sbc_parse_config(config, len, &fmt)) < 0)
+		return err;
+	if (!(dec = calloc(1, sizeof(*dec))))
+		return -ENOMEM;
+	if ((err = sbc_init_a2dp(&dec->sbc, 0, config, len)) < 0) {
+		free(dec);
+		return err;
+	}
+	dec->sbc.endian = __BYTE_ORDER == __LITTLE_ENDIAN ? SBC_LE : SBC_BE;
+	dec->channels = fmt.channels;
+	dec->frame_samples = sbc_get_codesize(&dec->sbc) / (2 * fmt.channels);
+	*out = dec;
+	return 0;
+}
+
+static void sbc_decoder_free(struct a2dp_decoder *dec)
+{
+	if (!dec)
+		return;
+	sbc_finish(&dec->sbc);
+	free(dec);
+}
+
+static unsigned sbc_decoder_max_frames(const struct a2dp_decoder *dec)
+{
+	return SBC_MAX_FRAMES_PER_PACKET * dec->frame_samples;
+}
+
+/* libsbc reads the frame header itself: a stream configured otherwise than
+ * announced still decodes, but only frames of the announced size fit. */
+static ssize_t sbc_decode_packet(struct a2dp_decoder *dec, const uint8_t *payload, size_t len,
+				 void *pcm, unsigned max_frames)
+{
+	size_t pos = SBC_PAYLOAD_HEADER_LEN, out = 0, room = (size_t)max_frames * 2 * dec->channels;
+	unsigned nframes;
+
+	if (len < SBC_PAYLOAD_HEADER_LEN || payload[0] & SBC_PAYLOAD_FRAGMENTED)
+		return -EINVAL;
+	nframes = SBC_PAYLOAD_FRAMES(payload[0]);
+	for (unsigned i = 0; i < nframes && pos < len; i++) {
+		size_t written = 0;
+		ssize_t used = sbc_decode(&dec->sbc, payload + pos, len - pos,
+					  (uint8_t *)pcm + out, room - out, &written);
+
+		if (used <= 0 || written != (size_t)dec->frame_samples * 2 * dec->channels)
+			return out ? (ssize_t)(out / (2 * dec->channels)) : -EINVAL;
+		pos += used;
+		out += written;
+	}
+	/* No frame at all (a count of 0, or nothing after the header): malformed. */
+	return out ? (ssize_t)(out / (2 * dec->channels)) : -EINVAL;
+}
+
 #define SBC_ENTRY \
 	.key = { .id = A2DP_CODEC_SBC }, \
 	.framing = A2DP_FRAMING_RTP, \
@@ -345,7 +417,11 @@ static unsigned sbc_delay(const struct a2dp_encoder *enc)
 	.lower_bitrate = sbc_lower_bitrate, \
 	.raise_bitrate = sbc_raise_bitrate, \
 	.frame_bytes = sbc_frame_bytes, \
-	.delay = sbc_delay
+	.delay = sbc_delay, \
+	.decoder_new = sbc_decoder_new, \
+	.decoder_free = sbc_decoder_free, \
+	.decoder_max_frames = sbc_decoder_max_frames, \
+	.decode = sbc_decode_packet
 
 const struct a2dp_codec a2dp_codec_sbc = {
 	.name = "sbc",

@@ -1,6 +1,8 @@
 /*
- * pcm.bluetooth: the ALSA ioplug callbacks, nothing else. Playback happens in
- * a2dp/stream.c; the speaker is found and connected by a2dp/endpoint.c.
+ * pcm.bluetooth: the ALSA ioplug callbacks of playback, and the plugin's
+ * entry point. Playback happens in a2dp/stream.c; the speaker is found and
+ * connected by a2dp/endpoint.c. Capture (a phone plays to us) is
+ * pcm_capture.c.
  */
 #include <errno.h>
 #include <poll.h>
@@ -17,6 +19,7 @@
 #include "../a2dp/options.h"
 #include "../a2dp/stream.h"
 #include "../a2dp/volume.h"
+#include "pcm_capture.h"
 
 #define MIN_PERIOD_FRAMES 128
 #define MAX_BUFFER_BYTES (4 * 1024 * 1024)
@@ -367,14 +370,16 @@ SND_PCM_PLUGIN_DEFINE_FUNC(bluetooth)
 	int err;
 
 	(void)root;
-	if (stream != SND_PCM_STREAM_PLAYBACK) {
-		SNDERR("bluetooth: only playback is supported (A2DP Source)");
-		return -EINVAL;
-	}
 	if (!(pcm = calloc(1, sizeof(*pcm))))
 		return -ENOMEM;
-	if ((err = bt_options_parse(conf, "bluetooth", &pcm->opt)) < 0 ||
-	    (err = bt_connect(pcm)) < 0)
+	if ((err = bt_options_parse(conf, "bluetooth", &pcm->opt)) < 0)
+		goto fail;
+	if (stream == SND_PCM_STREAM_CAPTURE) {
+		err = bt_capture_open(pcmp, name, &pcm->opt, mode);
+		free(pcm);
+		return err;
+	}
+	if ((err = bt_connect(pcm)) < 0)
 		goto fail;
 	pcm->io.version = SND_PCM_IOPLUG_VERSION;
 	pcm->io.name = "Bluetooth A2DP";

@@ -18,17 +18,21 @@ static void lookups(const struct objects *o)
 	static const char *const adapters[] = { NULL, "", "hci0", "hci1", "00:11:22:33:44:55" };
 	struct bluez_device dev;
 
-	for (size_t i = 0; i < sizeof(adapters) / sizeof(adapters[0]); i++) {
-		if (check_adapters(o, adapters[i]) < 0)
+	/* source = 0: a speaker for playback; 1: a phone for the capture */
+	for (size_t i = 0; i < 2 * sizeof(adapters) / sizeof(adapters[0]); i++) {
+		const char *adapter = adapters[i / 2];
+		int source = i % 2;
+
+		if (check_adapters(o, adapter) < 0)
 			continue;
 		memset(&dev, 0, sizeof(dev));
-		if (find_default(o, adapters[i], &dev) == 0) {
+		if (find_default(o, adapter, source, &dev) == 0) {
 			check_dev(&dev);
-			INVARIANT(dev.paired && dev.audio_sink && dev.adapter_powered,
-				  "find_default chose a device that cannot play");
+			INVARIANT(dev.paired && (source ? dev.audio_source : dev.audio_sink) &&
+				  dev.adapter_powered, "find_default chose a device that cannot play");
 		}
 		memset(&dev, 0, sizeof(dev));
-		if (find_by_address(o, adapters[i], FUZZ_DEVICE_ADDR, &dev) == 0) {
+		if (find_by_address(o, adapter, FUZZ_DEVICE_ADDR, source, &dev) == 0) {
 			check_dev(&dev);
 			INVARIANT(!strcasecmp(dev.address, FUZZ_DEVICE_ADDR), "found %s", dev.address);
 		}

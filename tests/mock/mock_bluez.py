@@ -13,7 +13,9 @@ Command line
   --adapter hci0=00:11:22:33:44:55[,off]   repeatable; "off" = Powered false.
                                            Default: one powered hci0.
   --device hci0/00:1B:66:AA:BB:CC[,flags]  repeatable; flags: unpaired,
-                                           connected, nosink, name=Foo
+                                           connected, nosink, name=Foo,
+                                           phone (an A2DP Source instead
+                                           of a sink: see "The phone")
   --sink-caps HEX        SBC capabilities of the speaker's sink SEP
                          (default ffff0235; any length, for malformed tests)
   --sink-sep CODEC:HEX   repeatable: the speaker's sink SEPs instead, in
@@ -37,6 +39,29 @@ Command line
   --volume-delay S       delay before a Volume Set takes effect (0.02 s)
   --sndbuf N             SO_SNDBUF for the client's socket end (default: kernel)
   --bus ADDRESS          bus to use (default: $DBUS_SYSTEM_BUS_ADDRESS)
+  --phone PATH           the phone's streaming program, spawned when our
+                         sink endpoint acquires a phone's transport:
+                         PATH --fd 3 --config HEX --mtu N
+                              --log OUTDIR/phone-K.csv [--phone-args ...]
+                         (stdout/stderr to OUTDIR/phone-K.out)
+  --phone-args "ARGS"    more arguments for it, split on spaces (write
+                         --phone-args="--wav x.wav" for ones that start
+                         with --)
+  --phone-caps HEX       the phone's SBC source capabilities (ffff0235)
+  --phone-pause AT:FOR   the phone's transport goes idle AT s after it was
+                         acquired, pending (then active) FOR s later, as a
+                         phone that pauses; pass the same to the program
+
+The phone
+---------
+A device with the "phone" flag offers A2DP Source (not Sink). Our
+ConnectProfile(A2DP Source) on it: the ACL comes up, its source SEP DEV/sep1
+(UUID A2DP Source) appears, our A2DP *Sink* endpoints are tried as BlueZ
+tries them (SelectConfiguration with the phone's caps, SetConfiguration),
+then the reply; 0.1 s later the transport goes "pending" (the phone starts
+streaming). TryAcquire then spawns --phone with the other socket end, and
+the transport goes "active". Vanish(): the program is stopped first (the
+socket closes), then the D-Bus side follows, as for a speaker.
 
 It takes the name org.bluez and prints READY on stdout once it serves.
 SIGTERM/SIGINT: stops the sinks (bounded) and exits 0.
@@ -631,11 +656,11 @@ class Adapter(PropObject):
 class RemoteSep(PropObject):
     """DEV/sepN: one of the speaker's sink SEPs, exported while connected."""
 
-    def __init__(self, mock, device, number, codec, caps):
+    def __init__(self, mock, device, number, codec, caps, source=False):
         super().__init__(mock, '%s/sep%d' % (device.path, number))
         self.codec, self.caps = codec, caps
         self.props[ENDPOINT] = {
-            'UUID': dbus.String(A2DP_SINK), 'Codec': dbus.Byte(codec),
+            'UUID': dbus.String(A2DP_SOURCE if source else A2DP_SINK), 'Codec': dbus.Byte(codec),
             'Capabilities': ay(caps), 'Device': dbus.ObjectPath(device.path),
         }
 
@@ -651,7 +676,10 @@ class Device(PropObject):
         self.connecting = None   # ConnectJob while a connect is pending
         self.seps = []           # RemoteSeps while connected
         name = flags.get('name', 'Mock Speaker')
+        self.phone = 'phone' in flags
         uuids = [HFP_HF, PNP] if 'nosink' in flags else [A2DP_SINK, AVRCP, AVRCP_TARGET, PNP]
+        if self.phone:
+            uuids = [A2DP_SOURCE, AVRCP, AVRCP_TARGET, PNP]
         paired = 'unpaired' not in flags
         self.props[DEVICE] = {
             'Address': dbus.String(address.upper()), 'AddressType': dbus.String('public'),
@@ -688,16 +716,18 @@ class Device(PropObject):
             self.seps = []
 
     def add_seps(self):
-        self.seps = [RemoteSep(self.mock, self, i + 1, codec, caps)
-                     for i, (codec, caps) in enumerate(self.mock.sink_seps)]
+        seps = [(0, self.mock.phone_caps)] if self.phone else self.mock.sink_seps
+        self.seps = [RemoteSep(self.mock, self, i + 1, codec, caps, self.phone)
+                     for i, (codec, caps) in enumerate(seps)]
         for sep in self.seps:
             self.mock.add_object(sep)
 
     def candidates(self):
         """(our endpoint, speaker SEP) pairs BlueZ would try, in its order."""
         pairs = []
+        ours = A2DP_SINK if self.phone else A2DP_SOURCE
         for ep in self.adapter.endpoints:
-            if ep.uuid != A2DP_SOURCE:
+            if ep.uuid != ours:
                 continue
             for sep in self.seps:
                 key = codec_key(sep.codec, sep.caps)
@@ -753,7 +783,7 @@ class Device(PropObject):
                 raise bluez_error('NotReady', 'br-connection-adapter-not-powered')
             if not self.has_uuid(uuid):
                 raise bluez_error('NotAvailable', 'br-connection-profile-unavailable')
-            if uuid != A2DP_SINK or self.transports:
+            if uuid != (A2DP_SOURCE if self.phone else A2DP_SINK) or self.transports:
                 call.reply()        # not modelled, or -EALREADY: BlueZ says success
                 return
             if not self.props[DEVICE]['Paired']:
@@ -787,7 +817,7 @@ class Device(PropObject):
         if not self.has_uuid(uuid):
             call.fail(invalid_args())
             return
-        if uuid == A2DP_SINK and (self.transports or self.connecting):
+        if uuid == (A2DP_SOURCE if self.phone else A2DP_SINK) and (self.transports or self.connecting):
             self.drop_transports(clear=True)
             self.set_connected(False)
         call.reply()
@@ -911,6 +941,9 @@ class ConnectJob:
         self.mock.log('SetConfiguration -> ok')
         self._end()
         self.call.reply()
+        if self.device.phone:
+            t = self.transport
+            GLib.timeout_add(100, lambda: self.mock.phone_starts(t))
 
     @guarded
     def _configure_failed(self, exc):
@@ -954,7 +987,9 @@ class Sink:
         self.watch = None
         self.packets = self.bytes = self.max = 0
         self.exited = False
-        if mock.args.sink:
+        if transport.device.phone and mock.args.phone:
+            self._spawn_phone(fd)
+        elif mock.args.sink:
             self._spawn(fd)
         else:
             self._drain(fd)
@@ -983,6 +1018,27 @@ class Sink:
         finally:
             os.close(fd)   # only the sink may hold this end, so it sees the client's EOF
         self.mock.log('Sink %d %s pid=%d' % (self.k, self.transport.path, self.proc.pid))
+
+    def _spawn_phone(self, fd):
+        base = os.path.join(self.mock.outdir, 'phone-%d' % self.k)
+        argv = [self.mock.args.phone, '--fd', '3', '--config', self.transport.config.hex(),
+                '--mtu', str(self.mock.args.mtu), '--log', base + '.csv']
+        argv += self.mock.args.phone_args.split()
+
+        def child_setup():
+            if fd != 3:
+                os.dup2(fd, 3)
+            os.set_inheritable(3, True)
+            die_with_parent(signal.SIGKILL)
+
+        try:
+            with open(base + '.out', 'ab') as out:
+                self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                             stderr=subprocess.STDOUT, close_fds=False,
+                                             preexec_fn=child_setup)
+        finally:
+            os.close(fd)
+        self.mock.log('Phone %d %s pid=%d' % (self.k, self.transport.path, self.proc.pid))
 
     def _drain(self, fd):
         os.set_blocking(fd, False)
@@ -1178,6 +1234,8 @@ class Transport(PropObject):
         call.reply(fd, mtu, mtu)
         os.close(fd.take())            # ... which we close once the reply is out
         self.set_state('active')
+        if self.device.phone and self.mock.args.phone_pause:
+            self.mock.schedule_phone_pause(self)
 
     @dbus.service.method(TRANSPORT, out_signature='hqq', sender_keyword='sender',
                          async_callbacks=('ok', 'err'))
@@ -1305,6 +1363,7 @@ class Mock:
         self.events = []
         self.faults = Faults()
         self.sink_caps = bytes.fromhex(args.sink_caps)
+        self.phone_caps = bytes.fromhex(args.phone_caps)
         self.sink_seps = [(0, self.sink_caps)]
         if args.sink_sep:
             self.sink_seps = [(int(c, 16), bytes.fromhex(h))
@@ -1494,6 +1553,29 @@ class Mock:
                 self.log('EndpointGone %s %s' % (name, ep.path))
                 self.remove_endpoint(ep, owner_alive=False)
 
+    def phone_starts(self, t):
+        """The phone starts streaming: its transport waits to be acquired."""
+        if self.transports.get(t.path) is t and t.owner is None:
+            t.set_state('pending')
+        return False
+
+    def schedule_phone_pause(self, t):
+        at, _, length = self.args.phone_pause.partition(':')
+
+        def pause():
+            if self.transports.get(t.path) is t:
+                t.set_state('idle')
+            return False
+
+        def resume():
+            if self.transports.get(t.path) is t:
+                t.set_state('pending')
+                if t.owner is not None:     # still held: the stream just resumes
+                    t.set_state('active')
+            return False
+        GLib.timeout_add(int(float(at) * 1000), pause)
+        GLib.timeout_add(int((float(at) + float(length)) * 1000), resume)
+
     def poll_sinks(self):
         for t in self.transports.values():
             for s in t.sinks:
@@ -1521,6 +1603,10 @@ def parse_args(argv):
     p.add_argument('--volume-delay', type=float, default=0.02)
     p.add_argument('--sndbuf', type=int)
     p.add_argument('--bus', default=os.environ.get('DBUS_SYSTEM_BUS_ADDRESS'))
+    p.add_argument('--phone')
+    p.add_argument('--phone-args', default='')
+    p.add_argument('--phone-caps', default='ffff0235')
+    p.add_argument('--phone-pause')
     args = p.parse_args(argv)
     if not args.bus:
         p.error('no bus: pass --bus or set DBUS_SYSTEM_BUS_ADDRESS')

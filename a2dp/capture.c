@@ -1,0 +1,474 @@
+/* The receive path: transport socket -> RTP -> decoder -> jitter buffer -> ring, by our clock. */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <alsa/asoundlib.h>
+
+#include "capture.h"
+#include "jitter.h"
+#include "rtp.h"
+
+#define NS 1000000000LL
+#define TICK_NS (5 * NS / 1000)       /* delivery granularity: 5 ms */
+#define JITTER_CAPACITY_S 2           /* the most the buffer can hold */
+#define MAX_PACKET 4096               /* beyond any A2DP MTU BlueZ negotiates */
+
+enum run_state { ST_STOPPED, ST_RUNNING, ST_PAUSED, ST_QUIT };
+
+struct a2dp_capture {
+	/* Fixed once created. */
+	struct a2dp_endpoint *ep;
+	const struct a2dp_codec *codec;
+	struct a2dp_decoder *dec;
+	struct a2dp_capture_opts opts;
+	unsigned rate, channels, sample_bytes, frame_bytes, max_frames;
+	int wake_fd, event_fd, timer_fd;
+	pthread_t thread;
+
+	/* Set by the application thread while the capture is stopped. */
+	uint8_t *ring;
+	unsigned buffer;
+
+	/* Written by the application thread. */
+	_Atomic uint64_t appl;
+	_Atomic unsigned avail_min;
+
+	/* State requests: want/gen by the application, seen_gen by the I/O thread. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	enum run_state want;
+	unsigned gen, seen_gen;
+
+	/* Written by the I/O thread. */
+	_Atomic uint64_t hw;
+	_Atomic int error;
+	_Atomic unsigned buffered;     /* the jitter buffer's level, for the delay */
+	enum run_state state;
+	int64_t t0_ns;                 /* the clock: frame n is due at t0 + n / rate */
+	uint64_t clock_frames;         /* frames the clock has delivered since t0 */
+	int64_t paused_ns;
+	int lost;                      /* the phone or bluetoothd went away: logged once */
+	struct jitter jb;
+	uint8_t packet[MAX_PACKET];
+	uint8_t *pcm;                  /* one decoded packet */
+	struct a2dp_capture_stats stats;   /* under lock */
+};
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * NS + ts.tv_nsec;
+}
+
+static void poke(int fd)
+{
+	uint64_t one = 1;
+
+	if (write(fd, &one, sizeof(one)) < 0) {
+		/* the counter is saturated: it is readable anyway */
+	}
+}
+
+static void drain_fd(int fd)
+{
+	uint64_t v;
+
+	if (read(fd, &v, sizeof(v)) < 0) {
+		/* nothing pending: fine */
+	}
+}
+
+void a2dp_capture_notify(struct a2dp_capture *c)
+{
+	poke(c->event_fd);
+}
+
+/* --- receiving ------------------------------------------------------------ */
+
+static void lose(struct a2dp_capture *c, const char *why)
+{
+	if (c->lost)
+		return;
+	c->lost = 1;
+	SNDERR("%s: %s; capture stopped", c->ep->dev.address, why);
+	atomic_store(&c->error, -ENODEV);
+	a2dp_capture_notify(c);
+}
+
+static void count_packet(struct a2dp_capture *c, int bad)
+{
+	pthread_mutex_lock(&c->lock);
+	c->stats.packets++;
+	c->stats.bad_packets += bad;
+	c->stats.lost_frames = c->jb.lost_frames;
+	c->stats.late_packets = c->jb.late_packets;
+	c->stats.dropped_frames = c->jb.dropped_frames;
+	c->stats.rebuffers = c->jb.rebuffers;
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* One packet: parsed, decoded, into the jitter buffer. A packet that does not
+ * parse or decode is treated as lost: the next one's timestamp fills its time. */
+static void on_packet(struct a2dp_capture *c, size_t len)
+{
+	struct rtp_packet p;
+	ssize_t frames;
+
+	if (rtp_parse(c->packet, len, &p) < 0 ||
+	    (frames = c->codec->decode(c->dec, p.payload, p.payload_len, c->pcm, c->max_frames)) <= 0) {
+		count_packet(c, 1);
+		return;
+	}
+	jitter_put(&c->jb, p.seq, p.timestamp, c->pcm, frames);
+	if (c->state != ST_RUNNING)
+		jitter_trim(&c->jb, 0);
+	atomic_store(&c->buffered, c->jb.level);
+	count_packet(c, 0);
+}
+
+static void read_packets(struct a2dp_capture *c)
+{
+	for (;;) {
+		ssize_t n = recv(c->ep->fd, c->packet, sizeof(c->packet), MSG_DONTWAIT);
+
+		if (n > 0) {
+			on_packet(c, n);
+			continue;
+		}
+		if (n == 0 || (errno != EAGAIN && errno != EINTR))
+			/* The phone ended the stream; its transport may come back. */
+			a2dp_endpoint_drop_fd(c->ep);
+		return;
+	}
+}
+
+/* The phone started streaming: the transport is "pending" until someone
+ * takes it. */
+static void follow_transport(struct a2dp_capture *c)
+{
+	int r;
+
+	if (atomic_load(&c->ep->gone)) {
+		lose(c, "the phone or bluetoothd ended the audio stream (disconnected?)");
+		return;
+	}
+	/* Waiting through a pause, a phone whose timestamps ran on during it
+	 * must not be answered with the pause as silence. */
+	if (c->opts.wait_on_pause && atomic_load(&c->ep->state) == A2DP_IDLE)
+		jitter_new_origin(&c->jb);
+	if (c->ep->fd < 0 && atomic_load(&c->ep->state) == A2DP_PENDING &&
+	    a2dp_endpoint_try_acquire(c->ep) < 0)
+		lose(c, "cannot ask bluetoothd for the audio transport");
+	if ((r = a2dp_endpoint_acquired(c->ep)) < 0)
+		lose(c, "bluetoothd refused the audio transport");
+}
+
+/* --- delivering ------------------------------------------------------------ */
+
+static void arm_tick(struct a2dp_capture *c, int on)
+{
+	struct itimerspec its = { 0 };
+
+	if (on) {
+		its.it_value.tv_nsec = TICK_NS;
+		its.it_interval.tv_nsec = TICK_NS;
+	}
+	timerfd_settime(c->timer_fd, 0, &its, NULL);
+}
+
+static void overrun(struct a2dp_capture *c)
+{
+	atomic_store(&c->error, -EPIPE);
+	c->state = ST_STOPPED;
+	arm_tick(c, 0);
+	a2dp_capture_notify(c);
+}
+
+/* n frames from the jitter buffer (or silence) into the ring at hw. */
+static unsigned fill_ring(struct a2dp_capture *c, uint64_t hw, unsigned n)
+{
+	unsigned done = 0;
+
+	while (done < n) {
+		unsigned pos = (hw + done) % c->buffer;
+		unsigned run = c->buffer - pos < n - done ? c->buffer - pos : n - done;
+		unsigned got = jitter_get(&c->jb, c->ring + (size_t)pos * c->frame_bytes, run,
+					  !c->opts.wait_on_pause);
+
+		done += got;
+		if (got < run)
+			break;
+	}
+	return done;
+}
+
+static void deliver(struct a2dp_capture *c, int64_t now)
+{
+	uint64_t due = (uint64_t)((now - c->t0_ns) * (__int128)c->rate / NS);
+	uint64_t hw = atomic_load(&c->hw), appl = atomic_load(&c->appl);
+	unsigned n, got;
+
+	if (due <= c->clock_frames)
+		return;
+	n = due - c->clock_frames > c->buffer ? c->buffer : due - c->clock_frames;
+	c->clock_frames = due;
+	if (hw - appl + n > c->buffer) {       /* the application did not read in time */
+		overrun(c);
+		return;
+	}
+	got = fill_ring(c, hw, n);
+	jitter_trim(&c->jb, 1);
+	atomic_store(&c->buffered, c->jb.level);
+	atomic_store(&c->hw, hw + got);
+	if (hw + got - appl >= atomic_load(&c->avail_min) && got)
+		a2dp_capture_notify(c);
+}
+
+/* --- state requests -------------------------------------------------------- */
+
+static void transition(struct a2dp_capture *c, enum run_state want)
+{
+	int64_t now = now_ns();
+
+	if (want == ST_RUNNING && c->state == ST_PAUSED)
+		c->t0_ns += now - c->paused_ns;
+	else if (want == ST_RUNNING) {
+		c->t0_ns = now;
+		c->clock_frames = 0;
+	}
+	if (want == ST_PAUSED)
+		c->paused_ns = now;
+	c->state = want;
+	arm_tick(c, want == ST_RUNNING);
+}
+
+static int apply_requests(struct a2dp_capture *c)
+{
+	int quit;
+
+	pthread_mutex_lock(&c->lock);
+	if (c->gen != c->seen_gen) {
+		transition(c, c->want);
+		c->seen_gen = c->gen;
+		pthread_cond_broadcast(&c->cond);
+	}
+	quit = c->state == ST_QUIT;
+	pthread_mutex_unlock(&c->lock);
+	return quit;
+}
+
+static void request(struct a2dp_capture *c, enum run_state want)
+{
+	pthread_mutex_lock(&c->lock);
+	c->want = want;
+	c->gen++;
+	poke(c->wake_fd);
+	while (c->seen_gen != c->gen)
+		pthread_cond_wait(&c->cond, &c->lock);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* --- the I/O thread ---------------------------------------------------------- */
+
+static void wait_events(struct a2dp_capture *c)
+{
+	struct pollfd p[4] = {
+		{ .fd = c->wake_fd, .events = POLLIN },
+		{ .fd = c->timer_fd, .events = POLLIN },
+		{ .fd = c->lost ? -1 : c->ep->fd, .events = POLLIN },
+		{ .fd = c->lost ? -1 : a2dp_endpoint_bus_fd(c->ep), .events = POLLIN },
+	};
+
+	if (poll(p, 4, -1) < 0)
+		return;
+	if (p[0].revents)
+		drain_fd(c->wake_fd);
+	if (p[1].revents) {
+		drain_fd(c->timer_fd);
+		if (c->state == ST_RUNNING && !atomic_load(&c->error))
+			deliver(c, now_ns());
+	}
+	if (p[2].revents)
+		read_packets(c);
+	if (p[3].revents)
+		a2dp_endpoint_dispatch(c->ep);
+	if (!c->lost && (p[3].revents || p[2].revents))
+		follow_transport(c);
+	/* A dead bus connection polls as nothing at all: notice it here. */
+	if (!c->lost && a2dp_endpoint_bus_fd(c->ep) < 0)
+		lose(c, "lost the D-Bus system bus");
+}
+
+static void *io_thread(void *arg)
+{
+	struct a2dp_capture *c = arg;
+
+	/* Messages read during open but not yet dispatched; a phone already streaming. */
+	a2dp_endpoint_dispatch(c->ep);
+	follow_transport(c);
+	while (!apply_requests(c))
+		wait_events(c);
+	return NULL;
+}
+
+/* --- the application's side ---------------------------------------------- */
+
+static int open_fds(struct a2dp_capture *c)
+{
+	c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	c->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	c->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	return c->wake_fd < 0 || c->event_fd < 0 || c->timer_fd < 0 ? -errno : 0;
+}
+
+static int setup_decoding(struct a2dp_capture *c)
+{
+	struct a2dp_format fmt;
+	unsigned target;
+	int err;
+
+	if ((err = c->codec->parse_config(c->ep->config, c->ep->config_len, &fmt)) < 0 ||
+	    (err = c->codec->decoder_new(&c->dec, c->ep->config, c->ep->config_len)) < 0)
+		return err;
+	c->rate = fmt.rate;
+	c->channels = fmt.channels;
+	c->sample_bytes = c->codec->sample_format == A2DP_S32 ? 4 : 2;
+	c->frame_bytes = c->sample_bytes * c->channels;
+	c->max_frames = c->codec->decoder_max_frames(c->dec);
+	if (!(c->pcm = calloc(c->max_frames, c->frame_bytes)))
+		return -ENOMEM;
+	target = (uint64_t)c->opts.jitter_ms * c->rate / 1000;
+	/* Slack for the drift policy: half the depth (two packets more, in jitter.c). */
+	return jitter_init(&c->jb, c->frame_bytes, JITTER_CAPACITY_S * c->rate, target,
+			   target / 2);
+}
+
+int a2dp_capture_new(struct a2dp_capture **out, struct a2dp_endpoint *ep,
+		     const struct a2dp_codec *codec, const struct a2dp_capture_opts *opts)
+{
+	struct a2dp_capture *c = calloc(1, sizeof(*c));
+	int err;
+
+	if (!c)
+		return -ENOMEM;
+	c->ep = ep;
+	c->codec = codec;
+	c->opts = *opts;
+	c->wake_fd = c->event_fd = c->timer_fd = -1;
+	atomic_init(&c->avail_min, 1);
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->cond, NULL);
+	if ((err = setup_decoding(c)) < 0 || (err = open_fds(c)) < 0)
+		goto fail;
+	if ((err = -pthread_create(&c->thread, NULL, io_thread, c)) < 0)
+		goto fail;
+	*out = c;
+	return 0;
+fail:
+	c->thread = 0;
+	a2dp_capture_free(c);
+	return err;
+}
+
+void a2dp_capture_free(struct a2dp_capture *c)
+{
+	if (!c)
+		return;
+	if (c->thread) {
+		request(c, ST_QUIT);
+		pthread_join(c->thread, NULL);
+	}
+	if (c->dec)
+		c->codec->decoder_free(c->dec);
+	if (c->wake_fd >= 0)
+		close(c->wake_fd);
+	if (c->event_fd >= 0)
+		close(c->event_fd);
+	if (c->timer_fd >= 0)
+		close(c->timer_fd);
+	jitter_free(&c->jb);
+	pthread_mutex_destroy(&c->lock);
+	pthread_cond_destroy(&c->cond);
+	free(c->ring);
+	free(c->pcm);
+	free(c);
+}
+
+int a2dp_capture_set_buffer(struct a2dp_capture *c, unsigned frames)
+{
+	uint8_t *ring = calloc(frames, c->frame_bytes);
+
+	if (!ring)
+		return -ENOMEM;
+	free(c->ring);
+	c->ring = ring;
+	c->buffer = frames;
+	return 0;
+}
+
+unsigned a2dp_capture_rate(const struct a2dp_capture *c) { return c->rate; }
+unsigned a2dp_capture_channels(const struct a2dp_capture *c) { return c->channels; }
+unsigned a2dp_capture_sample_bits(const struct a2dp_capture *c) { return c->sample_bytes * 8; }
+void *a2dp_capture_ring(struct a2dp_capture *c) { return c->ring; }
+uint64_t a2dp_capture_hw(const struct a2dp_capture *c) { return atomic_load(&c->hw); }
+uint64_t a2dp_capture_appl(const struct a2dp_capture *c) { return atomic_load(&c->appl); }
+int a2dp_capture_error(const struct a2dp_capture *c) { return atomic_load(&c->error); }
+unsigned a2dp_capture_buffered(const struct a2dp_capture *c) { return atomic_load(&c->buffered); }
+int a2dp_capture_event_fd(const struct a2dp_capture *c) { return c->event_fd; }
+
+void a2dp_capture_consume(struct a2dp_capture *c, unsigned frames)
+{
+	atomic_store(&c->appl, atomic_load(&c->appl) + frames);
+}
+
+void a2dp_capture_set_avail_min(struct a2dp_capture *c, unsigned frames)
+{
+	atomic_store(&c->avail_min, frames ? frames : 1);
+}
+
+void a2dp_capture_ack_event(struct a2dp_capture *c)
+{
+	drain_fd(c->event_fd);
+}
+
+void a2dp_capture_prepare(struct a2dp_capture *c)
+{
+	request(c, ST_STOPPED);
+	atomic_store(&c->appl, 0);
+	atomic_store(&c->hw, 0);
+	if (atomic_load(&c->error) == -EPIPE)
+		atomic_store(&c->error, 0);
+}
+
+void a2dp_capture_start(struct a2dp_capture *c)
+{
+	request(c, ST_RUNNING);
+}
+
+void a2dp_capture_stop(struct a2dp_capture *c)
+{
+	request(c, ST_STOPPED);
+}
+
+void a2dp_capture_pause(struct a2dp_capture *c, int enable)
+{
+	request(c, enable ? ST_PAUSED : ST_RUNNING);
+}
+
+void a2dp_capture_get_stats(struct a2dp_capture *c, struct a2dp_capture_stats *st)
+{
+	pthread_mutex_lock(&c->lock);
+	*st = c->stats;
+	pthread_mutex_unlock(&c->lock);
+}

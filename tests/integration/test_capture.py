@@ -1,0 +1,312 @@
+"""pcm_bt for capture: a phone (the mock's scripted A2DP Source, feeding RTP
+SBC from tests/tools/phone_source in real time) plays into the real arecord,
+checked as audio: aligned, SNR against libsbc alone, duration, gaps; packet
+loss, a pause and resume (ON_PAUSE=silence and =wait), the link lost, the
+delay, file descriptors and threads after close, and the open-time errors.
+
+Packets at MTU 672: 5 SBC frames of 128 samples, 640 frames (14.5 ms).
+"""
+import atexit
+import os
+import re
+import shutil
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import audio  # noqa: E402
+from harness import BUILD, TIME_SCALE, Env, check, finish  # noqa: E402
+
+PHONE = '00:1B:66:AA:BB:CC'
+DEV = 'bluetooth:DEV=' + PHONE
+# The audio checks run with a 120 ms jitter buffer: it rides out a stall of
+# about 100 ms of either process on a loaded machine (the default 60 ms, about
+# 45 ms). The delay test uses the default.
+AUDIO_DEV = DEV + ',JITTER_MS=120'
+RATE = 44100
+CONFIG = bytes.fromhex('21150235')   # what we select from the phone's ffff0235
+PACKET = 640
+JITTER = 60 * RATE // 1000           # the default JITTER_MS, in frames
+SWEEP_MIN_DB = 60.0                  # measured 65.2 dB, as libsbc alone
+# The search window of the alignment: open + jitter buffer, well within 1 s.
+LAG_GUESS, LAG_SEARCH = RATE // 2, RATE // 2
+
+
+def phone_env(tmp_wav, phone_args='', pause=None, devices=None):
+    extra = ['--phone', os.path.join(BUILD, 'phone_source'),
+             '--phone-args=--wav %s %s' % (tmp_wav, phone_args)]
+    if pause:
+        extra += ['--phone-pause', pause]
+    return Env(devices=devices or ['hci0/%s,phone' % PHONE], sink=None, extra_args=extra)
+
+
+INPUTS = '/tmp/alsabt-capture-%d' % os.getpid()
+atexit.register(shutil.rmtree, INPUTS, True)
+
+
+def prepared(name, seconds=3.0):
+    """A sweep written where the phone reads it (the phone's arguments are
+    fixed before an Env, and its directory, exist; removed at exit)."""
+    d = INPUTS
+    os.makedirs(d, exist_ok=True)
+    sig = audio.sweep(RATE, seconds)
+    path = os.path.join(d, name + '.wav')
+    audio.write_wav(path, sig, RATE)
+    return sig, path
+
+
+def arecord(env, seconds, dev=AUDIO_DEV, timeout=None, flags=()):
+    out = env.tmp + '/out.wav'
+    r = env.run(['arecord', '-q', *flags, '-D', dev, '-f', 'cd', '-s', str(int(seconds * RATE)), out],
+                timeout=timeout or seconds + 10)
+    got = audio.read_wav(out)[0] if os.path.exists(out) else np.zeros((0, 2), np.int16)
+    return r, got
+
+
+def seg_snr(sig, got, lag, a, b):
+    """SNR of sig[a:b] against got, at lag."""
+    return audio.snr_db(sig[a:b], got[a + lag:], 0, RATE) if b > a else float('nan')
+
+
+def test_clean(flags):
+    """RW blocking, or mmap non-blocking (-M -N)."""
+    sig, path = prepared('clean')
+    name = 'clean ' + (' '.join(flags) or 'RW')
+    with phone_env(path) as env:
+        r, got = arecord(env, 4, flags=flags)
+        check(name + ': arecord succeeded', r.rc == 0 and not r.timed_out, r.stderr[-500:])
+        check(name + ': 4 s captured', len(got) == 4 * RATE, f'{len(got)} frames')
+        check(name + ': took real time (4 s + open)', 3.95 <= r.elapsed <= 4.0 + 1.5 * TIME_SCALE,
+              f'{r.elapsed:.2f} s')
+        if len(got) < RATE:
+            return
+        lag = audio.align(sig, got, LAG_GUESS, LAG_SEARCH)
+        snr = audio.snr_db(sig, got, lag, RATE)
+        ref = audio.sbc_alone(sig, CONFIG)
+        ref_snr = audio.snr_db(sig, ref, audio.align(sig, ref), RATE)
+        print(f'{name}: lag {lag} frames, SNR {snr:.1f} dB, libsbc alone {ref_snr:.1f} dB')
+        check(name + f': SNR >= {SWEEP_MIN_DB} dB and within 1 dB of libsbc alone',
+              snr >= SWEEP_MIN_DB and snr >= ref_snr - 1.0, f'{snr:.1f} vs {ref_snr:.1f} dB')
+        # Each half second at the same lag: the lag is constant (no slips).
+        worst = min(seg_snr(sig, got, lag, a, a + RATE // 2) for a in range(0, 3 * RATE, RATE // 2))
+        check(name + ': the lag is constant (every 0.5 s >= 55 dB at one lag)', worst >= 55.0,
+              f'worst {worst:.1f} dB')
+        check(name + ': the whole signal arrived', len(got) >= lag + len(sig),
+              f'{len(got)} < {lag + len(sig)}')
+        body = got[lag:lag + len(sig)]
+        check(name + ': no gaps', not audio.gaps(body, RATE), str(audio.gaps(body, RATE)[:3]))
+        check(name + ': silence before the phone streams', not len(got[:lag - 200]) or
+              abs(got[:lag - 200]).max() == 0, f'max {abs(got[:lag - 200]).max()}')
+
+
+def lost_region(lag, k, n):
+    """Where packets k..k+n-1 would have been in the capture (the codec's 73
+    frames are in lag, and on the phone's side of the packet boundaries)."""
+    start = lag - audio.SBC_DELAY + k * PACKET
+    return start, start + n * PACKET
+
+
+def test_loss():
+    sig, path = prepared('loss')
+    drops = [(40, 2), (100, 1), (160, 3)]
+    listed = ','.join(str(k + i) for k, n in drops for i in range(n))
+    with phone_env(path, '--drop ' + listed) as env:
+        r, got = arecord(env, 4)
+        check('loss: arecord succeeded', r.rc == 0, r.stderr[-500:])
+        check('loss: the capture keeps its length', len(got) == 4 * RATE, f'{len(got)}')
+        if len(got) < RATE:
+            return
+        lag = audio.align(sig, got, LAG_GUESS, LAG_SEARCH)
+        silent = []
+        for k, n in drops:
+            a, b = lost_region(lag, k, n)
+            silent.append(bool(np.all(got[a + 8:b - 8] == 0)))
+        check('loss: silence exactly where packets were lost', all(silent), str(silent))
+        gaps = audio.gaps(got[lag:lag + len(sig)], RATE, min_ms=5)
+        want = [n * PACKET * 1000.0 / RATE for k, n in drops]
+        lens = [g[1] for g in gaps]
+        check('loss: one gap per loss, of the lost length (+-1 ms)',
+              len(gaps) == len(drops) and all(abs(a - b) < 1.0 for a, b in zip(lens, want)),
+              f'gaps {gaps}, want {want} ms')
+        # Away from the losses (two packets either side), the rest is aligned.
+        keep = np.ones(len(sig), bool)
+        for k, n in drops:
+            a, b = lost_region(0, k - 2, n + 4)
+            keep[max(0, a + audio.SBC_DELAY):b + audio.SBC_DELAY] = False
+        idx = np.flatnonzero(keep)
+        idx = idx[idx + lag < len(got)]
+        ref, cap = sig[idx].astype(float), got[idx + lag].astype(float)
+        snr = 10 * np.log10(np.sum(ref ** 2) / max(np.sum((ref - cap) ** 2), 1e-9))
+        print(f'loss: lag {lag}, SNR away from the losses {snr:.1f} dB, gaps {gaps}')
+        check('loss: the rest aligned at one lag (>= 55 dB)', snr >= 55.0, f'{snr:.1f} dB')
+
+
+def test_pause(wait, clock_runs=False):
+    """The phone stops for 1 s at 1 s (its transport idle) and resumes; its
+    RTP timestamps continue where they were, or jump by the pause."""
+    sig, path = prepared('pause')
+    name = 'pause, ON_PAUSE=%s%s' % ('wait' if wait else 'silence',
+                                     ', timestamps jump' if clock_runs else '')
+    dev = AUDIO_DEV + (',ON_PAUSE=wait' if wait else '')
+    args = '--pause-at 1.0 --pause-for 1.0 --clock-runs %d' % clock_runs
+    with phone_env(path, args, pause='1.0:1.0') as env:
+        # The phone sends 3 s of audio: waiting, only that much ever comes.
+        r, got = arecord(env, 5 if not wait else 2.5, dev=dev)
+        ev = env.events()
+        check(name + ': arecord succeeded, no overrun', r.rc == 0 and 'overrun' not in r.stderr,
+              r.stderr[-500:])
+        check(name + ': the transport went idle and pending again',
+              any(re.match(r'State .* idle', e) for e in ev) and
+              sum(bool(re.match(r'State .* pending', e)) for e in ev) >= 2, str(ev[-12:]))
+        if len(got) < RATE:
+            check(name + ': audio captured', False, f'{len(got)} frames')
+            return
+        first = sig[:RATE]
+        lag1 = audio.align(first, got, LAG_GUESS, LAG_SEARCH)
+        skip = RATE + RATE // 4        # the second part, from 1.25 s of the signal
+        lag2 = audio.align(sig[skip:], got, lag1 + (0 if wait else RATE) + skip, RATE // 2) - skip
+        s1 = seg_snr(sig, got, lag1, 0, RATE - PACKET)
+        s2 = seg_snr(sig, got, lag2, RATE + PACKET, min(3 * RATE, len(got) - lag2))
+        shift = (lag2 - lag1) * 1000.0 / RATE
+        gaps = audio.gaps(got[lag1:], RATE, min_ms=50)
+        print(f'{name}: lag {lag1} then {lag2} (+{shift:.1f} ms), SNR {s1:.1f} / {s2:.1f} dB, '
+              f'gaps {gaps}, {r.elapsed:.2f} s')
+        check(name + ': audio before and after the pause (>= 55 dB each)',
+              s1 >= 55.0 and s2 >= 55.0, f'{s1:.1f} / {s2:.1f} dB')
+        if wait:
+            check(name + ': no silence: the capture waited', not gaps and abs(shift) < 20,
+                  f'gaps {gaps}, shift {shift:.1f} ms')
+            check(name + ': arecord took the pause longer (2.5 s of audio in >= 3.4 s)',
+                  r.elapsed >= 3.4, f'{r.elapsed:.2f} s')
+        else:
+            check(name + ': 5 s captured in real time', len(got) == 5 * RATE and
+                  r.elapsed <= 5.0 + 1.5 * TIME_SCALE, f'{len(got)} frames, {r.elapsed:.2f} s')
+            check(name + ': one silence of the pause, the audio after it shifted by it (1 s +- 100 ms)',
+                  len(gaps) == 1 and abs(shift - 1000) < 100 * TIME_SCALE and
+                  abs(gaps[0][1] - shift) < 30 * TIME_SCALE, f'gaps {gaps}, shift {shift:.1f} ms')
+
+
+def test_link_lost():
+    sig, path = prepared('lost', seconds=6.0)
+    with phone_env(path) as env:
+        p = env.spawn([os.path.join(BUILD, 'capture_client'), '-D', DEV, '-d', '10'])
+        env.wait_event(r'^TryAcquire -> ok', timeout=5 * TIME_SCALE)
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        env.mock('Vanish')
+        r = p.wait(5 * TIME_SCALE)
+        took = time.monotonic() - t0
+        lines = [ln for ln in r.stderr.splitlines() if ln.startswith('ALSA lib')]
+        print(f'link lost: the client exited {took * 1000:.0f} ms after Vanish')
+        err = re.search(r'ERROR t=\S+ where=(\S+) err=(-?\d+)', r.stdout)
+        check('link lost: the read fails with -ENODEV', r.rc == 1 and err and err.group(2) == '-19',
+              r.stdout[-300:] + r.stderr[-300:])
+        check('link lost: within 1 s', took < 1.0 * TIME_SCALE, f'{took:.2f} s')
+        check('link lost: one line says so', len(lines) == 1 and 'ended the audio stream' in lines[0],
+              str(lines))
+        check_counts('link lost', r.stdout)
+
+
+def test_link_lost_arecord():
+    """The same through the real arecord, which blocks in snd_pcm_readi."""
+    sig, path = prepared('lost', seconds=6.0)
+    with phone_env(path) as env:
+        p = env.spawn(['arecord', '-q', '-D', DEV, '-f', 'cd', '-d', '10', env.tmp + '/out.wav'])
+        env.wait_event(r'^TryAcquire -> ok', timeout=5 * TIME_SCALE)
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        env.mock('Vanish')
+        r = p.wait(5 * TIME_SCALE)
+        took = time.monotonic() - t0
+        lines = [ln for ln in r.stderr.splitlines() if ln.startswith('ALSA lib')]
+        print(f'link lost, arecord: exited {took * 1000:.0f} ms after Vanish: {r.stderr.strip()!r}')
+        check('link lost, arecord: exits non-zero with "No such device" within 1 s',
+              r.rc not in (0, None) and r.rc > 0 and 'No such device' in r.stderr and
+              took < 1.0 * TIME_SCALE, f'rc {r.rc}, {took:.2f} s, {r.stderr[-300:]}')
+        check('link lost, arecord: one line from the plugin says why',
+              len(lines) == 1 and 'ended the audio stream' in lines[0], str(lines))
+
+
+def check_counts(name, out):
+    before = re.search(r'BEFORE t=\S+ fds=(\d+) threads=(\d+)', out)
+    after = re.search(r'CLOSED t=\S+ fds=(\d+) threads=(\d+)', out)
+    check(name + ': fds and threads after close as before the open',
+          before and after and before.groups() == after.groups(),
+          f'{before and before.groups()} -> {after and after.groups()}')
+
+
+def delays(out):
+    return [int(m) for m in re.findall(r'DELAY t=\S+ frames=(-?\d+)', out)]
+
+
+def test_delay_and_close():
+    sig, path = prepared('delay')
+    for jitter_ms in (60, 200):
+        with phone_env(path) as env:
+            r = env.run([os.path.join(BUILD, 'capture_client'), '-D',
+                         DEV + ',JITTER_MS=%d' % jitter_ms, '-d', '2.5'], timeout=20)
+            name = f'JITTER_MS={jitter_ms}'
+            check(name + ': capture_client ran', r.rc == 0, r.stdout[-300:] + r.stderr[-300:])
+            d = delays(r.stdout)
+            # Once the phone streams (the second half), the delay is the jitter
+            # buffer (depth .. depth + packets) plus what waits to be read.
+            late = sorted(d[len(d) // 2:])
+            med = late[len(late) // 2] if late else -1
+            target = jitter_ms * RATE // 1000
+            print(f'{name}: delay median {med} frames ({med * 1000 / RATE:.1f} ms)')
+            check(name + ': snd_pcm_delay counts the jitter buffer (depth - 2 packets .. depth + '
+                  '20 ms period + 3 packets)',
+                  target - 2 * PACKET <= med <= target + 882 + 3 * PACKET, f'{med} frames')
+            check_counts(name, r.stdout)
+
+
+def test_overrun():
+    """A reader that stops for 0.5 s with a 0.2 s buffer: an overrun, as a
+    card reports it, and the capture goes on after snd_pcm_prepare."""
+    sig, path = prepared('overrun')
+    with phone_env(path) as env:
+        r = env.run([os.path.join(BUILD, 'capture_client'), '-D', AUDIO_DEV, '-d', '2',
+                     '--stall-at', '0.5', '--stall-for', '0.5'], timeout=20)
+        check('overrun: reported as -EPIPE, recovered, read to the end',
+              r.rc == 0 and 'XRUN' in r.stdout and 'err=-32' in r.stdout and
+              'RECOVERED' in r.stdout, r.stdout[-300:] + r.stderr[-300:])
+        check_counts('overrun', r.stdout)
+
+
+def open_error(name, devices, dev, errno_text, pattern):
+    _, path = prepared('err', seconds=0.5)
+    with phone_env(path, devices=devices) as env:
+        r, _ = arecord(env, 1, dev=dev)
+        lines = [ln for ln in r.stderr.splitlines() if ln.startswith('ALSA lib')]
+        check(f'{name}: fails with "{errno_text}"', r.rc != 0 and errno_text in r.stderr,
+              r.stderr[-400:])
+        check(f'{name}: one SNDERR line saying what to do',
+              len(lines) == 1 and re.search(pattern, lines[0]), str(lines))
+        check(f'{name}: within 1 s', r.elapsed < 1.0 * TIME_SCALE, f'{r.elapsed:.2f} s')
+
+
+def test_errors():
+    open_error('unknown phone', None, 'bluetooth:DEV=00:1B:66:AA:BB:CD', 'No such device',
+               r'not known to BlueZ: pair it')
+    open_error('no A2DP Source (a speaker)', ['hci0/%s' % PHONE], DEV,
+               'Operation not supported', r'not an audio source')
+    open_error('CODEC= with nothing we decode', None, DEV + ',CODEC=aptx',
+               'Operation not supported', r'decodes only sbc')
+    open_error('bad JITTER_MS', None, DEV + ',JITTER_MS=5', 'Invalid argument', r'jitter_ms')
+
+
+test_clean(())
+test_clean(('-M', '-N'))
+test_loss()
+test_pause(wait=False)
+test_pause(wait=True)
+test_pause(wait=False, clock_runs=True)
+test_pause(wait=True, clock_runs=True)
+test_link_lost()
+test_link_lost_arecord()
+test_delay_and_close()
+test_overrun()
+test_errors()
+finish()
