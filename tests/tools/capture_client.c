@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -152,19 +153,29 @@ static int run(snd_pcm_t *pcm, long frames, FILE *out)
 	return 0;
 }
 
-static void *nothing(void *arg)
+static void *note_tid(void *arg)
 {
-	return arg;
+	*(pid_t *)arg = (pid_t)syscall(SYS_gettid);
+	return NULL;
 }
 
 /* A sanitizer's runtime starts a thread of its own with the first
- * pthread_create: one is made and joined before the counts are taken. */
+ * pthread_create: one is made and joined before the counts are taken, and
+ * waited for until /proc no longer lists it (pthread_join can return while
+ * the kernel still shows the exiting thread: seen as one thread too many
+ * before the open). */
 static void settle_runtime(void)
 {
+	char path[64];
+	pid_t tid = 0;
 	pthread_t t;
 
-	if (pthread_create(&t, NULL, nothing, NULL) == 0)
-		pthread_join(t, NULL);
+	if (pthread_create(&t, NULL, note_tid, &tid) != 0)
+		return;
+	pthread_join(t, NULL);
+	snprintf(path, sizeof(path), "/proc/self/task/%d", (int)tid);
+	for (int i = 0; i < 1000 && tid && access(path, F_OK) == 0; i++)
+		usleep(1000);
 }
 
 int main(int argc, char **argv)
