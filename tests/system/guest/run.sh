@@ -334,7 +334,7 @@ bluez_inputs() {
 # again for the rate hw_params asks for), until /run/NAME.stop exists.
 # /run/NAME.ready: the recorder is there.
 pw_follow() {
-	local name=$1 rate=$2 rec line port
+	local name=$1 rate=$2 rec line port i
 	$PW pw-record --target 0 -P "{ node.name = alsabt-rec }" --rate $rate --channels 2 \
 		--format s16 --latency 4096 $PW_DIR/$name.pw.wav >> $LOGS/$name.pw-record.log 2>&1 &
 	rec=$!
@@ -352,8 +352,13 @@ pw_follow() {
 			$PW pw-link "$port" alsabt-rec:input_FR >> $LOGS/$name.pw-node 2>&1
 			wait $!
 			echo "${port%:*} linked at $(now)" >> $LOGS/$name.pw-node
-			# what PipeWire made of the stream (its codec included)
-			$PW pw-dump > $LOGS/$name.pw-dump.json 2> /dev/null
+			# what PipeWire made of the stream (its codec included); a
+			# dump taken right after the link may miss the node: again
+			for i in 1 2 3; do
+				$PW pw-dump > $LOGS/$name.pw-dump.json 2> /dev/null
+				grep -q '"node.name": "bluez_input' $LOGS/$name.pw-dump.json && break
+				sleep 1
+			done
 			;;
 		esac
 	done &
