@@ -196,7 +196,11 @@ static int ldac_caps_rates(const uint8_t *caps, size_t len, unsigned *rates, int
 
 struct a2dp_encoder {
 	ldac_handle h;
-	int eqmid;                  /* 0 HQ, 1 SQ, 2 MQ; 3, 4 (ABR only) between SQ and MQ */
+	/* 0 HQ, 1 SQ, 2 MQ; 3, 4 (ABR only) between SQ and MQ. Written by the
+	 * I/O thread (ABR, congestion steps), read by the application's too
+	 * (frames_per_packet for the delay and drain): through eqmid_of and
+	 * store_eqmid only. */
+	int eqmid;
 	int adaptive;               /* quality auto: ABR, or congestion steps between HQ and MQ */
 	abr_handle abr;             /* auto with libldacBT_abr: it alone changes eqmid */
 	int logged_abr;
@@ -264,6 +268,16 @@ static void ldac_encoder_free(struct a2dp_encoder *enc)
 	free(enc);
 }
 
+static int eqmid_of(const struct a2dp_encoder *enc)
+{
+	return __atomic_load_n(&enc->eqmid, __ATOMIC_RELAXED);
+}
+
+static void store_eqmid(struct a2dp_encoder *enc, int eqmid)
+{
+	__atomic_store_n(&enc->eqmid, eqmid, __ATOMIC_RELAXED);
+}
+
 static unsigned ldac_frame_samples(const struct a2dp_encoder *enc)
 {
 	(void)enc;
@@ -272,12 +286,12 @@ static unsigned ldac_frame_samples(const struct a2dp_encoder *enc)
 
 static unsigned ldac_frames_per_packet(const struct a2dp_encoder *enc, size_t mtu)
 {
-	return mtu >= LDAC_MIN_MTU ? frames_per_eqmid[enc->eqmid] : 0;
+	return mtu >= LDAC_MIN_MTU ? frames_per_eqmid[eqmid_of(enc)] : 0;
 }
 
 static size_t ldac_frame_bytes(const struct a2dp_encoder *enc)
 {
-	return 660 / frames_per_eqmid[enc->eqmid];
+	return 660 / frames_per_eqmid[eqmid_of(enc)];
 }
 
 /* One library call: 128 samples in, a packet out once it has enough. */
@@ -301,7 +315,7 @@ static ssize_t ldac_encode(struct a2dp_encoder *enc, const void *pcm, unsigned n
 			   uint8_t *dst, size_t size)
 {
 	const int16_t *in = pcm;
-	unsigned want = frames_per_eqmid[enc->eqmid];
+	unsigned want = frames_per_eqmid[eqmid_of(enc)];
 	int n = 0, frames = 0;
 
 	if (size < PAYLOAD_HEADER_LEN || nframes > want)
@@ -325,7 +339,7 @@ static void ldac_on_packet(struct a2dp_encoder *enc, unsigned queued_packets)
 		return;
 	eqmid = abr.proc(enc->h, enc->abr, queued_packets, 1);
 	if (eqmid >= 0 && eqmid < EQMIDS) {
-		enc->eqmid = eqmid;
+		store_eqmid(enc, eqmid);
 	} else if (!enc->logged_abr) {
 		SNDERR("LDAC: libldacBT_abr failed (%d); quality stays where it is", eqmid);
 		enc->logged_abr = 1;
@@ -335,17 +349,19 @@ static void ldac_on_packet(struct a2dp_encoder *enc, unsigned queued_packets)
 /* Congestion (quality auto without ABR only: one controller): HQ -> SQ -> MQ and back. */
 static int ldac_lower_bitrate(struct a2dp_encoder *enc)
 {
-	if (!enc->adaptive || enc->abr || enc->eqmid >= 2 || lib.set_eqmid(enc->h, enc->eqmid + 1) < 0)
+	if (!enc->adaptive || enc->abr || eqmid_of(enc) >= 2 ||
+	    lib.set_eqmid(enc->h, eqmid_of(enc) + 1) < 0)
 		return 0;
-	enc->eqmid++;
+	store_eqmid(enc, eqmid_of(enc) + 1);
 	return 1;
 }
 
 static int ldac_raise_bitrate(struct a2dp_encoder *enc)
 {
-	if (!enc->adaptive || enc->abr || enc->eqmid <= 0 || lib.set_eqmid(enc->h, enc->eqmid - 1) < 0)
+	if (!enc->adaptive || enc->abr || eqmid_of(enc) <= 0 ||
+	    lib.set_eqmid(enc->h, eqmid_of(enc) - 1) < 0)
 		return 0;
-	enc->eqmid--;
+	store_eqmid(enc, eqmid_of(enc) - 1);
 	return 1;
 }
 

@@ -193,12 +193,20 @@ def ldac_play(quality, frames):
         env.wait_event(r'^SinkExit ', timeout=3.0)
         rep = audio.packet_report(env.captures()[-1][1], 44100)
         with open(env.captures()[-1][1]) as f:
-            counts = {line.split(',')[6] for line in f.readlines()[1:]}
+            order = [line.split(',')[6] for line in f.readlines()[1:]]
+        counts = set(order)
         check(name + ': every frame well formed, counts match, RTP continuous',
               rep['errors'] == 0 and rep['non_rtp'] == 0 and rep['seq_continuous'] and
               rep['ts_continuous'], str({k: rep[k] for k in ('errors', 'seq_breaks', 'ts_breaks')}))
-        check(name + ': %d frames (of 128 samples) in every packet' % frames, counts == {str(frames)},
-              str(counts))
+        if quality is None and TIME_SCALE > 1:
+            # Under a sanitizer the sink may read the socket late enough for
+            # libldacBT_abr to step down (4, 5 or 6 frames): auto starts at SQ.
+            check(name + ': %d frames (of 128 samples) in the first packet, then SQ or lower'
+                  % frames, order[:1] == [str(frames)] and counts <= {'3', '4', '5', '6'},
+                  str(order[:20]))
+        else:
+            check(name + ': %d frames (of 128 samples) in every packet' % frames,
+                  counts == {str(frames)}, str(counts))
         check(name + ': every packet 12 + 1 + 660 bytes (the library packs to 679 - 18)',
               rep['max_len'] == 673, str(rep['max_len']))
         check(name + ': the whole signal sent (timestamps cover it)', rep['pcm_frames'] >= len(sig),
