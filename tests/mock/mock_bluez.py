@@ -994,14 +994,9 @@ class Sink:
         else:
             self._drain(fd)
 
-    def _spawn(self, fd):
-        base = os.path.join(self.mock.outdir, 'capture-%d' % self.k)
-        argv = [self.mock.args.sink, '--fd', '3', '--wav', base + '.wav', '--log', base + '.csv',
-                '--codec', self.transport.codec_name()]
-        rate = self.transport.stream_rate()
-        if rate:                # aptX streams do not say their rate; the AAC decoder warms up
-            argv += ['--rate', str(rate)]
-
+    def _spawn_on_fd3(self, argv, fd, base):
+        """Runs argv (the sink or the phone) with our end of the transport as
+        its fd 3, its output into base.out."""
         def child_setup():
             if fd != 3:
                 os.dup2(fd, 3)
@@ -1016,7 +1011,17 @@ class Sink:
                                              stderr=subprocess.STDOUT, close_fds=False,
                                              preexec_fn=child_setup)
         finally:
-            os.close(fd)   # only the sink may hold this end, so it sees the client's EOF
+            os.close(fd)   # only the child may hold this end, so it sees the client's EOF
+
+    def _spawn(self, fd):
+        base = os.path.join(self.mock.outdir, 'capture-%d' % self.k)
+        argv = [self.mock.args.sink, '--fd', '3', '--wav', base + '.wav', '--log', base + '.csv',
+                '--codec', self.transport.codec_name()]
+        rate = self.transport.stream_rate()
+        if rate:                # aptX streams do not say their rate; the AAC decoder warms up
+            argv += ['--rate', str(rate)]
+
+        self._spawn_on_fd3(argv, fd, base)
         self.mock.log('Sink %d %s pid=%d' % (self.k, self.transport.path, self.proc.pid))
 
     def _spawn_phone(self, fd):
@@ -1025,19 +1030,7 @@ class Sink:
                 '--mtu', str(self.mock.args.mtu), '--log', base + '.csv']
         argv += self.mock.args.phone_args.split()
 
-        def child_setup():
-            if fd != 3:
-                os.dup2(fd, 3)
-            os.set_inheritable(3, True)
-            die_with_parent(signal.SIGKILL)
-
-        try:
-            with open(base + '.out', 'ab') as out:
-                self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                             stderr=subprocess.STDOUT, close_fds=False,
-                                             preexec_fn=child_setup)
-        finally:
-            os.close(fd)
+        self._spawn_on_fd3(argv, fd, base)
         self.mock.log('Phone %d %s pid=%d' % (self.k, self.transport.path, self.proc.pid))
 
     def _drain(self, fd):
