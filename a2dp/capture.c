@@ -1,23 +1,21 @@
 /* The receive path: transport socket -> RTP -> decoder -> jitter buffer -> ring, by our clock. */
 #include <errno.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <alsa/asoundlib.h>
 
 #include "capture.h"
+#include "io_thread.h"
 #include "jitter.h"
 #include "rtp.h"
 
-#define NS 1000000000LL
+#define NS IO_NS
 #define TICK_NS (5 * NS / 1000)       /* delivery granularity: 5 ms */
 #define JITTER_CAPACITY_S 2           /* the most the buffer can hold */
 #define MAX_PACKET 4096               /* beyond any A2DP MTU BlueZ negotiates */
@@ -31,8 +29,7 @@ struct a2dp_capture {
 	struct a2dp_decoder *dec;
 	struct a2dp_capture_opts opts;
 	unsigned rate, channels, sample_bytes, frame_bytes, max_frames;
-	int wake_fd, event_fd, timer_fd;
-	pthread_t thread;
+	struct io_thread io;           /* its descriptors, thread, lock (stats too) and state requests */
 
 	/* Set by the application thread while the capture is stopped. */
 	uint8_t *ring;
@@ -41,12 +38,6 @@ struct a2dp_capture {
 	/* Written by the application thread. */
 	_Atomic uint64_t appl;
 	_Atomic unsigned avail_min;
-
-	/* State requests: want/gen by the application, seen_gen by the I/O thread. */
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	enum run_state want;
-	unsigned gen, seen_gen;
 
 	/* Written by the I/O thread. */
 	_Atomic uint64_t hw;
@@ -60,38 +51,12 @@ struct a2dp_capture {
 	struct jitter jb;
 	uint8_t packet[MAX_PACKET];
 	uint8_t *pcm;                  /* one decoded packet */
-	struct a2dp_capture_stats stats;   /* under lock */
+	struct a2dp_capture_stats stats;   /* under io.lock */
 };
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * NS + ts.tv_nsec;
-}
-
-static void poke(int fd)
-{
-	uint64_t one = 1;
-
-	if (write(fd, &one, sizeof(one)) < 0) {
-		/* the counter is saturated: it is readable anyway */
-	}
-}
-
-static void drain_fd(int fd)
-{
-	uint64_t v;
-
-	if (read(fd, &v, sizeof(v)) < 0) {
-		/* nothing pending: fine */
-	}
-}
 
 void a2dp_capture_notify(struct a2dp_capture *c)
 {
-	poke(c->event_fd);
+	io_poke(c->io.event_fd);
 }
 
 /* --- receiving ------------------------------------------------------------ */
@@ -108,14 +73,14 @@ static void lose(struct a2dp_capture *c, const char *why)
 
 static void count_packet(struct a2dp_capture *c, int bad)
 {
-	pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(&c->io.lock);
 	c->stats.packets++;
 	c->stats.bad_packets += bad;
 	c->stats.lost_frames = c->jb.lost_frames;
 	c->stats.late_packets = c->jb.late_packets;
 	c->stats.dropped_frames = c->jb.dropped_frames;
 	c->stats.rebuffers = c->jb.rebuffers;
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->io.lock);
 }
 
 /* One packet: parsed, decoded, into the jitter buffer. A packet that does not
@@ -184,7 +149,7 @@ static void arm_tick(struct a2dp_capture *c, int on)
 		its.it_value.tv_nsec = TICK_NS;
 		its.it_interval.tv_nsec = TICK_NS;
 	}
-	timerfd_settime(c->timer_fd, 0, &its, NULL);
+	timerfd_settime(c->io.timer_fd, 0, &its, NULL);
 }
 
 static void overrun(struct a2dp_capture *c)
@@ -237,9 +202,10 @@ static void deliver(struct a2dp_capture *c, int64_t now)
 
 /* --- state requests -------------------------------------------------------- */
 
-static void transition(struct a2dp_capture *c, enum run_state want)
+static void transition(void *arg, int want)
 {
-	int64_t now = now_ns();
+	struct a2dp_capture *c = arg;
+	int64_t now = io_now_ns();
 
 	if (want == ST_RUNNING && c->state == ST_PAUSED)
 		c->t0_ns += now - c->paused_ns;
@@ -255,28 +221,8 @@ static void transition(struct a2dp_capture *c, enum run_state want)
 
 static int apply_requests(struct a2dp_capture *c)
 {
-	int quit;
-
-	pthread_mutex_lock(&c->lock);
-	if (c->gen != c->seen_gen) {
-		transition(c, c->want);
-		c->seen_gen = c->gen;
-		pthread_cond_broadcast(&c->cond);
-	}
-	quit = c->state == ST_QUIT;
-	pthread_mutex_unlock(&c->lock);
-	return quit;
-}
-
-static void request(struct a2dp_capture *c, enum run_state want)
-{
-	pthread_mutex_lock(&c->lock);
-	c->want = want;
-	c->gen++;
-	poke(c->wake_fd);
-	while (c->seen_gen != c->gen)
-		pthread_cond_wait(&c->cond, &c->lock);
-	pthread_mutex_unlock(&c->lock);
+	io_apply_request(&c->io, transition, c);
+	return c->state == ST_QUIT;
 }
 
 /* --- the I/O thread ---------------------------------------------------------- */
@@ -284,8 +230,8 @@ static void request(struct a2dp_capture *c, enum run_state want)
 static void wait_events(struct a2dp_capture *c)
 {
 	struct pollfd p[4] = {
-		{ .fd = c->wake_fd, .events = POLLIN },
-		{ .fd = c->timer_fd, .events = POLLIN },
+		{ .fd = c->io.wake_fd, .events = POLLIN },
+		{ .fd = c->io.timer_fd, .events = POLLIN },
 		{ .fd = c->lost ? -1 : c->ep->fd, .events = POLLIN },
 		{ .fd = c->lost ? -1 : a2dp_endpoint_bus_fd(c->ep), .events = POLLIN },
 	};
@@ -293,11 +239,11 @@ static void wait_events(struct a2dp_capture *c)
 	if (poll(p, 4, -1) < 0)
 		return;
 	if (p[0].revents)
-		drain_fd(c->wake_fd);
+		io_drain(c->io.wake_fd);
 	if (p[1].revents) {
-		drain_fd(c->timer_fd);
+		io_drain(c->io.timer_fd);
 		if (c->state == ST_RUNNING && !atomic_load(&c->error))
-			deliver(c, now_ns());
+			deliver(c, io_now_ns());
 	}
 	if (p[2].revents)
 		read_packets(c);
@@ -323,14 +269,6 @@ static void *io_thread(void *arg)
 }
 
 /* --- the application's side ---------------------------------------------- */
-
-static int open_fds(struct a2dp_capture *c)
-{
-	c->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	c->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	c->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	return c->wake_fd < 0 || c->event_fd < 0 || c->timer_fd < 0 ? -errno : 0;
-}
 
 static int setup_decoding(struct a2dp_capture *c)
 {
@@ -365,18 +303,13 @@ int a2dp_capture_new(struct a2dp_capture **out, struct a2dp_endpoint *ep,
 	c->ep = ep;
 	c->codec = codec;
 	c->opts = *opts;
-	c->wake_fd = c->event_fd = c->timer_fd = -1;
 	atomic_init(&c->avail_min, 1);
-	pthread_mutex_init(&c->lock, NULL);
-	pthread_cond_init(&c->cond, NULL);
-	if ((err = setup_decoding(c)) < 0 || (err = open_fds(c)) < 0)
-		goto fail;
-	if ((err = -pthread_create(&c->thread, NULL, io_thread, c)) < 0)
+	if ((err = io_thread_init(&c->io)) < 0 || (err = setup_decoding(c)) < 0 ||
+	    (err = io_thread_start(&c->io, io_thread, c)) < 0)
 		goto fail;
 	*out = c;
 	return 0;
 fail:
-	c->thread = 0;
 	a2dp_capture_free(c);
 	return err;
 }
@@ -385,21 +318,10 @@ void a2dp_capture_free(struct a2dp_capture *c)
 {
 	if (!c)
 		return;
-	if (c->thread) {
-		request(c, ST_QUIT);
-		pthread_join(c->thread, NULL);
-	}
+	io_thread_destroy(&c->io, ST_QUIT);
 	if (c->dec)
 		c->codec->decoder_free(c->dec);
-	if (c->wake_fd >= 0)
-		close(c->wake_fd);
-	if (c->event_fd >= 0)
-		close(c->event_fd);
-	if (c->timer_fd >= 0)
-		close(c->timer_fd);
 	jitter_free(&c->jb);
-	pthread_mutex_destroy(&c->lock);
-	pthread_cond_destroy(&c->cond);
 	free(c->ring);
 	free(c->pcm);
 	free(c);
@@ -425,7 +347,7 @@ uint64_t a2dp_capture_hw(const struct a2dp_capture *c) { return atomic_load(&c->
 uint64_t a2dp_capture_appl(const struct a2dp_capture *c) { return atomic_load(&c->appl); }
 int a2dp_capture_error(const struct a2dp_capture *c) { return atomic_load(&c->error); }
 unsigned a2dp_capture_buffered(const struct a2dp_capture *c) { return atomic_load(&c->buffered); }
-int a2dp_capture_event_fd(const struct a2dp_capture *c) { return c->event_fd; }
+int a2dp_capture_event_fd(const struct a2dp_capture *c) { return c->io.event_fd; }
 
 void a2dp_capture_consume(struct a2dp_capture *c, unsigned frames)
 {
@@ -439,12 +361,12 @@ void a2dp_capture_set_avail_min(struct a2dp_capture *c, unsigned frames)
 
 void a2dp_capture_ack_event(struct a2dp_capture *c)
 {
-	drain_fd(c->event_fd);
+	io_drain(c->io.event_fd);
 }
 
 void a2dp_capture_prepare(struct a2dp_capture *c)
 {
-	request(c, ST_STOPPED);
+	io_request(&c->io, ST_STOPPED);
 	atomic_store(&c->appl, 0);
 	atomic_store(&c->hw, 0);
 	if (atomic_load(&c->error) == -EPIPE)
@@ -453,22 +375,22 @@ void a2dp_capture_prepare(struct a2dp_capture *c)
 
 void a2dp_capture_start(struct a2dp_capture *c)
 {
-	request(c, ST_RUNNING);
+	io_request(&c->io, ST_RUNNING);
 }
 
 void a2dp_capture_stop(struct a2dp_capture *c)
 {
-	request(c, ST_STOPPED);
+	io_request(&c->io, ST_STOPPED);
 }
 
 void a2dp_capture_pause(struct a2dp_capture *c, int enable)
 {
-	request(c, enable ? ST_PAUSED : ST_RUNNING);
+	io_request(&c->io, enable ? ST_PAUSED : ST_RUNNING);
 }
 
 void a2dp_capture_get_stats(struct a2dp_capture *c, struct a2dp_capture_stats *st)
 {
-	pthread_mutex_lock(&c->lock);
+	pthread_mutex_lock(&c->io.lock);
 	*st = c->stats;
-	pthread_mutex_unlock(&c->lock);
+	pthread_mutex_unlock(&c->io.lock);
 }

@@ -1,24 +1,22 @@
 /* The playback clock, the I/O thread, congestion handling and delay accounting. */
 #include <errno.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
-#include <time.h>
 #include <unistd.h>
 #include <linux/sockios.h>
 
 #include <alsa/asoundlib.h>
 
+#include "io_thread.h"
 #include "rtp.h"
 #include "stream.h"
 
-#define NS 1000000000LL
+#define NS IO_NS
 #define LOWER_INTERVAL_NS (NS / 2)    /* congestion: one step down per 0.5 s at most */
 #define RAISE_AFTER_NS NS             /* raise one step after 1 s of empty queue */
 #define DRAIN_FLUSH_NS NS             /* how long drain waits for the socket to empty */
@@ -43,8 +41,7 @@ struct a2dp_stream {
 	unsigned rate, channels, frame_samples, codec_delay;
 	unsigned sample_bytes, frame_bytes;   /* PCM, in the codec's sample format */
 	size_t header_len;             /* RTP header, or none */
-	int wake_fd, event_fd, timer_fd;
-	pthread_t thread;
+	struct io_thread io;           /* its descriptors, thread, lock and state requests */
 	struct volume_store *vs;
 	int bluetooth_socket;          /* AF_BLUETOOTH: TIOCOUTQ says free space */
 	_Atomic int sndbuf;            /* SO_SNDBUF as the kernel holds it */
@@ -57,13 +54,7 @@ struct a2dp_stream {
 	_Atomic uint64_t appl;
 	_Atomic unsigned avail_min;
 
-	/* State requests: want/gen by the application, seen_gen by the I/O thread. */
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	enum run_state want;
-	unsigned gen, seen_gen;
-
-	/* Written by the I/O thread; clock fields under lock. */
+	/* Written by the I/O thread; clock fields under io.lock. */
 	_Atomic uint64_t hw;           /* frames taken from the ring */
 	_Atomic uint64_t sent;         /* frames sent, padding included: the clock's position */
 	_Atomic int error;
@@ -92,14 +83,6 @@ struct a2dp_stream {
 	int logged_congestion;
 };
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * NS + ts.tv_nsec;
-}
-
 static int64_t due_ns(const struct a2dp_stream *s, uint64_t frames)
 {
 	return s->t0_ns + (int64_t)(frames * NS / s->rate);
@@ -116,32 +99,19 @@ static void arm_timer(struct a2dp_stream *s, int64_t at_ns)
 
 	if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
 		its.it_value.tv_nsec = 1;   /* zero would disarm */
-	timerfd_settime(s->timer_fd, TFD_TIMER_ABSTIME, &its, NULL);
+	timerfd_settime(s->io.timer_fd, TFD_TIMER_ABSTIME, &its, NULL);
 }
 
 static void disarm_timer(struct a2dp_stream *s)
 {
 	struct itimerspec its = { { 0, 0 }, { 0, 0 } };
 
-	timerfd_settime(s->timer_fd, TFD_TIMER_ABSTIME, &its, NULL);
+	timerfd_settime(s->io.timer_fd, TFD_TIMER_ABSTIME, &its, NULL);
 }
 
 void a2dp_stream_notify(struct a2dp_stream *s)
 {
-	uint64_t one = 1;
-
-	if (write(s->event_fd, &one, sizeof(one)) < 0) {
-		/* The counter cannot overflow in practice; the fd stays readable either way. */
-	}
-}
-
-static void wake_io(struct a2dp_stream *s)
-{
-	uint64_t one = 1;
-
-	if (write(s->wake_fd, &one, sizeof(one)) < 0) {
-		/* Already pending: the I/O thread will wake. */
-	}
+	io_poke(s->io.event_fd);
 }
 
 /* Memory the socket's queue holds now (0 when empty), in the kernel's units:
@@ -171,9 +141,9 @@ static void size_send_buffer(struct a2dp_stream *s, size_t packet_charge)
 /* The I/O thread's own state changes; the application reads state under lock. */
 static void set_state(struct a2dp_stream *s, enum run_state st)
 {
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->io.lock);
 	s->state = st;
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->io.lock);
 }
 
 static void lose_transport(struct a2dp_stream *s, const char *why)
@@ -193,9 +163,9 @@ static void on_congested(struct a2dp_stream *s, int64_t now)
 {
 	int steps;
 
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->io.lock);
 	s->stats.dropped++;
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->io.lock);
 	s->queue_empty_since_ns = 0;
 	if (!s->logged_congestion) {
 		SNDERR("%s is not keeping up (weak signal?): dropping audio and lowering the bitrate",
@@ -203,9 +173,9 @@ static void on_congested(struct a2dp_stream *s, int64_t now)
 		s->logged_congestion = 1;
 	}
 	if (now - s->last_lower_ns >= LOWER_INTERVAL_NS && (steps = s->codec->lower_bitrate(s->enc))) {
-		pthread_mutex_lock(&s->lock);
+		pthread_mutex_lock(&s->io.lock);
 		s->stats.bitrate_steps += steps;
-		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&s->io.lock);
 		s->last_lower_ns = now;
 	}
 }
@@ -220,9 +190,9 @@ static void on_queue_level(struct a2dp_stream *s, size_t queued, int64_t now)
 		s->queue_empty_since_ns = now;
 	} else if (s->stats.bitrate_steps && now - s->queue_empty_since_ns >= RAISE_AFTER_NS &&
 		   s->codec->raise_bitrate(s->enc)) {
-		pthread_mutex_lock(&s->lock);
+		pthread_mutex_lock(&s->io.lock);
 		s->stats.bitrate_steps--;
-		pthread_mutex_unlock(&s->lock);
+		pthread_mutex_unlock(&s->io.lock);
 		s->queue_empty_since_ns = now;
 	}
 }
@@ -325,12 +295,12 @@ static int send_packet(struct a2dp_stream *s, unsigned frames, unsigned padded, 
 		return -1;
 	s->timestamp += padded;
 	atomic_store(&s->sent, atomic_load(&s->sent) + padded);
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->io.lock);
 	if (n == 0)                 /* the codec had nothing to send for these frames */
 		s->stats.dropped++;
 	else if (r == 0 && !s->stats.packets++)
 		s->stats.first_packet_ns = now;
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->io.lock);
 	/* Into an empty queue: what it holds now is one packet's charge. */
 	if (n > 0 && r == 0 && !queued && (after = socket_queue_bytes(s)) &&
 	    after != atomic_load(&s->packet_charge)) {
@@ -447,7 +417,7 @@ static int send_due_packet(struct a2dp_stream *s, int64_t now)
 
 static void service_clock(struct a2dp_stream *s)
 {
-	int64_t now = now_ns();
+	int64_t now = io_now_ns();
 
 	atomic_store(&s->starved, 0);
 	while (s->state == ST_RUNNING || s->state == ST_DRAINING) {
@@ -509,9 +479,10 @@ static void follow_volume(struct a2dp_stream *s)
 
 /* --- state requests ------------------------------------------------------ */
 
-static void transition(struct a2dp_stream *s, enum run_state want)
+static void transition(void *arg, int want)
 {
-	int64_t now = now_ns();
+	struct a2dp_stream *s = arg;
+	int64_t now = io_now_ns();
 
 	if (s->state == ST_STOPPED)
 		s->flushed = 0;
@@ -540,46 +511,17 @@ static void transition(struct a2dp_stream *s, enum run_state want)
 
 static int apply_requests(struct a2dp_stream *s)
 {
-	int quit;
-
-	pthread_mutex_lock(&s->lock);
-	if (s->gen != s->seen_gen) {
-		transition(s, s->want);
-		s->seen_gen = s->gen;
-		pthread_cond_broadcast(&s->cond);
-	}
-	quit = s->state == ST_QUIT;
-	pthread_mutex_unlock(&s->lock);
-	return quit;
-}
-
-static void request(struct a2dp_stream *s, enum run_state want)
-{
-	pthread_mutex_lock(&s->lock);
-	s->want = want;
-	s->gen++;
-	wake_io(s);
-	while (s->seen_gen != s->gen)
-		pthread_cond_wait(&s->cond, &s->lock);
-	pthread_mutex_unlock(&s->lock);
+	io_apply_request(&s->io, transition, s);
+	return s->state == ST_QUIT;
 }
 
 /* --- the I/O thread ------------------------------------------------------ */
 
-static void drain_fd(int fd)
-{
-	uint64_t v;
-
-	if (read(fd, &v, sizeof(v)) < 0) {
-		/* Nothing pending: fine. */
-	}
-}
-
 static void wait_events(struct a2dp_stream *s)
 {
 	struct pollfd p[5] = {
-		{ .fd = s->wake_fd, .events = POLLIN },
-		{ .fd = s->timer_fd, .events = POLLIN },
+		{ .fd = s->io.wake_fd, .events = POLLIN },
+		{ .fd = s->io.timer_fd, .events = POLLIN },
 		{ .fd = s->transport_dead ? -1 : s->fd, .events = 0 },  /* HUP/ERR only */
 		{ .fd = a2dp_endpoint_bus_fd(s->ep), .events = POLLIN },
 		{ .fd = s->vs ? s->vs->inotify_fd : -1, .events = POLLIN },
@@ -588,9 +530,9 @@ static void wait_events(struct a2dp_stream *s)
 	if (poll(p, 5, -1) < 0)
 		return;
 	if (p[0].revents)
-		drain_fd(s->wake_fd);
+		io_drain(s->io.wake_fd);
 	if (p[1].revents)
-		drain_fd(s->timer_fd);
+		io_drain(s->io.timer_fd);
 	if (p[2].revents & (POLLHUP | POLLERR | POLLNVAL))
 		lose_transport(s, "the speaker closed the audio link");
 	if (p[3].revents) {
@@ -635,14 +577,6 @@ static int alloc_io_buffers(struct a2dp_stream *s)
 	return s->scratch && s->packet ? 0 : -ENOMEM;
 }
 
-static int open_fds(struct a2dp_stream *s)
-{
-	s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	s->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	s->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	return s->wake_fd < 0 || s->event_fd < 0 || s->timer_fd < 0 ? -errno : 0;
-}
-
 static void setup_socket(struct a2dp_stream *s)
 {
 	struct sockaddr_storage addr;
@@ -678,10 +612,8 @@ int a2dp_stream_new(struct a2dp_stream **out, struct a2dp_endpoint *ep,
 	atomic_init(&s->gain, 65536);
 	s->fd = ep->fd;
 	s->mtu = ep->write_mtu;
-	s->wake_fd = s->event_fd = s->timer_fd = -1;
-	pthread_mutex_init(&s->lock, NULL);
-	pthread_cond_init(&s->cond, NULL);
-	if ((err = codec->parse_config(ep->config, ep->config_len, &fmt)) < 0 ||
+	if ((err = io_thread_init(&s->io)) < 0 ||
+	    (err = codec->parse_config(ep->config, ep->config_len, &fmt)) < 0 ||
 	    (err = codec->encoder_new(&s->enc, ep->config, ep->config_len, ep->write_mtu, &ep->prefs)) < 0)
 		goto fail;
 	s->rate = fmt.rate;
@@ -694,14 +626,11 @@ int a2dp_stream_new(struct a2dp_stream **out, struct a2dp_endpoint *ep,
 	atomic_init(&s->avail_min, 1);
 	setup_socket(s);
 	if ((err = check_packet_fits(s)) < 0 || (err = alloc_io_buffers(s)) < 0 ||
-	    (err = open_fds(s)) < 0)
-		goto fail;
-	if ((err = -pthread_create(&s->thread, NULL, io_thread, s)) < 0)
+	    (err = io_thread_start(&s->io, io_thread, s)) < 0)
 		goto fail;
 	*out = s;
 	return 0;
 fail:
-	s->thread = 0;
 	a2dp_stream_free(s);
 	return err;
 }
@@ -710,20 +639,9 @@ void a2dp_stream_free(struct a2dp_stream *s)
 {
 	if (!s)
 		return;
-	if (s->thread) {
-		request(s, ST_QUIT);
-		pthread_join(s->thread, NULL);
-	}
+	io_thread_destroy(&s->io, ST_QUIT);
 	if (s->enc)
 		s->codec->encoder_free(s->enc);
-	if (s->wake_fd >= 0)
-		close(s->wake_fd);
-	if (s->event_fd >= 0)
-		close(s->event_fd);
-	if (s->timer_fd >= 0)
-		close(s->timer_fd);
-	pthread_mutex_destroy(&s->lock);
-	pthread_cond_destroy(&s->cond);
 	free(s->ring);
 	free(s->scratch);
 	free(s->packet);
@@ -755,14 +673,14 @@ uint64_t a2dp_stream_appl(const struct a2dp_stream *s) { return atomic_load(&s->
 uint64_t a2dp_stream_hw(const struct a2dp_stream *s) { return atomic_load(&s->hw); }
 int a2dp_stream_error(const struct a2dp_stream *s) { return atomic_load(&s->error); }
 int a2dp_stream_drained(const struct a2dp_stream *s) { return atomic_load(&s->drained); }
-int a2dp_stream_event_fd(const struct a2dp_stream *s) { return s->event_fd; }
+int a2dp_stream_event_fd(const struct a2dp_stream *s) { return s->io.event_fd; }
 uint32_t a2dp_stream_gain(const struct a2dp_stream *s) { return atomic_load(&s->gain); }
 
 void a2dp_stream_commit(struct a2dp_stream *s, unsigned frames)
 {
 	atomic_store(&s->appl, atomic_load(&s->appl) + frames);
 	if (atomic_load(&s->starved))
-		wake_io(s);
+		io_poke(s->io.wake_fd);
 }
 
 void a2dp_stream_set_avail_min(struct a2dp_stream *s, unsigned frames)
@@ -772,12 +690,12 @@ void a2dp_stream_set_avail_min(struct a2dp_stream *s, unsigned frames)
 
 void a2dp_stream_ack_event(struct a2dp_stream *s)
 {
-	drain_fd(s->event_fd);
+	io_drain(s->io.event_fd);
 }
 
 void a2dp_stream_prepare(struct a2dp_stream *s)
 {
-	request(s, ST_STOPPED);
+	io_request(&s->io, ST_STOPPED);
 	atomic_store(&s->appl, 0);
 	atomic_store(&s->hw, 0);
 	atomic_store(&s->sent, 0);
@@ -789,22 +707,22 @@ void a2dp_stream_prepare(struct a2dp_stream *s)
 
 void a2dp_stream_start(struct a2dp_stream *s)
 {
-	request(s, ST_RUNNING);
+	io_request(&s->io, ST_RUNNING);
 }
 
 void a2dp_stream_stop(struct a2dp_stream *s)
 {
-	request(s, ST_STOPPED);
+	io_request(&s->io, ST_STOPPED);
 }
 
 void a2dp_stream_pause(struct a2dp_stream *s, int enable)
 {
-	request(s, enable ? ST_PAUSED : ST_RUNNING);
+	io_request(&s->io, enable ? ST_PAUSED : ST_RUNNING);
 }
 
 int a2dp_stream_draining(const struct a2dp_stream *s)
 {
-	return s->want == ST_DRAINING && !atomic_load(&s->drained);
+	return s->io.want == ST_DRAINING && !atomic_load(&s->drained);
 }
 
 static int drain_wait_ms(struct a2dp_stream *s)
@@ -819,14 +737,14 @@ static int drain_wait_ms(struct a2dp_stream *s)
 
 int a2dp_stream_drain(struct a2dp_stream *s, int wait)
 {
-	struct pollfd p = { .fd = s->event_fd, .events = POLLIN };
+	struct pollfd p = { .fd = s->io.event_fd, .events = POLLIN };
 	int64_t deadline;
 
-	if (s->want != ST_DRAINING)
-		request(s, ST_DRAINING);
-	deadline = now_ns() / 1000000 + drain_wait_ms(s);
+	if (s->io.want != ST_DRAINING)
+		io_request(&s->io, ST_DRAINING);
+	deadline = io_now_ns() / 1000000 + drain_wait_ms(s);
 	while (!atomic_load(&s->drained) && !atomic_load(&s->error)) {
-		int64_t left = deadline - now_ns() / 1000000;
+		int64_t left = deadline - io_now_ns() / 1000000;
 
 		if (!wait)
 			return -EAGAIN;
@@ -864,18 +782,18 @@ int64_t a2dp_stream_delay_after_ring(struct a2dp_stream *s)
 	};
 
 	p.played = p.sent;
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->io.lock);
 	if (s->state == ST_RUNNING || s->state == ST_DRAINING)
-		p.played = clock_frames(s, now_ns());
+		p.played = clock_frames(s, io_now_ns());
 	else if (s->state == ST_PAUSED)
 		p.played = clock_frames(s, s->paused_ns);
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->io.lock);
 	return a2dp_delay_compose(&p);
 }
 
 void a2dp_stream_get_stats(struct a2dp_stream *s, struct a2dp_stream_stats *st)
 {
-	pthread_mutex_lock(&s->lock);
+	pthread_mutex_lock(&s->io.lock);
 	*st = s->stats;
-	pthread_mutex_unlock(&s->lock);
+	pthread_mutex_unlock(&s->io.lock);
 }

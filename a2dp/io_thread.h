@@ -1,0 +1,45 @@
+/*
+ * What the playback stream and the capture share about their I/O thread:
+ * its three descriptors (a wake-up for it, an event for the application's
+ * poll, a CLOCK_MONOTONIC timer), the thread itself, and the handshake by
+ * which the application asks for a state change and waits until the thread
+ * has made it.
+ */
+#ifndef A2DP_IO_THREAD_H
+#define A2DP_IO_THREAD_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#define IO_NS 1000000000LL
+
+struct io_thread {
+	int wake_fd;          /* the application wakes the I/O thread */
+	int event_fd;         /* the I/O thread wakes the application's poll */
+	int timer_fd;         /* the media clock */
+	pthread_t thread;
+	int running;
+	/* Also guards what the owner keeps beside the state (its clock, stats). */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int want;             /* requested state, by the application */
+	unsigned gen, seen_gen;
+};
+
+int64_t io_now_ns(void);
+/* An eventfd made readable, or emptied. */
+void io_poke(int fd);
+void io_drain(int fd);
+
+/* Descriptors and lock; -errno if a descriptor cannot be made. */
+int io_thread_init(struct io_thread *t);
+int io_thread_start(struct io_thread *t, void *(*fn)(void *), void *arg);
+/* Asks for quit_state and joins the thread (if started), then closes all. */
+void io_thread_destroy(struct io_thread *t, int quit_state);
+
+/* The application: asks for a state and returns once the thread made it. */
+void io_request(struct io_thread *t, int want);
+/* The I/O thread: makes a pending request, apply(arg, want) under the lock. */
+void io_apply_request(struct io_thread *t, void (*apply)(void *arg, int want), void *arg);
+
+#endif
