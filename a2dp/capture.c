@@ -118,6 +118,15 @@ static void read_packets(struct a2dp_capture *c)
 	}
 }
 
+/* What we add between a packet's arrival and its delivery, for the phone to
+ * keep its video in step: the jitter buffer's depth and one delivery tick.
+ * What the reader adds after (its own buffer, a sound card's) is not ours
+ * to know. */
+static unsigned delay_tenths_ms(const struct a2dp_capture *c)
+{
+	return c->opts.jitter_ms * 10 + TICK_NS / 100000;
+}
+
 /* The phone started streaming: the transport is "pending" until someone
  * takes it. */
 static void follow_transport(struct a2dp_capture *c)
@@ -137,6 +146,8 @@ static void follow_transport(struct a2dp_capture *c)
 		lose(c, "cannot ask bluetoothd for the audio transport");
 	if ((r = a2dp_endpoint_acquired(c->ep)) < 0)
 		lose(c, "bluetoothd refused the audio transport");
+	else if (r > 0)
+		a2dp_endpoint_report_delay(c->ep, delay_tenths_ms(c));
 }
 
 /* --- delivering ------------------------------------------------------------ */

@@ -817,6 +817,16 @@ int a2dp_endpoint_acquired(struct a2dp_endpoint *ep)
 	return r == -EAGAIN ? 0 : r;
 }
 
+void a2dp_endpoint_report_delay(struct a2dp_endpoint *ep, unsigned tenths_ms)
+{
+	if (ep->fd < 0 || !strcmp(ep->delay_reported, ep->transport))
+		return;
+	/* No reply is awaited: the I/O thread must not block on bluetoothd. */
+	if (bluez_set_uint16_async(ep->bz, ep->transport, TRANSPORT_IFACE, "Delay",
+				   tenths_ms > 0xffff ? 0xffff : tenths_ms) == 0)
+		snprintf(ep->delay_reported, sizeof(ep->delay_reported), "%s", ep->transport);
+}
+
 void a2dp_endpoint_drop_fd(struct a2dp_endpoint *ep)
 {
 	DBusMessage *msg;

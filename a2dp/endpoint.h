@@ -60,6 +60,8 @@ struct a2dp_endpoint {
 
 	/* Sink: the TryAcquire in flight (the I/O thread's), NULL if none. */
 	DBusPendingCall *acquiring;
+	/* Sink: the transport our own delay was last reported on. */
+	char delay_reported[192];
 };
 
 /* Registers an endpoint per codec of `codecs` (best first) that can be used
@@ -85,6 +87,10 @@ int a2dp_endpoint_open_sink(struct bluez *bz, const struct bluez_device *dev,
  * (logged). */
 int a2dp_endpoint_try_acquire(struct a2dp_endpoint *ep);
 int a2dp_endpoint_acquired(struct a2dp_endpoint *ep);
+/* Sink, once acquired: tells the phone our delay (1/10 ms) through the
+ * transport's Delay, once per transport. BlueZ sends it as an AVDTP delay
+ * report (5.79 and later; earlier ones refuse the write: nothing is lost). */
+void a2dp_endpoint_report_delay(struct a2dp_endpoint *ep, unsigned tenths_ms);
 /* Sink: the phone closed the socket (it stopped the stream); closes our end
  * and releases the transport without waiting. */
 void a2dp_endpoint_drop_fd(struct a2dp_endpoint *ep);

@@ -34,11 +34,12 @@ SWEEP_MIN_DB = 60.0                  # measured 65.2 dB, as libsbc alone
 LAG_GUESS, LAG_SEARCH = RATE // 2, RATE // 2
 
 
-def phone_env(tmp_wav, phone_args='', pause=None, devices=None):
+def phone_env(tmp_wav, phone_args='', pause=None, devices=None, mock_args=()):
     extra = ['--phone', os.path.join(BUILD, 'phone_source'),
              '--phone-args=--wav %s %s' % (tmp_wav, phone_args)]
     if pause:
         extra += ['--phone-pause', pause]
+    extra += list(mock_args)
     return Env(devices=devices or ['hci0/%s,phone' % PHONE], sink=None, extra_args=extra)
 
 
@@ -262,6 +263,38 @@ def test_delay_and_close():
             check_counts(name, r.stdout)
 
 
+def delay_reports(env):
+    """(value, outcome) of each write of our transport's Delay, from the mock's log."""
+    out, value = [], None
+    for line in env.mock_log().splitlines():
+        m = re.match(r'\[[\d.]+\] SetProperty (?:\S+ Delay (\d+) |-> (\S+))', line)
+        if m and m.group(1):
+            value = int(m.group(1))
+        elif m and value is not None:
+            out.append((value, m.group(2)))
+            value = None
+    return out
+
+
+def test_delay_report():
+    """The phone is told our delay (the jitter buffer and one 5 ms tick) once
+    the transport is ours; with a BlueZ that cannot take it (before 5.79),
+    the capture is not disturbed."""
+    sig, path = prepared('report', seconds=1.5)
+    for jitter_ms, readonly in ((60, False), (200, False), (60, True)):
+        name = f'Delay report, JITTER_MS={jitter_ms}' + (', read-only' if readonly else '')
+        with phone_env(path, mock_args=['--sink-delay-readonly'] if readonly else []) as env:
+            r, got = arecord(env, 1.5, dev=DEV + ',JITTER_MS=%d' % jitter_ms)
+            reports = delay_reports(env)
+            print(f'{name}: {reports}')
+            check(name + ': arecord captured 1.5 s', r.rc == 0 and len(got) == int(1.5 * RATE),
+                  r.stderr[-300:])
+            want = [(jitter_ms * 10 + 50, 'PropertyReadOnly' if readonly else 'ok')]
+            check(name + ': one write of Delay, %d (1/10 ms)' % want[0][0],
+                  [(v, o.split('.')[-1].rstrip(':')) for v, o in reports] == want, str(reports))
+            check(name + ': no line from the plugin', 'ALSA lib' not in r.stderr, r.stderr[-300:])
+
+
 def test_overrun():
     """A reader that stops for 0.5 s with a 0.2 s buffer: an overrun, as a
     card reports it, and the capture goes on after snd_pcm_prepare."""
@@ -307,6 +340,7 @@ test_pause(wait=True, clock_runs=True)
 test_link_lost()
 test_link_lost_arecord()
 test_delay_and_close()
+test_delay_report()
 test_overrun()
 test_errors()
 finish()

@@ -24,6 +24,8 @@ Command line
                          ff:4f0000000100ff (aptX)
   --mtu N                read and write MTU returned by Acquire (default 672)
   --volume N             transports start with Volume N (0..127); else none
+  --sink-delay-readonly  our sink's transport Delay cannot be set (BlueZ
+                         before 5.79); else its owner may set it
   --delay N              Delay (1/10 ms) on transports whose endpoint asked
                          for DelayReporting (as BlueZ); else no Delay
   --battery N            devices get org.bluez.Battery1 Percentage N
@@ -1149,6 +1151,13 @@ class Transport(PropObject):
         props['Endpoint'] = dbus.ObjectPath(sep_path)
         self.props[TRANSPORT] = props
         self.writable = {(TRANSPORT, 'Volume')}
+        # A local sink that asked for delay reporting has a Delay; BlueZ
+        # 5.79 and later let its owner set it (sent to the phone as an
+        # AVDTP delay report), earlier ones only show it.
+        if endpoint and endpoint.uuid == A2DP_SINK and endpoint.delay_reporting:
+            props.setdefault('Delay', dbus.UInt16(0))
+            if not mock.args.sink_delay_readonly:
+                self.writable.add((TRANSPORT, 'Delay'))
 
     @property
     def state(self):
@@ -1184,6 +1193,20 @@ class Transport(PropObject):
             s.stop()
 
     def on_set(self, iface, name, value, sender):
+        if name == 'Delay':
+            self.set_delay(value, sender)
+        else:
+            self.set_volume_later(value)
+
+    def set_delay(self, value, sender):
+        """As BlueZ: only the owner of an acquired transport may set it."""
+        if self.owner is not None and self.owner != sender:
+            raise bluez_error('NotAuthorized', 'Operation Not Authorized')
+        if not isinstance(value, dbus.UInt16):
+            raise invalid_args()
+        self.update(TRANSPORT, Delay=value)
+
+    def set_volume_later(self, value):
         """Volume: validated and accepted now, applied when the speaker confirms."""
         if not isinstance(value, dbus.UInt16) or int(value) > 127:
             raise invalid_args()
@@ -1589,6 +1612,7 @@ def parse_args(argv):
     p.add_argument('--mtu', type=int, default=672)
     p.add_argument('--volume', type=int)
     p.add_argument('--delay', type=int)
+    p.add_argument('--sink-delay-readonly', action='store_true')
     p.add_argument('--battery', type=int)
     p.add_argument('--sink')
     p.add_argument('--outdir', default='.')
