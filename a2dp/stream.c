@@ -12,6 +12,7 @@
 
 #include <alsa/asoundlib.h>
 
+#include "device_volume.h"
 #include "io_thread.h"
 #include "rtp.h"
 #include "stream.h"
@@ -42,7 +43,7 @@ struct a2dp_stream {
 	unsigned sample_bytes, frame_bytes;   /* PCM, in the codec's sample format */
 	size_t header_len;             /* RTP header, or none */
 	struct io_thread io;           /* its descriptors, thread, lock and state requests */
-	struct volume_store *vs;
+	struct device_volume volume;   /* the software gain */
 	int bluetooth_socket;          /* AF_BLUETOOTH: TIOCOUTQ says free space */
 	_Atomic int sndbuf;            /* SO_SNDBUF as the kernel holds it */
 
@@ -60,7 +61,6 @@ struct a2dp_stream {
 	_Atomic int error;
 	_Atomic int drained;
 	_Atomic int starved;           /* waiting for the application's next write */
-	_Atomic uint32_t gain;         /* software volume, Q16 */
 	_Atomic size_t packet_charge;  /* socket memory one packet takes, learned */
 	int64_t t0_ns;                 /* when frame 0 of the clock is due */
 	int64_t paused_ns;
@@ -77,7 +77,6 @@ struct a2dp_stream {
 	int flushed;                   /* drain started pushing the encoder's tail */
 	unsigned flush_left;           /* silence still to send for it */
 	unsigned last_padding;         /* silence that ended the last packet */
-	int speaker_volume;            /* last MediaTransport1.Volume seen, -1 none */
 	int64_t last_lower_ns, queue_empty_since_ns;
 	struct a2dp_stream_stats stats;
 	int logged_congestion;
@@ -211,16 +210,6 @@ static void copy_from_ring(struct a2dp_stream *s, uint64_t from, unsigned frames
 	memset(s->scratch + frames * fb, 0, (padded - frames) * fb);
 }
 
-static void apply_gain(struct a2dp_stream *s, unsigned frames)
-{
-	uint32_t gain = atomic_load(&s->gain);
-
-	if (s->codec->sample_format == A2DP_S32)
-		volume_apply_s32((int32_t *)s->scratch, frames * s->channels, gain);
-	else
-		volume_apply((int16_t *)s->scratch, frames * s->channels, gain);
-}
-
 /* One packet on the socket: 0 sent, 1 dropped (congested), -1 the link is gone. */
 static int send_one(struct a2dp_stream *s, const uint8_t *buf, size_t len, int64_t now)
 {
@@ -282,7 +271,7 @@ static int send_packet(struct a2dp_stream *s, unsigned frames, unsigned padded, 
 
 	copy_from_ring(s, hw, frames, padded);
 	atomic_store(&s->hw, hw + frames);          /* the ring space is free again */
-	apply_gain(s, frames);
+	device_volume_apply(&s->volume, s->scratch, frames * s->channels, s->sample_bytes);
 	n = s->codec->encode(s->enc, s->scratch, padded / s->frame_samples,
 			     s->packet + s->header_len, s->packet_size - s->header_len);
 	if (n < 0) {
@@ -432,51 +421,6 @@ static void service_clock(struct a2dp_stream *s)
 	}
 }
 
-/* --- volume ---------------------------------------------------------------- */
-
-/* The gain follows the store: the volume itself when the speaker has no
- * absolute volume, else only mute (the speaker applies its volume). */
-static void apply_store(struct a2dp_stream *s)
-{
-	struct volume_state st;
-
-	volume_store_load(s->vs, &st);
-	atomic_store(&s->gain, s->speaker_volume >= 0 ? (st.muted ? 0 : 65536)
-						       : volume_gain_q16(st.volume, st.muted));
-}
-
-/* The speaker reported a volume: it appeared (push a change made while no
- * stream was open) or it changed (the knob, or our write acknowledged). */
-static void on_speaker_volume(struct a2dp_stream *s, int volume)
-{
-	struct volume_state st;
-	int appeared = s->speaker_volume < 0;
-
-	s->speaker_volume = volume;
-	volume_store_load(s->vs, &st);
-	if (appeared && st.pending) {
-		bluez_set_uint16_async(s->ep->bz, s->ep->transport, "org.bluez.MediaTransport1",
-				       "Volume", st.volume);
-		st.pending = 0;
-	} else {
-		st.volume = volume;
-	}
-	volume_store_save(s->vs, &st);
-	apply_store(s);
-}
-
-static void follow_volume(struct a2dp_stream *s)
-{
-	int volume = atomic_load(&s->ep->volume);
-
-	if (!s->vs)
-		return;
-	if (volume >= 0 && volume != s->speaker_volume)
-		on_speaker_volume(s, volume);
-	if (volume_store_changed(s->vs))
-		apply_store(s);
-}
-
 /* --- state requests ------------------------------------------------------ */
 
 static void transition(void *arg, int want)
@@ -524,7 +468,7 @@ static void wait_events(struct a2dp_stream *s)
 		{ .fd = s->io.timer_fd, .events = POLLIN },
 		{ .fd = s->transport_dead ? -1 : s->fd, .events = 0 },  /* HUP/ERR only */
 		{ .fd = a2dp_endpoint_bus_fd(s->ep), .events = POLLIN },
-		{ .fd = s->vs ? s->vs->inotify_fd : -1, .events = POLLIN },
+		{ .fd = device_volume_fd(&s->volume), .events = POLLIN },
 	};
 
 	if (poll(p, 5, -1) < 0)
@@ -541,7 +485,7 @@ static void wait_events(struct a2dp_stream *s)
 			lose_transport(s, "bluetoothd ended the audio stream (speaker disconnected?)");
 	}
 	if (p[3].revents || p[4].revents)
-		follow_volume(s);
+		device_volume_follow(&s->volume);
 }
 
 static void *io_thread(void *arg)
@@ -550,10 +494,7 @@ static void *io_thread(void *arg)
 
 	/* Messages read during open but not yet dispatched. */
 	a2dp_endpoint_dispatch(s->ep);
-	if (s->vs) {
-		apply_store(s);
-		follow_volume(s);
-	}
+	device_volume_follow(&s->volume);
 	while (!apply_requests(s)) {
 		if (s->state == ST_RUNNING || s->state == ST_DRAINING)
 			service_clock(s);
@@ -607,9 +548,7 @@ int a2dp_stream_new(struct a2dp_stream **out, struct a2dp_endpoint *ep,
 		return -ENOMEM;
 	s->ep = ep;
 	s->codec = codec;
-	s->vs = vs;
-	s->speaker_volume = -1;
-	atomic_init(&s->gain, 65536);
+	device_volume_init(&s->volume, ep, vs, 0);
 	s->fd = ep->fd;
 	s->mtu = ep->write_mtu;
 	if ((err = io_thread_init(&s->io)) < 0 ||
@@ -674,7 +613,7 @@ uint64_t a2dp_stream_hw(const struct a2dp_stream *s) { return atomic_load(&s->hw
 int a2dp_stream_error(const struct a2dp_stream *s) { return atomic_load(&s->error); }
 int a2dp_stream_drained(const struct a2dp_stream *s) { return atomic_load(&s->drained); }
 int a2dp_stream_event_fd(const struct a2dp_stream *s) { return s->io.event_fd; }
-uint32_t a2dp_stream_gain(const struct a2dp_stream *s) { return atomic_load(&s->gain); }
+uint32_t a2dp_stream_gain(const struct a2dp_stream *s) { return device_volume_gain(&s->volume); }
 
 void a2dp_stream_commit(struct a2dp_stream *s, unsigned frames)
 {
