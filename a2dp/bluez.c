@@ -348,6 +348,8 @@ static int check_adapters(const struct objects *o, const char *want)
  * other way round. */
 static int has_role(const struct bluez_device *d, int want_source)
 {
+	if (want_source == BLUEZ_EITHER)
+		return d->audio_source || d->audio_sink;
 	return want_source ? d->audio_source : d->audio_sink;
 }
 
@@ -361,6 +363,11 @@ static int check_device(const struct bluez_device *d, int want_source)
 		SNDERR("%s is not paired: run 'bluetoothctl pair %s' and 'bluetoothctl trust %s'",
 		       d->address, d->address, d->address);
 		return -EACCES;
+	}
+	if (!has_role(d, want_source) && want_source == BLUEZ_EITHER) {
+		SNDERR("%s offers neither A2DP Sink nor A2DP Source: it is not an audio device",
+		       d->address);
+		return -ENOTSUP;
 	}
 	if (!has_role(d, want_source)) {
 		SNDERR(want_source ? "%s is not an audio source (it offers no A2DP Source profile): it cannot play to us"

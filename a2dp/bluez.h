@@ -52,8 +52,10 @@ void bluez_close(struct bluez *bz);
  * any; address: the device, or NULL for the connected A2DP sink. */
 int bluez_find_device(struct bluez *bz, const char *adapter, const char *address,
 		      int64_t deadline_ms, struct bluez_device *dev);
-/* The same for either role: want_source finds a device that plays to us (a
- * phone: A2DP Source), for the capture PCM; address NULL: the connected one. */
+/* The same for a role: want_source BLUEZ_SOURCE finds a device that plays to
+ * us (a phone: A2DP Source), for the capture PCM; BLUEZ_EITHER (the mixer,
+ * with an address) a speaker or a phone; address NULL: the connected one. */
+enum { BLUEZ_SINK, BLUEZ_SOURCE, BLUEZ_EITHER };
 int bluez_find_device_role(struct bluez *bz, const char *adapter, const char *address,
 			   int want_source, int64_t deadline_ms, struct bluez_device *dev);
 

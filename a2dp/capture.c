@@ -11,6 +11,7 @@
 #include <alsa/asoundlib.h>
 
 #include "capture.h"
+#include "device_volume.h"
 #include "io_thread.h"
 #include "jitter.h"
 #include "rtp.h"
@@ -29,6 +30,7 @@ struct a2dp_capture {
 	struct a2dp_decoder *dec;
 	struct a2dp_capture_opts opts;
 	unsigned rate, channels, sample_bytes, frame_bytes, max_frames;
+	struct device_volume volume;   /* the phone's slider, as gain */
 	struct io_thread io;           /* its descriptors, thread, lock (stats too) and state requests */
 
 	/* Set by the application thread while the capture is stopped. */
@@ -179,9 +181,10 @@ static unsigned fill_ring(struct a2dp_capture *c, uint64_t hw, unsigned n)
 	while (done < n) {
 		unsigned pos = (hw + done) % c->buffer;
 		unsigned run = c->buffer - pos < n - done ? c->buffer - pos : n - done;
-		unsigned got = jitter_get(&c->jb, c->ring + (size_t)pos * c->frame_bytes, run,
-					  !c->opts.wait_on_pause);
+		uint8_t *at = c->ring + (size_t)pos * c->frame_bytes;
+		unsigned got = jitter_get(&c->jb, at, run, !c->opts.wait_on_pause);
 
+		device_volume_apply(&c->volume, at, got * c->channels, c->sample_bytes);
 		done += got;
 		if (got < run)
 			break;
@@ -240,14 +243,15 @@ static int apply_requests(struct a2dp_capture *c)
 
 static void wait_events(struct a2dp_capture *c)
 {
-	struct pollfd p[4] = {
+	struct pollfd p[5] = {
 		{ .fd = c->io.wake_fd, .events = POLLIN },
 		{ .fd = c->io.timer_fd, .events = POLLIN },
 		{ .fd = c->lost ? -1 : c->ep->fd, .events = POLLIN },
 		{ .fd = c->lost ? -1 : a2dp_endpoint_bus_fd(c->ep), .events = POLLIN },
+		{ .fd = device_volume_fd(&c->volume), .events = POLLIN },
 	};
 
-	if (poll(p, 4, -1) < 0)
+	if (poll(p, 5, -1) < 0)
 		return;
 	if (p[0].revents)
 		io_drain(c->io.wake_fd);
@@ -262,6 +266,8 @@ static void wait_events(struct a2dp_capture *c)
 		a2dp_endpoint_dispatch(c->ep);
 	if (!c->lost && (p[3].revents || p[2].revents))
 		follow_transport(c);
+	if (p[3].revents || p[4].revents)
+		device_volume_follow(&c->volume);
 	/* A dead bus connection polls as nothing at all: notice it here. */
 	if (!c->lost && a2dp_endpoint_bus_fd(c->ep) < 0)
 		lose(c, "lost the D-Bus system bus");
@@ -274,6 +280,7 @@ static void *io_thread(void *arg)
 	/* Messages read during open but not yet dispatched; a phone already streaming. */
 	a2dp_endpoint_dispatch(c->ep);
 	follow_transport(c);
+	device_volume_follow(&c->volume);
 	while (!apply_requests(c))
 		wait_events(c);
 	return NULL;
@@ -304,7 +311,8 @@ static int setup_decoding(struct a2dp_capture *c)
 }
 
 int a2dp_capture_new(struct a2dp_capture **out, struct a2dp_endpoint *ep,
-		     const struct a2dp_codec *codec, const struct a2dp_capture_opts *opts)
+		     const struct a2dp_codec *codec, const struct a2dp_capture_opts *opts,
+		     struct volume_store *vs)
 {
 	struct a2dp_capture *c = calloc(1, sizeof(*c));
 	int err;
@@ -315,6 +323,7 @@ int a2dp_capture_new(struct a2dp_capture **out, struct a2dp_endpoint *ep,
 	c->codec = codec;
 	c->opts = *opts;
 	atomic_init(&c->avail_min, 1);
+	device_volume_init(&c->volume, ep, vs, 1);
 	if ((err = io_thread_init(&c->io)) < 0 || (err = setup_decoding(c)) < 0 ||
 	    (err = io_thread_start(&c->io, io_thread, c)) < 0)
 		goto fail;

@@ -16,6 +16,7 @@
 
 #include "codec.h"
 #include "endpoint.h"
+#include "volume.h"
 
 struct a2dp_capture;
 
@@ -28,9 +29,13 @@ struct a2dp_capture_stats {
 	uint64_t packets, lost_frames, late_packets, dropped_frames, rebuffers, bad_packets;
 };
 
-/* ep: configured as a Sink (a2dp_endpoint_open_sink); it must outlive the capture. */
+/* ep: configured as a Sink (a2dp_endpoint_open_sink); it must outlive the
+ * capture. vs: the phone's volume and mute, applied as gain (the phone's
+ * AVRCP volume slider, or the mixer), or NULL for none; it must outlive the
+ * capture too. */
 int a2dp_capture_new(struct a2dp_capture **c, struct a2dp_endpoint *ep,
-		     const struct a2dp_codec *codec, const struct a2dp_capture_opts *opts);
+		     const struct a2dp_codec *codec, const struct a2dp_capture_opts *opts,
+		     struct volume_store *vs);
 void a2dp_capture_free(struct a2dp_capture *c);
 
 unsigned a2dp_capture_rate(const struct a2dp_capture *c);

@@ -177,3 +177,14 @@ void volume_apply_s32(int32_t *pcm, unsigned samples, uint32_t gain_q16)
 	for (unsigned i = 0; i < samples; i++)
 		pcm[i] = (int32_t)(((int64_t)pcm[i] * gain_q16) >> 16);
 }
+
+void volume_store_note_codec(struct volume_store *vs, const char *name)
+{
+	struct volume_state st;
+
+	volume_store_load(vs, &st);
+	if (strcmp(st.codec, name)) {
+		snprintf(st.codec, sizeof(st.codec), "%s", name);
+		volume_store_save(vs, &st);
+	}
+}

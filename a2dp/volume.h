@@ -42,6 +42,8 @@ void volume_store_close(struct volume_store *vs);
 /* Reads the state; defaults when there is none yet. */
 void volume_store_load(struct volume_store *vs, struct volume_state *st);
 int volume_store_save(struct volume_store *vs, const struct volume_state *st);
+/* The mixer shows the codec a stream was set up with. */
+void volume_store_note_codec(struct volume_store *vs, const char *name);
 /* Drains the inotify fd; 1 if our file changed. */
 int volume_store_changed(struct volume_store *vs);
 

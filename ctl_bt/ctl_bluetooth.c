@@ -37,6 +37,13 @@ static const char *const elem_names[EL_COUNT] = {
 	[EL_BATTERY] = "Battery Playback Volume",
 };
 
+/* A phone plays to us (the capture PCM): its volume slider is a gain on
+ * what we capture. */
+static const char *const phone_names[EL_SWITCH + 1] = {
+	[EL_VOLUME] = "A2DP Capture Volume",
+	[EL_SWITCH] = "A2DP Capture Switch",
+};
+
 /* The volume element's dB scale: 0 mutes, 1..127 linear in dB up to 0 dB. */
 static const unsigned int volume_tlv[] = {
 	SND_CTL_TLVT_DB_MINMAX_MUTE, 2 * sizeof(unsigned int),
@@ -48,6 +55,7 @@ struct bt_ctl {
 	struct bt_options opt;
 	struct bluez *bz;
 	struct bluez_device dev;
+	int phone;                  /* the device plays to us (A2DP Source only) */
 	struct volume_store vs;
 	char transport[192];        /* a MediaTransport1 of the device, "" if none */
 	int speaker_volume;         /* its Volume, -1 while it has none */
@@ -259,17 +267,22 @@ static int bt_elem_count(snd_ctl_ext_t *ext)
 	return n_elems(ext->private_data);
 }
 
-static void fill_id(snd_ctl_elem_id_t *id, int elem)
+static const char *elem_name(const struct bt_ctl *ctl, int elem)
+{
+	return ctl->phone && elem <= EL_SWITCH ? phone_names[elem] : elem_names[elem];
+}
+
+static void fill_id(const struct bt_ctl *ctl, snd_ctl_elem_id_t *id, int elem)
 {
 	snd_ctl_elem_id_set_interface(id, SND_CTL_ELEM_IFACE_MIXER);
-	snd_ctl_elem_id_set_name(id, elem_names[elem]);
+	snd_ctl_elem_id_set_name(id, elem_name(ctl, elem));
 }
 
 static int bt_elem_list(snd_ctl_ext_t *ext, unsigned int offset, snd_ctl_elem_id_t *id)
 {
 	if ((int)offset >= n_elems(ext->private_data))
 		return -EINVAL;
-	fill_id(id, offset);
+	fill_id(ext->private_data, id, offset);
 	return 0;
 }
 
@@ -278,7 +291,7 @@ static snd_ctl_ext_key_t bt_find_elem(snd_ctl_ext_t *ext, const snd_ctl_elem_id_
 	const char *name = snd_ctl_elem_id_get_name(id);
 
 	for (int i = 0; i < n_elems(ext->private_data); i++)
-		if (!strcmp(name, elem_names[i]))
+		if (!strcmp(name, elem_name(ext->private_data, i)))
 			return i;
 	return SND_CTL_EXT_KEY_NOT_FOUND;
 }
@@ -286,7 +299,8 @@ static snd_ctl_ext_key_t bt_find_elem(snd_ctl_ext_t *ext, const snd_ctl_elem_id_
 static int bt_get_attribute(snd_ctl_ext_t *ext, snd_ctl_ext_key_t key, int *type,
 			    unsigned int *acc, unsigned int *count)
 {
-	(void)ext;
+	const struct bt_ctl *ctl = ext->private_data;
+
 	*count = 1;
 	switch (key) {
 	case EL_VOLUME:
@@ -300,7 +314,8 @@ static int bt_get_attribute(snd_ctl_ext_t *ext, snd_ctl_ext_key_t key, int *type
 		return 0;
 	case EL_CODEC:
 		*type = SND_CTL_ELEM_TYPE_ENUMERATED;
-		*acc = SND_CTL_EXT_ACCESS_READWRITE;
+		/* A phone chooses the codec it sends: shown, not chosen. */
+		*acc = ctl->phone ? SND_CTL_EXT_ACCESS_READ : SND_CTL_EXT_ACCESS_READWRITE;
 		return 0;
 	case EL_BATTERY:
 		*type = SND_CTL_ELEM_TYPE_INTEGER;
@@ -373,6 +388,8 @@ static int bt_write_enumerated(snd_ctl_ext_t *ext, snd_ctl_ext_key_t key, unsign
 		return -ENODEV;
 	if (key != EL_CODEC || *item >= n_codecs())
 		return -EINVAL;
+	if (ctl->phone)
+		return -EPERM;
 	name = a2dp_codecs[*item]->name;
 	volume_store_load(&ctl->vs, &st);
 	if (!strcmp(st.codec, name) && !strcmp(st.wanted, name))
@@ -479,7 +496,7 @@ static int bt_read_event(snd_ctl_ext_t *ext, snd_ctl_elem_id_t *id, unsigned int
 		ctl->dirty &= ~(1u << i);
 		if (!ctl->subscribed)
 			continue;
-		fill_id(id, i);
+		fill_id(ctl, id, i);
 		*event_mask = SND_CTL_EVENT_MASK_VALUE;
 		return 1;
 	}
@@ -624,10 +641,12 @@ static int bt_connect(struct bt_ctl *ctl)
 	int err;
 
 	if ((err = bluez_open(&ctl->bz)) < 0 ||
-	    (err = bluez_find_device(ctl->bz, ctl->opt.adapter,
-				     ctl->opt.device[0] ? ctl->opt.device : NULL, deadline,
-				     &ctl->dev)) < 0)
+	    (err = bluez_find_device_role(ctl->bz, ctl->opt.adapter,
+					  ctl->opt.device[0] ? ctl->opt.device : NULL,
+					  ctl->opt.device[0] ? BLUEZ_EITHER : BLUEZ_SINK, deadline,
+					  &ctl->dev)) < 0)
 		return err;
+	ctl->phone = ctl->dev.audio_source && !ctl->dev.audio_sink;
 	if ((err = volume_store_open(&ctl->vs, ctl->dev.address, 1)) < 0) {
 		SNDERR("bluetooth: cannot keep the volume in $XDG_STATE_HOME or ~/.local/state: %s",
 		       strerror(-err));

@@ -320,15 +320,8 @@ static int codec_list(struct bt_pcm *pcm, const struct a2dp_codec **codecs)
 /* The mixer shows the codec the speaker configured. */
 static void note_codec(struct bt_pcm *pcm)
 {
-	struct volume_state st;
-
-	if (!pcm->have_volume_store)
-		return;
-	volume_store_load(&pcm->volume, &st);
-	if (strcmp(st.codec, pcm->codec->name)) {
-		snprintf(st.codec, sizeof(st.codec), "%s", pcm->codec->name);
-		volume_store_save(&pcm->volume, &st);
-	}
+	if (pcm->have_volume_store)
+		volume_store_note_codec(&pcm->volume, pcm->codec->name);
 }
 
 static int bt_connect(struct bt_pcm *pcm)

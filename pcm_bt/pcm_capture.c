@@ -30,6 +30,8 @@ struct bt_capture {
 	struct a2dp_capture *cap;
 	const struct a2dp_codec *codec;
 	unsigned avail_min;
+	struct volume_store volume;    /* the phone's volume and mute, shared with the mixer */
+	int have_volume_store;
 };
 
 static int error_of(struct bt_capture *pcm)
@@ -176,6 +178,8 @@ static void cap_free(struct bt_capture *pcm)
 	a2dp_capture_free(pcm->cap);
 	a2dp_endpoint_close(pcm->ep);
 	bluez_close(pcm->bz);
+	if (pcm->have_volume_store)
+		volume_store_close(&pcm->volume);
 	free(pcm);
 }
 
@@ -259,7 +263,12 @@ static int connect_phone(struct bt_capture *pcm)
 	if ((err = a2dp_endpoint_open_sink(pcm->bz, &dev, codecs, n, &prefs, deadline, &pcm->ep)) < 0)
 		return err;
 	pcm->codec = pcm->ep->codec;
-	return a2dp_capture_new(&pcm->cap, pcm->ep, pcm->codec, &copts);
+	/* Without a place for the state (no HOME): no gain, the phone's volume unused. */
+	pcm->have_volume_store = volume_store_open(&pcm->volume, dev.address, 1) == 0;
+	if (pcm->have_volume_store)
+		volume_store_note_codec(&pcm->volume, pcm->codec->name);
+	return a2dp_capture_new(&pcm->cap, pcm->ep, pcm->codec, &copts,
+				pcm->have_volume_store ? &pcm->volume : NULL);
 }
 
 int bt_capture_open(snd_pcm_t **pcmp, const char *name, const struct bt_options *opt, int mode)

@@ -274,6 +274,105 @@ def test_errors():
         r = amixer(env, 'cset', "name='A2DP Playback Volume'", '40')
         check('... and a fresh amixer works against the new bluetoothd', r.rc == 0, r.stderr)
 
+def window_db(x, rate, a, b):
+    """RMS level of x[a s : b s] in dB full scale (-inf for silence)."""
+    w = x[int(a * rate):int(b * rate)].astype(np.float64) / 32768.0
+    rms = float(np.sqrt(np.mean(w * w))) if len(w) else 0.0
+    return 20 * np.log10(rms) if rms > 0 else float('-inf')
+
+
+def volume_db(v):
+    return VOLUME_MIN_DB * (127 - v) / 127
+
+
+def phone_env(wav, volume):
+    build = os.environ.get('ALSABT_BUILD', 'build')
+    return Env(devices=['hci0/%s,phone' % ADDR], sink=None, volume=volume,
+               extra_args=['--phone', os.path.join(build, 'phone_source'),
+                           '--phone-args=--wav %s' % wav])
+
+
+def test_phone_volume():
+    """A phone plays to the capture PCM: its AVRCP volume slider is a gain on
+    what is captured and the mixer's "A2DP Capture Volume", both ways; the
+    capture switch mutes. Checked as audio: the level of each stretch of the
+    capture against the first (the phone's slider at the top)."""
+    rate, seg = 44100, 1.6
+    wav = '/tmp/alsabt-ctl-phone-%d.wav' % os.getpid()
+    audio.write_wav(wav, audio.noise(rate, 8.0), rate)
+    try:
+        with phone_env(wav, 127) as env:
+            r = amixer(env, 'scontents')
+            check('phone: the mixer shows a capture volume and switch, no playback ones',
+                  r.rc == 0 and "Capabilities: cvolume cvolume-joined cswitch cswitch-joined" in r.stdout
+                  and 'pvolume' not in r.stdout, r.stdout + r.stderr)
+            r = amixer(env, 'cset', 'name=A2DP Codec', '1')
+            check('phone: the codec is shown, not chosen (the phone chooses)', r.rc != 0, r.stdout)
+            out = env.tmp + '/cap.wav'
+            t0 = time.monotonic()
+            p = env.spawn(['arecord', '-q', '-D', 'bluetooth:DEV=' + ADDR, '-f', 'cd',
+                           '-d', '7', out])
+            env.wait_event(r'^TryAcquire -> ok', timeout=5 * TIME_SCALE)
+            t_phone = time.monotonic() - t0
+
+            def at(t):
+                time.sleep(max(0.0, t0 + t - time.monotonic()))
+            at(t_phone + 0.3 + seg)
+            env.mock('SetTransportProperty', 'Volume', dbus.UInt16(64, variant_level=1))
+            got_64 = wait_for(lambda: 'Capture 64 [' in amixer(env, 'get', 'A2DP').stdout, 1.0)
+            check('phone: its slider reaches the mixer (64)', got_64, amixer(env, 'get', 'A2DP').stdout)
+            at(t_phone + 0.3 + 2 * seg)
+            r = amixer(env, 'set', 'A2DP', '100')
+            told = wait_for(lambda: re.search(r'SetVolume 100 ', env.mock_log()), 1.0)
+            check('phone: the mixer\'s 100 is sent to the phone (MediaTransport1.Volume)',
+                  r.rc == 0 and told, r.stderr)
+            at(t_phone + 0.3 + 3 * seg)
+            r = amixer(env, 'cset', 'name=A2DP Capture Switch', 'off')
+            check('phone: the capture switch turns off', r.rc == 0, r.stderr)
+            res = p.wait(15 * TIME_SCALE)
+            got = audio.read_wav(out)[0] if os.path.exists(out) else np.zeros((0, 2), np.int16)
+            check('phone: arecord captured 7 s', res.rc == 0 and len(got) == 7 * rate, res.stderr)
+            # Each stretch from its change (wall time since the spawn; the
+            # capture's own start is later by its open, well under 0.5 s).
+            base = t_phone + 0.3
+            lv = [window_db(got, rate, base + k * seg + 0.55, base + (k + 1) * seg - 0.05)
+                  for k in range(4)]
+            print('phone volume: levels %s dB' % ['%.2f' % v for v in lv])
+            for k, (what, want) in enumerate((('the phone at 64', volume_db(64)),
+                                               ('the mixer at 100', volume_db(100))), 1):
+                check('phone: %s captured at %.1f dB (+-0.5)' % (what, want),
+                      abs(lv[k] - lv[0] - want) < 0.5, '%.2f dB' % (lv[k] - lv[0]))
+            check('phone: muted, silence', lv[3] == float('-inf'), '%.2f dB' % lv[3])
+            check('phone: the first stretch is the phone\'s audio at full level',
+                  -16 < lv[0] < -6, '%.2f dB' % lv[0])
+    finally:
+        os.unlink(wav)
+
+
+def test_phone_volume_in_store():
+    """A phone without AVRCP volume: the mixer's value is the gain."""
+    rate = 44100
+    wav = '/tmp/alsabt-ctl-phone-%d.wav' % os.getpid()
+    audio.write_wav(wav, audio.noise(rate, 4.0), rate)
+    try:
+        levels = []
+        for vol in (127, 90):
+            with phone_env(wav, None) as env:
+                r = amixer(env, 'set', 'A2DP', str(vol))
+                r2, out = None, env.tmp + '/cap.wav'
+                r2 = env.run(['arecord', '-q', '-D', 'bluetooth:DEV=' + ADDR, '-f', 'cd',
+                              '-d', '3', out], timeout=15 * TIME_SCALE)
+                got = audio.read_wav(out)[0] if os.path.exists(out) else np.zeros((0, 2), np.int16)
+                check('phone without AVRCP volume, mixer at %d: captured' % vol,
+                      r.rc == 0 and r2.rc == 0 and len(got) == 3 * rate, r.stderr + r2.stderr)
+                levels.append(window_db(got, rate, 1.2, 2.8))
+        print('phone without AVRCP volume: levels %s dB' % ['%.2f' % v for v in levels])
+        check('phone without AVRCP volume: the mixer at 90 is %.1f dB (+-0.5)' % volume_db(90),
+              abs(levels[1] - levels[0] - volume_db(90)) < 0.5, '%.2f dB' % (levels[1] - levels[0]))
+    finally:
+        os.unlink(wav)
+
+
 test_codec()
 test_hardware_volume()
 test_battery()
@@ -281,4 +380,6 @@ test_closed_stream()
 test_mute()
 test_software_volume()
 test_errors()
+test_phone_volume()
+test_phone_volume_in_store()
 finish()
