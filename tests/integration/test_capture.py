@@ -230,6 +230,32 @@ def test_link_lost_arecord():
               len(lines) == 1 and 'ended the audio stream' in lines[0], str(lines))
 
 
+def test_stream_ended():
+    """The phone ends the stream without losing the link (it reconfigures:
+    another codec or rate; or it disconnects the profile), or bluetoothd
+    stops: the read ends with "No such device" and one line, within 1 s,
+    and the program's descriptors and threads are released."""
+    sig, path = prepared('ended', seconds=6.0)
+    for name, act in (('the phone reconfigures', lambda env: env.mock('EndStreams')),
+                      ('bluetoothd stops', lambda env: env.stop_mock())):
+        with phone_env(path) as env:
+            p = env.spawn([os.path.join(BUILD, 'capture_client'), '-D', DEV, '-d', '10'])
+            env.wait_event(r'^TryAcquire -> ok', timeout=5 * TIME_SCALE)
+            time.sleep(0.5)
+            t0 = time.monotonic()
+            act(env)
+            r = p.wait(5 * TIME_SCALE)
+            took = time.monotonic() - t0
+            lines = [ln for ln in r.stderr.splitlines() if ln.startswith('ALSA lib')]
+            err = re.search(r'ERROR t=\S+ where=(\S+) err=(-?\d+)', r.stdout)
+            print(f'{name}: the client exited {took * 1000:.0f} ms after; {lines}')
+            check(name + ': the read fails with -ENODEV within 1 s',
+                  r.rc == 1 and err and err.group(2) == '-19' and took < 1.0 * TIME_SCALE,
+                  f'{took:.2f} s ' + r.stdout[-300:] + r.stderr[-300:])
+            check(name + ': one line says so', len(lines) == 1, str(lines))
+            check_counts(name, r.stdout)
+
+
 def check_counts(name, out):
     before = re.search(r'BEFORE t=\S+ fds=(\d+) threads=(\d+)', out)
     after = re.search(r'CLOSED t=\S+ fds=(\d+) threads=(\d+)', out)
@@ -328,6 +354,26 @@ def test_errors():
     open_error('CODEC= with nothing we decode', None, DEV + ',CODEC=aptx',
                'Operation not supported', r'decodes only sbc')
     open_error('bad JITTER_MS', None, DEV + ',JITTER_MS=5', 'Invalid argument', r'jitter_ms')
+    open_error('phone not paired', ['hci0/%s,phone,unpaired' % PHONE], DEV, 'Permission denied',
+               r'not paired: run .bluetoothctl pair')
+    test_no_answer()
+
+
+def test_no_answer():
+    """The phone never answers the connection: the open fails at TIMEOUT,
+    saying what did not happen, and leaves nothing behind."""
+    _, path = prepared('noanswer', seconds=0.5)
+    with phone_env(path) as env:
+        env.mock('SetFault', 'ConnectProfile', 'noreply')
+        r = env.run([os.path.join(BUILD, 'capture_client'), '-D', DEV + ',TIMEOUT=1500', '-d', '1'],
+                    timeout=10 * TIME_SCALE)
+        lines = [ln for ln in r.stderr.splitlines() if ln.startswith('ALSA lib')]
+        err = re.search(r'ERROR t=(\S+) where=open err=(-?\d+)', r.stdout)
+        print(f'no answer: {r.elapsed:.2f} s, {r.stdout.strip()[-200:]!r}, {lines}')
+        check('the phone never answers: the open fails with -ETIMEDOUT at TIMEOUT (1.5 s)',
+              r.rc != 0 and err and err.group(2) == '-110' and 1.4 < r.elapsed < 1.5 + 1.0 * TIME_SCALE,
+              f'{r.elapsed:.2f} s ' + r.stdout[-300:] + r.stderr[-300:])
+        check('the phone never answers: one line says so', len(lines) == 1, str(lines))
 
 
 test_clean(())
@@ -339,6 +385,7 @@ test_pause(wait=False, clock_runs=True)
 test_pause(wait=True, clock_runs=True)
 test_link_lost()
 test_link_lost_arecord()
+test_stream_ended()
 test_delay_and_close()
 test_delay_report()
 test_overrun()

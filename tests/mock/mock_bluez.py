@@ -1305,6 +1305,15 @@ class Control(dbus.service.Object):
             if dev.connected or dev.transports:
                 dev.link_lost()
 
+    @dbus.service.method(CTL)
+    def EndStreams(self):
+        """The device ends its streams but stays connected (a phone that
+        reconfigures, or disconnects the A2DP profile): BlueZ clears each
+        configuration and removes the transport."""
+        self.mock.log('Mock.EndStreams')
+        for dev in self.mock.devices.values():
+            dev.drop_transports(clear=True)
+
     @dbus.service.method(CTL, in_signature='sv')
     def SetTransportProperty(self, name, value):
         self.mock.log('Mock.SetTransportProperty %s %s' % (name, show(value)))
