@@ -217,8 +217,9 @@ def bench_codecs(wav):
     return [kv(line) for line in p.stdout.splitlines() if line.startswith('CODEC ')]
 
 
-def callgrind(argv, env=None, toggle=None, timeout=120):
-    """Instructions (Ir) callgrind counts for argv (only inside `toggle` if given)."""
+def callgrind(argv, env=None, toggle=None, timeout=120, stderr=None):
+    """Instructions (Ir) callgrind counts for argv (only inside `toggle` if given);
+    argv's stderr (with valgrind's) is appended to the list `stderr` if given."""
     out = os.path.join(env.tmp if env else '/tmp', 'callgrind.%d' % os.getpid())
     vg = ['valgrind', '--tool=callgrind', '--callgrind-out-file=' + out]
     if toggle:
@@ -229,6 +230,8 @@ def callgrind(argv, env=None, toggle=None, timeout=120):
         os.unlink(out)
     except OSError:
         pass
+    if stderr is not None:
+        stderr.append(p.stderr)
     m = re.search(r'Collected\s*:\s*(\d+)', p.stderr)
     if p.returncode or not m:
         raise RuntimeError('callgrind %s: rc %d\n%s' % (argv, p.returncode, p.stderr[-1000:]))
@@ -414,7 +417,8 @@ def bench_decoders(wav):
 
 
 def arecord_argv(fmt, seconds, dev=CAP_RAW):
-    return ['arecord', '-q', '-D', dev, '-f', fmt, '-t', 'raw', '-s', str(int(seconds * RATE)),
+    # Not -q: arecord's "overrun!!!" is how a run that did not keep up shows.
+    return ['arecord', '-D', dev, '-f', fmt, '-t', 'raw', '-s', str(int(seconds * RATE)),
             '/dev/null']
 
 
@@ -424,16 +428,23 @@ def capture_spawn(wav, sep, fmt, seconds):
         r = spawn(env, arecord_argv(fmt, seconds), seconds + 20)
         if not env.wait_event(r'^TryAcquire -> ok', timeout=1):
             warn('arecord %s s: the transport was never acquired' % seconds)
+        if 'overrun' in r['stderr']:
+            warn('arecord %s s: overrun' % seconds)
         return r
 
 
 def capture_callgrind(wav, sep, fmt, seconds):
     with phone_env(wav, sep) as env:
-        return callgrind(arecord_argv(fmt, seconds), env=env, timeout=seconds + 120)
+        err = []
+        ir = callgrind(arecord_argv(fmt, seconds), env=env, timeout=seconds + 120, stderr=err)
+        if 'overrun' in err[0]:
+            warn('arecord %s s under callgrind: overrun' % seconds)
+        return ir
 
 
 def analyse_reads(sig, raw, reads_csv, phone_csv, delay):
-    """Per phone packet: its send -> the read returning its first sample, in s."""
+    """(per phone packet: its send -> the read returning its first sample, in s;
+    the phone's packet length in frames; gaps in the audio)."""
     got = np.fromfile(raw, dtype=np.int16).reshape(-1, 2)
     rd = np.loadtxt(reads_csv, delimiter=',', dtype=np.int64, ndmin=2)
     with open(phone_csv) as f:        # index,seq,timestamp,frames,sent_ns,dropped
@@ -441,17 +452,15 @@ def analyse_reads(sig, raw, reads_csv, phone_csv, delay):
                        if line.endswith('\n') and line.count(',') == 5], dtype=np.int64)
     if not len(got) or not len(rd) or not len(ph):
         raise RuntimeError('latency run: nothing captured or sent')
+    lag = audio.align(sig, got, RATE // 2, RATE // 2)
     if delay is None:
         nz = np.flatnonzero(np.any(got != 0, axis=1))
         if not len(nz):
             raise RuntimeError('latency run: the capture is silent')
         first = int(nz[0])
     else:
-        lag = audio.align(sig, got, RATE // 2, RATE // 2)
         first = lag - delay
-        body = got[lag:lag + min(len(sig), len(got) - lag)]
-        if audio.gaps(body, RATE):
-            warn('latency run: gaps in the captured audio %s' % audio.gaps(body, RATE)[:3])
+    gaps = audio.gaps(got[lag:lag + min(len(sig), len(got) - lag)], RATE)
     starts = first + np.concatenate(([0], np.cumsum(ph[:, 3])[:-1]))  # each packet's 1st frame
     t_read, total = rd[:, 0], rd[:, 2]
     out = []
@@ -462,7 +471,7 @@ def analyse_reads(sig, raw, reads_csv, phone_csv, delay):
         if i >= len(total):
             break                        # not read before the end
         out.append((t_read[i] - ph[k, 4]) / 1e9)
-    return out
+    return out, int(ph[0, 3]), gaps
 
 
 def capture_latency(wav, sig, sep, jitter, delay):
@@ -479,7 +488,14 @@ def capture_latency(wav, sig, sep, jitter, delay):
         if 'XRUN' in r.stdout:
             warn('latency run, JITTER_MS=%d: an overrun' % jitter)
         phone_csv = os.path.join(env.tmp, 'phone-0.csv')
-        return head, analyse_reads(sig, raw, reads, phone_csv, delay)
+        v, packet, gaps = analyse_reads(sig, raw, reads, phone_csv, delay)
+        if gaps and jitter >= 60:
+            warn('latency run, JITTER_MS=%d: gaps in the captured audio %s' % (jitter, gaps[:3]))
+        # Delivery starts once a packet brings the buffer to JITTER_MS: the
+        # packets before it are what a packet's first frame waits behind.
+        target = jitter * RATE // 1000
+        floor = ((target + packet - 1) // packet - 1) * packet / RATE
+        return {'head': head, 'v': v, 'gaps': len(gaps), 'floor': floor}
 
 
 def section_capture(tmp):
@@ -770,19 +786,23 @@ def report_capture(cap):
     rows = [('latency: packet sent -> read returns it [r]', 'median ms', 'max ms', 'min ms')]
     for c in cap['codecs']:
         for jitter in CAP_JITTERS:
-            head, v = c['lat'].get(jitter, ({}, []))
-            if not v:
+            lt = c['lat'].get(jitter)
+            if not lt or not lt['v']:
                 continue
-            rows.append(('%s, JITTER_MS=%d (%d packets)' % (c['name'], jitter, len(v)),
+            v, f = lt['v'], lt['floor']
+            rows.append(('%s, JITTER_MS=%d (%d packets, %d gaps)'
+                         % (c['name'], jitter, len(v), lt['gaps']),
                          ms(statistics.median(v)), ms(max(v)), ms(min(v))))
-            rows.append(('  - JITTER_MS (the floor) [s]', ms(statistics.median(v) - jitter / 1000),
-                         ms(max(v) - jitter / 1000), ms(min(v) - jitter / 1000)))
+            rows.append(('  the floor: JITTER_MS in whole packets [s]', ms(f), '', ''))
+            rows.append(('  measured - the floor', ms(statistics.median(v) - f),
+                         ms(max(v) - f), ms(min(v) - f)))
     table(rows, [44, 16, 13, 10])
     for name, why in cap['skipped']:
         print('  %s: not measured: %s' % (name, why))
     period = ''
     for c in cap['codecs']:
-        for head, _ in c['lat'].values():
+        for lt in c['lat'].values():
+            head = lt['head']
             if 'period' in head:
                 period = ' (%s frames = %s ms)' % (head['period'], ms(int(head['period']) / RATE))
     print('  [n] bench_encode decode: the packets the codec table\'s encoder made of the same '
@@ -810,10 +830,15 @@ def report_capture(cap):
     print('      capture with the noise sent, less the codec delay); %d s runs, the reader '
           'polling with a period of' % CAP_LAT_S)
     print('      %d us%s, buffer %d us.' % (CAP_PERIOD_US, period, CAP_BUFFER_US))
-    print('  [s] the jitter buffer holds JITTER_MS of audio before it delivers: no packet can '
-          'be read sooner.')
-    print('      The rest: the delivery tick (5 ms), the reader\'s period, the packet\'s own '
-          'length for its later frames.')
+    print('  [s] delivery starts when a packet brings the jitter buffer to JITTER_MS: each '
+          'packet\'s first frame then')
+    print('      waits behind the packets before it, ceil(JITTER_MS / packet) - 1 of them '
+          '(14.5 ms each at MTU 672).')
+    print('      Above it: the 5 ms delivery tick and the reader\'s period; a phone packet '
+          'sent late waits less,')
+    print('      and (below one packet, JITTER_MS=10) each one late enough to empty the buffer '
+          'is a gap that shifts')
+    print('      the rest later.')
 
 
 
