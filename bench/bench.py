@@ -426,6 +426,8 @@ def capture_spawn(wav, sep, fmt, seconds):
     """arecord through the plugin for `seconds`, the phone playing wav; its figures."""
     with phone_env(wav, sep) as env:
         r = spawn(env, arecord_argv(fmt, seconds), seconds + 20)
+        if r['status'] != 0:             # the codec is skipped, not measured wrong
+            raise RuntimeError('arecord exited %d: %s' % (r['status'], r['stderr'].strip()[-200:]))
         if not env.wait_event(r'^TryAcquire -> ok', timeout=1):
             warn('arecord %s s: the transport was never acquired' % seconds)
         if 'overrun' in r['stderr']:
