@@ -529,8 +529,9 @@ def section_capture(tmp):
                 progress('capture %s: latency at JITTER_MS=%d' % (name, jitter))
                 c['lat'][jitter] = capture_latency(lat_wav, sig, sep, jitter, delay)
         except (RuntimeError, subprocess.TimeoutExpired) as e:
-            r['skipped'].append((name, 'failed: %s' % str(e)[:200]))
-            progress('capture: %s skipped: %s' % (name, e))
+            why = 'failed: %s' % (str(e).strip().splitlines() or ['?'])[-1][:200]
+            r['skipped'].append((name, why))
+            progress('capture: %s skipped: %s' % (name, why))
             continue
         if shutil.which('valgrind'):
             progress('capture %s: callgrind, decoders, then arecord (%d s and %d s)'
@@ -784,7 +785,8 @@ def report_capture(cap):
             rows.append(('  arecord <- plugin, fixed cost [q]', '%.2f M' % (c['ir_fixed'] / 1e6),
                          '', ''))
         table(rows, [44, 16, 13, 10])
-    print()
+    if cap['codecs']:
+        print()
     rows = [('latency: packet sent -> read returns it [r]', 'median ms', 'max ms', 'min ms')]
     for c in cap['codecs']:
         for jitter in CAP_JITTERS:
@@ -798,7 +800,8 @@ def report_capture(cap):
             rows.append(('  the floor: JITTER_MS in whole packets [s]', ms(f), '', ''))
             rows.append(('  measured - the floor', ms(statistics.median(v) - f),
                          ms(max(v) - f), ms(min(v) - f)))
-    table(rows, [44, 16, 13, 10])
+    if len(rows) > 1:
+        table(rows, [44, 16, 13, 10])
     for name, why in cap['skipped']:
         print('  %s: not measured: %s' % (name, why))
     period = ''
