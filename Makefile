@@ -2,7 +2,7 @@
 #   make            build the plugins into $(BUILD)/
 #   make check      every test: unit, integration against a mock BlueZ (plain,
 #                   ASan+UBSan, TSan), fuzzing, and the real stack in a VM
-#   make bench      the benchmark (figures for the README)
+#   make bench      the benchmark (figures for the README); ONLY=capture: its section 5
 #   make install    plugins into alsa-lib's plugin dir, config into alsa.conf.d
 #   make deps       install the Debian packages needed (as root)
 
@@ -111,8 +111,9 @@ check-system: all
 demo: all
 	/usr/bin/python3 tests/system/demo.py $(BUILD) "$(FILE)"
 
+# make bench ONLY=capture: section 5 (receiving from a phone) alone.
 bench: all $(BENCH)
-	/usr/bin/python3 bench/bench.py $(BUILD)
+	/usr/bin/python3 bench/bench.py $(BUILD) $(if $(ONLY),--only $(ONLY))
 
 $(BENCH): $(BUILD)/bench/bench_encode.o $(BUILD)/liba2dp.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS) $(shell pkg-config --libs libavcodec libavutil)

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """make bench: what the Bluetooth plugin costs, in figures (no pass/fail).
 
-    /usr/bin/python3 bench/bench.py [BUILD]
+    /usr/bin/python3 bench/bench.py [BUILD] [--only capture]
 
 Runs the plugin against the mock bluetoothd of the integration tests
 (tests/integration/harness.py) and bench/bench_encode.c, then prints a table:
@@ -13,9 +13,15 @@ Runs the plugin against the mock bluetoothd of the integration tests
     at a known time against the arrival of the packet carrying it.
  3. Open -> first packet: aplay started -> first packet at the sink.
  4. Peak memory (max RSS) of aplay through the plugin and to -D null.
+ 5. Receiving from a phone (the capture PCM), per codec the test phone can
+    send: CPU of arecord through the plugin per second of received audio,
+    against arecord -D null and the bare decoder; instruction counts; latency
+    from a packet's send to the snd_pcm_readi() that returns its first sample,
+    at JITTER_MS 60 (the default) and 10 (the minimum).
 
+--only capture runs section 5 alone (a quicker iteration).
 bench/README.md says how each figure is obtained and how to read it.
-Takes about 40 s.
+Takes about 90 s.
 """
 import os
 import platform
@@ -24,11 +30,20 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
-BUILD = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(REPO, 'build'))
+ARGS = sys.argv[1:]
+ONLY = None
+if '--only' in ARGS:
+    i = ARGS.index('--only')
+    ONLY = ARGS[i + 1] if i + 1 < len(ARGS) else None
+    del ARGS[i:i + 2]
+    if ONLY not in ('capture',):
+        sys.exit('usage: bench.py [BUILD] [--only capture]')
+BUILD = os.path.abspath(ARGS[0] if ARGS else os.path.join(REPO, 'build'))
 os.environ['ALSABT_BUILD'] = BUILD          # read by harness at import
 sys.path.insert(0, os.path.join(REPO, 'tests', 'integration'))
 
@@ -48,6 +63,33 @@ CG_LONG_S, CG_SHORT_S = 5, 1                 # callgrind runs of aplay
 OPEN_RUNS = 5
 LAT_RUNS = 3
 LAT_SECONDS, CLICK_EVERY = 2.5, 0.3          # 0.3 s = 2.4 periods: clicks fall all over a period
+
+# 5. Receiving from a phone. The codecs to try, in order: (name, the phone's
+# source SEP for the mock's --phone-sep (None: its default SBC caps
+# ffff0235), arecord's -f, the codec's encoder + decoder delay in frames:
+# the first packet's audio starts that much before the aligned signal; None:
+# at the capture's first non-zero sample, after the silence delivered while
+# waiting for the phone). A codec
+# runs only if tests/tools/phone_source can send it (its usage names
+# --codec; SBC always), the mock takes --phone-sep, and the codec table
+# decodes it; otherwise a line says why it was skipped.
+CAP_CODECS = [
+    ('sbc', None, 'cd', audio.SBC_DELAY),
+    ('aptx', 'ff:4f0000000100ff', 'cd', None),
+    ('aptx_hd', 'ff:d70000002400ff00000000', 'cd', None),
+    ('aac', '02:c0ff8c8004e2', 'cd', None),
+]
+PHONE = '00:1B:66:AA:BB:CC'
+PHONE_DEVICES = ['hci0/%s,phone' % PHONE]
+CAP_RAW = 'bluetooth_raw:DEV=' + PHONE
+CAP_LONG_S, CAP_SHORT_S = 10, 1              # CPU runs: steady state = difference
+CAP_CG_LONG_S, CAP_CG_SHORT_S = 5, 1         # callgrind runs of arecord
+CAP_LAT_S = 4                                # each latency run
+CAP_JITTERS = (60, 10)                       # the default JITTER_MS and the minimum
+CAP_PERIOD_US, CAP_BUFFER_US = 5000, 100000  # capture_client's period/buffer in latency runs
+PHONE_SOURCE = os.path.join(BUILD, 'phone_source')
+CAPTURE_CLIENT = os.path.join(BUILD, 'capture_client')
+MOCK = os.path.join(REPO, 'tests', 'mock', 'mock_bluez.py')
 
 warnings = []
 
@@ -175,8 +217,9 @@ def bench_codecs(wav):
     return [kv(line) for line in p.stdout.splitlines() if line.startswith('CODEC ')]
 
 
-def callgrind(argv, env=None, toggle=None, timeout=120):
-    """Instructions (Ir) callgrind counts for argv (only inside `toggle` if given)."""
+def callgrind(argv, env=None, toggle=None, timeout=120, stderr=None):
+    """Instructions (Ir) callgrind counts for argv (only inside `toggle` if given);
+    argv's stderr (with valgrind's) is appended to the list `stderr` if given."""
     out = os.path.join(env.tmp if env else '/tmp', 'callgrind.%d' % os.getpid())
     vg = ['valgrind', '--tool=callgrind', '--callgrind-out-file=' + out]
     if toggle:
@@ -187,6 +230,8 @@ def callgrind(argv, env=None, toggle=None, timeout=120):
         os.unlink(out)
     except OSError:
         pass
+    if stderr is not None:
+        stderr.append(p.stderr)
     m = re.search(r'Collected\s*:\s*(\d+)', p.stderr)
     if p.returncode or not m:
         raise RuntimeError('callgrind %s: rc %d\n%s' % (argv, p.returncode, p.stderr[-1000:]))
@@ -319,6 +364,197 @@ def section_open(wav):
     return runs
 
 
+# ---------------------------------------------------------------- 5. capture
+
+def phone_env(wav, sep):
+    extra = ['--phone', PHONE_SOURCE, '--phone-args=--wav %s' % wav]
+    if sep:
+        extra += ['--phone-sep', sep]
+    return Env(devices=PHONE_DEVICES, sink=None, extra_args=extra)
+
+
+def capture_codecs(decoders):
+    """[(name, sep, fmt, delay)] of CAP_CODECS that can run here; prints why others cannot."""
+    p = subprocess.run([PHONE_SOURCE], capture_output=True, text=True, timeout=10)
+    usage = p.stdout + p.stderr
+    with open(MOCK) as f:
+        mock_sep = '--phone-sep' in f.read()
+    run, skipped = [], []
+    for name, sep, fmt, delay in CAP_CODECS:
+        why = None
+        if name != 'sbc' and '--codec' not in usage:
+            why = 'phone_source has no --codec (it sends SBC only)'
+        elif sep and not mock_sep:
+            why = 'the mock has no --phone-sep'
+        elif decoders.get(name, {}).get('none', True):
+            why = 'the codec table has no decoder for it'
+        if why:
+            skipped.append((name, why))
+            progress('capture: %s skipped: %s' % (name, why))
+        else:
+            run.append((name, sep, fmt, delay))
+    return run, skipped
+
+
+def bench_decoders(wav):
+    """{name: {'table': cpu/audio s, 'lib': cpu/audio s or None}} of bench_encode decode."""
+    p = subprocess.run([BENCH, 'decode', wav, '--min-cpu', '1.0'], capture_output=True,
+                       text=True, timeout=120)
+    if p.returncode:
+        raise RuntimeError('bench_encode decode: ' + p.stderr)
+    res = {}
+    for line in p.stdout.splitlines():
+        if not line.startswith('DECODE '):
+            continue
+        d = kv(line)
+        if line.rstrip().endswith(' none'):
+            res[d['name']] = {'none': True}
+            continue
+        lib = d.get('lib_cpu_per_audio', '-')
+        res[d['name']] = {'none': False, 'table': float(d['table_cpu_per_audio']),
+                          'lib': None if lib == '-' else float(lib)}
+    return res
+
+
+def arecord_argv(fmt, seconds, dev=CAP_RAW):
+    # Not -q: arecord's "overrun!!!" is how a run that did not keep up shows.
+    return ['arecord', '-D', dev, '-f', fmt, '-t', 'raw', '-s', str(int(seconds * RATE)),
+            '/dev/null']
+
+
+def capture_spawn(wav, sep, fmt, seconds):
+    """arecord through the plugin for `seconds`, the phone playing wav; its figures."""
+    with phone_env(wav, sep) as env:
+        r = spawn(env, arecord_argv(fmt, seconds), seconds + 20)
+        if r['status'] != 0:             # the codec is skipped, not measured wrong
+            raise RuntimeError('arecord exited %d: %s' % (r['status'], r['stderr'].strip()[-200:]))
+        if not env.wait_event(r'^TryAcquire -> ok', timeout=1):
+            warn('arecord %s s: the transport was never acquired' % seconds)
+        if 'overrun' in r['stderr']:
+            warn('arecord %s s: overrun' % seconds)
+        return r
+
+
+def capture_callgrind(wav, sep, fmt, seconds):
+    with phone_env(wav, sep) as env:
+        err = []
+        ir = callgrind(arecord_argv(fmt, seconds), env=env, timeout=seconds + 120, stderr=err)
+        if 'overrun' in err[0]:
+            warn('arecord %s s under callgrind: overrun' % seconds)
+        return ir
+
+
+def analyse_reads(sig, raw, reads_csv, phone_csv, delay):
+    """(per phone packet: its send -> the read returning its first sample, in s;
+    the phone's packet length in frames; gaps in the audio)."""
+    got = np.fromfile(raw, dtype=np.int16).reshape(-1, 2)
+    rd = np.loadtxt(reads_csv, delimiter=',', dtype=np.int64, ndmin=2)
+    with open(phone_csv) as f:        # index,seq,timestamp,frames,sent_ns,dropped
+        ph = np.array([[int(x) for x in line.split(',')] for line in f
+                       if line.endswith('\n') and line.count(',') == 5], dtype=np.int64)
+    if not len(got) or not len(rd) or not len(ph):
+        raise RuntimeError('latency run: nothing captured or sent')
+    lag = audio.align(sig, got, RATE // 2, RATE // 2)
+    if delay is None:
+        nz = np.flatnonzero(np.any(got != 0, axis=1))
+        if not len(nz):
+            raise RuntimeError('latency run: the capture is silent')
+        first = int(nz[0])
+    else:
+        first = lag - delay
+    gaps = audio.gaps(got[lag:lag + min(len(sig), len(got) - lag)], RATE)
+    starts = first + np.concatenate(([0], np.cumsum(ph[:, 3])[:-1]))  # each packet's 1st frame
+    t_read, total = rd[:, 0], rd[:, 2]
+    out = []
+    for k in range(len(ph)):
+        if ph[k, 5]:                     # dropped
+            continue
+        i = int(np.searchsorted(total, starts[k], side='right'))
+        if i >= len(total):
+            break                        # not read before the end
+        out.append((t_read[i] - ph[k, 4]) / 1e9)
+    return out, int(ph[0, 3]), gaps
+
+
+def capture_latency(wav, sig, sep, jitter, delay):
+    with phone_env(wav, sep) as env:
+        raw, reads = os.path.join(env.tmp, 'out.raw'), os.path.join(env.tmp, 'reads.csv')
+        r = env.run([CAPTURE_CLIENT, '-D', '%s,JITTER_MS=%d' % (CAP_RAW, jitter),
+                     '-d', str(CAP_LAT_S), '--period-us', str(CAP_PERIOD_US),
+                     '--buffer-us', str(CAP_BUFFER_US), '-o', raw, '--log-reads', reads],
+                    timeout=CAP_LAT_S + 20)
+        if r.rc != 0:
+            raise RuntimeError('capture_client: rc %s %s' % (r.rc, r.stdout[-300:]))
+        m = re.search(r'^OPEN .*', r.stdout, re.M)
+        head = kv(m.group(0)) if m else {}
+        if 'XRUN' in r.stdout:
+            warn('latency run, JITTER_MS=%d: an overrun' % jitter)
+        phone_csv = os.path.join(env.tmp, 'phone-0.csv')
+        v, packet, gaps = analyse_reads(sig, raw, reads, phone_csv, delay)
+        if gaps and jitter >= 60:
+            warn('latency run, JITTER_MS=%d: gaps in the captured audio %s' % (jitter, gaps[:3]))
+        # Delivery starts once a packet brings the buffer to JITTER_MS: the
+        # packets before it are what a packet's first frame waits behind.
+        target = jitter * RATE // 1000
+        floor = ((target + packet - 1) // packet - 1) * packet / RATE
+        return {'head': head, 'v': v, 'gaps': len(gaps), 'floor': floor}
+
+
+def section_capture(tmp):
+    """5. Receiving from a phone, every codec of CAP_CODECS that can run."""
+    r = {'codecs': [], 'skipped': []}
+    wavs, sig = {}, None
+    for secs in sorted({CAP_LONG_S, CAP_SHORT_S, CAP_CG_LONG_S, CAP_CG_SHORT_S}):
+        # The phone plays from the transport's acquisition: 2 s more than arecord reads.
+        wavs[secs] = os.path.join(tmp, 'phone-%ds.wav' % secs)
+        audio.write_wav(wavs[secs], audio.noise(RATE, secs + 2, seed=secs), RATE)
+    # Latency: the phone's file ends 1 s before the capture does, so that its
+    # log (written at the end of the file) is complete while the capture runs.
+    lat_wav = os.path.join(tmp, 'phone-latency.wav')
+    sig = audio.noise(RATE, CAP_LAT_S - 1, seed=99)
+    audio.write_wav(lat_wav, sig, RATE)
+    progress('capture: the decoders, as fast as they go (bench_encode decode)')
+    decoders = bench_decoders(wavs[CAP_LONG_S])
+    run, r['skipped'] = capture_codecs(decoders)
+    r['null'] = spawn(None, arecord_argv('cd', CAP_LONG_S, dev='null'), 30)
+    for name, sep, fmt, delay in run:
+        c = {'name': name, 'dec': decoders[name], 'lat': {}}
+        try:
+            progress('capture %s: arecord -D %s, %d s and 3 x %d s'
+                     % (name, CAP_RAW, CAP_LONG_S, CAP_SHORT_S))
+            c['long'] = capture_spawn(wavs[CAP_LONG_S], sep, fmt, CAP_LONG_S)
+            shorts = [capture_spawn(wavs[CAP_SHORT_S], sep, fmt, CAP_SHORT_S) for _ in range(3)]
+            c['short'] = sorted(shorts, key=lambda x: x['cpu'])[1]
+            for jitter in CAP_JITTERS:
+                progress('capture %s: latency at JITTER_MS=%d' % (name, jitter))
+                c['lat'][jitter] = capture_latency(lat_wav, sig, sep, jitter, delay)
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            why = 'failed: %s' % (str(e).strip().splitlines() or ['?'])[-1][:200]
+            r['skipped'].append((name, why))
+            progress('capture: %s skipped: %s' % (name, why))
+            continue
+        if shutil.which('valgrind'):
+            progress('capture %s: callgrind, decoders, then arecord (%d s and %d s)'
+                     % (name, CAP_CG_SHORT_S, CAP_CG_LONG_S))
+            try:
+                for mode, fn in (('table', 'bench_pass_decode_table'),
+                                 ('lib', 'bench_pass_decode_libsbc')):
+                    if mode == 'lib' and decoders[name].get('lib') is None:
+                        continue
+                    ir = callgrind([BENCH, 'decode', wavs[CAP_LONG_S], '--codec', name,
+                                    '--min-cpu', '0'], toggle=fn)
+                    c['ir_' + mode] = ir / (CAP_LONG_S + 2)
+                irs = {secs: capture_callgrind(wavs[secs], sep, fmt, secs)
+                       for secs in (CAP_CG_SHORT_S, CAP_CG_LONG_S)}
+                c['ir_plugin'] = (irs[CAP_CG_LONG_S] - irs[CAP_CG_SHORT_S]) / \
+                    (CAP_CG_LONG_S - CAP_CG_SHORT_S)
+                c['ir_fixed'] = irs[CAP_CG_SHORT_S] - c['ir_plugin'] * CAP_CG_SHORT_S
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                warn('callgrind (capture %s): %s' % (name, e))
+        r['codecs'].append(c)
+    return r
+
+
 # ---------------------------------------------------------------- output
 
 def ms(s, digits=1):
@@ -331,13 +567,17 @@ def table(rows, widths):
                              for i, (c, w) in enumerate(zip(row, widths))))
 
 
-def report(m, cpu, lat, opens, started):
+def report_head(m):
     print()
     print('alsa-bt benchmark (make bench)   %s' % time.strftime('%Y-%m-%d %H:%M'))
     print('machine: %d x %s, Linux %s, alsa-lib %s, libsbc %s'
           % (m['nproc'], m['model'], m['kernel'], m['alsa'], m['sbc']))
     print('audio: 44.1 kHz stereo S16 white noise; SBC 21150235 (joint stereo, 16 blocks, '
           '8 subbands, bitpool 53), MTU 672 = 5 SBC frames (640 PCM frames) per packet')
+
+
+def report(m, cpu, lat, opens, cap, started):
+    report_head(m)
 
     print()
     print('1. CPU per second of audio                 (lower is better; x libsbc = ratio '
@@ -485,7 +725,12 @@ def report(m, cpu, lat, opens, started):
             ('difference', '%.1f MB' % ((cpu['long']['rss_kb'] - cpu['null']['rss_kb']) / 1024),
              '', '')]
     table(rows, [44, 16, 13, 10])
+    if cap is not None:
+        report_capture(cap)
+    report_end(started)
 
+
+def report_end(started):
     print()
     if warnings:
         print('warnings (figures above may be off):')
@@ -494,16 +739,132 @@ def report(m, cpu, lat, opens, started):
     print('benchmark took %.0f s' % (time.monotonic() - started))
 
 
+def report_capture(cap):
+    print()
+    print('5. Receiving from a phone (the capture PCM, %s; the test phone streams 44.1 kHz '
+          'stereo noise' % CAP_RAW)
+    print('   in real time, MTU 672; lower is better; x decoder = ratio to the bare decoder)')
+    rows = [('', 'CPU s / audio s', '% of a core', 'x decoder')]
+    for c in cap['codecs']:
+        base = c['dec']['lib'] if c['dec'].get('lib') is not None else c['dec']['table']
+        lg, sh = c['long'], c['short']
+        steady = (lg['cpu'] - sh['cpu']) / (CAP_LONG_S - CAP_SHORT_S)
+
+        def add(label, v):
+            rows.append((label, '%.6f' % v, '%.3f%%' % (v * 100), '%.1f' % (v / base)))
+        rows.append(('%s:' % c['name'], '', '', ''))
+        if c['dec'].get('lib') is not None:
+            add('  %s decoder alone [n]' % ('libsbc' if c['name'].startswith('sbc') else 'library'),
+                c['dec']['lib'])
+        add('  codec table decode() [n]', c['dec']['table'])
+        add('  arecord <- plugin, %d s run, total' % CAP_LONG_S, lg['cpu'] / CAP_LONG_S)
+        add('  arecord <- plugin, steady state [o]', steady)
+        rows.append(('    context switches / audio s', '%.0f' % ((lg['csw'] - sh['csw']) /
+                                                            (CAP_LONG_S - CAP_SHORT_S)), '', ''))
+        rows.append(('  arecord <- plugin, fixed cost [o]',
+                     '%.4f s' % (sh['cpu'] - steady * CAP_SHORT_S), '', ''))
+        rows.append(('  peak memory (max RSS)', '%.1f MB' % (lg['rss_kb'] / 1024), '', ''))
+    if 'null' in cap:
+        rows.append(('arecord -D null, %d s of audio (unpaced) [p]' % CAP_LONG_S,
+                     '%.4f s' % cap['null']['cpu'], '', ''))
+        rows.append(('  its peak memory', '%.1f MB' % (cap['null']['rss_kb'] / 1024), '', ''))
+    table(rows, [44, 16, 13, 10])
+    cg = [c for c in cap['codecs'] if 'ir_plugin' in c]
+    if cg:
+        print()
+        rows = [('instructions (callgrind, user space)', 'Ir / audio s', '', 'x decoder')]
+        for c in cg:
+            ib = c.get('ir_lib', c['ir_table'])
+            rows.append(('%s:' % c['name'], '', '', ''))
+            if 'ir_lib' in c:
+                rows.append(('  decoder alone', '%.2f M' % (c['ir_lib'] / 1e6), '', '1.00'))
+            rows.append(('  codec table decode()', '%.2f M' % (c['ir_table'] / 1e6), '',
+                         '%.2f' % (c['ir_table'] / ib)))
+            rows.append(('  arecord <- plugin, steady state [q]',
+                         '%.2f M' % (c['ir_plugin'] / 1e6), '', '%.2f' % (c['ir_plugin'] / ib)))
+            rows.append(('  arecord <- plugin, fixed cost [q]', '%.2f M' % (c['ir_fixed'] / 1e6),
+                         '', ''))
+        table(rows, [44, 16, 13, 10])
+    if cap['codecs']:
+        print()
+    rows = [('latency: packet sent -> read returns it [r]', 'median ms', 'max ms', 'min ms')]
+    for c in cap['codecs']:
+        for jitter in CAP_JITTERS:
+            lt = c['lat'].get(jitter)
+            if not lt or not lt['v']:
+                continue
+            v, f = lt['v'], lt['floor']
+            rows.append(('%s, JITTER_MS=%d (%d packets, %d gaps)'
+                         % (c['name'], jitter, len(v), lt['gaps']),
+                         ms(statistics.median(v)), ms(max(v)), ms(min(v))))
+            rows.append(('  the floor: JITTER_MS in whole packets [s]', ms(f), '', ''))
+            rows.append(('  measured - the floor', ms(statistics.median(v) - f),
+                         ms(max(v) - f), ms(min(v) - f)))
+    if len(rows) > 1:
+        table(rows, [44, 16, 13, 10])
+    for name, why in cap['skipped']:
+        print('  %s: not measured: %s' % (name, why))
+    period = ''
+    for c in cap['codecs']:
+        for lt in c['lat'].values():
+            head = lt['head']
+            if 'period' in head:
+                period = ' (%s frames = %s ms)' % (head['period'], ms(int(head['period']) / RATE))
+    print('  [n] bench_encode decode: the packets the codec table\'s encoder made of the same '
+          'noise, decoded as')
+    print('      fast as possible: the table\'s decode() a packet at a time, as the capture\'s '
+          'I/O thread calls it,')
+    print('      and (SBC) sbc_decode() alone a frame at a time; the fastest of 3 rounds.')
+    print('  [o] (CPU of the %d s run - CPU of the %d s run) / %d s: arecord process user+sys '
+          '(wait4), the plugin\'s'
+          % (CAP_LONG_S, CAP_SHORT_S, CAP_LONG_S - CAP_SHORT_S))
+    print('      I/O thread included, the phone (a separate process) not; median of 3 short '
+          'runs; a fresh mock')
+    print('      each run. Fixed cost: open, config, D-Bus, the wait for the phone, close.')
+    print('  [p] arecord reading the null PCM: alsa-lib and arecord\'s own work for the same '
+          'audio, no plugin; not')
+    print('      paced (it returns as fast as it can), so a total, not a rate.')
+    print('  [q] the same difference under valgrind --tool=callgrind (%d s and %d s runs; '
+          'kernel time not counted);'
+          % (CAP_CG_LONG_S, CAP_CG_SHORT_S))
+    print('      the decoders counted inside their loop only (--toggle-collect).')
+    print('  [r] phone_source\'s CLOCK_MONOTONIC after send() of each packet -> capture_client\'s '
+          'CLOCK_MONOTONIC')
+    print('      after the snd_pcm_readi() that returned the packet\'s first decoded frame (found '
+          'by aligning the')
+    print('      capture with the noise sent, less the codec delay); %d s runs, the reader '
+          'polling with a period of' % CAP_LAT_S)
+    print('      %d us%s, buffer %d us.' % (CAP_PERIOD_US, period, CAP_BUFFER_US))
+    print('  [s] delivery starts when a packet brings the jitter buffer to JITTER_MS: each '
+          'packet\'s first frame then')
+    print('      waits behind the packets before it, ceil(JITTER_MS / packet) - 1 of them '
+          '(14.5 ms each at MTU 672).')
+    print('      Above it: the 5 ms delivery tick and the reader\'s period; a phone packet '
+          'sent late waits less,')
+    print('      and (below one packet, JITTER_MS=10) each one late enough to empty the buffer '
+          'is a gap that shifts')
+    print('      the rest later.')
+
+
+
 def main():
     started = time.monotonic()
     for path in (BENCH, os.path.join(BUILD, 'libasound_module_pcm_bluetooth.so'),
-                 os.path.join(BUILD, 'rtp_sink')):
+                 os.path.join(BUILD, 'rtp_sink'), PHONE_SOURCE, CAPTURE_CLIENT):
         if not os.access(path, os.R_OK):
             sys.exit('bench: %s missing (make all bench)' % path)
-    if not shutil.which('aplay'):
-        sys.exit('bench: aplay not found (alsa-utils)')
+    for prog in ('aplay', 'arecord'):
+        if not shutil.which(prog):
+            sys.exit('bench: %s not found (alsa-utils)' % prog)
     m = machine()
+    tmp = tempfile.mkdtemp(prefix='alsabt-bench-', dir='/tmp')   # the phone's WAVs
     try:
+        if ONLY == 'capture':
+            cap = section_capture(tmp)
+            report_head(m)
+            report_capture(cap)
+            report_end(started)
+            return
         with Env(devices=DEVICES) as env:
             wavs = {}
             for secs in sorted({LONG_S, SHORT_S, CG_LONG_S, CG_SHORT_S}):
@@ -512,9 +873,12 @@ def main():
             cpu = section_cpu(env, wavs)
             lat = section_latency()
             opens = section_open(wavs[SHORT_S])
+        cap = section_capture(tmp)
     except (RuntimeError, subprocess.TimeoutExpired) as e:
         sys.exit('bench: %s' % e)
-    report(m, cpu, lat, opens, started)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    report(m, cpu, lat, opens, cap, started)
 
 
 if __name__ == '__main__':

@@ -29,6 +29,19 @@
  *       3 rounds counts. One line a codec:
  *         CODEC name=N table_cpu_per_audio=X lib_cpu_per_audio=Y
  *
+ *   bench_encode decode WAV [--codec NAME] [--min-cpu S]
+ *       The receive direction: the WAV is first encoded into packets by the
+ *       codec table's encoder (MTU 672, the configuration of `codecs`; SBC
+ *       21150235), kept in memory; then those payloads are decoded as fast as
+ *       possible, the way the capture's I/O thread does: the table's decode()
+ *       one packet at a time (bench_pass_decode_table()), and for SBC also
+ *       sbc_decode() alone, one SBC frame a call (bench_pass_decode_libsbc()).
+ *       Every codec of the table that has a decoder, or only NAME. The fastest
+ *       of 3 rounds counts (--min-cpu 0: exactly one pass, for callgrind). One
+ *       line a codec (lib_cpu_per_audio=- where there is no bare loop):
+ *         DECODE name=N packets=P audio_s=A table_cpu_per_audio=X lib_cpu_per_audio=Y
+ *       A codec without a decoder: "DECODE name=N none".
+ *
  *   bench_encode latency PCM [--seconds S] [--click-every S]
  *       Opens PCM (e.g. bluetooth:DEV=...) and sets it up the way aplay does at
  *       its defaults (aplay.c set_params: buffer_time = min(max, 500 ms),
@@ -535,13 +548,15 @@ static double library_figure(const struct codec_run *cr, const int16_t *pcm, siz
 	return v;
 }
 
+/* The configuration each codec is measured at (44.1 kHz stereo). */
+static const uint8_t sbc_xq_conf[4] = { 0x24, 0x15, 0x02, 0x2b };
+static const uint8_t aptx_conf[7] = { 0x4f, 0, 0, 0, 0x01, 0, 0x22 };
+static const uint8_t ldac_conf[8] = { 0x2d, 0x01, 0, 0, 0xaa, 0, 0x20, 0x01 };
+static const uint8_t aac_conf[6] = { 0x80, 0x01, 0x04, 0x03, 0xe8, 0x00 };
+static const uint8_t aptx_hd_conf[11] = { 0xd7, 0, 0, 0, 0x24, 0, 0x22, 0, 0, 0, 0 };
+
 static int cmd_codecs(int argc, char **argv)
 {
-	static const uint8_t sbc_xq_conf[4] = { 0x24, 0x15, 0x02, 0x2b };
-	static const uint8_t aptx_conf[7] = { 0x4f, 0, 0, 0, 0x01, 0, 0x22 };
-	static const uint8_t ldac_conf[8] = { 0x2d, 0x01, 0, 0, 0xaa, 0, 0x20, 0x01 };
-	static const uint8_t aac_conf[6] = { 0x80, 0x01, 0x04, 0x03, 0xe8, 0x00 };
-	static const uint8_t aptx_hd_conf[11] = { 0xd7, 0, 0, 0, 0x24, 0, 0x22, 0, 0, 0, 0 };
 	const struct codec_run runs[] = {
 		{ &a2dp_codec_sbc, config, sizeof(config), -1 },
 		{ &a2dp_codec_sbc_xq, sbc_xq_conf, sizeof(sbc_xq_conf), -1 },
@@ -592,6 +607,221 @@ static int cmd_codecs(int argc, char **argv)
 	}
 	free(pcm32);
 	free(pcm);
+	return 0;
+}
+
+/* --- decoding (the receive direction) -------------------------------------- */
+
+struct packets {
+	uint8_t *data;               /* the payloads, back to back */
+	size_t *off, *len;           /* per packet */
+	size_t n;
+	uint64_t frames;             /* PCM frames they decode to, per pass (set by a pass) */
+};
+
+struct decode_pass {
+	const struct a2dp_codec *c;
+	struct a2dp_decoder *dec;
+	const struct packets *p;
+	void *pcm;
+	unsigned max_frames;
+	uint64_t frames;
+};
+
+/* One pass of the table's decode() over every packet; noinline for --toggle-collect. */
+__attribute__((noinline))
+void bench_pass_decode_table(struct decode_pass *d)
+{
+	d->frames = 0;
+	for (size_t i = 0; i < d->p->n; i++) {
+		ssize_t n = d->c->decode(d->dec, d->p->data + d->p->off[i], d->p->len[i], d->pcm,
+					 d->max_frames);
+
+		if (n < 0)
+			die("decode", (int)n);
+		d->frames += n;
+	}
+}
+
+struct libsbc_decode_pass {
+	sbc_t sbc;
+	const struct packets *p;
+	int16_t pcm[4096];
+	uint64_t frames;
+};
+
+/* One pass of plain sbc_decode(), one SBC frame a call, the 1-byte payload
+ * header skipped. */
+__attribute__((noinline))
+void bench_pass_decode_libsbc(struct libsbc_decode_pass *d)
+{
+	d->frames = 0;
+	for (size_t i = 0; i < d->p->n; i++) {
+		const uint8_t *b = d->p->data + d->p->off[i];
+		size_t len = d->p->len[i], pos = 1;
+
+		while (pos < len) {
+			size_t written = 0;
+			ssize_t used = sbc_decode(&d->sbc, b + pos, len - pos, d->pcm, sizeof(d->pcm),
+						  &written);
+
+			if (used <= 0)
+				die("sbc_decode", used < 0 ? (int)used : 0);
+			pos += used;
+			d->frames += written / (2 * CHANNELS);
+		}
+	}
+}
+
+static void decode_table_fn(void *arg) { bench_pass_decode_table(arg); }
+static void decode_libsbc_fn(void *arg) { bench_pass_decode_libsbc(arg); }
+
+/* The codec table's encoder turns the PCM into payloads, as a phone would send them. */
+static void encode_packets(const struct a2dp_codec *c, const uint8_t *conf, size_t conf_len,
+			   const int16_t *pcm, size_t frames, struct packets *p)
+{
+	int s32 = c->sample_format == A2DP_S32;
+	size_t fb = CHANNELS * (s32 ? 4 : 2), cap = 0, used = 0, size;
+	struct a2dp_encoder *enc;
+	uint8_t *in = (uint8_t *)pcm;
+	unsigned fpp, step;
+	int err;
+
+	if ((err = c->encoder_new(&enc, conf, conf_len, MTU, NULL)) < 0)
+		die(c->name, err);
+	if (s32) {
+		int32_t *w;
+
+		if (!(w = malloc(frames * CHANNELS * 4)))
+			die("malloc", ENOMEM);
+		for (size_t i = 0; i < frames * CHANNELS; i++)
+			w[i] = (int32_t)pcm[i] * 65536;
+		in = (uint8_t *)w;
+	}
+	fpp = c->frames_per_packet(enc, MTU);
+	step = fpp * c->frame_samples(enc);
+	size = (c->fragments ? MTU + A2DP_MAX_FRAGMENTED : MTU) -
+	       (c->framing == A2DP_FRAMING_RTP ? RTP_HEADER_LEN : 0);
+	memset(p, 0, sizeof(*p));
+	for (size_t pos = 0; pos + step <= frames; pos += step) {
+		ssize_t n;
+
+		if (used + size > cap) {
+			cap = (used + size) * 2;
+			if (!(p->data = realloc(p->data, cap)))
+				die("realloc", ENOMEM);
+		}
+		if ((n = c->encode(enc, in + pos * fb, fpp, p->data + used, size)) < 0)
+			die("encode", (int)n);
+		if (!n)
+			continue;                  /* nothing to send yet (an encoder's priming) */
+		if (!(p->off = realloc(p->off, (p->n + 1) * sizeof(size_t))) ||
+		    !(p->len = realloc(p->len, (p->n + 1) * sizeof(size_t))))
+			die("realloc", ENOMEM);
+		p->off[p->n] = used;
+		p->len[p->n++] = n;
+		used += n;
+	}
+	c->encoder_free(enc);
+	if (s32)
+		free(in);
+}
+
+static int cmd_decode(int argc, char **argv)
+{
+	const struct {
+		const struct a2dp_codec *codec;
+		const uint8_t *config;
+		size_t len;
+	} confs[] = {
+		{ &a2dp_codec_sbc, config, sizeof(config) },
+		{ &a2dp_codec_sbc_xq, sbc_xq_conf, sizeof(sbc_xq_conf) },
+		{ &a2dp_codec_aptx, aptx_conf, sizeof(aptx_conf) },
+		{ &a2dp_codec_aptx_hd, aptx_hd_conf, sizeof(aptx_hd_conf) },
+		{ &a2dp_codec_aac, aac_conf, sizeof(aac_conf) },
+		{ &a2dp_codec_ldac, ldac_conf, sizeof(ldac_conf) },
+	};
+	const char *path = NULL, *only = NULL;
+	double min_cpu = 1.0;
+	int16_t *pcm;
+	size_t frames;
+	int found = 0;
+
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--min-cpu") && i + 1 < argc)
+			min_cpu = atof(argv[++i]);
+		else if (!strcmp(argv[i], "--codec") && i + 1 < argc)
+			only = argv[++i];
+		else if (!path && argv[i][0] != '-')
+			path = argv[i];
+		else
+			return 2;
+	}
+	if (!path)
+		return 2;
+	frames = read_wav(path, &pcm);
+	for (size_t i = 0; i < sizeof(confs) / sizeof(confs[0]); i++) {
+		const struct a2dp_codec *c = confs[i].codec;
+		struct packets p;
+		struct decode_pass d = { c, NULL, &p, NULL, 0, 0 };
+		double table, lib = -1;
+		int err;
+
+		if (only && strcmp(only, c->name))
+			continue;
+		found = 1;
+		if (!c->decoder_new || !c->decode) {
+			printf("DECODE name=%s none\n", c->name);
+			continue;
+		}
+		if (c->available && c->available() < 0) {
+			printf("DECODE name=%s none\n", c->name);
+			continue;
+		}
+		encode_packets(c, confs[i].config, confs[i].len, pcm, frames, &p);
+		if ((err = c->decoder_new(&d.dec, confs[i].config, confs[i].len)) < 0)
+			die("decoder_new", err);
+		d.max_frames = c->decoder_max_frames(d.dec);
+		if (!(d.pcm = malloc((size_t)d.max_frames * CHANNELS * 4)))
+			die("malloc", ENOMEM);
+		bench_pass_decode_table(&d);   /* the frames one pass gives; callgrind's one pass */
+		p.frames = d.frames;
+		table = min_cpu > 0 ? cpu_per_audio(decode_table_fn, &d, p.frames, min_cpu) : 0;
+		c->decoder_free(d.dec);
+		free(d.pcm);
+		if (c->key.id == A2DP_CODEC_SBC) {
+			struct libsbc_decode_pass *l = calloc(1, sizeof(*l));
+
+			if (!l)
+				die("calloc", ENOMEM);
+			l->p = &p;
+			if ((err = sbc_init_a2dp(&l->sbc, 0, confs[i].config, confs[i].len)) < 0)
+				die("sbc_init_a2dp", err);
+			l->sbc.endian = SBC_LE;
+			if (min_cpu > 0)
+				lib = cpu_per_audio(decode_libsbc_fn, l, p.frames, min_cpu);
+			else {
+				decode_libsbc_fn(l);     /* one pass, for callgrind */
+				lib = 0;
+			}
+			sbc_finish(&l->sbc);
+			free(l);
+		}
+		printf("DECODE name=%s packets=%zu audio_s=%.6f table_cpu_per_audio=%.9f "
+		       "lib_cpu_per_audio=", c->name, p.n, (double)p.frames / RATE, table);
+		if (lib >= 0)
+			printf("%.9f\n", lib);
+		else
+			printf("-\n");
+		free(p.data);
+		free(p.off);
+		free(p.len);
+	}
+	free(pcm);
+	if (only && !found) {
+		fprintf(stderr, "bench_encode: no codec %s\n", only);
+		return 1;
+	}
 	return 0;
 }
 
@@ -775,6 +1005,8 @@ int main(int argc, char **argv)
 		rc = cmd_encode(argc - 2, argv + 2);
 	else if (argc >= 2 && !strcmp(argv[1], "codecs"))
 		rc = cmd_codecs(argc - 2, argv + 2);
+	else if (argc >= 2 && !strcmp(argv[1], "decode"))
+		rc = cmd_decode(argc - 2, argv + 2);
 	else if (argc >= 2 && !strcmp(argv[1], "latency"))
 		rc = cmd_latency(argc - 2, argv + 2);
 	else if (argc >= 2 && !strcmp(argv[1], "spawn"))
@@ -783,6 +1015,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: bench_encode encode WAV [--mode both|codec|libsbc] "
 			"[--seconds S] [--min-cpu S] [--rounds N]\n"
 			"       bench_encode codecs WAV [--min-cpu S]\n"
+			"       bench_encode decode WAV [--codec NAME] [--min-cpu S]\n"
 			"       bench_encode latency PCM [--seconds S] [--click-every S]\n"
 			"       bench_encode spawn -- COMMAND [ARGS...]\n");
 	return rc;

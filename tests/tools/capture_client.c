@@ -5,11 +5,16 @@
  * before the open and after the close.
  *
  *   capture_client -D DEVICE -d SECONDS [-o out.raw] [--period-us N] [--buffer-us N]
- *                  [--stall-at S --stall-for S]
+ *                  [--stall-at S --stall-for S] [--log-reads FILE]
  *
  * --stall-at/--stall-for: once S seconds have been read, stop reading for a
  * while (forces an overrun); the XRUN is reported, snd_pcm_prepare and
  * snd_pcm_start recover, reading goes on.
+ *
+ * --log-reads (make bench): one line per snd_pcm_readi() that returned
+ * frames, "t_ns,frames,total": CLOCK_MONOTONIC in ns just after it returned,
+ * the frames it returned, the frames read so far including them. stdout is
+ * unchanged.
  *
  * Output, one line per event, times in seconds of CLOCK_MONOTONIC:
  *   BEFORE fds=N threads=N
@@ -94,6 +99,7 @@ static int setup(snd_pcm_t *pcm, unsigned period_us, unsigned buffer_us)
 }
 
 static double stall_at = -1, stall_for;
+static FILE *reads_log;
 
 static int recover(snd_pcm_t *pcm, int err)
 {
@@ -139,6 +145,13 @@ static int run(snd_pcm_t *pcm, long frames, FILE *out)
 		}
 		if (n < 0)
 			return fail("readi", n);
+		if (reads_log) {
+			struct timespec ts;
+
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			fprintf(reads_log, "%lld,%ld,%ld\n", (long long)ts.tv_sec * 1000000000 + ts.tv_nsec,
+				(long)n, got + (long)n);
+		}
 		if (out)
 			fwrite(buf, 4, n, out);
 		got += n;
@@ -180,7 +193,7 @@ static void settle_runtime(void)
 
 int main(int argc, char **argv)
 {
-	const char *dev = NULL, *path = NULL;
+	const char *dev = NULL, *path = NULL, *reads_path = NULL;
 	unsigned period_us = 20000, buffer_us = 200000;
 	double seconds = 1;
 	snd_pcm_t *pcm;
@@ -202,6 +215,8 @@ int main(int argc, char **argv)
 			stall_at = atof(argv[i + 1]);
 		else if (!strcmp(argv[i], "--stall-for"))
 			stall_for = atof(argv[i + 1]);
+		else if (!strcmp(argv[i], "--log-reads"))
+			reads_path = argv[i + 1];
 	}
 	if (!dev) {
 		fprintf(stderr, "usage: capture_client -D DEVICE -d SECONDS [-o out.raw]\n");
@@ -213,11 +228,15 @@ int main(int argc, char **argv)
 		return fail("open", err);
 	if (path)
 		out = fopen(path, "wb");
+	if (reads_path && !(reads_log = fopen(reads_path, "w")))
+		return fail("log-reads", -errno);
 	rc = (err = setup(pcm, period_us, buffer_us)) < 0 ? fail("hw_params", err)
 							  : run(pcm, (long)(seconds * 44100), out);
 	snd_pcm_close(pcm);
 	if (out)
 		fclose(out);
+	if (reads_log)
+		fclose(reads_log);
 	snd_config_update_free_global();
 	counts("CLOSED");
 	return rc;
