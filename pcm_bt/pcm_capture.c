@@ -74,7 +74,13 @@ static snd_pcm_sframes_t cap_transfer(snd_pcm_ioplug_t *io, const snd_pcm_channe
 {
 	struct bt_capture *pcm = io->private_data;
 	unsigned ch = io->channels, bits = a2dp_capture_sample_bits(pcm->cap);
-	unsigned pos = a2dp_capture_appl(pcm->cap) % io->buffer_size;
+	/* From the application pointer alsa-lib holds, not ours: with mmap
+	 * access (the plug's conversions take it), alsa-lib calls transfer at
+	 * every avail_update for everything available and moves its pointer
+	 * only at mmap_commit, so the same frames come again; they are
+	 * consumed once. */
+	uint64_t start = io->appl_ptr, appl = a2dp_capture_appl(pcm->cap);
+	unsigned pos = start % io->buffer_size;
 	snd_pcm_uframes_t first = io->buffer_size - pos;
 	snd_pcm_channel_area_t ring[2];
 
@@ -90,7 +96,8 @@ static snd_pcm_sframes_t cap_transfer(snd_pcm_ioplug_t *io, const snd_pcm_channe
 	snd_pcm_areas_copy(areas, offset, ring, pos, ch, first, io->format);
 	if (size > first)
 		snd_pcm_areas_copy(areas, offset + first, ring, 0, ch, size - first, io->format);
-	a2dp_capture_consume(pcm->cap, size);
+	if (start + size > appl)
+		a2dp_capture_consume(pcm->cap, start + size - appl);
 	return size;
 }
 
