@@ -336,7 +336,9 @@ static ssize_t aptx_decode_packet(struct a2dp_decoder *dec, const uint8_t *paylo
 		return -EINVAL;
 	lib.decode_sync(dec->ctx, payload, len, dec->s24, sizeof(dec->s24), &written, &synced, &dropped);
 	frames = written / (3 * 2);
-	if (!frames && !synced)
+	/* Nothing decoded, and nothing to keep time for (less than a codeword,
+	 * or a stream it cannot sync on): not a packet we can use. */
+	if (!frames && (!synced || !want))
 		return -EINVAL;
 	if (frames > max_frames)
 		frames = max_frames;
