@@ -63,6 +63,7 @@ struct a2dp_capture {
 	uint16_t raw_seq;              /* RAW framing: packets decoded, */
 	uint32_t raw_ts;               /* and their frames */
 	int seen_packet;               /* RTP: last_seq is set */
+	int seen_marker;               /* RTP: a packet had the marker bit */
 	uint16_t last_seq;
 	struct a2dp_capture_stats stats;   /* under lock */
 };
@@ -136,7 +137,11 @@ static int parse_packet(struct a2dp_capture *c, size_t len, struct rtp_packet *p
 	}
 	if (rtp_parse(c->packet, len, p) < 0)
 		return -EINVAL;
-	if (c->codec->rtp_marker && !p->marker)
+	/* RFC 3016's marker ends a frame; a phone that never sets it sends
+	 * whole frames as far as we can tell, so packets are taken as fragments
+	 * only once the stream has shown a marker. */
+	c->seen_marker |= p->marker;
+	if (c->codec->rtp_marker && c->seen_marker && !p->marker)
 		*flags |= A2DP_DECODE_MORE;
 	if (c->seen_packet && p->seq != (uint16_t)(c->last_seq + 1))
 		*flags |= A2DP_DECODE_AFTER_GAP;

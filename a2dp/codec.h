@@ -130,8 +130,9 @@ struct a2dp_codec {
 };
 
 /* What the receiver knows of a packet beside its payload (decode()'s flags). */
-#define A2DP_DECODE_MORE 0x1       /* no RTP marker, for a codec with rtp_marker:
-				    * more of this codec frame follows */
+#define A2DP_DECODE_MORE 0x1       /* no RTP marker, for a codec with rtp_marker
+				    * (on a stream that sets it): more of this
+				    * codec frame follows */
 #define A2DP_DECODE_AFTER_GAP 0x2  /* packets are missing right before this one
 				    * (RTP sequence): a partial frame held is lost */
 

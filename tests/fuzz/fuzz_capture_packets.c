@@ -50,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t pos = 1;
 	uint16_t raw_seq = 0, last_seq = 0;
 	uint32_t raw_ts = 0;
-	int seen = 0;
+	int seen = 0, seen_marker = 0;
 
 	if (size < 1)
 		return 0;
@@ -80,7 +80,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 						 .payload = data + pos, .payload_len = len };
 			ok = 1;
 		} else if ((ok = rtp_parse(data + pos, len, &p) == 0)) {
-			if (c->rtp_marker && !p.marker)
+			seen_marker |= p.marker;
+			if (c->rtp_marker && seen_marker && !p.marker)
 				flags |= A2DP_DECODE_MORE;
 			if (seen && p.seq != (uint16_t)(last_seq + 1))
 				flags |= A2DP_DECODE_AFTER_GAP;
