@@ -4,7 +4,7 @@
  * the other end of the transport socket it hands the capture PCM.
  *
  *   phone_source --fd 3 --wav in.wav --config HEX [--codec sbc|aptx|aptx_hd|aac]
- *                [--mtu 672] [--bitrate N] [--drop 20,21]
+ *                [--mtu 672] [--bitrate N] [--marker 0] [--drop 20,21]
  *                [--pause-at S --pause-for S] [--log out.csv]
  *
  * It encodes with the libraries themselves, not with the plugin's encoders,
@@ -52,6 +52,7 @@ struct opts {
 	size_t config_len;
 	const char *codec;
 	unsigned mtu, bitrate;
+	int no_marker;
 	long drops[MAX_DROPS];
 	int ndrops;
 	double pause_at, pause_for;
@@ -98,6 +99,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			o->codec = v;
 		else if (!strcmp(k, "--bitrate"))
 			o->bitrate = atoi(v);
+		else if (!strcmp(k, "--marker"))
+			o->no_marker = !atoi(v);
 		else if (!strcmp(k, "--pause-at"))
 			o->pause_at = atof(v);
 		else if (!strcmp(k, "--pause-for"))
@@ -446,7 +449,7 @@ int main(int argc, char **argv)
 
 			if (ph.rtp) {
 				rtp_write_header(packet, seq, ts, 1);
-				if (last && ph.aac)
+				if (last && ph.aac && !o.no_marker)
 					rtp_set_marker(packet);
 			}
 			memcpy(packet + head, unit + off, part);
