@@ -115,10 +115,9 @@ CODECS = {
     'aac': (['02:c0018484e200', PHONE_SBC], '80010404e200'),
 }
 # SNR floors, 3 dB under what each codec gives here (measured: aptX 50.7,
-# aptX HD 64.6, AAC at 148 kb/s 55.8, at 128 kb/s over MTU 200 42.8, at 96 kb/s
-# 34.8, each the
-# same as the codec's library alone); the capture must also be within 1 dB of
-# the library alone.
+# aptX HD 64.6, AAC at 148 kb/s 55.8, at 128 kb/s over MTU 200 42.8, at 96
+# kb/s 34.8, each the same as the codec's library alone); the capture must
+# also be within 1 dB of the library alone.
 CODEC_MIN_DB = {'aptx': 47.0, 'aptx_hd': 61.0, 'aac': 52.0, 'aac128': 39.0, 'aac96': 31.0}
 
 
