@@ -444,6 +444,9 @@ static int aac_decoder_new(struct a2dp_decoder **out, const uint8_t *config, siz
 		return -ENOMEM;
 	dec->rate = fmt.rate;
 	if ((err = open_decoder(dec)) < 0) {
+		SNDERR("AAC: libavcodec's aac_latm decoder does not open at %u Hz (%s); "
+		       "check the libavcodec%d installation", dec->rate, strerror(-err),
+		       LIBAVCODEC_VERSION_MAJOR);
 		aac_decoder_free(dec);
 		return err;
 	}
