@@ -70,9 +70,10 @@ $(BUILD)/ctl_client: $(BUILD)/tests/tools/ctl_client.o
 $(BUILD)/aac_alone: $(BUILD)/tests/tools/aac_alone.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(shell pkg-config --libs libavcodec libavutil)
 
-# The test phone of the capture tests: a file as RTP SBC, in real time.
+# The test phone of the capture tests: a file as SBC, aptX, aptX HD or AAC, in
+# real time; it links the codec libraries itself (not the plugin's encoders).
 $(BUILD)/phone_source: $(BUILD)/tests/tools/phone_source.o $(BUILD)/liba2dp.a
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS) -lfreeaptx $(shell pkg-config --libs libavcodec libavutil)
 
 $(BUILD)/capture_client: $(BUILD)/tests/tools/capture_client.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)

@@ -1,12 +1,13 @@
 /*
  * AAC (MPEG-2/4 AAC LC) as an entry of the codec table, encoded by
- * libavcodec's native encoder and framed as LATM in RTP (RFC 3016: marker
+ * libavcodec's native encoder (decoded by its aac_latm decoder) and framed as LATM in RTP (RFC 3016: marker
  * bit set, one AAC frame of 1024 samples a packet). libavcodec is opened
  * with dlopen() the first time AAC is considered, so the plugin does not
  * depend on it. Its structures differ between major versions, so only the
  * major this file was built against is opened.
  */
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include <libavutil/channel_layout.h>
 #include <libavutil/frame.h>
 #include <libavutil/log.h>
+#include <libavutil/mem.h>
 
 #include "codec.h"
 #include "latm.h"
@@ -56,6 +58,11 @@ static struct {
 	__typeof__(av_channel_layout_default) *channel_layout_default;
 	__typeof__(av_log_get_level) *log_get_level;
 	__typeof__(av_log_set_level) *log_set_level;
+	__typeof__(avcodec_find_decoder_by_name) *find_decoder_by_name;
+	__typeof__(avcodec_send_packet) *send_packet;
+	__typeof__(avcodec_receive_frame) *receive_frame;
+	__typeof__(av_frame_unref) *frame_unref;
+	__typeof__(av_mallocz) *mallocz;
 	int err;
 } av;
 static pthread_once_t av_once = PTHREAD_ONCE_INIT;
@@ -80,18 +87,23 @@ static void load_library(void)
 		{ (void **)&av.channel_layout_default, "av_channel_layout_default" },
 		{ (void **)&av.log_get_level, "av_log_get_level" },
 		{ (void **)&av.log_set_level, "av_log_set_level" },
+		{ (void **)&av.find_decoder_by_name, "avcodec_find_decoder_by_name" },
+		{ (void **)&av.send_packet, "avcodec_send_packet" },
+		{ (void **)&av.receive_frame, "avcodec_receive_frame" },
+		{ (void **)&av.frame_unref, "av_frame_unref" },
+		{ (void **)&av.mallocz, "av_mallocz" },
 	};
 
-	const char *why = "no AAC encoder";
+	const char *why = "no AAC encoder or aac_latm decoder";
 	int err = a2dp_load_library(AVCODEC_LIB, syms, sizeof(syms) / sizeof(syms[0]), &why);
 
 	/* The encoder's statistics at close would land on the program's stderr;
 	 * a level the program chose itself is left alone. */
 	if (!err && av.log_get_level() == AV_LOG_INFO)
 		av.log_set_level(AV_LOG_ERROR);
-	if (err || !av.find_encoder(AV_CODEC_ID_AAC)) {
-		SNDERR("AAC is not offered: cannot load %s's AAC encoder (%s); install libavcodec%d",
-		       AVCODEC_LIB, why, LIBAVCODEC_VERSION_MAJOR);
+	if (err || !av.find_encoder(AV_CODEC_ID_AAC) || !av.find_decoder_by_name("aac_latm")) {
+		SNDERR("AAC is not offered: cannot load %s's AAC encoder and aac_latm decoder (%s); "
+		       "install libavcodec%d", AVCODEC_LIB, why, LIBAVCODEC_VERSION_MAJOR);
 		av.err = -ENOENT;
 	}
 }
@@ -367,6 +379,153 @@ static unsigned aac_delay(const struct a2dp_encoder *enc)
 	return 2 * AAC_FRAME_SAMPLES;
 }
 
+/* --- the decoder (the capture PCM) ------------------------------------------ */
+
+/* libavcodec's aac_latm decoder, not our latm_read + the "aac" decoder:
+ * latm_read takes exactly what latm_write writes, while phones send LATM
+ * as their encoder makes it (audioMuxVersion 0 or 1, the StreamMuxConfig in
+ * every element or only when it changes, other buffer fullness values);
+ * aac_latm reads all of it. It wants the LOAS sync layer in front of each
+ * AudioMuxElement (11 bits of sync, 13 of length), which we add. An
+ * element may span several RTP packets (RFC 3016: the same timestamp, the
+ * marker bit on the last): they are gathered here until the marker. */
+#define LOAS_HEADER 3
+#define LOAS_MAX 0x1fff               /* the most a LOAS length says */
+
+struct a2dp_decoder {
+	AVCodecContext *ctx;
+	AVPacket *pkt;
+	AVFrame *frame;
+	unsigned rate;
+	size_t len;                       /* of the element gathered so far */
+	int broken;                       /* a fragment of it was lost: drop it at its end */
+	uint8_t loas[LOAS_HEADER + LOAS_MAX + AV_INPUT_BUFFER_PADDING_SIZE];
+};
+
+static void aac_decoder_free(struct a2dp_decoder *dec)
+{
+	if (!dec)
+		return;
+	av.free_context(&dec->ctx);     /* and the extradata */
+	av.packet_free(&dec->pkt);
+	av.frame_free(&dec->frame);
+	free(dec);
+}
+
+/* Opened here, in the application's thread, for AAC LC stereo at the
+ * configured rate (an AudioSpecificConfig as extradata): otherwise the
+ * decoder builds its tables on the first packet, in the I/O thread. */
+static int open_decoder(struct a2dp_decoder *dec)
+{
+	const AVCodec *codec = av.find_decoder_by_name("aac_latm");
+	unsigned sfi = dec->rate == 48000 ? 3 : 4;
+
+	if (!codec)
+		return -ENOENT;
+	if (!(dec->ctx = av.alloc_context3(codec)) || !(dec->pkt = av.packet_alloc()) ||
+	    !(dec->frame = av.frame_alloc()) ||
+	    !(dec->ctx->extradata = av.mallocz(2 + AV_INPUT_BUFFER_PADDING_SIZE)))
+		return -ENOMEM;
+	dec->ctx->extradata[0] = 2 << 3 | sfi >> 1;       /* AOT 2 (LC), the rate's index */
+	dec->ctx->extradata[1] = (sfi & 1) << 7 | 2 << 3; /* 2 channels */
+	dec->ctx->extradata_size = 2;
+	return av.open2(dec->ctx, codec, NULL) < 0 ? -EIO : 0;
+}
+
+static int aac_decoder_new(struct a2dp_decoder **out, const uint8_t *config, size_t len)
+{
+	struct a2dp_format fmt;
+	struct a2dp_decoder *dec;
+	int err;
+
+	if ((err = aac_available()) < 0 || (err = aac_parse_config(config, len, &fmt)) < 0)
+		return err;
+	if (!(dec = calloc(1, sizeof(*dec))))
+		return -ENOMEM;
+	dec->rate = fmt.rate;
+	if ((err = open_decoder(dec)) < 0) {
+		SNDERR("AAC: libavcodec's aac_latm decoder does not open at %u Hz (%s); "
+		       "check the libavcodec%d installation", dec->rate, strerror(-err),
+		       LIBAVCODEC_VERSION_MAJOR);
+		aac_decoder_free(dec);
+		return err;
+	}
+	*out = dec;
+	return 0;
+}
+
+/* One AAC LC frame; two in case a decoder ever hands out an SBR-doubled one
+ * (refused below, but not written past). */
+static unsigned aac_decoder_max_frames(const struct a2dp_decoder *dec)
+{
+	(void)dec;
+	return 2 * AAC_FRAME_SAMPLES;
+}
+
+static int16_t to_s16(float v)
+{
+	v *= 32768.0f;
+	return v >= 32767.0f ? 32767 : v <= -32768.0f ? -32768 : (int16_t)lrintf(v);
+}
+
+static ssize_t aac_decode_packet(struct a2dp_decoder *dec, const uint8_t *payload, size_t len,
+				 unsigned flags, void *pcm, unsigned max_frames)
+{
+	size_t total;
+	ssize_t out = 0;
+
+	if (flags & A2DP_DECODE_AFTER_GAP) {
+		/* Lost packets: an element being gathered lacks a part, and this
+		 * packet may be the middle or end of an element whose start was
+		 * lost. Only a packet that is a whole element (the marker), after
+		 * an element that ended (a marker), is trusted; the others are
+		 * dropped to the next marker, as lost. */
+		dec->broken = dec->len > 0 || (flags & A2DP_DECODE_MORE);
+		dec->len = 0;
+	}
+	if (dec->len + len > LOAS_MAX) {
+		dec->len = 0;
+		dec->broken = !!(flags & A2DP_DECODE_MORE);
+		return -EINVAL;
+	}
+	memcpy(dec->loas + LOAS_HEADER + dec->len, payload, len);
+	dec->len += len;
+	if (flags & A2DP_DECODE_MORE)
+		return 0;                 /* more of this element follows */
+	total = dec->len;
+	dec->len = 0;
+	if (dec->broken || !total) {
+		dec->broken = 0;
+		return -EINVAL;
+	}
+	dec->loas[0] = 0x56;              /* LOAS AudioSyncStream: sync 0x2b7, then the length */
+	dec->loas[1] = 0xe0 | total >> 8;
+	dec->loas[2] = total;
+	memset(dec->loas + LOAS_HEADER + total, 0, AV_INPUT_BUFFER_PADDING_SIZE);
+	dec->pkt->data = dec->loas;
+	dec->pkt->size = LOAS_HEADER + total;
+	if (av.send_packet(dec->ctx, dec->pkt) < 0)
+		return -EINVAL;
+	while (av.receive_frame(dec->ctx, dec->frame) == 0) {
+		AVFrame *f = dec->frame;
+		unsigned n = f->nb_samples;
+
+		if (f->format == AV_SAMPLE_FMT_FLTP && f->ch_layout.nb_channels == 2 &&
+		    f->sample_rate == (int)dec->rate && n <= max_frames - (size_t)out) {
+			const float *l = (const float *)f->data[0], *r = (const float *)f->data[1];
+			int16_t *o = (int16_t *)pcm + 2 * out;
+
+			for (unsigned i = 0; i < n; i++) {
+				o[2 * i] = to_s16(l[i]);
+				o[2 * i + 1] = to_s16(r[i]);
+			}
+			out += n;
+		}
+		av.frame_unref(f);
+	}
+	return out ? out : -EINVAL;
+}
+
 const struct a2dp_codec a2dp_codec_aac = {
 	.name = "aac",
 	.title = "AAC",
@@ -389,4 +548,8 @@ const struct a2dp_codec a2dp_codec_aac = {
 	.raise_bitrate = aac_raise_bitrate,
 	.frame_bytes = aac_frame_bytes,
 	.delay = aac_delay,
+	.decoder_new = aac_decoder_new,
+	.decoder_free = aac_decoder_free,
+	.decoder_max_frames = aac_decoder_max_frames,
+	.decode = aac_decode_packet,
 };

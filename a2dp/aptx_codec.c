@@ -1,6 +1,6 @@
 /*
  * aptX and aptX HD (Qualcomm vendor codecs) as entries of the codec table,
- * encoded by libfreeaptx. The library is opened with dlopen() the first time
+ * encoded and decoded by libfreeaptx. The library is opened with dlopen() the first time
  * one of the two is considered, so the plugin does not depend on it: without
  * it the codecs are simply not offered.
  */
@@ -37,6 +37,9 @@ static struct {
 	void (*finish)(struct aptx_context *ctx);
 	size_t (*encode)(struct aptx_context *ctx, const unsigned char *in, size_t in_size,
 			 unsigned char *out, size_t out_size, size_t *written);
+	size_t (*decode_sync)(struct aptx_context *ctx, const unsigned char *in, size_t in_size,
+			      unsigned char *out, size_t out_size, size_t *written, int *synced,
+			      size_t *dropped);
 	int err;
 } lib;
 static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
@@ -47,6 +50,7 @@ static void load_library(void)
 		{ (void **)&lib.init, "aptx_init" },
 		{ (void **)&lib.finish, "aptx_finish" },
 		{ (void **)&lib.encode, "aptx_encode" },
+		{ (void **)&lib.decode_sync, "aptx_decode_sync" },
 	};
 	const char *why = "";
 
@@ -263,6 +267,101 @@ static unsigned aptx_delay(const struct a2dp_encoder *enc)
 	return APTX_DELAY;
 }
 
+/* --- the decoder (the capture PCM) ------------------------------------------ */
+
+/* The most codewords one packet brings (beyond any A2DP MTU BlueZ negotiates). */
+#define MAX_PACKET_CODEWORDS (4096 / 4)
+
+struct a2dp_decoder {
+	struct aptx_context *ctx;
+	int hd;
+	size_t codeword;
+	/* One packet's 24-bit samples; the sync decoder may add one codeword's
+	 * worth of cached bytes. */
+	uint8_t s24[(MAX_PACKET_CODEWORDS + 1) * SAMPLES_PER_CODEWORD * 2 * 3];
+};
+
+static int decoder_new(int hd, struct a2dp_decoder **out, const uint8_t *config, size_t len)
+{
+	struct a2dp_format fmt;
+	struct a2dp_decoder *dec;
+	int err;
+
+	if ((err = aptx_available()) < 0 || (err = parse_config(hd, config, len, &fmt)) < 0)
+		return err;
+	if (!(dec = calloc(1, sizeof(*dec))))
+		return -ENOMEM;
+	if (!(dec->ctx = lib.init(hd))) {
+		free(dec);
+		return -ENOMEM;
+	}
+	dec->hd = hd;
+	dec->codeword = hd ? 6 : 4;
+	*out = dec;
+	return 0;
+}
+
+static void aptx_decoder_free(struct a2dp_decoder *dec)
+{
+	if (!dec)
+		return;
+	lib.finish(dec->ctx);
+	free(dec);
+}
+
+static unsigned aptx_decoder_max_frames(const struct a2dp_decoder *dec)
+{
+	(void)dec;
+	return (MAX_PACKET_CODEWORDS + 1) * SAMPLES_PER_CODEWORD;
+}
+
+/* aptx_decode_sync, not aptx_decode: a packet lost on the radio (aptX
+ * has no sequence numbers to tell) or a damaged codeword makes the parity
+ * fail, and it finds the codeword boundary again instead of stopping. Its
+ * output is short at the start (the first 90 samples of the stream are the
+ * codec's delay, dropped) and while it resynchronises: the packet's time is
+ * kept whole by silence in front, so that the RTP timestamps of aptX HD
+ * (which count 4 samples a codeword) and the ones the capture counts for
+ * aptX stay in step with the audio. After a loss the ADPCM state of the
+ * two ends differs: the packet after it resynchronises (mostly silence) and
+ * the level comes back over about 150 ms (measured). */
+static ssize_t aptx_decode_packet(struct a2dp_decoder *dec, const uint8_t *payload, size_t len,
+				  unsigned flags, void *pcm, unsigned max_frames)
+{
+	size_t written = 0, dropped = 0, frames, want = len / dec->codeword * SAMPLES_PER_CODEWORD, pad;
+	int synced = 0;
+
+	(void)flags;  /* a reset after lost packets (tried) recovers no faster */
+	if (!len || len > MAX_PACKET_CODEWORDS * dec->codeword)
+		return -EINVAL;
+	lib.decode_sync(dec->ctx, payload, len, dec->s24, sizeof(dec->s24), &written, &synced, &dropped);
+	frames = written / (3 * 2);
+	/* Nothing decoded, and nothing to keep time for (less than a codeword,
+	 * or a stream it cannot sync on): not a packet we can use. */
+	if (!frames && (!synced || !want))
+		return -EINVAL;
+	if (frames > max_frames)
+		frames = max_frames;
+	pad = want > frames && want <= max_frames ? want - frames : 0;
+	for (size_t i = 0; i < (frames + pad) * 2; i++) {
+		int32_t v = 0;
+
+		if (i >= pad * 2) {
+			const uint8_t *p = dec->s24 + 3 * (i - pad * 2);
+
+			v = (int32_t)((uint32_t)p[0] << 8 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 24) >> 8;
+		}
+		if (dec->hd)
+			((int32_t *)pcm)[i] = (int32_t)((uint32_t)v << 8);
+		else {
+			int32_t q = (v + 128) >> 8;   /* rounded to 16 bits */
+
+			((int16_t *)pcm)[i] = q > 32767 ? 32767 : q;
+		}
+	}
+	return frames + pad;
+}
+
 /* --- the two table entries -------------------------------------------------- */
 
 #define APTX_WRAPPERS(pfx, hd) \
@@ -275,7 +374,9 @@ static unsigned aptx_delay(const struct a2dp_encoder *enc)
 	{ return caps_rates(hd, c, l, r, m); } \
 	static int pfx##_encoder_new(struct a2dp_encoder **e, const uint8_t *c, size_t l, size_t m, \
 				     const struct a2dp_codec_prefs *p) \
-	{ (void)m; (void)p; return encoder_new(hd, e, c, l); }
+	{ (void)m; (void)p; return encoder_new(hd, e, c, l); } \
+	static int pfx##_decoder_new(struct a2dp_decoder **d, const uint8_t *c, size_t l) \
+	{ return decoder_new(hd, d, c, l); }
 
 APTX_WRAPPERS(aptx, 0)
 APTX_WRAPPERS(aptx_hd, 1)
@@ -294,7 +395,11 @@ APTX_WRAPPERS(aptx_hd, 1)
 	.lower_bitrate = aptx_no_steps, \
 	.raise_bitrate = aptx_no_steps, \
 	.frame_bytes = aptx_frame_bytes, \
-	.delay = aptx_delay
+	.delay = aptx_delay, \
+	.decoder_new = pfx##_decoder_new, \
+	.decoder_free = aptx_decoder_free, \
+	.decoder_max_frames = aptx_decoder_max_frames, \
+	.decode = aptx_decode_packet
 
 const struct a2dp_codec a2dp_codec_aptx = {
 	.name = "aptx",

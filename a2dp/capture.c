@@ -53,6 +53,11 @@ struct a2dp_capture {
 	struct jitter jb;
 	uint8_t packet[MAX_PACKET];
 	uint8_t *pcm;                  /* one decoded packet */
+	uint16_t raw_seq;              /* RAW framing: packets decoded, */
+	uint32_t raw_ts;               /* and their frames */
+	int seen_packet;               /* RTP: last_seq is set */
+	int seen_marker;               /* RTP: a packet had the marker bit */
+	uint16_t last_seq;
 	struct a2dp_capture_stats stats;   /* under io.lock */
 };
 
@@ -85,18 +90,56 @@ static void count_packet(struct a2dp_capture *c, int bad)
 	pthread_mutex_unlock(&c->io.lock);
 }
 
+/* The packet as RTP: parsed, or (a codec with RAW framing: aptX) given a
+ * sequence number and a timestamp of our own, one a packet and the frames
+ * decoded so far. Such a stream carries nothing to tell a lost packet by:
+ * the audio after it simply comes earlier (libfreeaptx resynchronises). */
+static int parse_packet(struct a2dp_capture *c, size_t len, struct rtp_packet *p, unsigned *flags)
+{
+	*flags = 0;
+	if (c->codec->framing == A2DP_FRAMING_RAW) {
+		*p = (struct rtp_packet){ .seq = c->raw_seq, .timestamp = c->raw_ts,
+					  .payload = c->packet, .payload_len = len };
+		return 0;
+	}
+	if (rtp_parse(c->packet, len, p) < 0)
+		return -EINVAL;
+	/* RFC 3016's marker ends a frame; a phone that never sets it sends
+	 * whole frames as far as we can tell, so packets are taken as fragments
+	 * only once the stream has shown a marker. */
+	c->seen_marker |= p->marker;
+	if (c->codec->rtp_marker && c->seen_marker && !p->marker)
+		*flags |= A2DP_DECODE_MORE;
+	if (c->seen_packet && p->seq != (uint16_t)(c->last_seq + 1))
+		*flags |= A2DP_DECODE_AFTER_GAP;
+	c->seen_packet = 1;
+	c->last_seq = p->seq;
+	return 0;
+}
+
 /* One packet: parsed, decoded, into the jitter buffer. A packet that does not
- * parse or decode is treated as lost: the next one's timestamp fills its time. */
+ * parse or decode is treated as lost: the next one's timestamp fills its time.
+ * A fragment of a codec frame that spans packets decodes to nothing until
+ * the frame's last packet. */
 static void on_packet(struct a2dp_capture *c, size_t len)
 {
 	struct rtp_packet p;
+	unsigned flags;
 	ssize_t frames;
 
-	if (rtp_parse(c->packet, len, &p) < 0 ||
-	    (frames = c->codec->decode(c->dec, p.payload, p.payload_len, c->pcm, c->max_frames)) <= 0) {
+	if (parse_packet(c, len, &p, &flags) < 0 ||
+	    (frames = c->codec->decode(c->dec, p.payload, p.payload_len, flags, c->pcm,
+				       c->max_frames)) < 0 ||
+	    (frames == 0 && !(flags & A2DP_DECODE_MORE))) {
 		count_packet(c, 1);
 		return;
 	}
+	if (frames == 0) {
+		count_packet(c, 0);
+		return;
+	}
+	c->raw_seq++;
+	c->raw_ts += frames;
 	jitter_put(&c->jb, p.seq, p.timestamp, c->pcm, frames);
 	if (c->state != ST_RUNNING)
 		jitter_trim(&c->jb, 0);

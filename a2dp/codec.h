@@ -120,11 +120,21 @@ struct a2dp_codec {
 	void (*decoder_free)(struct a2dp_decoder *dec);
 	/* The most PCM frames one packet's payload can decode to. */
 	unsigned (*decoder_max_frames)(const struct a2dp_decoder *dec);
-	/* Decodes one packet's payload (after the RTP header) into interleaved
-	 * PCM in sample_format. Returns the PCM frames written (samples per
-	 * channel), or -EINVAL for a payload that does not decode. */
+	/* Decodes one packet's payload (after the RTP header, if any) into
+	 * interleaved PCM in sample_format; flags: A2DP_DECODE_*. Returns the
+	 * PCM frames written (samples per channel), 0 for a fragment kept until
+	 * the rest of its frame comes (A2DP_DECODE_MORE), or -EINVAL for a
+	 * payload that does not decode. */
 	ssize_t (*decode)(struct a2dp_decoder *dec, const uint8_t *payload, size_t len,
-			  void *pcm, unsigned max_frames);};
+			  unsigned flags, void *pcm, unsigned max_frames);
+};
+
+/* What the receiver knows of a packet beside its payload (decode()'s flags). */
+#define A2DP_DECODE_MORE 0x1       /* no RTP marker, for a codec with rtp_marker
+				    * (on a stream that sets it): more of this
+				    * codec frame follows */
+#define A2DP_DECODE_AFTER_GAP 0x2  /* packets are missing right before this one
+				    * (RTP sequence): a partial frame held is lost */
 
 extern const struct a2dp_codec a2dp_codec_sbc;
 extern const struct a2dp_codec a2dp_codec_sbc_xq;

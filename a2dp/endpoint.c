@@ -669,8 +669,16 @@ static int none_left(struct a2dp_endpoint *ep, const struct a2dp_codec *const *c
 
 	list_names(codecs, n, wanted, sizeof(wanted));
 	if (ep->sink) {
-		SNDERR("cannot receive from %s with CODEC=%s: the capture decodes only sbc so far",
-		       ep->dev.address, wanted);
+		const struct a2dp_codec *dec[A2DP_MAX_CODECS];
+		int ndec = 0;
+
+		for (int i = 0; a2dp_codecs[i] && ndec < A2DP_MAX_CODECS; i++)
+			if (a2dp_codecs[i]->decoder_new &&
+			    (!a2dp_codecs[i]->available || a2dp_codecs[i]->available() == 0))
+				dec[ndec++] = a2dp_codecs[i];
+		list_names(dec, ndec, offer, sizeof(offer));
+		SNDERR("cannot receive from %s with CODEC=%s: the capture decodes only %s here; "
+		       "choose from those", ep->dev.address, wanted, offer);
 		return -ENOTSUP;
 	}
 	if (!nrs) {

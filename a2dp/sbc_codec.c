@@ -380,11 +380,12 @@ static unsigned sbc_decoder_max_frames(const struct a2dp_decoder *dec)
 /* libsbc reads the frame header itself: a stream configured otherwise than
  * announced still decodes, but only frames of the announced size fit. */
 static ssize_t sbc_decode_packet(struct a2dp_decoder *dec, const uint8_t *payload, size_t len,
-				 void *pcm, unsigned max_frames)
+				 unsigned flags, void *pcm, unsigned max_frames)
 {
 	size_t pos = SBC_PAYLOAD_HEADER_LEN, out = 0, room = (size_t)max_frames * 2 * dec->channels;
 	unsigned nframes;
 
+	(void)flags;                  /* every packet is whole frames */
 	if (len < SBC_PAYLOAD_HEADER_LEN || payload[0] & SBC_PAYLOAD_FRAGMENTED)
 		return -EINVAL;
 	nframes = SBC_PAYLOAD_FRAMES(payload[0]);

@@ -76,8 +76,16 @@ static snd_pcm_sframes_t cap_transfer(snd_pcm_ioplug_t *io, const snd_pcm_channe
 {
 	struct bt_capture *pcm = io->private_data;
 	unsigned ch = io->channels, bits = a2dp_capture_sample_bits(pcm->cap);
-	unsigned pos = a2dp_capture_appl(pcm->cap) % io->buffer_size;
-	snd_pcm_uframes_t first = io->buffer_size - pos;
+	/* With mmap access (arecord -M, the plug's conversions) alsa-lib calls
+	 * transfer at every avail_update for everything available, into its
+	 * own buffer, and moves its application pointer only at mmap_commit:
+	 * the frames from its pointer up to ours are already there (and their
+	 * place in our ring may hold newer audio now). Only the rest is copied
+	 * and consumed. With RW access the two pointers are equal here. */
+	uint64_t start = io->appl_ptr, appl = a2dp_capture_appl(pcm->cap);
+	snd_pcm_uframes_t skip = appl > start ? (appl - start < size ? appl - start : size) : 0;
+	unsigned pos = (start + skip) % io->buffer_size;
+	snd_pcm_uframes_t n = size - skip, first = io->buffer_size - pos;
 	snd_pcm_channel_area_t ring[2];
 
 	if (error_of(pcm) == -ENODEV)
@@ -87,12 +95,14 @@ static snd_pcm_sframes_t cap_transfer(snd_pcm_ioplug_t *io, const snd_pcm_channe
 		ring[c].first = c * bits;
 		ring[c].step = ch * bits;
 	}
-	if (first > size)
-		first = size;
-	snd_pcm_areas_copy(areas, offset, ring, pos, ch, first, io->format);
-	if (size > first)
-		snd_pcm_areas_copy(areas, offset + first, ring, 0, ch, size - first, io->format);
-	a2dp_capture_consume(pcm->cap, size);
+	if (first > n)
+		first = n;
+	snd_pcm_areas_copy(areas, offset + skip, ring, pos, ch, first, io->format);
+	if (n > first)
+		snd_pcm_areas_copy(areas, offset + skip + first, ring, 0, ch, n - first, io->format);
+	/* (Ours behind: frames alsa-lib skipped, snd_pcm_forward.) */
+	if (start + size > appl)
+		a2dp_capture_consume(pcm->cap, start + size - appl);
 	return size;
 }
 

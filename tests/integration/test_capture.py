@@ -1,7 +1,8 @@
 """pcm_bt for capture: a phone (the mock's scripted A2DP Source, feeding RTP
-SBC from tests/tools/phone_source in real time) plays into the real arecord,
-checked as audio: aligned, SNR against libsbc alone, duration, gaps; packet
-loss, a pause and resume (ON_PAUSE=silence and =wait), the link lost, the
+SBC, aptX, aptX HD or AAC from tests/tools/phone_source in real time) plays
+into the real arecord, checked as audio: aligned, SNR against the codec's
+library alone, duration, gaps; packet loss (SBC, aptX HD, AAC fragments),
+AAC frames spanning packets, a pause and resume (ON_PAUSE=silence and =wait), the link lost, the
 delay, file descriptors and threads after close, and the open-time errors.
 
 Packets at MTU 672: 5 SBC frames of 128 samples, 640 frames (14.5 ms).
@@ -34,11 +35,14 @@ SWEEP_MIN_DB = 60.0                  # measured 65.2 dB, as libsbc alone
 LAG_GUESS, LAG_SEARCH = RATE // 2, RATE // 2
 
 
-def phone_env(tmp_wav, phone_args='', pause=None, devices=None, mock_args=()):
+def phone_env(tmp_wav, phone_args='', pause=None, devices=None, seps=(), mock_args=()):
+    """seps: the phone's source SEPs ("codec:caps" hex), else SBC alone."""
     extra = ['--phone', os.path.join(BUILD, 'phone_source'),
              '--phone-args=--wav %s %s' % (tmp_wav, phone_args)]
     if pause:
         extra += ['--phone-pause', pause]
+    for sep in seps:
+        extra += ['--phone-sep', sep]
     extra += list(mock_args)
     return Env(devices=devices or ['hci0/%s,phone' % PHONE], sink=None, extra_args=extra)
 
@@ -100,6 +104,146 @@ def test_clean(flags):
         check(name + ': no gaps', not audio.gaps(body, RATE), str(audio.gaps(body, RATE)[:3]))
         check(name + ': silence before the phone streams', not len(got[:lag - 200]) or
               abs(got[:lag - 200]).max() == 0, f'max {abs(got[:lag - 200]).max()}')
+
+
+# The phone's source SEPs per codec, SBC offered too (so the choice is ours),
+# and the configuration our sink endpoint selects from them.
+PHONE_SBC = '00:ffff0235'
+CODECS = {
+    'aptx': (['ff:4f000000010032', PHONE_SBC], '4f000000010022'),
+    'aptx_hd': (['ff:d7000000240032' + '00000000', PHONE_SBC], 'd7000000240022' + '00000000'),
+    # MPEG-2/4 LC, 44.1 and 48 kHz, stereo, VBR up to 320 kb/s.
+    'aac': (['02:c0018484e200', PHONE_SBC], '80010404e200'),
+}
+# SNR floors, 3 dB under what each codec gives here (measured: aptX 50.7,
+# aptX HD 64.6, AAC at 148 kb/s 55.8, at 128 kb/s over MTU 200 42.8, at 96
+# kb/s 34.8, each the same as the codec's library alone); the capture must
+# also be within 1 dB of the library alone.
+CODEC_MIN_DB = {'aptx': 47.0, 'aptx_hd': 61.0, 'aac': 52.0, 'aac128': 39.0, 'aac96': 31.0}
+
+
+def aac_phone_bitrate(mtu=672):
+    """What phone_source encodes AAC at: the configuration's 320 kb/s, capped
+    to fit the MTU (as Android and PipeWire cap it)."""
+    return min(320000, (mtu - 12 - 16) * 8 * RATE // 1024 * 2 // 3)
+
+
+def codec_reference(name, sig, bitrate=None):
+    if name.startswith('aptx'):
+        return audio.aptx_alone(sig, name == 'aptx_hd')
+    return audio.aac_alone(sig, RATE, bitrate or aac_phone_bitrate(), BUILD)
+
+
+def configured(env):
+    """The configuration of the stream, from the mock's SetConfiguration."""
+    for e in env.events():
+        m = re.match(r'SetConfiguration \S+ ([0-9a-f]+)$', e)
+        if m:
+            return m.group(1)
+    return None
+
+
+def test_codec(name, phone_args='', bitrate=None, label=None, floor=None, fragmented=False):
+    """The phone offers this codec and SBC: we choose the codec; a sweep it
+    plays arrives as audio, as good as the codec alone gives it."""
+    seps, config = CODECS[name]
+    label = label or name
+    sig, path = prepared('codec-' + name)
+    with phone_env(path, phone_args, seps=seps) as env:
+        r, got = arecord(env, 4)
+        check(label + ': arecord succeeded', r.rc == 0 and not r.timed_out, r.stderr[-500:])
+        check(label + ': the codec chosen over SBC, configured ' + config,
+              configured(env) == config, str(configured(env)))
+        if fragmented:
+            # phone-K.csv: index,seq,timestamp,frames (0: more of the frame follows),...
+            rows = [ln.split(',') for f in sorted(os.listdir(env.tmp)) if re.match(r'phone-\d+\.csv$', f)
+                    for ln in open(os.path.join(env.tmp, f)).read().splitlines()]
+            frames = sum(r[3] != '0' for r in rows)
+            check(label + ': every frame sent in 2 packets or more (marker on the last)',
+                  frames > 100 and len(rows) >= 2 * frames, f'{len(rows)} packets, {frames} frames')
+        check(label + ': 4 s captured in real time', len(got) == 4 * RATE and
+              3.95 <= r.elapsed <= 4.0 + 1.5 * TIME_SCALE, f'{len(got)} frames, {r.elapsed:.2f} s')
+        if len(got) < RATE:
+            return
+        lag = audio.align(sig, got, LAG_GUESS, LAG_SEARCH)
+        snr = audio.snr_db(sig, got, lag, RATE)
+        ref = codec_reference(name, sig, bitrate)
+        ref_lag = audio.align(sig, ref, 0, 4096)
+        ref_snr = audio.snr_db(sig, ref, ref_lag, RATE)
+        floor = floor or CODEC_MIN_DB[name]
+        print(f'{label}: lag {lag} frames, SNR {snr:.1f} dB, the codec alone {ref_snr:.1f} dB')
+        check(label + f': SNR >= {floor} dB and within 1 dB of the codec alone',
+              snr >= floor and snr >= ref_snr - 1.0, f'{snr:.1f} vs {ref_snr:.1f} dB')
+        worst = min(seg_snr(sig, got, lag, a, a + RATE // 2) for a in range(0, 3 * RATE, RATE // 2))
+        check(label + f': the lag is constant (every 0.5 s >= {floor - 5} dB at one lag)',
+              worst >= floor - 5, f'worst {worst:.1f} dB')
+        check(label + ': the whole signal arrived', len(got) >= lag + len(sig),
+              f'{len(got)} < {lag + len(sig)}')
+        body = got[lag:lag + len(sig)]
+        check(label + ': no gaps', not audio.gaps(body, RATE), str(audio.gaps(body, RATE)[:3]))
+
+
+def test_codec_loss(name, drops, unit, phone_args='', label=None, floor=None, gap=(1.0, 1.0),
+                    settle=0.1):
+    """Packets the phone's radio loses (drops: sent-packet indices, each
+    taking one unit of `unit` frames): one silence per loss, of gap[0] to
+    gap[1] units (aptX resynchronises during the next packet), the rest
+    aligned at one lag from `settle` s after each (aptX's ADPCM takes about
+    0.15 s to come back to level)."""
+    seps, config = CODECS[name]
+    label = label or name + ' loss'
+    sig, path = prepared('loss-' + name)
+    listed = ','.join(str(k) for k in drops)
+    with phone_env(path, phone_args + ' --drop ' + listed, seps=seps) as env:
+        r, got = arecord(env, 4)
+        check(label + ': arecord succeeded, 4 s', r.rc == 0 and len(got) == 4 * RATE,
+              f'{len(got)} frames; ' + r.stderr[-500:])
+        if len(got) < RATE:
+            return
+        lag = audio.align(sig, got, LAG_GUESS, LAG_SEARCH)
+        gaps = audio.gaps(got[lag:lag + len(sig)], RATE, min_ms=5)
+        lens = [g[1] for g in gaps]
+        lo, hi = (g * unit * 1000.0 / RATE for g in gap)
+        print(f'{label}: lag {lag}, gaps {gaps}')
+        check(label + f': one silence per lost packet, {lo:.1f} to {hi:.1f} ms (+- 1 ms)',
+              len(gaps) == len(drops) and all(lo - 1.0 < x < hi + 1.0 for x in lens),
+              f'gaps {gaps}')
+        # Away from the losses (the codec needs a little to settle again).
+        keep = np.ones(len(sig), bool)
+        for g0, _ in gaps:
+            a = int(g0 * RATE)
+            keep[max(0, a - 2 * unit):a + int(settle * RATE)] = False
+        idx = np.flatnonzero(keep)
+        idx = idx[idx + lag < len(got)]
+        ref, cap = sig[idx].astype(float), got[idx + lag].astype(float)
+        snr = 10 * np.log10(np.sum(ref ** 2) / max(np.sum((ref - cap) ** 2), 1e-9))
+        floor = floor or CODEC_MIN_DB[name]
+        print(f'{label}: SNR away from the losses {snr:.1f} dB')
+        check(label + f': the rest aligned at one lag (>= {floor} dB)', snr >= floor, f'{snr:.1f} dB')
+
+
+def test_plug_conversion():
+    """SBC (S16) read as S32 through the plug: the plug takes the capture
+    with mmap access, where alsa-lib hands the same frames to transfer until
+    they are committed. No overrun, the audio whole (the same holds for
+    aptX HD's S32 read as -f cd)."""
+    sig, path = prepared('plug')
+    with phone_env(path) as env:
+        out = env.tmp + '/out.raw'
+        r = env.run(['arecord', '-q', '-D', AUDIO_DEV, '-t', 'raw', '-f', 'S32_LE', '-c', '2',
+                     '-r', str(RATE), '-s', str(4 * RATE), out], timeout=14)
+        got = (np.fromfile(out, '<i4').reshape(-1, 2) >> 16).astype(np.int16) \
+            if os.path.exists(out) else np.zeros((0, 2), np.int16)
+        check('S32 through the plug: no overrun, 4 s', r.rc == 0 and 'overrun' not in r.stderr and
+              len(got) == 4 * RATE, f'{len(got)} frames; {r.stderr[-300:]}')
+        if len(got) < RATE:
+            return
+        lag = audio.align(sig, got, LAG_GUESS, LAG_SEARCH)
+        snr = audio.snr_db(sig, got, lag, RATE)
+        body = got[lag:lag + len(sig)]
+        print(f'S32 through the plug: lag {lag}, SNR {snr:.1f} dB')
+        check(f'S32 through the plug: SNR >= {SWEEP_MIN_DB} dB, no gaps',
+              snr >= SWEEP_MIN_DB and not audio.gaps(body, RATE), f'{snr:.1f} dB')
 
 
 def lost_region(lag, k, n):
@@ -351,8 +495,8 @@ def test_errors():
                r'not known to BlueZ: pair it')
     open_error('no A2DP Source (a speaker)', ['hci0/%s' % PHONE], DEV,
                'Operation not supported', r'not an audio source')
-    open_error('CODEC= with nothing we decode', None, DEV + ',CODEC=aptx',
-               'Operation not supported', r'decodes only sbc')
+    open_error('CODEC= with nothing we decode', None, DEV + ',CODEC=ldac',
+               'Operation not supported', r'decodes only aptx_hd:aptx:aac:sbc:sbc_xq here')
     open_error('bad JITTER_MS', None, DEV + ',JITTER_MS=5', 'Invalid argument', r'jitter_ms')
     open_error('phone not paired', ['hci0/%s,phone,unpaired' % PHONE], DEV, 'Permission denied',
                r'not paired: run .bluetoothctl pair')
@@ -376,8 +520,39 @@ def test_no_answer():
         check('the phone never answers: one line says so', len(lines) == 1, str(lines))
 
 
+ONLY = os.environ.get('ALSABT_CAPTURE_ONLY')   # "codecs": the codec cases alone
+
+
+def codec_tests():
+    test_codec('aptx')
+    test_codec('aptx_hd')
+    test_codec('aac')
+    # A small MTU: every AAC frame spans several packets (marker on the last).
+    test_codec('aac', '--mtu 200 --bitrate 128000', bitrate=128000,
+               label='aac, frames in 2-3 packets (MTU 200)', floor=CODEC_MIN_DB['aac128'],
+               fragmented=True)
+    # A phone that never sets AAC's marker bit, its frames all within the MTU
+    # (at 96 kb/s): each packet is a whole frame.
+    test_codec('aac', '--marker 0 --bitrate 96000', bitrate=96000, floor=CODEC_MIN_DB['aac96'],
+               label='aac, no marker bits')
+    # aptX HD: 110 codewords, 440 frames a packet; the lost one's silence,
+    # and the next one's while libfreeaptx resynchronises (measured 17.9-19.9
+    # ms); 62.6 dB from 0.3 s after each loss.
+    test_codec_loss('aptx_hd', [40, 100, 160], 440, gap=(1.0, 2.2), settle=0.3, floor=59.0)
+    # AAC over MTU 200: one fragment lost loses its whole frame (1024).
+    test_codec_loss('aac', [81, 201], 1024, '--mtu 200 --bitrate 128000',
+                    label='aac loss of one fragment', floor=CODEC_MIN_DB['aac128'] - 3)
+
+
+if ONLY == 'codecs':
+    codec_tests()
+    finish()
+    sys.exit(0)
+
 test_clean(())
 test_clean(('-M', '-N'))
+test_plug_conversion()
+codec_tests()
 test_loss()
 test_pause(wait=False)
 test_pause(wait=True)

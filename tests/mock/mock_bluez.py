@@ -43,13 +43,17 @@ Command line
   --bus ADDRESS          bus to use (default: $DBUS_SYSTEM_BUS_ADDRESS)
   --phone PATH           the phone's streaming program, spawned when our
                          sink endpoint acquires a phone's transport:
-                         PATH --fd 3 --config HEX --mtu N
+                         PATH --fd 3 --config HEX --codec NAME --mtu N
                               --log OUTDIR/phone-K.csv [--phone-args ...]
+                         (NAME as for --sink)
                          (stdout/stderr to OUTDIR/phone-K.out)
   --phone-args "ARGS"    more arguments for it, split on spaces (write
                          --phone-args="--wav x.wav" for ones that start
                          with --)
   --phone-caps HEX       the phone's SBC source capabilities (ffff0235)
+  --phone-sep CODEC:HEX  repeatable: the phone's source SEPs instead, in
+                         order, as --sink-sep (e.g. ff:4f0000000100ff for
+                         aptX, 02:c0ff8c8004e2 for AAC)
   --phone-pause AT:FOR   the phone's transport goes idle AT s after it was
                          acquired, pending (then active) FOR s later, as a
                          phone that pauses; pass the same to the program
@@ -718,7 +722,7 @@ class Device(PropObject):
             self.seps = []
 
     def add_seps(self):
-        seps = [(0, self.mock.phone_caps)] if self.phone else self.mock.sink_seps
+        seps = self.mock.phone_seps if self.phone else self.mock.sink_seps
         self.seps = [RemoteSep(self.mock, self, i + 1, codec, caps, self.phone)
                      for i, (codec, caps) in enumerate(seps)]
         for sep in self.seps:
@@ -1029,6 +1033,7 @@ class Sink:
     def _spawn_phone(self, fd):
         base = os.path.join(self.mock.outdir, 'phone-%d' % self.k)
         argv = [self.mock.args.phone, '--fd', '3', '--config', self.transport.config.hex(),
+                '--codec', self.transport.codec_name(),
                 '--mtu', str(self.mock.args.mtu), '--log', base + '.csv']
         argv += self.mock.args.phone_args.split()
 
@@ -1393,6 +1398,10 @@ class Mock:
         if args.sink_sep:
             self.sink_seps = [(int(c, 16), bytes.fromhex(h))
                               for c, _, h in (spec.partition(':') for spec in args.sink_sep)]
+        self.phone_seps = [(0, self.phone_caps)]
+        if args.phone_sep:
+            self.phone_seps = [(int(c, 16), bytes.fromhex(h))
+                               for c, _, h in (spec.partition(':') for spec in args.phone_sep)]
         self.volume, self.delay = args.volume, args.delay
         self.outdir = os.path.abspath(args.outdir)
         self.adapters, self.devices, self.transports = {}, {}, {}
@@ -1632,6 +1641,7 @@ def parse_args(argv):
     p.add_argument('--phone')
     p.add_argument('--phone-args', default='')
     p.add_argument('--phone-caps', default='ffff0235')
+    p.add_argument('--phone-sep', action='append')
     p.add_argument('--phone-pause')
     args = p.parse_args(argv)
     if not args.bus:

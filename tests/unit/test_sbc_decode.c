@@ -38,27 +38,28 @@ int main(void)
 	CHECK(len > 5 * 100, "encoded 5 frames: %zd bytes", len);
 	CHECK(c->decoder_new && c->decode && c->decoder_free, "SBC decodes");
 	CHECK(a2dp_codec_sbc_xq.decoder_new, "SBC-XQ (the same codec) decodes");
-	CHECK(!a2dp_codec_aptx.decoder_new && !a2dp_codec_aac.decoder_new &&
-	      !a2dp_codec_ldac.decoder_new, "the others do not (yet): the capture does not offer them");
+	CHECK(a2dp_codec_aptx.decoder_new && a2dp_codec_aptx_hd.decoder_new &&
+	      a2dp_codec_aac.decoder_new, "aptX, aptX HD and AAC decode too");
+	CHECK(!a2dp_codec_ldac.decoder_new, "LDAC does not (no decoder): the capture does not offer it");
 	CHECK(c->decoder_new(&dec, config, 3) == -EINVAL, "a short configuration is refused");
 	CHECK(c->decoder_new(&dec, config, sizeof(config)) == 0, "decoder");
 	CHECK(c->decoder_max_frames(dec) == 15 * 128, "at most 15 frames of 128: %u",
 	      c->decoder_max_frames(dec));
-	n = c->decode(dec, payload, len, out, 15 * 128);
+	n = c->decode(dec, payload, len, 0, out, 15 * 128);
 	CHECK(n == 5 * 128, "5 frames decode to 640 PCM frames: %zd", n);
 	for (int i = 256; i < 640 * 2; i++)
 		loud |= out[i] > 4000 || out[i] < -4000;
 	CHECK(loud, "and carry the tone");
-	CHECK(c->decode(dec, payload, len - 50, out, 15 * 128) == 4 * 128,
+	CHECK(c->decode(dec, payload, len - 50, 0, out, 15 * 128) == 4 * 128,
 	      "a truncated last frame: the whole ones decode");
-	CHECK(c->decode(dec, payload, len, out, 2 * 128) == 2 * 128, "no more than max_frames");
-	CHECK(c->decode(dec, payload, 0, out, 15 * 128) == -EINVAL, "an empty payload");
-	CHECK(c->decode(dec, bad, sizeof(bad), out, 15 * 128) == -EINVAL, "a fragmented frame");
-	CHECK(c->decode(dec, payload, 1, out, 15 * 128) == -EINVAL, "the header alone");
+	CHECK(c->decode(dec, payload, len, 0, out, 2 * 128) == 2 * 128, "no more than max_frames");
+	CHECK(c->decode(dec, payload, 0, 0, out, 15 * 128) == -EINVAL, "an empty payload");
+	CHECK(c->decode(dec, bad, sizeof(bad), 0, out, 15 * 128) == -EINVAL, "a fragmented frame");
+	CHECK(c->decode(dec, payload, 1, 0, out, 15 * 128) == -EINVAL, "the header alone");
 	payload[0] = 0;
-	CHECK(c->decode(dec, payload, len, out, 15 * 128) == -EINVAL, "a frame count of 0");
+	CHECK(c->decode(dec, payload, len, 0, out, 15 * 128) == -EINVAL, "a frame count of 0");
 	memset(payload + 1, 0, len - 1);
-	CHECK(c->decode(dec, payload, len, out, 15 * 128) == -EINVAL, "no SBC sync: nothing decodes");
+	CHECK(c->decode(dec, payload, len, 0, out, 15 * 128) == -EINVAL, "no SBC sync: nothing decodes");
 	c->decoder_free(dec);
 	return check_finish();
 }
