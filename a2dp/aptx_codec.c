@@ -170,19 +170,27 @@ struct a2dp_encoder {
 	size_t codeword;             /* bytes of one codeword: 4, HD 6 */
 };
 
-static int encoder_new(int hd, struct a2dp_encoder **out, const uint8_t *config, size_t len)
+/* libfreeaptx's state for one configuration: the same for either direction. */
+static int open_context(int hd, const uint8_t *config, size_t len, struct aptx_context **ctx)
 {
 	struct a2dp_format fmt;
-	struct a2dp_encoder *enc;
 	int err;
 
 	if ((err = aptx_available()) < 0 || (err = parse_config(hd, config, len, &fmt)) < 0)
 		return err;
+	return (*ctx = lib.init(hd)) ? 0 : -ENOMEM;
+}
+
+static int encoder_new(int hd, struct a2dp_encoder **out, const uint8_t *config, size_t len)
+{
+	struct a2dp_encoder *enc;
+	int err;
+
 	if (!(enc = calloc(1, sizeof(*enc))))
 		return -ENOMEM;
-	if (!(enc->ctx = lib.init(hd))) {
+	if ((err = open_context(hd, config, len, &enc->ctx)) < 0) {
 		free(enc);
-		return -ENOMEM;
+		return err;
 	}
 	enc->hd = hd;
 	enc->codeword = hd ? 6 : 4;
@@ -283,17 +291,14 @@ struct a2dp_decoder {
 
 static int decoder_new(int hd, struct a2dp_decoder **out, const uint8_t *config, size_t len)
 {
-	struct a2dp_format fmt;
 	struct a2dp_decoder *dec;
 	int err;
 
-	if ((err = aptx_available()) < 0 || (err = parse_config(hd, config, len, &fmt)) < 0)
-		return err;
 	if (!(dec = calloc(1, sizeof(*dec))))
 		return -ENOMEM;
-	if (!(dec->ctx = lib.init(hd))) {
+	if ((err = open_context(hd, config, len, &dec->ctx)) < 0) {
 		free(dec);
-		return -ENOMEM;
+		return err;
 	}
 	dec->hd = hd;
 	dec->codeword = hd ? 6 : 4;

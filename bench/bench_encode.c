@@ -555,6 +555,23 @@ static const uint8_t ldac_conf[8] = { 0x2d, 0x01, 0, 0, 0xaa, 0, 0x20, 0x01 };
 static const uint8_t aac_conf[6] = { 0x80, 0x01, 0x04, 0x03, 0xe8, 0x00 };
 static const uint8_t aptx_hd_conf[11] = { 0xd7, 0, 0, 0, 0x24, 0, 0x22, 0, 0, 0, 0 };
 
+/* "WAV [--min-cpu S] [--codec NAME]" (only: NULL where --codec is not taken). */
+static int parse_wav_args(int argc, char **argv, const char **path, double *min_cpu,
+			  const char **only)
+{
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--min-cpu") && i + 1 < argc)
+			*min_cpu = atof(argv[++i]);
+		else if (only && !strcmp(argv[i], "--codec") && i + 1 < argc)
+			*only = argv[++i];
+		else if (!*path && argv[i][0] != '-')
+			*path = argv[i];
+		else
+			return -1;
+	}
+	return *path ? 0 : -1;
+}
+
 static int cmd_codecs(int argc, char **argv)
 {
 	const struct codec_run runs[] = {
@@ -571,15 +588,7 @@ static int cmd_codecs(int argc, char **argv)
 	int32_t *pcm32;
 	size_t frames;
 
-	for (int i = 0; i < argc; i++) {
-		if (!strcmp(argv[i], "--min-cpu") && i + 1 < argc)
-			min_cpu = atof(argv[++i]);
-		else if (!path && argv[i][0] != '-')
-			path = argv[i];
-		else
-			return 2;
-	}
-	if (!path)
+	if (parse_wav_args(argc, argv, &path, &min_cpu, NULL) < 0)
 		return 2;
 	frames = read_wav(path, &pcm);
 	if (!(pcm32 = malloc(frames * CHANNELS * sizeof(int32_t))))
@@ -634,7 +643,7 @@ void bench_pass_decode_table(struct decode_pass *d)
 {
 	d->frames = 0;
 	for (size_t i = 0; i < d->p->n; i++) {
-		ssize_t n = d->c->decode(d->dec, d->p->data + d->p->off[i], d->p->len[i], d->pcm,
+		ssize_t n = d->c->decode(d->dec, d->p->data + d->p->off[i], d->p->len[i], 0, d->pcm,
 					 d->max_frames);
 
 		if (n < 0)
@@ -747,17 +756,7 @@ static int cmd_decode(int argc, char **argv)
 	size_t frames;
 	int found = 0;
 
-	for (int i = 0; i < argc; i++) {
-		if (!strcmp(argv[i], "--min-cpu") && i + 1 < argc)
-			min_cpu = atof(argv[++i]);
-		else if (!strcmp(argv[i], "--codec") && i + 1 < argc)
-			only = argv[++i];
-		else if (!path && argv[i][0] != '-')
-			path = argv[i];
-		else
-			return 2;
-	}
-	if (!path)
+	if (parse_wav_args(argc, argv, &path, &min_cpu, &only) < 0)
 		return 2;
 	frames = read_wav(path, &pcm);
 	for (size_t i = 0; i < sizeof(confs) / sizeof(confs[0]); i++) {
