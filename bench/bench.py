@@ -74,10 +74,12 @@ LAT_SECONDS, CLICK_EVERY = 2.5, 0.3          # 0.3 s = 2.4 periods: clicks fall 
 # --codec; SBC always), the mock takes --phone-sep, and the codec table
 # decodes it; otherwise a line says why it was skipped.
 CAP_CODECS = [
-    ('sbc', None, 'cd', audio.SBC_DELAY),
-    ('aptx', 'ff:4f0000000100ff', 'cd', None),
-    ('aptx_hd', 'ff:d70000002400ff00000000', 'cd', None),
-    ('aac', '02:c0ff8c8004e2', 'cd', None),
+    ('sbc', None, 'S16_LE', audio.SBC_DELAY),
+    # The phone's SEPs as test_capture.py has them (44.1 kHz stereo); aptX HD
+    # is read as what it decodes to (S32), as bluetooth_raw gives it.
+    ('aptx', 'ff:4f000000010032', 'S16_LE', None),
+    ('aptx_hd', 'ff:d700000024003200000000', 'S32_LE', None),
+    ('aac', '02:c0018484e200', 'S16_LE', None),
 ]
 PHONE = '00:1B:66:AA:BB:CC'
 PHONE_DEVICES = ['hci0/%s,phone' % PHONE]
@@ -418,8 +420,8 @@ def bench_decoders(wav):
 
 def arecord_argv(fmt, seconds, dev=CAP_RAW):
     # Not -q: arecord's "overrun!!!" is how a run that did not keep up shows.
-    return ['arecord', '-D', dev, '-f', fmt, '-t', 'raw', '-s', str(int(seconds * RATE)),
-            '/dev/null']
+    return ['arecord', '-D', dev, '-f', fmt, '-r', str(RATE), '-c', '2', '-t', 'raw',
+            '-s', str(int(seconds * RATE)), '/dev/null']
 
 
 def capture_spawn(wav, sep, fmt, seconds):
@@ -476,10 +478,12 @@ def analyse_reads(sig, raw, reads_csv, phone_csv, delay):
     return out, int(ph[0, 3]), gaps
 
 
-def capture_latency(wav, sig, sep, jitter, delay):
+def capture_latency(wav, sig, sep, jitter, delay, fmt='S16_LE'):
+    # capture_client reads S16: another format through the plug's conversion.
+    dev = CAP_RAW if fmt == 'S16_LE' else CAP_RAW.replace('bluetooth_raw:', 'bluetooth:')
     with phone_env(wav, sep) as env:
         raw, reads = os.path.join(env.tmp, 'out.raw'), os.path.join(env.tmp, 'reads.csv')
-        r = env.run([CAPTURE_CLIENT, '-D', '%s,JITTER_MS=%d' % (CAP_RAW, jitter),
+        r = env.run([CAPTURE_CLIENT, '-D', '%s,JITTER_MS=%d' % (dev, jitter),
                      '-d', str(CAP_LAT_S), '--period-us', str(CAP_PERIOD_US),
                      '--buffer-us', str(CAP_BUFFER_US), '-o', raw, '--log-reads', reads],
                     timeout=CAP_LAT_S + 20)
@@ -516,7 +520,7 @@ def section_capture(tmp):
     progress('capture: the decoders, as fast as they go (bench_encode decode)')
     decoders = bench_decoders(wavs[CAP_LONG_S])
     run, r['skipped'] = capture_codecs(decoders)
-    r['null'] = spawn(None, arecord_argv('cd', CAP_LONG_S, dev='null'), 30)
+    r['null'] = spawn(None, arecord_argv('S16_LE', CAP_LONG_S, dev='null'), 30)
     for name, sep, fmt, delay in run:
         c = {'name': name, 'dec': decoders[name], 'lat': {}}
         try:
@@ -527,7 +531,7 @@ def section_capture(tmp):
             c['short'] = sorted(shorts, key=lambda x: x['cpu'])[1]
             for jitter in CAP_JITTERS:
                 progress('capture %s: latency at JITTER_MS=%d' % (name, jitter))
-                c['lat'][jitter] = capture_latency(lat_wav, sig, sep, jitter, delay)
+                c['lat'][jitter] = capture_latency(lat_wav, sig, sep, jitter, delay, fmt)
         except (RuntimeError, subprocess.TimeoutExpired) as e:
             why = 'failed: %s' % (str(e).strip().splitlines() or ['?'])[-1][:200]
             r['skipped'].append((name, why))
