@@ -17,7 +17,11 @@
 #include "rtp.h"
 
 #define NS IO_NS
-#define TICK_NS (5 * NS / 1000)       /* delivery granularity: 5 ms */
+/* Delivery into the ring is clocked by a tick: a quarter of the reader's
+ * avail_min, so that its wakeup comes at most a quarter period late, within
+ * 5..20 ms (arecord's default 125 ms period: 50 wakeups a second, not 200). */
+#define TICK_NS (5 * NS / 1000)
+#define MAX_TICK_NS (20 * NS / 1000)
 #define JITTER_CAPACITY_S 2           /* the most the buffer can hold */
 #define MAX_PACKET 4096               /* beyond any A2DP MTU BlueZ negotiates */
 
@@ -49,6 +53,7 @@ struct a2dp_capture {
 	int64_t t0_ns;                 /* the clock: frame n is due at t0 + n / rate */
 	uint64_t clock_frames;         /* frames the clock has delivered since t0 */
 	int64_t paused_ns;
+	int64_t tick_ns;               /* the tick armed, 0 when disarmed */
 	int lost;                      /* the phone or bluetoothd went away: logged once */
 	struct jitter jb;
 	uint8_t packet[MAX_PACKET];
@@ -197,14 +202,20 @@ static void follow_transport(struct a2dp_capture *c)
 
 /* --- delivering ------------------------------------------------------------ */
 
+static int64_t tick_for(const struct a2dp_capture *c)
+{
+	int64_t t = (int64_t)atomic_load(&c->avail_min) * NS / c->rate / 4;
+
+	return t < TICK_NS ? TICK_NS : t > MAX_TICK_NS ? MAX_TICK_NS : t;
+}
+
 static void arm_tick(struct a2dp_capture *c, int on)
 {
 	struct itimerspec its = { 0 };
 
-	if (on) {
-		its.it_value.tv_nsec = TICK_NS;
-		its.it_interval.tv_nsec = TICK_NS;
-	}
+	c->tick_ns = on ? tick_for(c) : 0;
+	its.it_value.tv_nsec = c->tick_ns;
+	its.it_interval.tv_nsec = c->tick_ns;
 	timerfd_settime(c->io.timer_fd, 0, &its, NULL);
 }
 
@@ -302,6 +313,8 @@ static void wait_events(struct a2dp_capture *c)
 		io_drain(c->io.timer_fd);
 		if (c->state == ST_RUNNING && !atomic_load(&c->error))
 			deliver(c, io_now_ns());
+		if (c->tick_ns && c->tick_ns != tick_for(c))   /* the reader's avail_min changed */
+			arm_tick(c, 1);
 	}
 	if (p[2].revents)
 		read_packets(c);
