@@ -252,8 +252,15 @@ def mid_play(name, fault, activatable=False):
         check(name + ': aplay exits with an error (exit 1: no hang, no crash)',
               t_exit is not None and r.rc == 1, repr(r) + r.stderr[-300:])
         check(name + ': within 1 s', dt < 1.0, '%.3f s' % dt)
-        check(name + ': one SNDERR line saying what happened',
-              len(errs) == 1 and re.search(r'playback stopped', errs[0]), str(errs))
+        # On SIGTERM the mock stops its sink before its end of the socket
+        # closes; on a loaded machine (a sanitizer's pass) that gap can be
+        # long enough for the plugin to see the queue fill first and say so,
+        # once, as it would of a dying speaker. That line may come first.
+        stopped = [e for e in errs if 'is not keeping up' not in e]
+        check(name + ': one SNDERR line saying what happened (a congestion notice before it allowed)',
+              len(stopped) == 1 and len(errs) - len(stopped) <= 1 and
+              re.search(r'playback stopped', stopped[0]), str(errs))
+        errs = stopped
         check(name + ': the error is -ENODEV ("No such device", as the README says)',
               'write error: No such device' in r.stderr, str(aplay_error(r.stderr)))
         check(name + ': no process left', not left, str(left))
