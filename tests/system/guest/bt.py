@@ -12,6 +12,9 @@ Every wait is bounded.
                                       bluez-alsa's sink PCMs of ADDR on HCI -> WAV (see cmd_capture)
     bt.py volume SRC_HCI SINK_ADDR SINK_HCI SRC_ADDR CTL TO_SINK TO_SOURCE
                                       AVRCP volume both ways while a stream plays (see cmd_volume)
+    bt.py phone-pcm HCI ADDR SECONDS PID
+                                      waits for bluez-alsa's A2DP source PCM of ADDR on HCI (the
+                                      phone's side of a stream our capture configured), while PID lives
     bt.py info HCI ADDR               Device1 properties
 """
 
@@ -484,6 +487,55 @@ def cmd_capture(hci, addr, wav, ready, seconds):
     return 0
 
 
+def cmd_phone_pcm(hci, addr, seconds, pid):
+    """bluez-alsa as the phone (-p a2dp-source): waits until it has the
+    playback PCM of its A2DP source for ADDR, which it makes when the far
+    side (our capture, on opening) has configured the stream; gives up when
+    PID (the recorder) ends first.  Prints the PCM, its codec and rate; turns
+    its software volume off, so that the samples go out as the file has them."""
+    want = dev_path(hci, addr)
+    deadline = time.monotonic() + float(seconds)
+    t0 = time.monotonic()
+    while True:
+        found = None
+        try:
+            for path, p in bluealsa_pcms().items():
+                if str(p.get('Device')) == want and str(p.get('Transport', '')) == 'A2DP-source':
+                    found = (str(path), p)
+        except dbus.DBusException as e:
+            log('PCMs: %s' % e)
+        if found:
+            break
+        try:
+            os.kill(int(pid), 0)
+        except OSError:
+            out('error', 'the recorder (pid %s) ended before bluez-alsa had a source PCM for %s'
+                % (pid, addr))
+            return 1
+        if time.monotonic() >= deadline:
+            out('error', 'bluez-alsa made no A2DP source PCM for %s within %s s (did our capture '
+                'connect its A2DP Source?)' % (addr, seconds))
+            return 1
+        time.sleep(0.1)
+    path, p = found
+    out('phone_pcm_s', '%.2f' % (time.monotonic() - t0))
+    out('phone_pcm', path)
+    out('phone_codec', str(p.get('Codec', '?')))
+    out('phone_rate', pcm_rate(p))
+    out('phone_channels', int(p['Channels']))
+    try:
+        set_prop_bluealsa(path, 'SoftVolume', dbus.Boolean(False))
+        out('phone_softvolume', 'off')
+    except dbus.DBusException as e:
+        out('phone_softvolume', 'unchanged: %s' % str(e).replace('\n', ' ')[:120])
+    return 0
+
+
+def set_prop_bluealsa(path, name, value):
+    obj(path, 'org.bluealsa').Set('org.bluealsa.PCM1', name, value, signature='ssv',
+                                  dbus_interface=PROPS, timeout=5)
+
+
 # ---------------------------------------------------------------- volume
 
 def amixer(ctl, *args):
@@ -622,13 +674,16 @@ def cmd_info(hci, addr):
         v = prop(path, 'org.bluez.Device1', k)
         out(k, ','.join(str(u) for u in v) if k == 'UUIDs' and v else v)
     for p, t in transports(hci, addr):
-        out('transport', '%s state %s volume %s' % (p, t.get('State'), t.get('Volume')))
+        out('transport', '%s state %s volume %s codec %s configuration %s' % (
+            p, t.get('State'), t.get('Volume'), t.get('Codec'),
+            bytes(t.get('Configuration', b'')).hex()))
     return 0
 
 
 def main(argv):
     cmds = {'agent': cmd_agent, 'pair': cmd_pair,
-            'capture': cmd_capture, 'volume': cmd_volume, 'info': cmd_info}
+            'capture': cmd_capture, 'volume': cmd_volume, 'info': cmd_info,
+            'phone-pcm': cmd_phone_pcm}
     if len(argv) < 2 or argv[1] not in cmds:
         print(__doc__, file=sys.stderr)
         return 2
