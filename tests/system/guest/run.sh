@@ -520,9 +520,9 @@ for o in json.load(sys.stdin):
 # our device (made once our open configured the stream) is played into by
 # pw-play.
 phone_pipewire() {
-	local name=$1 id node card rc
-	if ! wait_for 10 phone_output; then
-		# WirePlumber keeps the card's profile (audio-gateway, from the
+	local name=$1 id node card idx rc
+	if ! wait_for 5 phone_output; then
+		# WirePlumber may keep the card's profile (audio-gateway, from the
 		# streams to PipeWire as the sink) while a2dp-sink, the one with
 		# an output, became available: choose it, as a user would
 		# (pavucontrol, wpctl set-profile).
@@ -549,8 +549,7 @@ phone_pipewire() {
 	cp /tmp/play.wav $PW_DIR/$name.wav && chown nobody:nogroup $PW_DIR/$name.wav
 	kv phone_start $(now)
 	timeout -k 2 ${APLAY_MAX_S:-60} $PW pw-play --target "$node" $PW_DIR/$name.wav \
-		> $LOGS/$name.phone.out 2> $LOGS/$name.phone.err &
-	wait $!
+		> $LOGS/$name.phone.out 2> $LOGS/$name.phone.err
 	rc=$?
 	kv phone_end $(now)
 	kv phone_rc $rc
