@@ -429,7 +429,9 @@ def check_phone(res, ref, who, name='phone', rate=44100):
           'lag %s; piecewise (t s, lag) %s; arecord said: %s' % (lag, a['lag_changes'][:8], err[-200:]),
           info='all through at %d frames' % lag)
     check('%s: SNR >= %g dB' % (label, min_snr), a['snr_db'] >= min_snr,
-          'SNR %.1f dB (gain %.3f)' % (a['snr_db'], a.get('gain', float('nan'))),
+          'SNR %.1f dB (gain %.3f; the phone\'s volume is our gain: the store before %r, our '
+          'transport %r)' % (a['snr_db'], a.get('gain', float('nan')),
+                             s.get('volume_store_before'), s.get('capture_transport')),
           info='%.1f dB' % a['snr_db'])
     check('%s: the whole sweep arrived' % label, a['complete'],
           'the sweep begins %.2f s into %d s: its last %.2f s are missing' % (

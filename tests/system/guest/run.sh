@@ -451,6 +451,9 @@ step_phone() {
 	mkdir -p $SHARE/captures
 	dev="bluetooth:DEV=$SINK_ADDR,ADAPTER=$SRC_HCI,TIMEOUT=${TIMEOUT_MS:-20000}${args:+,$args}"
 	kv arecord_device "$dev"
+	# the phone's volume is the capture's gain (the store per device that
+	# the mixer shares; playback to the same address wrote it too)
+	kv volume_store_before "$(tr '\n' ' ' < $XDG_STATE_HOME/alsa-bt/${SINK_ADDR//:/_} 2> /dev/null)"
 	kv arecord_start $(now)
 	t0=$EPOCHREALTIME
 	timeout -k 2 $((secs + 40)) arecord -q -D "$dev" -f S16_LE -c 2 -r $rate -s $((rate * secs)) \
@@ -464,6 +467,8 @@ step_phone() {
 	prc=$?
 	# the stream's configuration, as the phone's side has it (codec 0: SBC)
 	$BT info $SINK_HCI $SRC_ADDR 2> /dev/null | sed -n 's/^transport /phone_transport /p' >> $OUT
+	# ... and as ours has it: its Volume (AVRCP, from the phone) is our gain
+	$BT info $SRC_HCI $SINK_ADDR 2> /dev/null | sed -n 's/^transport /capture_transport /p' >> $OUT
 	wait $PHONE_REC
 	rc=$?
 	t1=$EPOCHREALTIME
