@@ -22,6 +22,7 @@ captures) even when everything passed.
 import os
 import sys
 import json
+import re
 import time
 
 import numpy as np
@@ -160,7 +161,7 @@ def check_pipewire(build, stack):
             run.pwplay(attempt, ref, 44100, codec=codec)
     env = {'SINK': 'pipewire', 'UNRESPONSIVE_CONTROLLER': '1'}
     phone = None
-    if phone_enabled():
+    if phone_enabled('pipewire'):
         # after the streams to it, PipeWire on hci1 is the phone
         phone = add_phone(run, 'pipewire')
         env['PHONE'] = '1'
@@ -341,17 +342,23 @@ PHONE_SWEEP_S = 4.0
 # SNR: libsbc's 65 dB at bitpool 53, less a margin.
 PHONE = {
     'bluealsa': (10, 'CODEC=sbc,JITTER_MS=150', 60),
-    'pipewire': (14, 'CODEC=sbc,JITTER_MS=300', 60),
+    'pipewire': (16, 'CODEC=sbc,JITTER_MS=300', 60),
 }
 
 
-# !!! NOT YET VERIFIED IN A VM: off unless ALSABT_SYSTEM_PHONE=1.  Turn the
-# default to '1' only once a VM run of both stacks has passed these steps.
-PHONE_DEFAULT = '0'
+# bluez-alsa as the phone: on (ALSABT_SYSTEM_PHONE=0 leaves it out).
+# !!! PipeWire as the phone: OFF unless ALSABT_SYSTEM_PHONE_PIPEWIRE=1.  It
+# does not work in this environment yet: WirePlumber sets the card's
+# a2dp-sink profile with the codec "auto", PipeWire wants to switch codec
+# and fails ("failed to switch codec (-19), setting fallback profile"): hci1
+# knows none of our sink's SEPs (its SEP cache of hci0 is the warm-up's
+# source SEP: tests/system/README.md), so no bluez output node appears.
+PHONE_DEFAULT = {'bluealsa': '1', 'pipewire': '0'}
 
 
-def phone_enabled():
-    return os.environ.get('ALSABT_SYSTEM_PHONE', PHONE_DEFAULT) != '0'
+def phone_enabled(who='bluealsa'):
+    var = 'ALSABT_SYSTEM_PHONE' + ('_PIPEWIRE' if who == 'pipewire' else '')
+    return os.environ.get(var, PHONE_DEFAULT[who]) != '0'
 
 
 def add_phone(run, who):
@@ -360,6 +367,35 @@ def add_phone(run, who):
     ref = audio.sweep(44100, PHONE_SWEEP_S)
     run.phone('phone', ref, 44100, seconds, args)
     return ref
+
+
+def capture_times(res):
+    """From dbus-monitor's log: when BlueZ configured our sink endpoint (the
+    last SetConfiguration to /org/alsa_bt/a2dp_sink*), when we took the
+    transport (TryAcquire: the phone's audio started) and when we released
+    it (the close); seconds, one clock, or None."""
+    head = re.compile(r'^method call time=([0-9.]+) sender=\S+ -> destination=\S+ serial=\S+ '
+                      r'path=(\S+); interface=(\S+); member=(\S+)')
+    t_conf = t_acq = t_rel = None
+    dev = '/org/bluez/hci0/dev_%s/' % systest.SINK_ADDR.replace(':', '_')
+    try:
+        with open(os.path.join(res.share, 'logs', 'dbus-monitor.log'), errors='replace') as fp:
+            for line in fp:
+                m = head.match(line)
+                if not m:
+                    continue
+                t, path, iface, member = float(m.group(1)), m.group(2), m.group(3), m.group(4)
+                if member == 'SetConfiguration' and path.startswith('/org/alsa_bt/a2dp_sink'):
+                    t_conf, t_acq, t_rel = t, None, None
+                elif t_conf is not None and path.startswith(dev) and \
+                        iface == 'org.bluez.MediaTransport1':
+                    if member in ('TryAcquire', 'Acquire') and t_acq is None:
+                        t_acq = t
+                    elif member == 'Release' and t_rel is None:
+                        t_rel = t
+    except OSError:
+        pass
+    return t_conf, t_acq, t_rel
 
 
 def check_phone(res, ref, who, name='phone', rate=44100):
@@ -442,14 +478,21 @@ def check_phone(res, ref, who, name='phone', rate=44100):
               lag / float(rate), seconds, -a['extra_s']))
     check('%s: no gaps' % label, not a['gaps'], 'silent runs (s, ms): %s' % a['gaps'][:5])
     # Our clock delivers at the nominal rate from the start (silence first):
-    # arecord takes the recording's length after opening.
-    opening = f(s.get('phone_start')) - f(s.get('arecord_start'))
-    took = f(s.get('arecord_s'))
-    check('%s: delivered in real time (%d s recorded in %d s after opening)' % (label, seconds, seconds),
-          seconds - 0.05 <= took <= seconds + opening + 1.0,
-          'arecord took %.2f s, the phone started %.2f s after it' % (took, opening),
-          info='arecord %.2f s, the phone started after %.2f s' % (took, opening))
-    a['arecord_s'], a['opening_s'], a['codec'] = took, opening, codec
+    # from our endpoint's SetConfiguration (the open returns) to our Release
+    # of the transport (the close), in dbus-monitor's log, is the
+    # recording's length plus hw_params, start and close.  (arecord's own
+    # start-up before the open, alsa-lib reading its configuration, takes
+    # 2-3 s under TCG: not ours.)
+    t_conf, t_acq, t_rel = capture_times(res)
+    took = t_rel - t_conf if t_conf is not None and t_rel is not None else float('nan')
+    check('%s: delivered in real time (%d s recorded between our open and close)' % (label, seconds),
+          seconds - 0.05 <= took <= seconds + 1.0,
+          'from the stream configured to our Release: %.2f s (dbus-monitor)' % took,
+          info='%.2f s from our SetConfiguration to our Release; the phone\'s audio taken %.2f s '
+          'after the open' % (took, (t_acq - t_conf) if t_acq is not None and t_conf is not None
+                               else float('nan')))
+    a['arecord_s'], a['opening_s'], a['codec'] = took, f(s.get('arecord_end')) - f(
+        s.get('arecord_start')), codec
     return a
 
 
@@ -733,8 +776,8 @@ def print_times(times, t_start):
         for who, r in (('bluez-alsa', cod), ('PipeWire', pw)):
             a = getattr(r, 'phone', None) if r else None
             if a and a.get('lag') is not None:
-                print('     phone (%s): %s, lag %.2f s, SNR %.1f dB, arecord %.2f s (the phone '
-                      'started after %.2f s), step %.1f s' % (
+                print('     phone (%s): %s, lag %.2f s, SNR %.1f dB, arecord ended %.2f s after '
+                      'the open (%.2f s after its start), step %.1f s' % (
                           who, a.get('codec'), a['lag'] / 44100.0, a['snr_db'],
                           a.get('arecord_s', -1), a.get('opening_s', -1),
                           r.step_time('phone') or -1))

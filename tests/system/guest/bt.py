@@ -12,9 +12,11 @@ Every wait is bounded.
                                       bluez-alsa's sink PCMs of ADDR on HCI -> WAV (see cmd_capture)
     bt.py volume SRC_HCI SINK_ADDR SINK_HCI SRC_ADDR CTL TO_SINK TO_SOURCE
                                       AVRCP volume both ways while a stream plays (see cmd_volume)
-    bt.py phone-pcm HCI ADDR SECONDS PID
+    bt.py phone-pcm HCI ADDR SECONDS PID [PEER_HCI PEER_ADDR]
                                       waits for bluez-alsa's A2DP source PCM of ADDR on HCI (the
                                       phone's side of a stream our capture configured), while PID lives
+    bt.py transports HCI ADDR [PEER_HCI PEER_ADDR]
+                                      the stream's transports on both sides: codec, configuration, Volume
     bt.py info HCI ADDR               Device1 properties
 """
 
@@ -487,7 +489,7 @@ def cmd_capture(hci, addr, wav, ready, seconds):
     return 0
 
 
-def cmd_phone_pcm(hci, addr, seconds, pid):
+def cmd_phone_pcm(hci, addr, seconds, pid, peer_hci=None, peer_addr=None):
     """bluez-alsa as the phone (-p a2dp-source): waits until it has the
     playback PCM of its A2DP source for ADDR, which it makes when the far
     side (our capture, on opening) has configured the stream; gives up when
@@ -519,6 +521,7 @@ def cmd_phone_pcm(hci, addr, seconds, pid):
         time.sleep(0.1)
     path, p = found
     out('phone_pcm_s', '%.2f' % (time.monotonic() - t0))
+    cmd_transports(hci, addr, peer_hci, peer_addr)
     out('phone_pcm', path)
     out('phone_codec', str(p.get('Codec', '?')))
     out('phone_rate', pcm_rate(p))
@@ -528,6 +531,20 @@ def cmd_phone_pcm(hci, addr, seconds, pid):
         out('phone_softvolume', 'off')
     except dbus.DBusException as e:
         out('phone_softvolume', 'unchanged: %s' % str(e).replace('\n', ' ')[:120])
+    return 0
+
+
+def cmd_transports(hci, addr, peer_hci=None, peer_addr=None):
+    """The stream as the phone's side (HCI, ADDR) and ours (PEER_HCI,
+    PEER_ADDR) have it: codec, configuration, state, Volume (the phone's
+    AVRCP volume is our capture's gain)."""
+    for key, h, a in (('phone_transport', hci, addr), ('capture_transport', peer_hci, peer_addr)):
+        if not h:
+            continue
+        for p, t in transports(h, a):
+            out(key, '%s state %s volume %s codec %s configuration %s' % (
+                p, t.get('State'), t.get('Volume'), t.get('Codec'),
+                bytes(t.get('Configuration', b'')).hex()))
     return 0
 
 
@@ -683,7 +700,7 @@ def cmd_info(hci, addr):
 def main(argv):
     cmds = {'agent': cmd_agent, 'pair': cmd_pair,
             'capture': cmd_capture, 'volume': cmd_volume, 'info': cmd_info,
-            'phone-pcm': cmd_phone_pcm}
+            'phone-pcm': cmd_phone_pcm, 'transports': cmd_transports}
     if len(argv) < 2 or argv[1] not in cmds:
         print(__doc__, file=sys.stderr)
         return 2

@@ -444,7 +444,7 @@ step_volume() {
 # phone's audio comes, and after it: SECONDS is fixed (-s), not "until the
 # phone stops".
 step_phone() {
-	local name=$1 spec file rate secs args dev t0 t1 rc prc
+	local name=$1 spec file rate secs args dev rc prc
 	spec=$(eval echo "\${PLAY_$name}")
 	read -r file rate secs args <<< "$spec"
 	cp "$SHARE/$file" /tmp/play.wav || return 1
@@ -455,36 +455,44 @@ step_phone() {
 	# the mixer shares; playback to the same address wrote it too)
 	kv volume_store_before "$(tr '\n' ' ' < $XDG_STATE_HOME/alsa-bt/${SINK_ADDR//:/_} 2> /dev/null)"
 	kv arecord_start $(now)
-	t0=$EPOCHREALTIME
-	timeout -k 2 $((secs + 40)) arecord -q -D "$dev" -f S16_LE -c 2 -r $rate -s $((rate * secs)) \
-		/tmp/$name.wav > $LOGS/$name.arecord.out 2> $LOGS/$name.arecord.err &
+	# (its exit time kept as it comes: the step goes on with the phone)
+	rm -f /run/$name.arecord_end
+	( timeout -k 2 $((secs + 40)) arecord -q -D "$dev" -f S16_LE -c 2 -r $rate -s $((rate * secs)) \
+		/tmp/$name.wav > $LOGS/$name.arecord.out 2> $LOGS/$name.arecord.err
+	  rc=$?; now > /run/$name.arecord_end; exit $rc ) &
 	PHONE_REC=$!
+	# our open returns once the stream is configured: when hci0 has its
+	# transport (then the capture's clock starts; arecord's own start-up,
+	# alsa-lib's configuration under TCG, takes seconds before that)
+	if wait_for 40 capture_configured; then kv capture_configured $(now); fi
 	if [ "${SINK:-bluealsa}" = pipewire ]; then
 		phone_pipewire $name
 	else
 		phone_bluealsa $name
 	fi
 	prc=$?
-	# the stream's configuration, as the phone's side has it (codec 0: SBC)
-	$BT info $SINK_HCI $SRC_ADDR 2> /dev/null | sed -n 's/^transport /phone_transport /p' >> $OUT
-	# ... and as ours has it: its Volume (AVRCP, from the phone) is our gain
-	$BT info $SRC_HCI $SINK_ADDR 2> /dev/null | sed -n 's/^transport /capture_transport /p' >> $OUT
 	wait $PHONE_REC
 	rc=$?
-	t1=$EPOCHREALTIME
-	kv arecord_end $(now)
+	kv arecord_end "$(cat /run/$name.arecord_end 2> /dev/null)"
 	kv arecord_rc $rc
-	kv arecord_s $(calc "$t1 - $t0")
 	[ $rc = 0 ] || kv error "arecord exited $rc: $(tail -c 300 $LOGS/$name.arecord.err | tr '\n' ' ')"
 	cp /tmp/$name.wav $SHARE/captures/$name.wav 2> /dev/null
 	[ $rc = 0 ] && [ $prc = 0 ]
+}
+
+# capture_configured: hci0 has a transport for the phone (our sink endpoint
+# configured), or the recorder is gone
+capture_configured() {
+	dbus-send --system --print-reply --dest=org.bluez / org.freedesktop.DBus.ObjectManager.GetManagedObjects \
+		2> /dev/null | grep -q "object path \"/org/bluez/$SRC_HCI/dev_${SINK_ADDR//:/_}/sep[0-9]*/fd[0-9]*\"" \
+		|| ! kill -0 $PHONE_REC 2> /dev/null
 }
 
 # bluez-alsa on hci1 (-p a2dp-source) is the phone: its source PCM for our
 # device appears when our open has configured the stream; aplay plays into it.
 phone_bluealsa() {
 	local name=$1 rc
-	$BT phone-pcm $SINK_HCI $SRC_ADDR 30 $PHONE_REC >> $OUT 2> $LOGS/$name.phone-pcm.log || return 1
+	$BT phone-pcm $SINK_HCI $SRC_ADDR 30 $PHONE_REC $SRC_HCI $SINK_ADDR >> $OUT 2> $LOGS/$name.phone-pcm.log || return 1
 	kv phone_start $(now)
 	timeout -k 2 ${APLAY_MAX_S:-60} aplay -D bluealsa:DEV=$SRC_ADDR,PROFILE=a2dp /tmp/play.wav \
 		> $LOGS/$name.phone.out 2> $LOGS/$name.phone.err
@@ -508,7 +516,7 @@ phone_output() {
 	[ -s /run/phone.out ] || ! kill -0 $PHONE_REC 2> /dev/null
 }
 # pw_card_profile NAME: "DEVICE_ID INDEX" of the profile NAME of PipeWire's
-# bluez card for our device (from pw-dump)
+# bluez card for our device (from pw-dump); NAME "*": every profile's name
 pw_card_profile() {
 	$PW pw-dump 2> /dev/null | $PY -c '
 import json, sys
@@ -516,9 +524,17 @@ for o in json.load(sys.stdin):
     info = o.get("info") or {}
     if "Device" in o.get("type", "") and "bluez_card" in str((info.get("props") or {}).get("device.name")):
         for p in (info.get("params") or {}).get("EnumProfile", []):
-            if p.get("name") == sys.argv[1]:
+            if sys.argv[1] == "*":
+                print(p.get("name"), end=" ")
+            elif p.get("name") == sys.argv[1]:
                 print(o["id"], p.get("index"))
 ' "$1"
+}
+# phone_profile: the card offers the SBC A2DP profile (into
+# /run/phone.profile), or the recorder is gone
+phone_profile() {
+	pw_card_profile a2dp-sink-sbc > /run/phone.profile
+	[ -s /run/phone.profile ] || ! kill -0 $PHONE_REC 2> /dev/null
 }
 
 # PipeWire on hci1 (the A2DP source role) is the phone: its bluez output for
@@ -526,29 +542,33 @@ for o in json.load(sys.stdin):
 # pw-play.
 phone_pipewire() {
 	local name=$1 id node card idx rc
-	if ! wait_for 5 phone_output; then
-		# WirePlumber may keep the card's profile (audio-gateway, from the
-		# streams to PipeWire as the sink) while a2dp-sink, the one with
-		# an output, became available: choose it, as a user would
-		# (pavucontrol, wpctl set-profile).
-		read -r card idx <<< "$(pw_card_profile a2dp-sink)"
-		kv pw_profile_set "${card:-none} ${idx:-none}"
-		[ -n "${idx:-}" ] && $PW pw-cli set-param $card Profile "{ index: $idx, save: false }" \
-			>> $LOGS/$name.pw-profile 2>&1
-		wait_for 20 phone_output
+	# WirePlumber gives the card the a2dp-sink profile with the codec
+	# "auto": PipeWire then wants its preferred codec (aptX HD), cannot
+	# switch to it (BlueZ 5.66 has no remote endpoints: -ENODEV; our
+	# CODEC=sbc offers SBC only) and falls back to no profile: no output.
+	# The profile for the codec the stream has, a2dp-sink-sbc, needs no
+	# switch: chosen as a user would (pavucontrol, wpctl set-profile).
+	if wait_for 20 phone_profile && read -r card idx < /run/phone.profile && [ -n "${idx:-}" ]; then
+		$PW pw-cli set-param $card Profile "{ index: $idx, save: false }" >> $LOGS/$name.pw-profile 2>&1
+		kv pw_profile_set "$card $idx a2dp-sink-sbc"
+	else
+		kv pw_profiles "$(pw_card_profile '*')"
 	fi
+	wait_for 20 phone_output
 	read -r id node < /run/phone.out
 	if [ -z "${id:-}" ]; then
 		$PW pw-dump > $LOGS/$name.pw-dump.json 2> /dev/null
-		kv error "PipeWire made no bluez output for our device (arecord $(kill -0 $PHONE_REC 2> /dev/null && echo running || echo ended): $(tail -c 200 $LOGS/$name.arecord.err | tr '\n' ' '))"
+		kv error "PipeWire made no bluez output for our device (its card's profiles: $(pw_card_profile '*'); arecord $(kill -0 $PHONE_REC 2> /dev/null && echo running || echo ended): $(tail -c 200 $LOGS/$name.arecord.err | tr '\n' ' '))"
 		return 1
 	fi
 	kv phone_node "$id $node"
 	kv phone_node_s $(now)
-	# what PipeWire made of the stream: the node's codec
+	# what PipeWire made of the stream: the node's codec; the transports
 	$PW pw-dump > $LOGS/$name.pw-dump.json 2> /dev/null
+	$BT transports $SINK_HCI $SRC_ADDR $SRC_HCI $SINK_ADDR >> $OUT 2> /dev/null
 	# WirePlumber gives a new output route a default volume (0.4: 0.064);
-	# PipeWire applies it to the samples (or sends it over AVRCP): full scale
+	# PipeWire applies it to the samples (or sends it over AVRCP, and the
+	# phone's volume is our capture's gain): full scale
 	$PW wpctl set-volume $id 1.0 >> $LOGS/$name.pw-volume 2>&1
 	kv phone_volume "$($PW wpctl get-volume $id 2>&1)"
 	cp /tmp/play.wav $PW_DIR/$name.wav && chown nobody:nogroup $PW_DIR/$name.wav
