@@ -14,6 +14,9 @@ pairing hci0 with hci1, then our plugins on hci0 against that sink:
              speaker's AVRCP volume and the sink moves it back
 
 What bluez-alsa's sink decoded is compared here with what was played.
+Two more boots a stack: PipeWire as the speaker; the codecs bluez-alsa
+decodes, then bluez-alsa's A2DP source on hci1 as the phone playing into our
+capture (arecord -D bluetooth:..., checked as audio: check_phone).
 Prints PASS/FAIL lines and ends with "N passed, N failed"; exit 1 on failure.
 No VM (no qemu, no kernel package, no boot) is a loud failure; with
 ALSABT_ALLOW_SKIP=1 a loud skip.  ALSABT_KEEP_TMP=1 keeps the share (logs,
