@@ -543,7 +543,7 @@ def cmd_transports(hci, addr, peer_hci=None, peer_addr=None):
             continue
         for p, t in transports(h, a):
             out(key, '%s state %s volume %s codec %s configuration %s' % (
-                p, t.get('State'), t.get('Volume'), t.get('Codec'),
+                p, t.get('State'), t.get('Volume'), int(t.get('Codec', -1)),
                 bytes(t.get('Configuration', b'')).hex()))
     return 0
 
@@ -692,7 +692,7 @@ def cmd_info(hci, addr):
         out(k, ','.join(str(u) for u in v) if k == 'UUIDs' and v else v)
     for p, t in transports(hci, addr):
         out('transport', '%s state %s volume %s codec %s configuration %s' % (
-            p, t.get('State'), t.get('Volume'), t.get('Codec'),
+            p, t.get('State'), t.get('Volume'), int(t.get('Codec', -1)),
             bytes(t.get('Configuration', b'')).hex()))
     return 0
 
