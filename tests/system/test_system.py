@@ -344,7 +344,7 @@ PHONE_SWEEP_S = 4.0
 # than a phone does; PipeWire's graph sends 4096 frames (93 ms) at a time.
 # SNR: libsbc's 65 dB at bitpool 53, less a margin.
 PHONE = {
-    'bluealsa': (10, 'CODEC=sbc,JITTER_MS=150', 60),
+    'bluealsa': (12, 'CODEC=sbc,JITTER_MS=150', 60),
     'pipewire': (16, 'CODEC=sbc,JITTER_MS=300', 60),
 }
 

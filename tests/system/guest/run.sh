@@ -489,16 +489,35 @@ capture_configured() {
 }
 
 # bluez-alsa on hci1 (-p a2dp-source) is the phone: its source PCM for our
-# device appears when our open has configured the stream; aplay plays into it.
+# device exists once our open has configured the stream (bluez-alsa makes
+# it at SetConfiguration, before BlueZ configures our side); aplay plays
+# into it.  No python here: under TCG its start-up (2.5-6 s) would delay
+# the phone.
+phone_pcm() {
+	dbus-send --system --print-reply --dest=org.bluealsa $PHONE_PCM org.freedesktop.DBus.Properties.GetAll \
+		string:org.bluealsa.PCM1 > /run/phone.pcm 2> /dev/null || ! kill -0 $PHONE_REC 2> /dev/null
+}
+# pcm_prop NAME: a property of /run/phone.pcm (dbus-send's GetAll output)
+pcm_prop() {
+	awk -v k="\"$1\"" '$1 == "string" && $2 == k { getline; print $NF; exit }' /run/phone.pcm | tr -d '"'
+}
 phone_bluealsa() {
 	local name=$1 rc
-	$BT phone-pcm $SINK_HCI $SRC_ADDR 30 $PHONE_REC $SRC_HCI $SINK_ADDR >> $OUT 2> $LOGS/$name.phone-pcm.log || return 1
+	PHONE_PCM=/org/bluealsa/$SINK_HCI/dev_${SRC_ADDR//:/_}/a2dpsrc/sink
+	if ! wait_for 20 phone_pcm || ! [ -s /run/phone.pcm ]; then
+		kv error "bluez-alsa made no A2DP source PCM for $SRC_ADDR (did our capture connect its A2DP Source? arecord: $(tail -c 200 $LOGS/$name.arecord.err | tr '\n' ' '))"
+		return 1
+	fi
 	kv phone_start $(now)
 	timeout -k 2 ${APLAY_MAX_S:-60} aplay -D bluealsa:DEV=$SRC_ADDR,PROFILE=a2dp /tmp/play.wav \
 		> $LOGS/$name.phone.out 2> $LOGS/$name.phone.err
 	rc=$?
 	kv phone_end $(now)
 	kv phone_rc $rc
+	kv phone_pcm $PHONE_PCM
+	kv phone_codec "$(pcm_prop Codec)"
+	# 'Sampling' in bluez-alsa 4.0, 'Rate' from 4.1 on
+	kv phone_rate "$(pcm_prop Rate)$(pcm_prop Sampling)"
 	[ $rc = 0 ] || kv error "the phone's aplay (bluez-alsa) exited $rc: $(tail -c 300 $LOGS/$name.phone.err | tr '\n' ' ')"
 	return $rc
 }
