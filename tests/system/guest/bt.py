@@ -12,9 +12,6 @@ Every wait is bounded.
                                       bluez-alsa's sink PCMs of ADDR on HCI -> WAV (see cmd_capture)
     bt.py volume SRC_HCI SINK_ADDR SINK_HCI SRC_ADDR CTL TO_SINK TO_SOURCE
                                       AVRCP volume both ways while a stream plays (see cmd_volume)
-    bt.py phone-pcm HCI ADDR SECONDS PID [PEER_HCI PEER_ADDR]
-                                      waits for bluez-alsa's A2DP source PCM of ADDR on HCI (the
-                                      phone's side of a stream our capture configured), while PID lives
     bt.py transports HCI ADDR [PEER_HCI PEER_ADDR]
                                       the stream's transports on both sides: codec, configuration, Volume
     bt.py info HCI ADDR               Device1 properties
@@ -489,51 +486,6 @@ def cmd_capture(hci, addr, wav, ready, seconds):
     return 0
 
 
-def cmd_phone_pcm(hci, addr, seconds, pid, peer_hci=None, peer_addr=None):
-    """bluez-alsa as the phone (-p a2dp-source): waits until it has the
-    playback PCM of its A2DP source for ADDR, which it makes when the far
-    side (our capture, on opening) has configured the stream; gives up when
-    PID (the recorder) ends first.  Prints the PCM, its codec and rate; turns
-    its software volume off, so that the samples go out as the file has them."""
-    want = dev_path(hci, addr)
-    deadline = time.monotonic() + float(seconds)
-    t0 = time.monotonic()
-    while True:
-        found = None
-        try:
-            for path, p in bluealsa_pcms().items():
-                if str(p.get('Device')) == want and str(p.get('Transport', '')) == 'A2DP-source':
-                    found = (str(path), p)
-        except dbus.DBusException as e:
-            log('PCMs: %s' % e)
-        if found:
-            break
-        try:
-            os.kill(int(pid), 0)
-        except OSError:
-            out('error', 'the recorder (pid %s) ended before bluez-alsa had a source PCM for %s'
-                % (pid, addr))
-            return 1
-        if time.monotonic() >= deadline:
-            out('error', 'bluez-alsa made no A2DP source PCM for %s within %s s (did our capture '
-                'connect its A2DP Source?)' % (addr, seconds))
-            return 1
-        time.sleep(0.1)
-    path, p = found
-    out('phone_pcm_s', '%.2f' % (time.monotonic() - t0))
-    cmd_transports(hci, addr, peer_hci, peer_addr)
-    out('phone_pcm', path)
-    out('phone_codec', str(p.get('Codec', '?')))
-    out('phone_rate', pcm_rate(p))
-    out('phone_channels', int(p['Channels']))
-    try:
-        set_prop_bluealsa(path, 'SoftVolume', dbus.Boolean(False))
-        out('phone_softvolume', 'off')
-    except dbus.DBusException as e:
-        out('phone_softvolume', 'unchanged: %s' % str(e).replace('\n', ' ')[:120])
-    return 0
-
-
 def cmd_transports(hci, addr, peer_hci=None, peer_addr=None):
     """The stream as the phone's side (HCI, ADDR) and ours (PEER_HCI,
     PEER_ADDR) have it: codec, configuration, state, Volume (the phone's
@@ -546,11 +498,6 @@ def cmd_transports(hci, addr, peer_hci=None, peer_addr=None):
                 p, t.get('State'), t.get('Volume'), int(t.get('Codec', -1)),
                 bytes(t.get('Configuration', b'')).hex()))
     return 0
-
-
-def set_prop_bluealsa(path, name, value):
-    obj(path, 'org.bluealsa').Set('org.bluealsa.PCM1', name, value, signature='ssv',
-                                  dbus_interface=PROPS, timeout=5)
 
 
 # ---------------------------------------------------------------- volume
@@ -700,7 +647,7 @@ def cmd_info(hci, addr):
 def main(argv):
     cmds = {'agent': cmd_agent, 'pair': cmd_pair,
             'capture': cmd_capture, 'volume': cmd_volume, 'info': cmd_info,
-            'phone-pcm': cmd_phone_pcm, 'transports': cmd_transports}
+            'transports': cmd_transports}
     if len(argv) < 2 or argv[1] not in cmds:
         print(__doc__, file=sys.stderr)
         return 2
