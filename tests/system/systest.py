@@ -4,6 +4,7 @@
     run = Run(build_dir)                      # a share dir, signals go there
     run.play('sweep', samples, rate)          # play:sweep with aplay -D bluetooth:...
     run.volume('vol', samples, rate)          # the volume step while vol plays
+    run.phone('ph', samples, rate, seconds)   # hci1 the phone plays, our capture records
     res = run.boot(timeout=600)               # the VM: stack, pair, the steps
     res.step('sweep')                         # {"key": "value"} of steps/sweep.out + .capture
     analyse(ref, rate, capture_wav)           # lag, SNR, gaps, pacing...
@@ -33,7 +34,7 @@ SRC_ADDR = '00:AA:01:00:00:00'        # hci0, where our PCM registers its endpoi
 DEVARGS = 'DEV=%s,ADAPTER=hci0,TIMEOUT=20000' % SINK_ADDR
 # Host programs the guest runs (it sees the host's root read-only).
 GUEST_NEEDS = ['/usr/libexec/bluetooth/bluetoothd', '/usr/bin/btvirt', '/usr/bin/bluealsa',
-               '/usr/bin/aplay', '/usr/bin/amixer', '/usr/bin/dbus-daemon', '/usr/bin/dbus-send',
+               '/usr/bin/aplay', '/usr/bin/arecord', '/usr/bin/amixer', '/usr/bin/dbus-daemon', '/usr/bin/dbus-send',
                '/usr/bin/dbus-monitor', '/usr/bin/chrt', '/usr/bin/timeout', '/bin/ps',
                '/sbin/modprobe', '/usr/bin/python3',
                '/usr/lib/x86_64-linux-gnu/alsa-lib/libasound_module_pcm_bluealsa.so']
@@ -160,6 +161,17 @@ class Run:
         self.plays[name] = '%s %d%s' % (self._write(name, samples, rate), rate,
                                          ' ' + codec if codec else '')
         self.steps.append('pwplay:' + name)
+
+    def phone(self, name, samples, rate, seconds, args=''):
+        """phone:NAME (guest/run.sh step_phone): hci1 plays the phone (bluez-alsa's
+        A2DP source, or PipeWire's with SINK=pipewire) and plays samples; our
+        capture on hci0 records `seconds` of it (arecord -D bluetooth:DEV=<hci1>,
+        ADAPTER=hci0[,args]) into captures/NAME.wav."""
+        self.plays[name] = '%s %d %d%s' % (self._write(name, samples, rate), rate, seconds,
+                                           ' ' + args if args else '')
+        self.max_audio_s = max(self.max_audio_s, seconds)
+        self.extra_s += seconds
+        self.steps.append('phone:' + name)
 
     def fault(self, kind):
         """fault:KIND (guest/run.sh step_fault): a song, the fault, the recovery."""

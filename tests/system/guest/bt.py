@@ -12,6 +12,8 @@ Every wait is bounded.
                                       bluez-alsa's sink PCMs of ADDR on HCI -> WAV (see cmd_capture)
     bt.py volume SRC_HCI SINK_ADDR SINK_HCI SRC_ADDR CTL TO_SINK TO_SOURCE
                                       AVRCP volume both ways while a stream plays (see cmd_volume)
+    bt.py transports HCI ADDR [PEER_HCI PEER_ADDR]
+                                      the stream's transports on both sides: codec, configuration, Volume
     bt.py info HCI ADDR               Device1 properties
 """
 
@@ -484,6 +486,20 @@ def cmd_capture(hci, addr, wav, ready, seconds):
     return 0
 
 
+def cmd_transports(hci, addr, peer_hci=None, peer_addr=None):
+    """The stream as the phone's side (HCI, ADDR) and ours (PEER_HCI,
+    PEER_ADDR) have it: codec, configuration, state, Volume (the phone's
+    AVRCP volume is our capture's gain)."""
+    for key, h, a in (('phone_transport', hci, addr), ('capture_transport', peer_hci, peer_addr)):
+        if not h:
+            continue
+        for p, t in transports(h, a):
+            out(key, '%s state %s volume %s codec %s configuration %s' % (
+                p, t.get('State'), t.get('Volume'), int(t.get('Codec', -1)),
+                bytes(t.get('Configuration', b'')).hex()))
+    return 0
+
+
 # ---------------------------------------------------------------- volume
 
 def amixer(ctl, *args):
@@ -622,13 +638,16 @@ def cmd_info(hci, addr):
         v = prop(path, 'org.bluez.Device1', k)
         out(k, ','.join(str(u) for u in v) if k == 'UUIDs' and v else v)
     for p, t in transports(hci, addr):
-        out('transport', '%s state %s volume %s' % (p, t.get('State'), t.get('Volume')))
+        out('transport', '%s state %s volume %s codec %s configuration %s' % (
+            p, t.get('State'), t.get('Volume'), int(t.get('Codec', -1)),
+            bytes(t.get('Configuration', b'')).hex()))
     return 0
 
 
 def main(argv):
     cmds = {'agent': cmd_agent, 'pair': cmd_pair,
-            'capture': cmd_capture, 'volume': cmd_volume, 'info': cmd_info}
+            'capture': cmd_capture, 'volume': cmd_volume, 'info': cmd_info,
+            'transports': cmd_transports}
     if len(argv) < 2 or argv[1] not in cmds:
         print(__doc__, file=sys.stderr)
         return 2

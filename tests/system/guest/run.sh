@@ -171,14 +171,23 @@ step_stack() {
 		org.freedesktop.DBus.Properties.Get string:org.bluez.Adapter1 string:UUIDs | grep -q 0000110b" \
 		|| { kv error "no A2DP sink registered on $SINK_HCI"; return 1; }
 	kv sink_up_s $(now)
+	# PHONE: hci1 plays the phone too (phone:NAME): its A2DP Source record
+	# must be there before pairing, which caches hci1's records on hci0.
+	if [ -n "${PHONE:-}" ]; then
+		wait_for 20 sh -c "dbus-send --system --print-reply --dest=org.bluez /org/bluez/$SINK_HCI \
+			org.freedesktop.DBus.Properties.Get string:org.bluez.Adapter1 string:UUIDs | grep -q 0000110a" \
+			|| { kv error "no A2DP source (the phone) registered on $SINK_HCI"; return 1; }
+		kv phone_up_s $(now)
+	fi
 	$BT agent > $LOGS/agent.log 2>&1 &
 	wait_for 20 grep -q registered $LOGS/agent.log || { kv error "agent did not register"; return 1; }
 	kv agent_up_s $(now)
 }
 
 # PipeWire + WirePlumber as the sink instead of bluez-alsa: A2DP sink role
-# only, SBC, SBC-XQ, aptX and aptX HD, no headset profiles, no auto-connect
-# (it would page hci0 itself).
+# (and the A2DP source role with PHONE, for phone:NAME; WirePlumber 0.4 has
+# both anyway), SBC, SBC-XQ, aptX and aptX HD, no headset profiles, no
+# auto-connect (it would page hci0 itself).
 start_pipewire() {
 	# As nobody (see pipewire-bus.conf), with a runtime dir and HOME of its own.
 	PW_DIR=/run/pw
@@ -216,7 +225,7 @@ start_pipewire() {
 	  bluez5.enable-sbc-xq = true
 	  bluez5.hfphsp-backend = "none"
 	  bluez5.enable-hw-volume = true
-	  bluez5.roles = [ a2dp_sink ]
+	  bluez5.roles = [ a2dp_sink${PHONE:+ a2dp_source} ]
 	}
 	monitor.bluez.rules = [
 	  {
@@ -422,6 +431,177 @@ step_volume() {
 	return $rc
 }
 
+# ---------------------------------------------------------------- the phone
+
+# phone:NAME: hci1 is the phone, our capture on hci0 records it.
+# PLAY_NAME="FILE RATE SECONDS [ARGS]": arecord -D bluetooth:DEV=<hci1>,
+# ADAPTER=hci0,...[,ARGS] records SECONDS at RATE into captures/NAME.wav;
+# opening registers our A2DP Sink endpoint and connects the phone's A2DP
+# Source (Device1.ConnectProfile), so the phone's side of the stream exists
+# once it returns: then the phone plays FILE into it (bluez-alsa's source:
+# aplay -D bluealsa:...; PipeWire's: pw-play to its bluez output).  With
+# ON_PAUSE=silence (the default) the capture delivers silence until the
+# phone's audio comes, and after it: SECONDS is fixed (-s), not "until the
+# phone stops".
+step_phone() {
+	local name=$1 spec file rate secs args dev rc prc
+	spec=$(eval echo "\${PLAY_$name}")
+	read -r file rate secs args <<< "$spec"
+	cp "$SHARE/$file" /tmp/play.wav || return 1
+	mkdir -p $SHARE/captures
+	dev="bluetooth:DEV=$SINK_ADDR,ADAPTER=$SRC_HCI,TIMEOUT=${TIMEOUT_MS:-20000}${args:+,$args}"
+	kv arecord_device "$dev"
+	# the phone's volume is the capture's gain (the store per device that
+	# the mixer shares; playback to the same address wrote it too)
+	kv volume_store_before "$(tr '\n' ' ' < $XDG_STATE_HOME/alsa-bt/${SINK_ADDR//:/_} 2> /dev/null)"
+	kv arecord_start $(now)
+	# (its exit time kept as it comes: the step goes on with the phone)
+	rm -f /run/$name.arecord_end
+	( timeout -k 2 $((secs + 40)) arecord -q -D "$dev" -f S16_LE -c 2 -r $rate -s $((rate * secs)) \
+		/tmp/$name.wav > $LOGS/$name.arecord.out 2> $LOGS/$name.arecord.err
+	  rc=$?; now > /run/$name.arecord_end; exit $rc ) &
+	PHONE_REC=$!
+	# our open returns once the stream is configured: when hci0 has its
+	# transport (then the capture's clock starts; arecord's own start-up,
+	# alsa-lib's configuration under TCG, takes seconds before that)
+	if wait_for 40 capture_configured; then kv capture_configured $(now); fi
+	if [ "${SINK:-bluealsa}" = pipewire ]; then
+		phone_pipewire $name
+	else
+		phone_bluealsa $name
+	fi
+	prc=$?
+	wait $PHONE_REC
+	rc=$?
+	kv arecord_end "$(cat /run/$name.arecord_end 2> /dev/null)"
+	kv arecord_rc $rc
+	[ $rc = 0 ] || kv error "arecord exited $rc: $(tail -c 300 $LOGS/$name.arecord.err | tr '\n' ' ')"
+	cp /tmp/$name.wav $SHARE/captures/$name.wav 2> /dev/null
+	[ $rc = 0 ] && [ $prc = 0 ]
+}
+
+# capture_configured: hci0 has a transport for the phone (our sink endpoint
+# configured), or the recorder is gone
+capture_configured() {
+	dbus-send --system --print-reply --dest=org.bluez / org.freedesktop.DBus.ObjectManager.GetManagedObjects \
+		2> /dev/null | grep -q "object path \"/org/bluez/$SRC_HCI/dev_${SINK_ADDR//:/_}/sep[0-9]*/fd[0-9]*\"" \
+		|| ! kill -0 $PHONE_REC 2> /dev/null
+}
+
+# bluez-alsa on hci1 (-p a2dp-source) is the phone: its source PCM for our
+# device exists once our open has configured the stream (bluez-alsa makes
+# it at SetConfiguration, before BlueZ configures our side); aplay plays
+# into it.  No python here: under TCG its start-up (2.5-6 s) would delay
+# the phone.
+phone_pcm() {
+	dbus-send --system --print-reply --dest=org.bluealsa $PHONE_PCM org.freedesktop.DBus.Properties.GetAll \
+		string:org.bluealsa.PCM1 > /run/phone.pcm 2> /dev/null || ! kill -0 $PHONE_REC 2> /dev/null
+}
+# pcm_prop NAME: a property of /run/phone.pcm (dbus-send's GetAll output)
+pcm_prop() {
+	awk -v k="\"$1\"" '$1 == "string" && $2 == k { getline; print $NF; exit }' /run/phone.pcm | tr -d '"'
+}
+phone_bluealsa() {
+	local name=$1 rc
+	PHONE_PCM=/org/bluealsa/$SINK_HCI/dev_${SRC_ADDR//:/_}/a2dpsrc/sink
+	if ! wait_for 20 phone_pcm || ! [ -s /run/phone.pcm ]; then
+		kv error "bluez-alsa made no A2DP source PCM for $SRC_ADDR (did our capture connect its A2DP Source? arecord: $(tail -c 200 $LOGS/$name.arecord.err | tr '\n' ' '))"
+		return 1
+	fi
+	kv phone_start $(now)
+	timeout -k 2 ${APLAY_MAX_S:-60} aplay -D bluealsa:DEV=$SRC_ADDR,PROFILE=a2dp /tmp/play.wav \
+		> $LOGS/$name.phone.out 2> $LOGS/$name.phone.err
+	rc=$?
+	kv phone_end $(now)
+	kv phone_rc $rc
+	kv phone_pcm $PHONE_PCM
+	kv phone_codec "$(pcm_prop Codec)"
+	# 'Sampling' in bluez-alsa 4.0, 'Rate' from 4.1 on
+	kv phone_rate "$(pcm_prop Rate)$(pcm_prop Sampling)"
+	[ $rc = 0 ] || kv error "the phone's aplay (bluez-alsa) exited $rc: $(tail -c 300 $LOGS/$name.phone.err | tr '\n' ' ')"
+	return $rc
+}
+
+# bluez_outputs: "id name" of each of PipeWire's bluez output nodes
+bluez_outputs() {
+	$PW pw-cli ls Node 2> /dev/null | awk '
+		/^[ \t]*id [0-9]+,/ { id = $2; sub(",", "", id) }
+		/node.name = "bluez_output/ { n = $3; gsub("\"", "", n); print id, n }'
+}
+# phone_output: PipeWire has its bluez output (into /run/phone.out), or the
+# recorder is gone
+phone_output() {
+	bluez_outputs > /run/phone.out
+	[ -s /run/phone.out ] || ! kill -0 $PHONE_REC 2> /dev/null
+}
+# pw_card_profile NAME: "DEVICE_ID INDEX" of the profile NAME of PipeWire's
+# bluez card for our device (from pw-dump); NAME "*": every profile's name
+pw_card_profile() {
+	$PW pw-dump 2> /dev/null | $PY -c '
+import json, sys
+for o in json.load(sys.stdin):
+    info = o.get("info") or {}
+    if "Device" in o.get("type", "") and "bluez_card" in str((info.get("props") or {}).get("device.name")):
+        for p in (info.get("params") or {}).get("EnumProfile", []):
+            if sys.argv[1] == "*":
+                print(p.get("name"), end=" ")
+            elif p.get("name") == sys.argv[1]:
+                print(o["id"], p.get("index"))
+' "$1"
+}
+# phone_profile: the card offers the SBC A2DP profile (into
+# /run/phone.profile), or the recorder is gone
+phone_profile() {
+	pw_card_profile a2dp-sink-sbc > /run/phone.profile
+	[ -s /run/phone.profile ] || ! kill -0 $PHONE_REC 2> /dev/null
+}
+
+# PipeWire on hci1 (the A2DP source role) is the phone: its bluez output for
+# our device (made once our open configured the stream) is played into by
+# pw-play.
+phone_pipewire() {
+	local name=$1 id node card idx rc
+	# WirePlumber gives the card the a2dp-sink profile with the codec
+	# "auto": PipeWire then wants its preferred codec (aptX HD), cannot
+	# switch to it (BlueZ 5.66 has no remote endpoints: -ENODEV; our
+	# CODEC=sbc offers SBC only) and falls back to no profile: no output.
+	# The profile for the codec the stream has, a2dp-sink-sbc, needs no
+	# switch: chosen as a user would (pavucontrol, wpctl set-profile).
+	if wait_for 20 phone_profile && read -r card idx < /run/phone.profile && [ -n "${idx:-}" ]; then
+		$PW pw-cli set-param $card Profile "{ index: $idx, save: false }" >> $LOGS/$name.pw-profile 2>&1
+		kv pw_profile_set "$card $idx a2dp-sink-sbc"
+	else
+		kv pw_profiles "$(pw_card_profile '*')"
+	fi
+	wait_for 20 phone_output
+	read -r id node < /run/phone.out
+	if [ -z "${id:-}" ]; then
+		$PW pw-dump > $LOGS/$name.pw-dump.json 2> /dev/null
+		kv error "PipeWire made no bluez output for our device (its card's profiles: $(pw_card_profile '*'); arecord $(kill -0 $PHONE_REC 2> /dev/null && echo running || echo ended): $(tail -c 200 $LOGS/$name.arecord.err | tr '\n' ' '))"
+		return 1
+	fi
+	kv phone_node "$id $node"
+	kv phone_node_s $(now)
+	# what PipeWire made of the stream: the node's codec; the transports
+	$PW pw-dump > $LOGS/$name.pw-dump.json 2> /dev/null
+	$BT transports $SINK_HCI $SRC_ADDR $SRC_HCI $SINK_ADDR >> $OUT 2> /dev/null
+	# WirePlumber gives a new output route a default volume (0.4: 0.064);
+	# PipeWire applies it to the samples (or sends it over AVRCP, and the
+	# phone's volume is our capture's gain): full scale
+	$PW wpctl set-volume $id 1.0 >> $LOGS/$name.pw-volume 2>&1
+	kv phone_volume "$($PW wpctl get-volume $id 2>&1)"
+	cp /tmp/play.wav $PW_DIR/$name.wav && chown nobody:nogroup $PW_DIR/$name.wav
+	kv phone_start $(now)
+	timeout -k 2 ${APLAY_MAX_S:-60} $PW pw-play --target "$node" $PW_DIR/$name.wav \
+		> $LOGS/$name.phone.out 2> $LOGS/$name.phone.err
+	rc=$?
+	kv phone_end $(now)
+	kv phone_rc $rc
+	kv phone_volume_after "$($PW wpctl get-volume $id 2>&1)"
+	[ $rc = 0 ] || kv error "the phone's pw-play exited $rc: $(tail -c 300 $LOGS/$name.phone.err | tr '\n' ' ')"
+	return $rc
+}
+
 # ---------------------------------------------------------------- faults
 
 # mixer_open: amixer holds our ctl open through every fault that follows
@@ -532,7 +712,7 @@ for s in $STEPS; do
 	name=${s%%:*} arg=${s#*:}
 	[ "$arg" = "$s" ] && arg=
 	label=$name
-	case $name in play|pwplay) label=$arg ;; fault) label=fault_$arg ;; esac
+	case $name in play|pwplay|phone) label=$arg ;; fault) label=fault_$arg ;; esac
 	OUT=$SHARE/steps/$label.out
 	: > $OUT
 	say "step $label"
