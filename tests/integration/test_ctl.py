@@ -332,16 +332,18 @@ def test_phone_volume():
             res = p.wait(15 * TIME_SCALE)
             got = audio.read_wav(out)[0] if os.path.exists(out) else np.zeros((0, 2), np.int16)
             check('phone: arecord captured 7 s', res.rc == 0 and len(got) == 7 * rate, res.stderr)
-            # Each stretch from its change (wall time since the spawn; the
-            # capture's own start is later by its open, well under 0.5 s).
+            # The last 0.5 s of each stretch before the next change (wall
+            # time since the spawn): the capture's file starts later by its
+            # open (over 0.5 s under TSan), which only moves the window
+            # earlier, still after the change it measures.
             base = t_phone + 0.3
-            lv = [window_db(got, rate, base + k * seg + 0.55, base + (k + 1) * seg - 0.05)
+            lv = [window_db(got, rate, base + (k + 1) * seg - 0.55, base + (k + 1) * seg - 0.05)
                   for k in range(4)]
             print('phone volume: levels %s dB' % ['%.2f' % v for v in lv])
             for k, (what, want) in enumerate((('the phone at 64', volume_db(64)),
                                                ('the mixer at 100', volume_db(100))), 1):
-                check('phone: %s captured at %.1f dB (+-0.5)' % (what, want),
-                      abs(lv[k] - lv[0] - want) < 0.5, '%.2f dB' % (lv[k] - lv[0]))
+                check('phone: %s captured at %.1f dB (+-1; noise over 0.5 s windows)' % (what, want),
+                      abs(lv[k] - lv[0] - want) < 1.0, '%.2f dB' % (lv[k] - lv[0]))
             check('phone: muted, silence', lv[3] == float('-inf'), '%.2f dB' % lv[3])
             check('phone: the first stretch is the phone\'s audio at full level',
                   -16 < lv[0] < -6, '%.2f dB' % lv[0])
