@@ -49,15 +49,17 @@ void device_volume_init(struct device_volume *dv, struct a2dp_endpoint *ep,
 
 void device_volume_follow(struct device_volume *dv)
 {
-	int volume = atomic_load(&dv->ep->volume);
+	int volume = atomic_load(&dv->ep->volume), changed = 0;
 
 	if (!dv->vs)
 		return;
-	if (volume >= 0 && volume != dv->seen)
+	if (volume >= 0 && volume != dv->seen) {
 		on_device_volume(dv, volume);
-	/* Our own save above is seen here too: harmless, it is read once more. */
-	volume_store_changed(dv->vs);
-	apply_store(dv);
+		changed = 1;
+	}
+	/* Read only when something changed: this runs at every D-Bus dispatch. */
+	if (volume_store_changed(dv->vs) || changed)
+		apply_store(dv);
 }
 
 int device_volume_fd(const struct device_volume *dv)
