@@ -197,11 +197,17 @@ def machine():
 
 # ---------------------------------------------------------------- 1. CPU
 
-def bench_encode(wav):
-    p = subprocess.run([BENCH, 'encode', wav, '--min-cpu', '1.0'], capture_output=True,
-                       text=True, timeout=60)
+def run_bench_encode(cmd, wav, timeout):
+    """bench_encode CMD WAV --min-cpu 1.0 (encode, codecs, decode); its output."""
+    p = subprocess.run([BENCH, cmd, wav, '--min-cpu', '1.0'], capture_output=True,
+                       text=True, timeout=timeout)
     if p.returncode:
-        raise RuntimeError('bench_encode: ' + p.stderr)
+        raise RuntimeError('bench_encode %s: %s' % (cmd, p.stderr))
+    return p
+
+
+def bench_encode(wav):
+    p = run_bench_encode('encode', wav, 60)
     res = {}
     for line in p.stdout.splitlines():
         mode = line.split()[0]
@@ -212,10 +218,7 @@ def bench_encode(wav):
 
 def bench_codecs(wav):
     """CPU per audio second of every codec: the codec table, and its library alone."""
-    p = subprocess.run([BENCH, 'codecs', wav, '--min-cpu', '1.0'], capture_output=True,
-                       text=True, timeout=120)
-    if p.returncode:
-        raise RuntimeError('bench_encode codecs: ' + p.stderr)
+    p = run_bench_encode('codecs', wav, 120)
     return [kv(line) for line in p.stdout.splitlines() if line.startswith('CODEC ')]
 
 
@@ -400,10 +403,7 @@ def capture_codecs(decoders):
 
 def bench_decoders(wav):
     """{name: {'table': cpu/audio s, 'lib': cpu/audio s or None}} of bench_encode decode."""
-    p = subprocess.run([BENCH, 'decode', wav, '--min-cpu', '1.0'], capture_output=True,
-                       text=True, timeout=120)
-    if p.returncode:
-        raise RuntimeError('bench_encode decode: ' + p.stderr)
+    p = run_bench_encode('decode', wav, 120)
     res = {}
     for line in p.stdout.splitlines():
         if not line.startswith('DECODE '):
