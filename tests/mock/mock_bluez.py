@@ -32,8 +32,10 @@ Command line
   --sink PATH            program spawned on each Acquire:
                          PATH --fd 3 --wav OUTDIR/capture-K.wav
                               --log OUTDIR/capture-K.csv --codec NAME
-                         [--rate R] (NAME: sbc, aptx, aptx_hd, aac, ldac, or
-                         the codec in hex; R: the rate, for aptX, AAC, LDAC)
+                         [--rate R] --ready-fd 4 (NAME: sbc, aptx, aptx_hd,
+                         aac, ldac, or the codec in hex; R: the rate, for
+                         aptX, AAC, LDAC; it writes a byte to fd 4 once it
+                         reads, and Acquire answers then)
                          (stdout/stderr to OUTDIR/capture-K.out). Without it
                          the mock drains the socket itself.
   --outdir DIR           where captures go (default: current directory)
@@ -207,6 +209,7 @@ import argparse
 import ctypes
 import functools
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -232,6 +235,7 @@ ENDPOINT = 'org.bluez.MediaEndpoint1'
 CTL = 'org.alsabt.Mock1'
 CTL_PATH = '/org/alsabt/mock'
 SO_TIMESTAMPNS = 35                  # Linux; socket lacks the name
+SINK_READY_TIMEOUT_S = 10          # a sink that says nothing by then is the test's to report
 
 
 def full_uuid(short):
@@ -1000,13 +1004,16 @@ class Sink:
         else:
             self._drain(fd)
 
-    def _spawn_on_fd3(self, argv, fd, base):
+    def _spawn_on_fd3(self, argv, fd, base, ready_w=None):
         """Runs argv (the sink or the phone) with our end of the transport as
-        its fd 3, its output into base.out."""
+        its fd 3 (and ready_w, if given, as its fd 4), its output into base.out."""
         def child_setup():
             if fd != 3:
                 os.dup2(fd, 3)
             os.set_inheritable(3, True)
+            if ready_w is not None:
+                os.dup2(ready_w, 4)
+                os.set_inheritable(4, True)
             die_with_parent(signal.SIGKILL)
 
         try:
@@ -1027,8 +1034,22 @@ class Sink:
         if rate:                # aptX streams do not say their rate; the AAC decoder warms up
             argv += ['--rate', str(rate)]
 
-        self._spawn_on_fd3(argv, fd, base)
-        self.mock.log('Sink %d %s pid=%d' % (self.k, self.transport.path, self.proc.pid))
+        # A speaker's link drains the socket from the moment it is acquired;
+        # a sink still starting (an exec, libavcodec loading: 100 ms and more
+        # on a loaded machine) would let the first packets fill the socket and
+        # the client would rightly drop one as congestion.  So the socket is
+        # handed over once the sink says, on fd 4, that it is reading.
+        ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+        try:
+            self._spawn_on_fd3(argv + ['--ready-fd', '4'], fd, base, ready_w)
+        finally:
+            os.close(ready_w)
+        try:
+            ok = select.select([ready_r], [], [], SINK_READY_TIMEOUT_S)[0] and os.read(ready_r, 1)
+        finally:
+            os.close(ready_r)
+        self.mock.log('Sink %d %s pid=%d%s' % (self.k, self.transport.path, self.proc.pid,
+                                               '' if ok else ' (never said it was ready)'))
 
     def _spawn_phone(self, fd):
         base = os.path.join(self.mock.outdir, 'phone-%d' % self.k)

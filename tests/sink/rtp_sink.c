@@ -10,6 +10,7 @@
  *
  *   rtp_sink --fd N --wav OUT.wav --log OUT.csv [--mtu M] [--codec sbc|aptx|aptx_hd|aac|ldac]
  *            [--rate R]   (aptX: the stream's rate, which it does not carry)
+ *            [--ready-fd N] (writes a byte to N and closes it once it is reading)
  *
  * CSV columns: t_ns,len,seq,ts,ssrc,pt,nframes,pcm_frames,errors
  *   t_ns        arrival time, CLOCK_MONOTONIC in ns: the kernel's receive
@@ -468,7 +469,7 @@ static void arrival_time(struct msghdr *msg, struct timespec *out)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: rtp_sink --fd N --wav OUT.wav --log OUT.csv [--mtu M] [--codec sbc|aptx|aptx_hd|aac|ldac] [--rate R]\n");
+	fprintf(stderr, "usage: rtp_sink --fd N --wav OUT.wav --log OUT.csv [--mtu M] [--codec sbc|aptx|aptx_hd|aac|ldac] [--rate R] [--ready-fd N]\n");
 }
 
 int main(int argc, char **argv)
@@ -480,12 +481,14 @@ int main(int argc, char **argv)
 		{ "mtu", required_argument, NULL, 'm' },
 		{ "codec", required_argument, NULL, 'c' },
 		{ "rate", required_argument, NULL, 'r' },
+		{ "ready-fd", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct sink s;   /* large buffers: keep off the stack */
 	const char *wav_path = NULL, *log_path = NULL;
 	long fd = -1, mtu = 0, aptx_rate = 44100;   /* --rate, for aptX and AAC */
+	long ready_fd = -1;
 	FILE *log;
 	uint8_t *buf;
 	uint64_t packets = 0;
@@ -527,6 +530,13 @@ int main(int argc, char **argv)
 			break;
 		case 'l':
 			log_path = optarg;
+			break;
+		case 'R':
+			ready_fd = strtol(optarg, &end, 10);
+			if (*end || ready_fd < 0) {
+				fprintf(stderr, "rtp_sink: bad --ready-fd\n");
+				return 2;
+			}
 			break;
 		case 'm':
 			mtu = strtol(optarg, &end, 10);
@@ -584,6 +594,11 @@ int main(int argc, char **argv)
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGINT);
 	sigprocmask(SIG_BLOCK, &block, &orig);
+	if (ready_fd >= 0) {            /* set up: whoever spawned us may hand the socket over */
+		if (write((int)ready_fd, "r", 1) != 1)
+			perror("rtp_sink: --ready-fd");
+		close((int)ready_fd);
+	}
 
 	while (!stop_signal) {
 		struct pollfd pfd = { .fd = (int)fd, .events = POLLIN };
