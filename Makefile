@@ -26,7 +26,8 @@ ALL_CFLAGS := $(CFLAGS) -std=gnu11 -Wall -Wextra -fPIC -DPIC -pthread -Ia2dp $(D
 	$(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer)
 ALL_LDFLAGS := $(LDFLAGS) -pthread $(if $(SANITIZE),-fsanitize=$(SANITIZE))
 
-A2DP_SRC := $(wildcard a2dp/*.c)
+# The code both plugins share: A2DP (a2dp/) and, being built, HFP (hfp/).
+A2DP_SRC := $(wildcard a2dp/*.c hfp/*.c)
 A2DP_OBJ := $(A2DP_SRC:%.c=$(BUILD)/%.o)
 PCM_SO   := $(BUILD)/libasound_module_pcm_bluetooth.so
 CTL_SO   := $(BUILD)/libasound_module_ctl_bluetooth.so
@@ -39,7 +40,7 @@ TOOLS    := $(BUILD)/pcm_client $(BUILD)/ctl_client $(BUILD)/cycle_client $(BUIL
 
 all: $(PCM_SO) $(CTL_SO) $(SINK) $(UNIT_BIN) $(TOOLS)
 
-$(BUILD)/%.o: %.c $(wildcard a2dp/*.h pcm_bt/*.h)
+$(BUILD)/%.o: %.c $(wildcard a2dp/*.h hfp/*.h pcm_bt/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
