@@ -15,7 +15,9 @@ Command line
   --device hci0/00:1B:66:AA:BB:CC[,flags]  repeatable; flags: unpaired,
                                            connected, nosink, name=Foo,
                                            phone (an A2DP Source instead
-                                           of a sink: see "The phone")
+                                           of a sink: see "The phone"),
+                                           headset (a sink with HFP
+                                           Hands-Free: see "The headset")
   --sink-caps HEX        SBC capabilities of the speaker's sink SEP
                          (default ffff0235; any length, for malformed tests)
   --sink-sep CODEC:HEX   repeatable: the speaker's sink SEPs instead, in
@@ -56,6 +58,15 @@ Command line
   --phone-sep CODEC:HEX  repeatable: the phone's source SEPs instead, in
                          order, as --sink-sep (e.g. ff:4f0000000100ff for
                          aptX, 02:c0ff8c8004e2 for AAC)
+  --headset PATH         the headset's program, spawned for each HFP
+                         connection: PATH --fd 3 --log OUTDIR/headset-K.log
+                         [--headset-args ...]; fd 3 is the headset's end of
+                         the RFCOMM channel (stdout/stderr OUTDIR/headset-K.out)
+  --headset-args "ARGS"  more arguments for it (as --phone-args)
+  --headset-features N   Features in NewConnection: the headset's SDP HF
+                         features (default 0x3f)
+  --profile-taken UUID   repeatable: another program registered this
+                         profile already (RegisterProfile -> NotPermitted)
   --phone-pause AT:FOR   the phone's transport goes idle AT s after it was
                          acquired, pending (then active) FOR s later, as a
                          phone that pauses; pass the same to the program
@@ -70,6 +81,18 @@ then the reply; 0.1 s later the transport goes "pending" (the phone starts
 streaming). TryAcquire then spawns --phone with the other socket end, and
 the transport goes "active". Vanish(): the program is stopped first (the
 socket closes), then the D-Bus side follows, as for a speaker.
+
+The headset
+-----------
+A device with the "headset" flag lists HFP Hands-Free beside A2DP Sink. A
+client registers HFP Audio Gateway (ProfileManager1.RegisterProfile at
+/org/bluez); ConnectProfile(Hands-Free) then makes the RFCOMM channel, an
+AF_UNIX stream socketpair: --headset gets one end as its fd 3, the
+registrant the other in Profile1.NewConnection(device, fd, {Version 0x0108,
+Features}), and ConnectProfile answers once NewConnection has (an error
+reply: Failed "br-connection-refused"). DisconnectProfile(Hands-Free):
+Profile1.RequestDisconnection, then the headset program is stopped (its
+end closes). The headset program exiting closes the channel from its side.
 
 It takes the name org.bluez and prints READY on stdout once it serves.
 SIGTERM/SIGINT: stops the sinks (bounded) and exits 0.
@@ -135,11 +158,18 @@ lines by prefix, more fields may be appended later:
     Sink K T_PATH pid=PID | Sink K T_PATH drain
     SinkEOF T_PATH K packets=N bytes=N max=N   (drain mode: client closed)
     SinkExit K rc=RC                           (spawned sink exited)
+    RegisterProfile SENDER PATH UUID   UnregisterProfile SENDER PATH
+    NewConnection PROFILE_PATH dev_... (and -> ok | -> ERROR.NAME: msg)
+    RequestDisconnection PROFILE_PATH dev_...
+    Headset K dev_... pid=PID          HeadsetEnd K WHY rc=RC
+      (WHY: exited, DisconnectProfile, link lost, refused, ProfileGone,
+      shutdown)
+    ProfileGone SENDER PATH            (its owner left the bus)
     EndpointGone SENDER EP_PATH        OwnerGone T_PATH SENDER
     Powered hciN 0|1
     Mock.METHOD ARGS...                (control calls, except Get/ClearEvents)
   Problems of the mock or the test setup (a test should treat them as bugs):
-    METHOD -> could not send: why      Sink error: why
+    METHOD -> could not send: why      Sink error: why   Headset error: why
     mock error in CALLBACK: exception  (the pending ConnectProfile then fails)
 
 BlueZ behaviour imitated, and choices where it was not certain
@@ -195,6 +225,13 @@ BlueZ behaviour imitated, and choices where it was not certain
   the current value changes nothing.  Absent property -> org.freedesktop.
   DBus.Error.UnknownProperty (gdbus); Get of an absent property ->
   org.freedesktop.DBus.Error.InvalidArgs.
+* RegisterProfile (profile.c, 5.66): the same sender and path ->
+  AlreadyExists; a UUID anyone registered (an exact string compare) ->
+  NotPermitted "UUID already registered".  UnregisterProfile of an unknown
+  path -> DoesNotExist.  The owner leaving the bus removes its profiles and
+  closes their channels.  ConnectProfile(HFP Hands-Free) without an HFP AG
+  registered -> NotAvailable "br-connection-profile-unavailable"; while
+  its NewConnection is pending -> InProgress; connected -> success.
 * DisconnectProfile when not connected -> success (BlueZ >= 5.55);
   UUID not in the device's UUIDs -> InvalidArguments.  Disconnect when not
   connected -> NotConnected.
@@ -250,6 +287,8 @@ HSP_HS = full_uuid('1108')
 HSP_AG = full_uuid('1112')
 HFP_HF = full_uuid('111e')
 HFP_AG = full_uuid('111f')
+PROFILE_MANAGER = 'org.bluez.ProfileManager1'
+PROFILE = 'org.bluez.Profile1'
 PNP = full_uuid('1200')
 # The UUIDs media.c accepts for RegisterEndpoint.
 ENDPOINT_UUIDS = {A2DP_SOURCE, A2DP_SINK, HFP_AG, HSP_AG, HFP_HF, HSP_HS}
@@ -685,11 +724,14 @@ class Device(PropObject):
         self.transports = []
         self.connecting = None   # ConnectJob while a connect is pending
         self.seps = []           # RemoteSeps while connected
+        self.hfp = None          # HfpLink while HFP is connected
         name = flags.get('name', 'Mock Speaker')
         self.phone = 'phone' in flags
         uuids = [HFP_HF, PNP] if 'nosink' in flags else [A2DP_SINK, AVRCP, AVRCP_TARGET, PNP]
         if self.phone:
             uuids = [A2DP_SOURCE, AVRCP, AVRCP_TARGET, PNP]
+        if 'headset' in flags:
+            uuids = [A2DP_SINK, AVRCP, AVRCP_TARGET, HFP_HF, PNP]
         paired = 'unpaired' not in flags
         self.props[DEVICE] = {
             'Address': dbus.String(address.upper()), 'AddressType': dbus.String('public'),
@@ -763,6 +805,8 @@ class Device(PropObject):
 
     def link_lost(self):
         """The speaker disappeared: sockets close, then the D-Bus side follows."""
+        if self.hfp:
+            self.hfp.end('link lost')
         for t in self.transports:
             t.stop_sinks()
         self.drop_transports(clear=True)
@@ -774,8 +818,37 @@ class Device(PropObject):
                          async_callbacks=('ok', 'err'))
     def ConnectProfile(self, uuid, sender=None, ok=None, err=None):
         call = self.mock.begin('ConnectProfile', '%s %s %s' % (self.short, uuid, sender), ok, err)
-        if call:
-            self.connect_a2dp(call, normalize_uuid(uuid))
+        if not call:
+            return
+        uuid = normalize_uuid(uuid)
+        if uuid == HFP_HF:
+            self.connect_hfp(call)
+        else:
+            self.connect_a2dp(call, uuid)
+
+    def connect_hfp(self, call):
+        """Our HFP Audio Gateway to the headset's Hands-Free: its RFCOMM
+        channel to the profile that registered HFP AG."""
+        prof = self.mock.profile_manager.find(uuid=HFP_AG)
+        try:
+            if self.connecting or (self.hfp and not self.hfp.up):
+                raise bluez_error('InProgress', 'br-connection-busy')
+            if not self.adapter.powered:
+                raise bluez_error('NotReady', 'br-connection-adapter-not-powered')
+            if not self.has_uuid(HFP_HF) or not prof:
+                raise bluez_error('NotAvailable', 'br-connection-profile-unavailable')
+            if self.hfp:
+                call.reply()        # -EALREADY: success
+                return
+            if not self.props[DEVICE]['Paired']:
+                raise bluez_error('Failed', 'br-connection-create-socket')
+            if not self.mock.args.headset:
+                self.mock.log('Headset error: no --headset')
+                raise bluez_error('Failed', 'mock has no --headset')
+        except BluezError as e:
+            call.fail(e)
+            return
+        HfpLink(self.mock, self, prof).start(call)
 
     @dbus.service.method(DEVICE, sender_keyword='sender', async_callbacks=('ok', 'err'))
     def Connect(self, sender=None, ok=None, err=None):
@@ -827,6 +900,8 @@ class Device(PropObject):
         if not self.has_uuid(uuid):
             call.fail(invalid_args())
             return
+        if uuid == HFP_HF and self.hfp:
+            self.hfp.request_disconnection()
         if uuid == (A2DP_SOURCE if self.phone else A2DP_SINK) and (self.transports or self.connecting):
             self.drop_transports(clear=True)
             self.set_connected(False)
@@ -987,6 +1062,31 @@ class ConnectJob:
             self.fail()
 
 
+def spawn_on_fd3(argv, fd, base, ready_w=None):
+    """Runs argv (the sink, the phone or the headset) with our end of a
+    socket as its fd 3 (and ready_w, if given, as its fd 4), its output into
+    base.out.  Closes fd here: only the child may hold it, so that it sees
+    the client's EOF."""
+    def child_setup():
+        if fd != 3:
+            os.dup2(fd, 3)
+        os.set_inheritable(3, True)
+        if ready_w is not None:
+            os.dup2(ready_w, 4)
+            os.set_inheritable(4, True)
+        die_with_parent(signal.SIGKILL)
+
+    try:
+        with open(base + '.out', 'ab') as out:
+            # close_fds=False: everything else is close-on-exec already,
+            # and the socket must arrive as fd 3 (dup2 in child_setup).
+            return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, close_fds=False,
+                                    preexec_fn=child_setup)
+    finally:
+        os.close(fd)
+
+
 class Sink:
     """The speaker end of one acquired socket: a spawned program or a drain."""
 
@@ -1005,26 +1105,7 @@ class Sink:
             self._drain(fd)
 
     def _spawn_on_fd3(self, argv, fd, base, ready_w=None):
-        """Runs argv (the sink or the phone) with our end of the transport as
-        its fd 3 (and ready_w, if given, as its fd 4), its output into base.out."""
-        def child_setup():
-            if fd != 3:
-                os.dup2(fd, 3)
-            os.set_inheritable(3, True)
-            if ready_w is not None:
-                os.dup2(ready_w, 4)
-                os.set_inheritable(4, True)
-            die_with_parent(signal.SIGKILL)
-
-        try:
-            with open(base + '.out', 'ab') as out:
-                # close_fds=False: everything else is close-on-exec already,
-                # and the socket must arrive as fd 3 (dup2 in child_setup).
-                self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                             stderr=subprocess.STDOUT, close_fds=False,
-                                             preexec_fn=child_setup)
-        finally:
-            os.close(fd)   # only the child may hold this end, so it sees the client's EOF
+        self.proc = spawn_on_fd3(argv, fd, base, ready_w)
 
     def _spawn(self, fd):
         base = os.path.join(self.mock.outdir, 'capture-%d' % self.k)
@@ -1312,6 +1393,153 @@ class Transport(PropObject):
         self.set_state('idle')
 
 
+class Profile:
+    """An external profile a client registered (profile.c ext_profile)."""
+
+    def __init__(self, sender, path, uuid, opts):
+        self.sender, self.path, self.uuid, self.opts = sender, path, uuid, opts
+        self.links = []
+
+
+class ProfileManager(dbus.service.Object):
+    """/org/bluez: ProfileManager1 (profile.c register_profile)."""
+
+    def __init__(self, mock):
+        super().__init__(mock.bus, '/org/bluez')
+        self.mock = mock
+        self.profiles = []
+
+    def find(self, sender=None, path=None, uuid=None):
+        for p in self.profiles:
+            if ((sender is None or p.sender == sender) and (path is None or p.path == path)
+                    and (uuid is None or p.uuid == uuid)):
+                return p
+        return None
+
+    @dbus.service.method(PROFILE_MANAGER, in_signature='osa{sv}', sender_keyword='sender',
+                         async_callbacks=('ok', 'err'))
+    def RegisterProfile(self, path, uuid, opts, sender=None, ok=None, err=None):
+        call = self.mock.begin('RegisterProfile', '%s %s %s' % (sender, path, uuid), ok, err)
+        if not call:
+            return
+        if self.find(sender=sender, path=str(path)):
+            call.fail(bluez_error('AlreadyExists', 'Already Exists'))
+        # An exact string compare, as profile.c's: a short or uppercase UUID
+        # would slip past it there (hfp.md); lowercase 128-bit is the rule.
+        elif str(uuid) in self.mock.args.profile_taken or self.find(uuid=str(uuid)):
+            call.fail(bluez_error('NotPermitted', 'UUID already registered'))
+        else:
+            self.profiles.append(Profile(str(sender), str(path), str(uuid), opts))
+            self.mock.watch_owner(sender)
+            call.reply()
+
+    @dbus.service.method(PROFILE_MANAGER, in_signature='o', sender_keyword='sender',
+                         async_callbacks=('ok', 'err'))
+    def UnregisterProfile(self, path, sender=None, ok=None, err=None):
+        call = self.mock.begin('UnregisterProfile', '%s %s' % (sender, path), ok, err)
+        if not call:
+            return
+        prof = self.find(sender=sender, path=str(path))
+        if not prof:
+            call.fail(bluez_error('DoesNotExist', 'Does Not Exist'))
+            return
+        self.remove(prof)
+        call.reply()
+
+    def remove(self, prof):
+        for link in list(prof.links):
+            link.end('ProfileGone')
+        self.profiles.remove(prof)
+
+
+class HfpLink:
+    """One HFP connection: the RFCOMM channel is a stream socket whose other
+    end the spawned --headset program holds; ours goes to the profile's
+    owner in Profile1.NewConnection, and ConnectProfile is answered once
+    that is (profile.c ext_connect, new_conn_reply)."""
+
+    def __init__(self, mock, device, profile):
+        self.mock, self.device, self.profile = mock, device, profile
+        self.k = mock.next_capture()
+        self.proc = None
+        self.up = False
+
+    def start(self, call):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        base = os.path.join(self.mock.outdir, 'headset-%d' % self.k)
+        argv = [self.mock.args.headset, '--fd', '3', '--log', base + '.log']
+        argv += self.mock.args.headset_args.split()
+        try:
+            self.proc = spawn_on_fd3(argv, theirs.detach(), base)
+        except OSError as e:
+            ours.close()
+            self.mock.log('Headset error: %s' % e)
+            call.fail(bluez_error('Failed', 'mock could not start the headset: %s' % e))
+            return
+        self.mock.log('Headset %d %s pid=%d' % (self.k, self.device.short, self.proc.pid))
+        self.device.hfp = self
+        self.profile.links.append(self)
+        props = dbus.Dictionary({'Version': dbus.UInt16(0x0108),
+                                 'Features': dbus.UInt16(self.mock.args.headset_features)},
+                                signature='sv')
+        fd = dbus.types.UnixFd(ours)   # a dup; ours closes now, the dup once sent
+        ours.close()
+        self.mock.log('NewConnection %s %s' % (self.profile.path, self.device.short))
+
+        def on_ok(*_):
+            self.mock.log('NewConnection -> ok')
+            if self.device.hfp is self:
+                self.up = True
+                self.device.set_connected(True)
+                call.reply()
+            else:
+                call.fail(bluez_error('Failed', 'br-connection-refused'))
+
+        def on_err(e):
+            self.mock.log('NewConnection -> %s: %s' % (e.get_dbus_name(), e.get_dbus_message()))
+            self.end('refused')
+            call.fail(bluez_error('Failed', 'br-connection-refused'))
+        try:
+            self.mock.bus.call_async(self.profile.sender, self.profile.path, PROFILE,
+                                     'NewConnection', 'oha{sv}',
+                                     [dbus.ObjectPath(self.device.path), fd, props],
+                                     on_ok, on_err, timeout=25)
+        except (TypeError, ValueError, dbus.DBusException) as e:
+            self.mock.log('NewConnection -> could not send: %s' % e)
+            self.end('refused')
+            call.fail(bluez_error('Failed', 'br-connection-refused'))
+        os.close(fd.take())
+
+    def request_disconnection(self):
+        """Device1.DisconnectProfile: bluetoothd asks the owner to let go."""
+        self.mock.log('RequestDisconnection %s %s' % (self.profile.path, self.device.short))
+        self.mock.bus.call_async(self.profile.sender, self.profile.path, PROFILE,
+                                 'RequestDisconnection', 'o', [dbus.ObjectPath(self.device.path)],
+                                 lambda *_: None, lambda *_: None, timeout=25)
+        self.end('DisconnectProfile')
+
+    def end(self, why):
+        """The RFCOMM channel closes: the headset program is stopped."""
+        if self.device.hfp is self:
+            self.device.hfp = None
+        if self in self.profile.links:
+            self.profile.links.remove(self)
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self.mock.log('HeadsetEnd %d %s rc=%s' % (self.k, why, self.proc.returncode))
+            self.proc = None
+
+    def poll(self):
+        if self.proc and self.proc.poll() is not None:
+            self.end('exited')       # the headset dropped the channel
+
+
 class Control(dbus.service.Object):
     """/org/alsabt/mock, org.alsabt.Mock1: what tests use to steer the mock."""
 
@@ -1432,6 +1660,7 @@ class Mock:
         self._capture = 0
         self.root = Root(self)
         self.control = Control(self)
+        self.profile_manager = ProfileManager(self)
 
     # -- bookkeeping
 
@@ -1603,6 +1832,9 @@ class Mock:
                 self.log('OwnerGone %s %s' % (t.path, name))
                 t.owner = None
                 t.set_state('idle')
+        for prof in [p for p in self.profile_manager.profiles if p.sender == name]:
+            self.log('ProfileGone %s %s' % (name, prof.path))
+            self.profile_manager.remove(prof)
         for adapter in self.adapters.values():
             for ep in [e for e in adapter.endpoints if e.sender == name]:
                 self.log('EndpointGone %s %s' % (name, ep.path))
@@ -1635,11 +1867,17 @@ class Mock:
         for t in self.transports.values():
             for s in t.sinks:
                 s.poll()
+        for dev in self.devices.values():
+            if dev.hfp:
+                dev.hfp.poll()
         return True
 
     def shutdown(self):
         for t in list(self.transports.values()):
             t.stop_sinks()
+        for dev in self.devices.values():
+            if dev.hfp:
+                dev.hfp.end('shutdown')
 
 
 def parse_args(argv):
@@ -1664,6 +1902,10 @@ def parse_args(argv):
     p.add_argument('--phone-caps', default='ffff0235')
     p.add_argument('--phone-sep', action='append')
     p.add_argument('--phone-pause')
+    p.add_argument('--headset')
+    p.add_argument('--headset-args', default='')
+    p.add_argument('--headset-features', type=lambda v: int(v, 0), default=0x3f)
+    p.add_argument('--profile-taken', action='append', default=[])
     args = p.parse_args(argv)
     if not args.bus:
         p.error('no bus: pass --bus or set DBUS_SYSTEM_BUS_ADDRESS')

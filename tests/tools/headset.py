@@ -1,0 +1,139 @@
+#!/usr/bin/python3
+"""A scripted HFP Hands-Free (the headset) on an RFCOMM channel: the test
+stand-in the mock bluetoothd spawns for each HFP connection (--headset).
+
+  headset.py --fd N --log FILE [--script modern|bluealsa40] [--split]
+             [--no-bcs] [--bcs-answer ID] [--battery PCT] [--hangup-after S]
+
+It sends the script's Service Level Connection commands one at a time,
+each after the answer to the one before (OK, ERROR or +CME ERROR; 1 s
+without one is logged and the script goes on, as bluez-alsa's HF does),
+then answers the AG's unsolicited lines: +BCS: <id> with AT+BCS=<id>
+(--bcs-answer: another id; --no-bcs: nothing).  Scripts (hfp.md):
+  modern      BRSF 916 (CLI, remote volume, codec negotiation, HF
+              indicators, eSCO S4), BAC 1,2, CIND=?, CIND?, CMER, the BIND
+              exchange, then VGS 9 and VGM 7
+  bluealsa40  bluez-alsa 4.0 as HF: BRSF 116, no BAC, CIND=?, CIND?,
+              CMER=3,0,0,1,0, then VGM, VGS and Apple's XAPL
+--split sends every command a byte at a time.  The log has a line per line
+sent ("> "), received ("< ") or missed ("! "), each after the seconds since
+start.  Ends at EOF, SIGTERM, or --hangup-after seconds (closing the channel).
+"""
+import argparse
+import os
+import select
+import signal
+import socket
+import sys
+import time
+
+SCRIPTS = {
+    'modern': ['AT+BRSF=916', 'AT+BAC=1,2', 'AT+CIND=?', 'AT+CIND?', 'AT+CMER=3,0,0,1',
+               'AT+BIND=1,2', 'AT+BIND=?', 'AT+BIND?', 'AT+VGS=9', 'AT+VGM=7'],
+    'bluealsa40': ['AT+BRSF=116', 'AT+CIND=?', 'AT+CIND?', 'AT+CMER=3,0,0,1,0', 'AT+VGM=15',
+                   'AT+VGS=15', 'AT+XAPL=BlueALSA-0001-0400,6'],
+}
+ANSWER_TIMEOUT_S = 1.0
+
+
+class Headset:
+    def __init__(self, sock, log, args):
+        self.sock, self.log, self.args = sock, log, args
+        self.t0 = time.monotonic()
+        self.buf = b''
+        self.eof = False
+
+    def note(self, mark, text):
+        self.log.write('%.3f %s %s\n' % (time.monotonic() - self.t0, mark, text))
+        self.log.flush()
+
+    def send(self, line):
+        data = (line + '\r').encode()
+        self.note('>', line)        # before: whoever gets the line may read the log
+        if self.args.split:
+            for i in range(len(data)):
+                self.sock.sendall(data[i:i + 1])
+                time.sleep(0.002)
+        else:
+            self.sock.sendall(data)
+
+    def lines(self, timeout):
+        """The lines that arrive within timeout (at least one, if any)."""
+        end = time.monotonic() + timeout
+        while not self.eof:
+            if b'\r\n' in self.buf.lstrip(b'\r\n'):
+                break
+            left = end - time.monotonic()
+            if left <= 0 or not select.select([self.sock], [], [], left)[0]:
+                break
+            data = self.sock.recv(4096)
+            if not data:
+                self.eof = True
+            self.buf += data
+        out = []
+        while b'\r\n' in self.buf:
+            line, _, rest = self.buf.partition(b'\r\n')
+            self.buf = rest
+            if line:
+                out.append(line.decode(errors='replace'))
+                self.note('<', out[-1])
+        return out
+
+    def command(self, line):
+        self.send(line)
+        end = time.monotonic() + ANSWER_TIMEOUT_S
+        while not self.eof and time.monotonic() < end:
+            answer = None
+            for got in self.lines(end - time.monotonic()):   # all of them: one may be +BCS
+                self.unsolicited(got)
+                if got == 'OK' or got == 'ERROR' or got.startswith('+CME ERROR'):
+                    answer = answer or got
+            if answer:
+                return answer
+        self.note('!', 'no answer to ' + line)
+        return None
+
+    def unsolicited(self, line):
+        if line.startswith('+BCS:') and not self.args.no_bcs:
+            codec = self.args.bcs_answer or line.split(':', 1)[1].strip()
+            self.send('AT+BCS=%s' % codec)
+
+    def run(self):
+        for line in SCRIPTS[self.args.script]:
+            if self.eof:
+                return
+            self.command(line)
+        if self.args.battery is not None:
+            self.command('AT+BIEV=2,%d' % self.args.battery)
+        end = self.t0 + self.args.hangup_after if self.args.hangup_after else None
+        while not self.eof and (end is None or time.monotonic() < end):
+            for got in self.lines(0.2 if end is None else max(0.0, min(0.2, end - time.monotonic()))):
+                self.unsolicited(got)
+        self.note('!', 'eof' if self.eof else 'hangup')
+
+
+def main(argv):
+    p = argparse.ArgumentParser()
+    p.add_argument('--fd', type=int, required=True)
+    p.add_argument('--log', required=True)
+    p.add_argument('--script', choices=sorted(SCRIPTS), default='modern')
+    p.add_argument('--split', action='store_true')
+    p.add_argument('--no-bcs', action='store_true')
+    p.add_argument('--bcs-answer')
+    p.add_argument('--battery', type=int)
+    p.add_argument('--hangup-after', type=float)
+    args = p.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    sock = socket.socket(fileno=args.fd)
+    sock.setblocking(True)
+    with open(args.log, 'a') as log:
+        try:
+            Headset(sock, log, args).run()
+        except (BrokenPipeError, ConnectionResetError):
+            log.write('! the AG closed the channel\n')
+    sock.close()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))
