@@ -142,6 +142,10 @@ static int bt_poll_revents(snd_pcm_ioplug_t *io, struct pollfd *pfd, unsigned nf
 
 	(void)pfd;
 	(void)nfds;
+	if (!pcm->stream) {         /* a reconfiguration failed: no stream to poll */
+		*revents = POLLERR;
+		return 0;
+	}
 	a2dp_stream_ack_event(pcm->stream);
 	if ((err = a2dp_stream_error(pcm->stream))) {
 		a2dp_stream_notify(pcm->stream);   /* stays readable: an error is a level */
@@ -174,20 +178,23 @@ static int bt_reconnect_at(struct bt_pcm *pcm, unsigned rate)
 
 	a2dp_stream_free(pcm->stream);
 	pcm->stream = NULL;
+	pcm->io.poll_fd = -1;       /* not the freed stream's: poll() skips -1 */
 	err = a2dp_endpoint_reconfigure(pcm->ep, &prefs,
 					dbusx_now_ms() + pcm->opt.connect_timeout_ms);
 	if (err == 0)
 		err = a2dp_stream_new(&pcm->stream, pcm->ep, pcm->codec, volume_store_of(pcm));
 	if (err < 0)
+		return err;         /* no stream: hw_params again tries again */
+	/* The new stream has a new event descriptor. */
+	pcm->io.poll_fd = a2dp_stream_event_fd(pcm->stream);
+	if ((err = snd_pcm_ioplug_reinit_status(&pcm->io)) < 0)
 		return err;
 	if (a2dp_stream_rate(pcm->stream) != rate) {
 		SNDERR("%s chose %u Hz when asked for %u Hz", pcm->ep->dev.address,
 		       a2dp_stream_rate(pcm->stream), rate);
 		return -EINVAL;
 	}
-	/* The new stream has a new event descriptor. */
-	pcm->io.poll_fd = a2dp_stream_event_fd(pcm->stream);
-	return snd_pcm_ioplug_reinit_status(&pcm->io);
+	return 0;
 }
 
 static int bt_hw_params(snd_pcm_ioplug_t *io, snd_pcm_hw_params_t *params)
@@ -197,8 +204,9 @@ static int bt_hw_params(snd_pcm_ioplug_t *io, snd_pcm_hw_params_t *params)
 
 	(void)params;
 	/* The stream was negotiated at open; another rate the sink offers means
-	 * negotiating again, so that no resampler sits in the path. */
-	if (io->rate != a2dp_stream_rate(pcm->stream) &&
+	 * negotiating again, so that no resampler sits in the path (and so does
+	 * a stream lost when that failed before). */
+	if ((!pcm->stream || io->rate != a2dp_stream_rate(pcm->stream)) &&
 	    (err = bt_reconnect_at(pcm, io->rate)) < 0)
 		return err;
 	pcm->avail_min = io->period_size;
@@ -238,10 +246,13 @@ static void bt_dump(snd_pcm_ioplug_t *io, snd_output_t *out)
 {
 	struct bt_pcm *pcm = io->private_data;
 
-	snd_output_printf(out, "Bluetooth A2DP to %s (%s) on %s, %s %u Hz %u ch\n",
+	snd_output_printf(out, "Bluetooth A2DP to %s (%s) on %s, %s",
 			  pcm->ep->dev.address, pcm->ep->dev.name, pcm->ep->dev.adapter,
-			  pcm->codec->title, a2dp_stream_rate(pcm->stream),
-			  a2dp_stream_channels(pcm->stream));
+			  pcm->codec->title);
+	if (pcm->stream)            /* none after a failed reconfiguration */
+		snd_output_printf(out, " %u Hz %u ch", a2dp_stream_rate(pcm->stream),
+				  a2dp_stream_channels(pcm->stream));
+	snd_output_printf(out, "\n");
 	if (io->state != SND_PCM_STATE_OPEN) {        /* aplay -v: the buffer and period */
 		snd_output_printf(out, "Its setup is:\n");
 		snd_pcm_dump_setup(io->pcm, out);

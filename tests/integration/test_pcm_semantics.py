@@ -581,13 +581,65 @@ def test_mmap_nonblock_drain():
                   cap.rep['seq_continuous'] and cap.rep['ts_continuous'], '')
 
 
+# ---------------------------------------------------------------- 9. a failed reconfiguration
+
+def wait_output(proc, pattern, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if re.search(pattern, proc.output(), re.M):
+            return True
+        if not proc.running():
+            return bool(re.search(pattern, proc.output(), re.M))
+        time.sleep(0.02)
+    return False
+
+
+def test_failed_reconfigure():
+    """hw_params at another rate than the open's connects again.  When that
+    fails, what the application may still do (snd_pcm_dump, poll, hw_params
+    again) must neither crash nor poll a closed descriptor (they did: the
+    stream was gone, its event fd closed); hw_params again then plays."""
+    sig = audio.sweep(48000, 1.0)
+    with Env(devices=CONNECTED) as env:
+        wav = os.path.join(env.tmp, 'in48.wav')
+        audio.write_wav(wav, sig, 48000)
+        go, retry = os.path.join(env.tmp, 'go'), os.path.join(env.tmp, 'retry')
+        # TIMEOUT: the connect retries a failing ConnectProfile until then
+        proc = env.spawn(client_argv(RAW + ',TIMEOUT=1500', wav, '--params-after', go,
+                                     '--retry-params', retry,
+                                     '--delay-log', os.devnull, '--poll-log', os.devnull))
+        opened = wait_output(proc, r'^OPEN ', 10 * TIME_SCALE)
+        env.mock('SetFault', 'ConnectProfile',
+                 'error:org.bluez.Error.Failed:br-connection-create-socket')
+        open(go, 'w').close()
+        failed = wait_output(proc, r'^POLLED ', 10 * TIME_SCALE)
+        env.mock('SetFault', 'ConnectProfile', '')
+        open(retry, 'w').close()
+        r = proc.wait(15 * TIME_SCALE)
+        ev = parse(r.stdout)
+        hf, polled = first(ev, 'HW_PARAMS_FAILED'), first(ev, 'POLLED')
+        check('failed reconfiguration: hw_params fails with an errno', opened and failed and
+              hf is not None and hf['err'] < 0, '%s %s; %s' % (opened, failed, r.stdout[-300:]))
+        check('... snd_pcm_dump and the poll descriptors do not crash; no stale descriptor',
+              polled is not None and polled['rc'] >= 0 and polled['revents'] & 0x20 == 0,
+              '%s; %s' % (polled, r.stderr[-300:]))
+        check('... hw_params again connects and plays: exit 0', r.rc == 0 and not r.timed_out,
+              '%r; %s' % (r, r.stderr[-300:]))
+        caps = env.captures()
+        got, rate = audio.read_wav(caps[-1][0]) if caps else (np.zeros((0, 2)), 0)
+        lag = audio.align(sig, got) if len(got) and rate == 48000 else 0
+        snr = audio.snr_db(sig, got, lag, 48000) if len(got) else float('nan')
+        check('... the sweep at 48 kHz reached the speaker (SNR >= 55 dB)',
+              rate == 48000 and snr >= 55, '%s Hz, %.1f dB, %d frames' % (rate, snr, len(got)))
+
+
 def main():
     if not os.access(CLIENT, os.X_OK):
         check('build/pcm_client exists (run make)', False, CLIENT)
         finish()
     t0 = time.monotonic()
     for test in (test_pause_resume, test_drain, test_underrun, test_vanish, test_delay,
-                 test_pacing, test_avail_min, test_mmap_nonblock_drain):
+                 test_pacing, test_avail_min, test_mmap_nonblock_drain, test_failed_reconfigure):
         t = time.monotonic()
         try:
             test()

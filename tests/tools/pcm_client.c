@@ -31,6 +31,12 @@
  *   --nonblock-call        --nonblock, and also snd_pcm_nonblock(pcm, 1) after
  *                          the open (alsa-lib passes only that call, not the
  *                          open mode, on to an ioplug's io->nonblock)
+ *   --params-after FILE    after the open, wait for FILE to exist before
+ *                          hw_params (the test changes the speaker meanwhile)
+ *   --retry-params FILE    if hw_params fails: HW_PARAMS_FAILED, then what an
+ *                          application may still do (snd_pcm_dump, the poll
+ *                          descriptors and their revents: POLLED), then wait
+ *                          for FILE and try hw_params once more
  *
  * The stream is started explicitly (start_threshold = boundary) once the
  * buffer is full, an event position is reached or the file is all written.
@@ -70,7 +76,7 @@
 #define POLL_SLICE_MS 1000
 
 struct opts {
-	const char *device, *input, *delay_log, *poll_log;
+	const char *device, *input, *delay_log, *poll_log, *params_after, *retry_params;
 	int mmap, nonblock, nonblock_call, vanish_check, write_then_sleep;
 	long period_us, buffer_us, avail_min;
 	double pause_at, pause_for, sleep_at, sleep_for, timeout, start_after;
@@ -290,6 +296,38 @@ static void log_delay(int force)
 
 /* --- setup --- */
 
+static void wait_for_file(const char *path)
+{
+	while (access(path, F_OK) != 0) {
+		if (now_s() > deadline)
+			fail("wait", -ETIMEDOUT);
+		sleep_s(0.01);
+	}
+}
+
+/* What an application may do with a PCM whose hw_params failed, before it
+ * tries again: none of it may crash or hang. */
+static void after_failed_params(int err)
+{
+	struct pollfd pfds[4];
+	unsigned short revents = 0;
+	snd_output_t *o;
+	int n, rc = 0;
+
+	out(stdout, "HW_PARAMS_FAILED t=%.6f err=%d\n", now_s(), err);
+	if (snd_output_buffer_open(&o) == 0) {
+		snd_pcm_dump(pcm, o);
+		snd_output_close(o);
+	}
+	n = snd_pcm_poll_descriptors(pcm, pfds, 4);
+	if (n > 0) {
+		poll(pfds, (nfds_t)n, 0);
+		rc = snd_pcm_poll_descriptors_revents(pcm, pfds, (unsigned)n, &revents);
+	}
+	out(stdout, "POLLED t=%.6f fds=%d rc=%d revents=0x%x\n", now_s(), n, rc, revents);
+	wait_for_file(opt.retry_params);
+}
+
 static void setup(void)
 {
 	snd_pcm_hw_params_t *hw;
@@ -310,8 +348,13 @@ static void setup(void)
 	if (r != rate)
 		fail("hw_params", -EINVAL);
 	if ((err = snd_pcm_hw_params_set_buffer_time_near(pcm, hw, &buffer_us, &dir)) < 0 ||
-	    (err = snd_pcm_hw_params_set_period_time_near(pcm, hw, &period_us, &dir)) < 0 ||
-	    (err = snd_pcm_hw_params(pcm, hw)) < 0)
+	    (err = snd_pcm_hw_params_set_period_time_near(pcm, hw, &period_us, &dir)) < 0)
+		fail("hw_params", err);
+	if ((err = snd_pcm_hw_params(pcm, hw)) < 0 && opt.retry_params) {
+		after_failed_params(err);
+		err = snd_pcm_hw_params(pcm, hw);
+	}
+	if (err < 0)
 		fail("hw_params", err);
 	snd_pcm_hw_params_get_buffer_size(hw, &buffer_size);
 	snd_pcm_hw_params_get_period_size(hw, &period_size, &dir);
@@ -599,7 +642,7 @@ int main(int argc, char **argv)
 {
 	enum { OPT_MMAP = 256, OPT_NONBLOCK, OPT_PERIOD, OPT_BUFFER, OPT_PAUSE_AT, OPT_PAUSE_FOR, OPT_SLEEP_AT,
 	       OPT_SLEEP_FOR, OPT_VANISH, OPT_DELAY_LOG, OPT_WTS, OPT_AVAIL_MIN, OPT_POLL_LOG, OPT_TIMEOUT, OPT_NONBLOCK_CALL,
-	       OPT_START_AFTER };
+	       OPT_START_AFTER, OPT_PARAMS_AFTER, OPT_RETRY_PARAMS };
 	static const struct option longopts[] = {
 		{ "device", required_argument, NULL, 'D' },
 		{ "input", required_argument, NULL, 'i' },
@@ -619,6 +662,8 @@ int main(int argc, char **argv)
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "nonblock-call", no_argument, NULL, OPT_NONBLOCK_CALL },
 		{ "start-after", required_argument, NULL, OPT_START_AFTER },
+		{ "params-after", required_argument, NULL, OPT_PARAMS_AFTER },
+		{ "retry-params", required_argument, NULL, OPT_RETRY_PARAMS },
 		{ NULL, 0, NULL, 0 },
 	};
 	pthread_t dog;
@@ -644,6 +689,8 @@ int main(int argc, char **argv)
 		case OPT_TIMEOUT: opt.timeout = atof(optarg); break;
 		case OPT_NONBLOCK_CALL: opt.nonblock = opt.nonblock_call = 1; break;
 		case OPT_START_AFTER: opt.start_after = atof(optarg); break;
+		case OPT_PARAMS_AFTER: opt.params_after = optarg; break;
+		case OPT_RETRY_PARAMS: opt.retry_params = optarg; break;
 		default: usage();
 		}
 	}
@@ -670,6 +717,8 @@ int main(int argc, char **argv)
 	if (opt.nonblock_call && (err = snd_pcm_nonblock(pcm, 1)) < 0)
 		fail("nonblock", err);
 	out(stdout, "OPEN t=%.6f\n", now_s());
+	if (opt.params_after)
+		wait_for_file(opt.params_after);
 	setup();
 	play();
 	drain();
