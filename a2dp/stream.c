@@ -82,14 +82,21 @@ struct a2dp_stream {
 	int logged_congestion;
 };
 
+/* In 128 bits: frames * 10^9 passes 2^64 after 4.4 days at 48 kHz, and a
+ * kiosk's radio plays longer than that without a prepare. */
+static int64_t frames_ns(const struct a2dp_stream *s, uint64_t frames)
+{
+	return (int64_t)((unsigned __int128)frames * NS / s->rate);
+}
+
 static int64_t due_ns(const struct a2dp_stream *s, uint64_t frames)
 {
-	return s->t0_ns + (int64_t)(frames * NS / s->rate);
+	return s->t0_ns + frames_ns(s, frames);
 }
 
 static uint64_t clock_frames(const struct a2dp_stream *s, int64_t t)
 {
-	return t <= s->t0_ns ? 0 : (uint64_t)(t - s->t0_ns) * s->rate / NS;
+	return t <= s->t0_ns ? 0 : (uint64_t)((unsigned __int128)(t - s->t0_ns) * s->rate / NS);
 }
 
 static void arm_timer(struct a2dp_stream *s, int64_t at_ns)
@@ -382,7 +389,8 @@ static int underrun(struct a2dp_stream *s, unsigned avail, int64_t now)
 	return -1;
 }
 
-/* The packet whose time has come: 1 sent, 0 waiting (timer armed), -1 stopped. */
+/* The packet whose time has come: 1 sent (or look again), 0 waiting (timer
+ * armed), -1 stopped. */
 static int send_due_packet(struct a2dp_stream *s, int64_t now)
 {
 	uint64_t appl = atomic_load(&s->appl), hw = atomic_load(&s->hw);
@@ -398,6 +406,10 @@ static int send_due_packet(struct a2dp_stream *s, int64_t now)
 	 * (with one packet of grace, as a DMA fetches ahead). Until then, wait. */
 	if (clock_frames(s, now) < appl + n) {
 		atomic_store(&s->starved, 1);
+		/* The application may have written just before `starved` was
+		 * set, and then seen no reason to wake us: look again. */
+		if (atomic_load(&s->appl) != appl)
+			return 1;
 		arm_timer(s, due_ns(s, appl + n));
 		return 0;
 	}
@@ -435,11 +447,11 @@ static void transition(void *arg, int want)
 		if (s->state == ST_PAUSED)
 			s->t0_ns += now - s->paused_ns;
 		else if (s->state == ST_STOPPED)
-			s->t0_ns = now - (int64_t)(atomic_load(&s->sent) * NS / s->rate);
+			s->t0_ns = now - frames_ns(s, atomic_load(&s->sent));
 		break;
 	case ST_DRAINING:
 		if (s->state == ST_STOPPED)
-			s->t0_ns = now - (int64_t)(atomic_load(&s->sent) * NS / s->rate);
+			s->t0_ns = now - frames_ns(s, atomic_load(&s->sent));
 		break;
 	case ST_PAUSED:
 		s->paused_ns = now;
@@ -639,8 +651,7 @@ void a2dp_stream_prepare(struct a2dp_stream *s)
 	atomic_store(&s->hw, 0);
 	atomic_store(&s->sent, 0);
 	atomic_store(&s->drained, 0);
-	if (atomic_load(&s->error) == -EPIPE)
-		atomic_store(&s->error, 0);
+	io_clear_underrun(&s->error);
 	a2dp_stream_notify(s);      /* the whole buffer is writable */
 }
 
