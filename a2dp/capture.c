@@ -73,12 +73,14 @@ void a2dp_capture_notify(struct a2dp_capture *c)
 
 /* --- receiving ------------------------------------------------------------ */
 
+/* why NULL: the error was logged where it was met. */
 static void lose(struct a2dp_capture *c, const char *why)
 {
 	if (c->lost)
 		return;
 	c->lost = 1;
-	SNDERR("%s: %s; capture stopped", c->ep->dev.address, why);
+	if (why)
+		SNDERR("%s: %s; capture stopped", c->ep->dev.address, why);
 	atomic_store(&c->error, -ENODEV);
 	a2dp_capture_notify(c);
 }
@@ -195,7 +197,7 @@ static void follow_transport(struct a2dp_capture *c)
 	    a2dp_endpoint_try_acquire(c->ep) < 0)
 		lose(c, "cannot ask bluetoothd for the audio transport");
 	if ((r = a2dp_endpoint_acquired(c->ep)) < 0)
-		lose(c, "bluetoothd refused the audio transport");
+		lose(c, NULL);      /* "cannot acquire the audio transport of ...: why" */
 	else if (r > 0)
 		a2dp_endpoint_report_delay(c->ep, delay_tenths_ms(c));
 }
@@ -445,8 +447,7 @@ void a2dp_capture_prepare(struct a2dp_capture *c)
 	io_request(&c->io, ST_STOPPED);
 	atomic_store(&c->appl, 0);
 	atomic_store(&c->hw, 0);
-	if (atomic_load(&c->error) == -EPIPE)
-		atomic_store(&c->error, 0);
+	io_clear_underrun(&c->error);
 }
 
 void a2dp_capture_start(struct a2dp_capture *c)

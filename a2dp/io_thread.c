@@ -1,5 +1,6 @@
 /* The I/O thread's descriptors and its state-request handshake. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -92,4 +93,11 @@ void io_apply_request(struct io_thread *t, void (*apply)(void *arg, int want), v
 		pthread_cond_broadcast(&t->cond);
 	}
 	pthread_mutex_unlock(&t->lock);
+}
+
+void io_clear_underrun(_Atomic int *error)
+{
+	int underrun = -EPIPE;
+
+	atomic_compare_exchange_strong(error, &underrun, 0);
 }

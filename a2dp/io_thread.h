@@ -9,6 +9,7 @@
 #define A2DP_IO_THREAD_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #define IO_NS 1000000000LL
@@ -36,6 +37,10 @@ int io_thread_init(struct io_thread *t);
 int io_thread_start(struct io_thread *t, void *(*fn)(void *), void *arg);
 /* Asks for quit_state and joins the thread (if started), then closes all. */
 void io_thread_destroy(struct io_thread *t, int quit_state);
+
+/* prepare: an underrun (-EPIPE) is over; any other error stays, even one
+ * the I/O thread sets at this very moment. */
+void io_clear_underrun(_Atomic int *error);
 
 /* The application: asks for a state and returns once the thread made it. */
 void io_request(struct io_thread *t, int want);
