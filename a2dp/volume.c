@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +105,8 @@ void volume_store_load(struct volume_store *vs, struct volume_state *st)
 	*st = s;
 }
 
+static _Atomic unsigned save_count;
+
 int volume_store_save(struct volume_store *vs, const struct volume_state *st)
 {
 	char tmp[352];
@@ -112,7 +115,9 @@ int volume_store_save(struct volume_store *vs, const struct volume_state *st)
 
 	if (!vs->path[0])
 		return -ENOENT;
-	snprintf(tmp, sizeof(tmp), "%s.%d", vs->path, (int)getpid());
+	/* Unique in the process too: its ctl and its PCMs may save at once. */
+	snprintf(tmp, sizeof(tmp), "%s.%d.%u", vs->path, (int)getpid(),
+		 atomic_fetch_add(&save_count, 1));
 	if (!(f = fopen(tmp, "we")))
 		return -errno;
 	if (fprintf(f, "volume %d muted %d pending %d codec %.15s wanted %.15s\n", st->volume,
