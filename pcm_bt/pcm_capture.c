@@ -30,6 +30,7 @@ struct bt_capture {
 	struct a2dp_capture *cap;
 	const struct a2dp_codec *codec;
 	unsigned avail_min;
+	snd_pcm_uframes_t boundary;    /* where alsa-lib's pointers wrap */
 	struct volume_store volume;    /* the phone's volume and mute, shared with the mixer */
 	int have_volume_store;
 };
@@ -82,7 +83,8 @@ static snd_pcm_sframes_t cap_transfer(snd_pcm_ioplug_t *io, const snd_pcm_channe
 	 * the frames from its pointer up to ours are already there (and their
 	 * place in our ring may hold newer audio now). Only the rest is copied
 	 * and consumed. With RW access the two pointers are equal here. */
-	uint64_t start = io->appl_ptr, appl = a2dp_capture_appl(pcm->cap);
+	uint64_t appl = a2dp_capture_appl(pcm->cap);
+	uint64_t start = a2dp_capture_unwrap(appl, io->appl_ptr, pcm->boundary);
 	snd_pcm_uframes_t skip = appl > start ? (appl - start < size ? appl - start : size) : 0;
 	unsigned pos = (start + skip) % io->buffer_size;
 	snd_pcm_uframes_t n = size - skip, first = io->buffer_size - pos;
@@ -173,13 +175,15 @@ static int cap_hw_params(snd_pcm_ioplug_t *io, snd_pcm_hw_params_t *params)
 static int cap_sw_params(snd_pcm_ioplug_t *io, snd_pcm_sw_params_t *params)
 {
 	struct bt_capture *pcm = io->private_data;
-	snd_pcm_uframes_t avail_min;
+	snd_pcm_uframes_t avail_min, boundary;
 
 	(void)io;
 	if (snd_pcm_sw_params_get_avail_min(params, &avail_min) == 0) {
 		pcm->avail_min = avail_min ? avail_min : 1;
 		a2dp_capture_set_avail_min(pcm->cap, pcm->avail_min);
 	}
+	if (snd_pcm_sw_params_get_boundary(params, &boundary) == 0)
+		pcm->boundary = boundary;
 	return 0;
 }
 
