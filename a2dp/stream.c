@@ -80,6 +80,9 @@ struct a2dp_stream {
 	int64_t last_lower_ns, queue_empty_since_ns;
 	struct a2dp_stream_stats stats;
 	int logged_congestion;
+	/* packet_frames() as the I/O thread last saw it: the application's
+	 * thread reads this, never the encoder the I/O thread changes. */
+	_Atomic unsigned pkt_frames;
 };
 
 /* In 128 bits: frames * 10^9 passes 2^64 after 4.4 days at 48 kHz, and a
@@ -165,6 +168,17 @@ static void lose_transport(struct a2dp_stream *s, const char *why)
 
 /* --- congestion --------------------------------------------------------- */
 
+static unsigned packet_frames(const struct a2dp_stream *s)
+{
+	return s->codec->frames_per_packet(s->enc, s->mtu) * s->frame_samples;
+}
+
+/* After anything that may change the encoder's packet (a bitrate step). */
+static void publish_packet_frames(struct a2dp_stream *s)
+{
+	atomic_store(&s->pkt_frames, packet_frames(s));
+}
+
 static void on_congested(struct a2dp_stream *s, int64_t now)
 {
 	int steps;
@@ -179,6 +193,7 @@ static void on_congested(struct a2dp_stream *s, int64_t now)
 		s->logged_congestion = 1;
 	}
 	if (now - s->last_lower_ns >= LOWER_INTERVAL_NS && (steps = s->codec->lower_bitrate(s->enc))) {
+		publish_packet_frames(s);
 		pthread_mutex_lock(&s->io.lock);
 		s->stats.bitrate_steps += steps;
 		pthread_mutex_unlock(&s->io.lock);
@@ -196,6 +211,7 @@ static void on_queue_level(struct a2dp_stream *s, size_t queued, int64_t now)
 		s->queue_empty_since_ns = now;
 	} else if (s->stats.bitrate_steps && now - s->queue_empty_since_ns >= RAISE_AFTER_NS &&
 		   s->codec->raise_bitrate(s->enc)) {
+		publish_packet_frames(s);
 		pthread_mutex_lock(&s->io.lock);
 		s->stats.bitrate_steps--;
 		pthread_mutex_unlock(&s->io.lock);
@@ -303,8 +319,10 @@ static int send_packet(struct a2dp_stream *s, unsigned frames, unsigned padded, 
 		atomic_store(&s->packet_charge, after);
 		size_send_buffer(s, after);
 	}
-	if (n > 0 && s->codec->on_packet)
+	if (n > 0 && s->codec->on_packet) {
 		s->codec->on_packet(s->enc, queued_packets(s));
+		publish_packet_frames(s);
+	}
 	if (s->buffer - (atomic_load(&s->appl) - (hw + frames)) >= atomic_load(&s->avail_min))
 		a2dp_stream_notify(s);
 	return 1;
@@ -313,11 +331,6 @@ static int send_packet(struct a2dp_stream *s, unsigned frames, unsigned padded, 
 static unsigned round_up(unsigned v, unsigned to)
 {
 	return (v + to - 1) / to * to;
-}
-
-static unsigned packet_frames(const struct a2dp_stream *s)
-{
-	return s->codec->frames_per_packet(s->enc, s->mtu) * s->frame_samples;
 }
 
 /* What a short packet (underrun, drain) is padded to with silence: whole codec
@@ -570,6 +583,7 @@ int a2dp_stream_new(struct a2dp_stream **out, struct a2dp_endpoint *ep,
 	s->rate = fmt.rate;
 	s->channels = fmt.channels;
 	s->frame_samples = codec->frame_samples(s->enc);
+	publish_packet_frames(s);
 	s->codec_delay = codec->delay(s->enc);
 	s->sample_bytes = codec->sample_format == A2DP_S32 ? 4 : 2;
 	s->frame_bytes = s->sample_bytes * s->channels;
@@ -613,7 +627,7 @@ int a2dp_stream_set_buffer(struct a2dp_stream *s, unsigned frames)
 
 unsigned a2dp_stream_min_buffer(const struct a2dp_stream *s)
 {
-	return 2 * packet_frames(s);
+	return 2 * atomic_load(&s->pkt_frames);
 }
 
 unsigned a2dp_stream_rate(const struct a2dp_stream *s) { return s->rate; }
@@ -681,7 +695,7 @@ static int drain_wait_ms(struct a2dp_stream *s)
 
 	/* What is left to play, one packet ahead, what the speaker holds, plus
 	 * the socket's flush time. */
-	return (int)((left + packet_frames(s)) * 1000 / s->rate + sink_delay_ns(s) / 1000000) +
+	return (int)((left + atomic_load(&s->pkt_frames)) * 1000 / s->rate + sink_delay_ns(s) / 1000000) +
 	       DRAIN_FLUSH_NS / 1000000 + 500;
 }
 
@@ -725,7 +739,7 @@ int64_t a2dp_stream_delay_after_ring(struct a2dp_stream *s)
 		.sent = atomic_load(&s->sent),
 		.queued_bytes = socket_queue_bytes(s),
 		.packet_charge = atomic_load(&s->packet_charge),
-		.packet_frames = packet_frames(s),
+		.packet_frames = atomic_load(&s->pkt_frames),
 		.codec_delay = s->codec_delay,
 		.sink_delay = atomic_load(&s->ep->delay),
 		.rate = s->rate,
