@@ -58,6 +58,17 @@ static int cap_stop(snd_pcm_ioplug_t *io)
 	return 0;
 }
 
+/* snd_pcm_forward moves alsa-lib's pointer past ours: those frames are
+ * skipped, not still to be read (the I/O thread would call it an overrun). */
+static void skip_forwarded(struct bt_capture *pcm, const snd_pcm_ioplug_t *io)
+{
+	uint64_t appl = a2dp_capture_appl(pcm->cap);
+	uint64_t theirs = a2dp_capture_unwrap(appl, io->appl_ptr, pcm->boundary);
+
+	if (theirs > appl)
+		a2dp_capture_consume(pcm->cap, (unsigned)(theirs - appl));
+}
+
 static snd_pcm_sframes_t cap_pointer(snd_pcm_ioplug_t *io)
 {
 	struct bt_capture *pcm = io->private_data;
@@ -69,6 +80,7 @@ static snd_pcm_sframes_t cap_pointer(snd_pcm_ioplug_t *io)
 		snd_pcm_ioplug_set_state(io, SND_PCM_STATE_DISCONNECTED);
 		return -ENODEV;
 	}
+	skip_forwarded(pcm, io);
 	return a2dp_capture_hw(pcm->cap) % io->buffer_size;
 }
 
@@ -82,10 +94,13 @@ static snd_pcm_sframes_t cap_transfer(snd_pcm_ioplug_t *io, const snd_pcm_channe
 	 * own buffer, and moves its application pointer only at mmap_commit:
 	 * the frames from its pointer up to ours are already there (and their
 	 * place in our ring may hold newer audio now). Only the rest is copied
-	 * and consumed. With RW access the two pointers are equal here. */
+	 * and consumed. With RW access the two pointers are equal here, but
+	 * after snd_pcm_rewind: then the frames asked for are copied again. */
 	uint64_t appl = a2dp_capture_appl(pcm->cap);
 	uint64_t start = a2dp_capture_unwrap(appl, io->appl_ptr, pcm->boundary);
-	snd_pcm_uframes_t skip = appl > start ? (appl - start < size ? appl - start : size) : 0;
+	int mmap = io->access == SND_PCM_ACCESS_MMAP_INTERLEAVED ||
+		   io->access == SND_PCM_ACCESS_MMAP_NONINTERLEAVED;
+	snd_pcm_uframes_t skip = mmap && appl > start ? (appl - start < size ? appl - start : size) : 0;
 	unsigned pos = (start + skip) % io->buffer_size;
 	snd_pcm_uframes_t n = size - skip, first = io->buffer_size - pos;
 	snd_pcm_channel_area_t ring[2];

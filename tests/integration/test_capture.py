@@ -478,6 +478,37 @@ def test_overrun():
         check_counts('overrun', r.stdout)
 
 
+def test_rewind_forward():
+    """snd_pcm_rewind reads the same frames again (they were skipped, left as
+    whatever the buffer held); snd_pcm_forward skips frames without an
+    overrun for them later."""
+    import numpy as np
+    sig, path = prepared('rewind', seconds=3.0)
+    with phone_env(path) as env:
+        raw = os.path.join(env.tmp, 'rewind.raw')
+        r = env.run([os.path.join(BUILD, 'capture_client'), '-D', AUDIO_DEV, '-d', '2.5',
+                     '-o', raw, '--rewind-at', '1.5', '--rewind', '1000'], timeout=20)
+        m = re.search(r'REWIND t=\S+ frames=(-?\d+) at=(\d+)', r.stdout)
+        got = np.fromfile(raw, dtype='<i2').reshape(-1, 2) if os.path.exists(raw) else None
+        ok = r.rc == 0 and m and int(m.group(1)) > 0 and got is not None
+        check('rewind: snd_pcm_rewind goes back', ok, r.stdout[-300:] + r.stderr[-300:])
+        if ok:
+            n, at = int(m.group(1)), int(m.group(2))
+            again, before = got[at:at + n], got[at - n:at]
+            check('rewind: the %d frames are read again, the same' % n,
+                  np.any(before) and np.array_equal(again, before),
+                  'first differing frame %s' % (np.argmax(np.any(again != before, axis=1))
+                                                if again.shape == before.shape else again.shape))
+    with phone_env(path) as env:
+        r = env.run([os.path.join(BUILD, 'capture_client'), '-D', AUDIO_DEV, '-d', '2',
+                     '--forward-at', '1.0', '--forward', '500'], timeout=20)
+        check('forward: snd_pcm_forward skips, no overrun follows, read to the end',
+              r.rc == 0 and 'FORWARD' in r.stdout and 'XRUN' not in r.stdout,
+              'rc %s: %s; %s' % (r.rc, [ln for ln in r.stdout.splitlines()
+                                        if ln.startswith(('FORWARD', 'XRUN', 'ERROR'))],
+                                 r.stderr[-300:]))
+
+
 def open_error(name, devices, dev, errno_text, pattern):
     _, path = prepared('err', seconds=0.5)
     with phone_env(path, devices=devices) as env:
@@ -564,5 +595,6 @@ test_stream_ended()
 test_delay_and_close()
 test_delay_report()
 test_overrun()
+test_rewind_forward()
 test_errors()
 finish()

@@ -6,10 +6,16 @@
  *
  *   capture_client -D DEVICE -d SECONDS [-o out.raw] [--period-us N] [--buffer-us N]
  *                  [--stall-at S --stall-for S] [--log-reads FILE]
+ *                  [--rewind-at S --rewind N] [--forward-at S --forward N]
  *
  * --stall-at/--stall-for: once S seconds have been read, stop reading for a
  * while (forces an overrun); the XRUN is reported, snd_pcm_prepare and
  * snd_pcm_start recover, reading goes on.
+ *
+ * --rewind-at S --rewind N / --forward-at S --forward N: once S seconds
+ * have been read, snd_pcm_rewind (read the last N frames again) or
+ * snd_pcm_forward (skip N), logged as REWIND/FORWARD t= frames= (what it
+ * did) at= (frames read before).
  *
  * --log-reads (make bench): one line per snd_pcm_readi() that returned
  * frames, "t_ns,frames,total": CLOCK_MONOTONIC in ns just after it returned,
@@ -98,7 +104,8 @@ static int setup(snd_pcm_t *pcm, unsigned period_us, unsigned buffer_us)
 	return 0;
 }
 
-static double stall_at = -1, stall_for;
+static double stall_at = -1, stall_for, rewind_at = -1, forward_at = -1;
+static long rewind_n, forward_n;
 static FILE *reads_log;
 
 static int recover(snd_pcm_t *pcm, int err)
@@ -134,6 +141,22 @@ static int run(snd_pcm_t *pcm, long frames, FILE *out)
 		if (stall_at >= 0 && got >= stall_at * 44100) {
 			usleep((useconds_t)(stall_for * 1e6));
 			stall_at = -1;
+		}
+		/* as far as alsa-lib says it may go (ioplug moves the pointer
+		 * without that check), with the hardware pointer brought up to date */
+		if ((rewind_at >= 0 || forward_at >= 0) && snd_pcm_avail_update(pcm) < 0)
+			rewind_at = forward_at = -1;    /* readi says what went wrong */
+		if (rewind_at >= 0 && got >= rewind_at * 44100 &&
+		    snd_pcm_rewindable(pcm) >= rewind_n) {
+			printf("REWIND t=%.6f frames=%ld at=%ld\n", now(),
+			       (long)snd_pcm_rewind(pcm, (snd_pcm_uframes_t)rewind_n), got);
+			rewind_at = -1;
+		}
+		if (forward_at >= 0 && got >= forward_at * 44100 &&
+		    snd_pcm_forwardable(pcm) >= forward_n) {
+			printf("FORWARD t=%.6f frames=%ld at=%ld\n", now(),
+			       (long)snd_pcm_forward(pcm, (snd_pcm_uframes_t)forward_n), got);
+			forward_at = -1;
 		}
 		n = snd_pcm_readi(pcm, buf, 4096);
 		if (n == -EAGAIN)
@@ -215,6 +238,14 @@ int main(int argc, char **argv)
 			stall_at = atof(argv[i + 1]);
 		else if (!strcmp(argv[i], "--stall-for"))
 			stall_for = atof(argv[i + 1]);
+		else if (!strcmp(argv[i], "--rewind-at"))
+			rewind_at = atof(argv[i + 1]);
+		else if (!strcmp(argv[i], "--rewind"))
+			rewind_n = atol(argv[i + 1]);
+		else if (!strcmp(argv[i], "--forward-at"))
+			forward_at = atof(argv[i + 1]);
+		else if (!strcmp(argv[i], "--forward"))
+			forward_n = atol(argv[i + 1]);
 		else if (!strcmp(argv[i], "--log-reads"))
 			reads_path = argv[i + 1];
 	}
