@@ -529,16 +529,24 @@ def poll(fn, want, timeout, step=0.02):
             return v, time.monotonic() - t0, seen
 
 
-def transport_volume_fn(hci, addr):
-    cache = {}
+def newest_transport(hci, addr):
+    """The path of the device's newest transport (BlueZ numbers them fd0,
+    fd1, ... as they are made), or None: the previous stream's may linger
+    a moment after its player exited, and must not be taken for this one's
+    (seen once: the volume step followed a transport that then went)."""
+    def number(path):
+        tail = path.rsplit('/fd', 1)[-1]
+        return int(tail) if tail.isdigit() else -1
+    ts = transports(hci, addr)
+    return max((p for p, _ in ts), key=number) if ts else None
 
+
+def transport_volume_fn(hci, addr):
     def fn():
-        if 'path' not in cache:
-            ts = transports(hci, addr)
-            if not ts:
-                return None
-            cache['path'] = ts[0][0]
-        v = prop(cache['path'], 'org.bluez.MediaTransport1', 'Volume')
+        path = newest_transport(hci, addr)
+        if not path:
+            return None
+        v = prop(path, 'org.bluez.MediaTransport1', 'Volume')
         return None if v is None else int(v)
     return fn
 
@@ -611,13 +619,13 @@ def cmd_volume(src_hci, sink_addr, sink_hci, src_addr, ctl, to_sink, to_source):
     out('to_sink_bluealsa_seen', ' '.join(map(str, seen)))
     out('source_transport_after_set', src_vol())
     # sink -> ours
-    path = transports(sink_hci, src_addr)
+    path = newest_transport(sink_hci, src_addr)
     if not path:
         out('error', 'no sink transport')
         return 1
     t0 = time.monotonic()
     try:
-        set_prop(path[0][0], 'org.bluez.MediaTransport1', 'Volume', dbus.UInt16(to_source))
+        set_prop(path, 'org.bluez.MediaTransport1', 'Volume', dbus.UInt16(to_source))
         out('sink_set_rc', 0)
     except dbus.DBusException as e:
         out('sink_set_rc', 'error %s' % e)
