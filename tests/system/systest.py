@@ -271,7 +271,13 @@ def read_pacing(csv_path, rate, channels=2):
     after = np.cumsum(frames)             # audio received once each read returned
     dev = (t - t[0]) - after / rate
     dev -= np.median(dev)
+    # The rate of arrival, robustly: the median slope over pairs half the
+    # stream apart, so that one stall (the first read late, a burst after)
+    # does not pass for a wrong rate, as the first-to-last span did.
+    h = len(t) // 2
+    slopes = (t[h:] - t[:len(t) - h]) / np.maximum((after[h:] - after[:len(t) - h]) / rate, 1e-9)
     return {'pacing_ms': float(np.max(np.abs(dev)) * 1000),
+            'rate_ratio': float(np.median(slopes)) if h else float('nan'),
             'late_ms': float(max(0.0, dev.max()) * 1000),
             'early_ms': float(max(0.0, -dev.min()) * 1000),
             'arrival_span_s': float(t[-1] - t[0]),

@@ -78,6 +78,18 @@ def f(v, default=float('nan')):
         return default
 
 
+# Arrival at the speaker against a steady clock.  The plugin's own pacing is
+# held to a few ms by the mock suite (test_pcm_audio.py); here the emulated
+# link runs under TCG on a host whose CPUs are shared: /proc/stat showed
+# 15-33% steal in 5 s windows during a run, and quiet runs strayed 8-50 ms
+# but now and then 118-212 ms (a stall, then a burst).  So: strays under
+# 250 ms, and the rate of arrival, by a fit one stall cannot move, within
+# 3% of real time (the first-to-last span it replaces failed a 3 s stream
+# whose first read came 0.21 s late).
+ARRIVAL_STRAY_MS = 250
+ARRIVAL_RATE_TOL = 0.03
+
+
 def check_play(res, name, ref, rate, min_snr, lags, late_start_s=0.0):
     """The checks of one aplay run: exit, rate, alignment, SNR, whole, gaps, pacing.
     late_start_s: the sink's recording may begin that late into the stream
@@ -124,10 +136,13 @@ def check_play(res, name, ref, rate, min_snr, lags, late_start_s=0.0):
           % (a['frames'], a['lag'], a['ref_frames'], a['extra_s']))
     check('%s: no gaps' % name, not a['gaps'], 'silent runs (s, ms): %s' % a['gaps'][:5])
     p = a['pacing'] or {}
-    check('%s: the audio arrived in real time' % name,
-          p and p['pacing_ms'] < 150 and abs(p['arrival_span_s'] - p['audio_s']) < 0.15 + 0.02 * dur,
-          'arrival strays up to %.0f ms from a steady clock; %.2f s of audio over %.2f s'
-          % (p.get('pacing_ms', -1), p.get('audio_s', -1), p.get('arrival_span_s', -1)))
+    check('%s: the audio arrived in real time (rate within %g%%, strays under %d ms)'
+          % (name, 100 * ARRIVAL_RATE_TOL, ARRIVAL_STRAY_MS),
+          p and p['pacing_ms'] < ARRIVAL_STRAY_MS and abs(p['rate_ratio'] - 1) < ARRIVAL_RATE_TOL,
+          'arrival strays up to %.0f ms from a steady clock; %.2f s of audio over %.2f s; '
+          'arrival rate %.4f of real time'
+          % (p.get('pacing_ms', -1), p.get('audio_s', -1), p.get('arrival_span_s', -1),
+             p.get('rate_ratio', -1)))
     # aplay: opening (connect, configure, acquire) + the audio in real time + drain
     start, first = f(s.get('aplay_start')), f(s.get('capture_first_data_uptime'))
     end = f(s.get('aplay_end'))
