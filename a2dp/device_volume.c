@@ -24,6 +24,7 @@ static void on_device_volume(struct device_volume *dv, int volume)
 	int appeared = dv->seen < 0;
 
 	dv->seen = volume;
+	volume_store_lock();
 	volume_store_load(dv->vs, &st);
 	if (appeared && st.pending) {
 		bluez_set_uint16_async(dv->ep->bz, dv->ep->transport, "org.bluez.MediaTransport1",
@@ -33,6 +34,7 @@ static void on_device_volume(struct device_volume *dv, int volume)
 		st.volume = volume;
 	}
 	volume_store_save(dv->vs, &st);
+	volume_store_unlock();
 }
 
 void device_volume_init(struct device_volume *dv, struct a2dp_endpoint *ep,

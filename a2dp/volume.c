@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,13 +184,27 @@ void volume_apply_s32(int32_t *pcm, unsigned samples, uint32_t gain_q16)
 		pcm[i] = (int32_t)(((int64_t)pcm[i] * gain_q16) >> 16);
 }
 
+static pthread_mutex_t edit_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void volume_store_lock(void)
+{
+	pthread_mutex_lock(&edit_lock);
+}
+
+void volume_store_unlock(void)
+{
+	pthread_mutex_unlock(&edit_lock);
+}
+
 void volume_store_note_codec(struct volume_store *vs, const char *name)
 {
 	struct volume_state st;
 
+	volume_store_lock();
 	volume_store_load(vs, &st);
 	if (strcmp(st.codec, name)) {
 		snprintf(st.codec, sizeof(st.codec), "%s", name);
 		volume_store_save(vs, &st);
 	}
+	volume_store_unlock();
 }

@@ -42,6 +42,11 @@ void volume_store_close(struct volume_store *vs);
 /* Reads the state; defaults when there is none yet. */
 void volume_store_load(struct volume_store *vs, struct volume_state *st);
 int volume_store_save(struct volume_store *vs, const struct volume_state *st);
+/* Around a load, change and save: the process's threads (a PCM's I/O
+ * thread and its application's, a ctl in the same program) each write the
+ * state, and an update made between another's load and save was lost. */
+void volume_store_lock(void);
+void volume_store_unlock(void);
 /* The mixer shows the codec a stream was set up with. */
 void volume_store_note_codec(struct volume_store *vs, const char *name);
 /* Drains the inotify fd; 1 if our file changed. */

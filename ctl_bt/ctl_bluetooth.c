@@ -112,12 +112,14 @@ static void remember_speaker_volume(struct bt_ctl *ctl, int volume)
 	struct volume_state st;
 
 	ctl->speaker_volume = volume;
+	volume_store_lock();
 	volume_store_load(&ctl->vs, &st);
 	if (st.volume != volume || st.pending) {
 		st.volume = volume;
 		st.pending = 0;
 		volume_store_save(&ctl->vs, &st);
 	}
+	volume_store_unlock();
 	mark(ctl, 1u << EL_VOLUME);
 }
 
