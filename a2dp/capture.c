@@ -250,7 +250,7 @@ static unsigned fill_ring(struct a2dp_capture *c, uint64_t hw, unsigned n)
 
 static void deliver(struct a2dp_capture *c, int64_t now)
 {
-	uint64_t due = (uint64_t)((now - c->t0_ns) * (__int128)c->rate / NS);
+	uint64_t due = io_frames_in(now - c->t0_ns, c->rate);
 	uint64_t hw = atomic_load(&c->hw), appl = atomic_load(&c->appl);
 	unsigned n, got;
 

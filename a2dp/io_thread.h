@@ -28,6 +28,12 @@ struct io_thread {
 };
 
 int64_t io_now_ns(void);
+/* The frames a clock at rate has counted in ns (0 before it starts), in
+ * 128 bits: the product passes 2^64 after 4.4 days at 48 kHz. */
+static inline uint64_t io_frames_in(int64_t ns, unsigned rate)
+{
+	return ns <= 0 ? 0 : (uint64_t)((unsigned __int128)ns * rate / IO_NS);
+}
 /* An eventfd made readable, or emptied. */
 void io_poke(int fd);
 void io_drain(int fd);

@@ -99,7 +99,7 @@ static int64_t due_ns(const struct a2dp_stream *s, uint64_t frames)
 
 static uint64_t clock_frames(const struct a2dp_stream *s, int64_t t)
 {
-	return t <= s->t0_ns ? 0 : (uint64_t)((unsigned __int128)(t - s->t0_ns) * s->rate / NS);
+	return io_frames_in(t - s->t0_ns, s->rate);
 }
 
 static void arm_timer(struct a2dp_stream *s, int64_t at_ns)
