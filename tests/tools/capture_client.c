@@ -118,6 +118,19 @@ static int recover(snd_pcm_t *pcm, int err)
 	return 0;
 }
 
+/* --rewind / --forward: once `*at` seconds are read and alsa-lib allows n
+ * frames, moves the pointer (logged as WHAT) and is done. */
+static void move_once(snd_pcm_t *pcm, const char *what, double *at, long n, long got,
+		      snd_pcm_sframes_t (*allowed)(snd_pcm_t *),
+		      snd_pcm_sframes_t (*move)(snd_pcm_t *, snd_pcm_uframes_t))
+{
+	if (*at < 0 || got < *at * 44100 || allowed(pcm) < n)
+		return;
+	printf("%s t=%.6f frames=%ld at=%ld\n", what, now(), (long)move(pcm, (snd_pcm_uframes_t)n),
+	       got);
+	*at = -1;
+}
+
 /* Reads until `frames` have been read; logs the delay every 50 ms. */
 static int run(snd_pcm_t *pcm, long frames, FILE *out)
 {
@@ -146,18 +159,9 @@ static int run(snd_pcm_t *pcm, long frames, FILE *out)
 		 * without that check), with the hardware pointer brought up to date */
 		if ((rewind_at >= 0 || forward_at >= 0) && snd_pcm_avail_update(pcm) < 0)
 			rewind_at = forward_at = -1;    /* readi says what went wrong */
-		if (rewind_at >= 0 && got >= rewind_at * 44100 &&
-		    snd_pcm_rewindable(pcm) >= rewind_n) {
-			printf("REWIND t=%.6f frames=%ld at=%ld\n", now(),
-			       (long)snd_pcm_rewind(pcm, (snd_pcm_uframes_t)rewind_n), got);
-			rewind_at = -1;
-		}
-		if (forward_at >= 0 && got >= forward_at * 44100 &&
-		    snd_pcm_forwardable(pcm) >= forward_n) {
-			printf("FORWARD t=%.6f frames=%ld at=%ld\n", now(),
-			       (long)snd_pcm_forward(pcm, (snd_pcm_uframes_t)forward_n), got);
-			forward_at = -1;
-		}
+		move_once(pcm, "REWIND", &rewind_at, rewind_n, got, snd_pcm_rewindable, snd_pcm_rewind);
+		move_once(pcm, "FORWARD", &forward_at, forward_n, got, snd_pcm_forwardable,
+			  snd_pcm_forward);
 		n = snd_pcm_readi(pcm, buf, 4096);
 		if (n == -EAGAIN)
 			continue;
