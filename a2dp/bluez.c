@@ -254,15 +254,19 @@ static int parse_objects(DBusMessage *reply, struct objects *o)
 	return 0;
 }
 
-/* GetManagedObjects, with the reply left to the caller. */
-static int managed_objects(struct bluez *bz, int64_t deadline_ms, DBusMessage **reply)
+/* GetManagedObjects, with the reply left to the caller. may_start: the
+ * device lookup at open, the one call that may start bluetoothd (activation):
+ * the user asked for a Bluetooth device. */
+static int managed_objects(struct bluez *bz, int64_t deadline_ms, DBusMessage **reply,
+			   int may_start)
 {
 	DBusMessage *msg;
 	const char *name, *text;
 	int err;
 
-	msg = dbus_message_new_method_call(BLUEZ_SERVICE, "/",
-					   "org.freedesktop.DBus.ObjectManager", "GetManagedObjects");
+	msg = bluez_method_call("/", "org.freedesktop.DBus.ObjectManager", "GetManagedObjects");
+	if (msg)
+		dbus_message_set_auto_start(msg, may_start);
 	if (!msg)
 		return -ENOMEM;
 	err = dbusx_call(bz->conn, msg, deadline_ms, reply);
@@ -293,7 +297,7 @@ static int load_objects(struct bluez *bz, int64_t deadline_ms, struct objects *o
 	DBusMessage *reply;
 	int err;
 
-	if ((err = managed_objects(bz, deadline_ms, &reply)) < 0)
+	if ((err = managed_objects(bz, deadline_ms, &reply, 1)) < 0)
 		return err;
 	err = parse_objects(reply, o);
 	dbus_message_unref(reply);
@@ -493,7 +497,7 @@ static int walk_device_objects(struct bluez *bz, const char *device_path, int64_
 	DBusMessage *reply;
 	int err;
 
-	if ((err = managed_objects(bz, deadline_ms, &reply)) < 0)
+	if ((err = managed_objects(bz, deadline_ms, &reply, 0)) < 0)
 		return err;
 	if (strcmp(dbus_message_get_signature(reply), "a{oa{sa{sv}}}"))
 		err = -EINVAL;
@@ -586,6 +590,15 @@ static void copy_error(DBusMessage *reply, char *name, size_t nsize, char *msg, 
 		snprintf(msg, msize, "%s", text);
 }
 
+DBusMessage *bluez_method_call(const char *path, const char *iface, const char *method)
+{
+	DBusMessage *msg = dbus_message_new_method_call(BLUEZ_SERVICE, path, iface, method);
+
+	if (msg)
+		dbus_message_set_auto_start(msg, FALSE);
+	return msg;
+}
+
 int bluez_call_simple(struct bluez *bz, const char *path, const char *iface,
 		      const char *method, const char *arg, int64_t deadline_ms,
 		      char *error_name, size_t name_size, char *error_msg, size_t msg_size)
@@ -597,7 +610,7 @@ int bluez_call_simple(struct bluez *bz, const char *path, const char *iface,
 		*error_name = 0;
 	if (error_msg)
 		*error_msg = 0;
-	msg = dbus_message_new_method_call(BLUEZ_SERVICE, path, iface, method);
+	msg = bluez_method_call(path, iface, method);
 	if (!msg || (arg && !dbus_message_append_args(msg, DBUS_TYPE_STRING, &arg,
 						      DBUS_TYPE_INVALID))) {
 		if (msg)
@@ -623,7 +636,7 @@ int bluez_get_property(struct bluez *bz, const char *path, const char *iface,
 	DBusMessageIter it, v;
 	int err;
 
-	msg = dbus_message_new_method_call(BLUEZ_SERVICE, path, DBUS_INTERFACE_PROPERTIES, "Get");
+	msg = bluez_method_call(path, DBUS_INTERFACE_PROPERTIES, "Get");
 	if (!msg || !dbus_message_append_args(msg, DBUS_TYPE_STRING, &iface,
 					      DBUS_TYPE_STRING, &name, DBUS_TYPE_INVALID)) {
 		if (msg)
@@ -652,7 +665,7 @@ static DBusMessage *set_message(const char *path, const char *iface, const char 
 	DBusMessage *msg;
 	DBusMessageIter it, v;
 
-	msg = dbus_message_new_method_call(BLUEZ_SERVICE, path, DBUS_INTERFACE_PROPERTIES, "Set");
+	msg = bluez_method_call(path, DBUS_INTERFACE_PROPERTIES, "Set");
 	if (!msg)
 		return NULL;
 	dbus_message_iter_init_append(msg, &it);

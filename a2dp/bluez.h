@@ -22,6 +22,12 @@ struct bluez {
 	char owner[64];
 };
 
+/* A method call to bluetoothd that never starts it by D-Bus activation:
+ * only the first look at the bus (the device lookup) may do that. A later
+ * call (Release, Unregister, a volume) to a bluetoothd that has gone then
+ * fails at once instead of starting a new one that knows nothing of ours. */
+DBusMessage *bluez_method_call(const char *path, const char *iface, const char *method);
+
 /* Did this message come from bluetoothd? */
 int bluez_from_bluez(const struct bluez *bz, DBusMessage *msg);
 /* Does it say bluetoothd or the bus went away (NameOwnerChanged from the bus

@@ -361,8 +361,7 @@ static DBusMessage *register_message(struct a2dp_endpoint *ep, const struct a2dp
 	DBusMessage *msg;
 	int n = sep->codec->fill_caps(caps, sizeof(caps));
 
-	msg = dbus_message_new_method_call(BLUEZ_SERVICE, ep->dev.adapter_path,
-					   "org.bluez.Media1", "RegisterEndpoint");
+	msg = bluez_method_call(ep->dev.adapter_path, "org.bluez.Media1", "RegisterEndpoint");
 	if (!msg)
 		return NULL;
 	dbus_message_iter_init_append(msg, &it);
@@ -535,7 +534,7 @@ static int acquire(struct a2dp_endpoint *ep, int64_t deadline_ms)
 	DBusMessage *msg, *reply;
 	int err, fd = -1;
 
-	msg = dbus_message_new_method_call(BLUEZ_SERVICE, ep->transport, TRANSPORT_IFACE, "Acquire");
+	msg = bluez_method_call(ep->transport, TRANSPORT_IFACE, "Acquire");
 	if (!msg)
 		return -ENOMEM;
 	err = dbusx_call(ep->bz->conn, msg, deadline_ms, &reply);
@@ -614,11 +613,7 @@ static void teardown(struct a2dp_endpoint *ep)
 			ep->seps[i].registered = 0;
 			continue;
 		}
-		msg = dbus_message_new_method_call(BLUEZ_SERVICE, ep->dev.adapter_path,
-						   "org.bluez.Media1", "UnregisterEndpoint");
-		/* never start a stopped bluetoothd (D-Bus activation) just to say goodbye */
-		if (msg)
-			dbus_message_set_auto_start(msg, FALSE);
+		msg = bluez_method_call(ep->dev.adapter_path, "org.bluez.Media1", "UnregisterEndpoint");
 		if (msg && dbus_message_append_args(msg, DBUS_TYPE_OBJECT_PATH, &path, DBUS_TYPE_INVALID) &&
 		    dbusx_call(ep->bz->conn, msg, deadline, &reply) == 0)
 			dbus_message_unref(reply);
@@ -770,7 +765,7 @@ int a2dp_endpoint_try_acquire(struct a2dp_endpoint *ep)
 
 	if (ep->acquiring || ep->fd >= 0)
 		return 0;
-	msg = dbus_message_new_method_call(BLUEZ_SERVICE, ep->transport, TRANSPORT_IFACE, "TryAcquire");
+	msg = bluez_method_call(ep->transport, TRANSPORT_IFACE, "TryAcquire");
 	if (!msg)
 		return -ENOMEM;
 	ok = dbus_connection_send_with_reply(ep->bz->conn, msg, &ep->acquiring, ACQUIRE_TIMEOUT_MS);
@@ -846,7 +841,7 @@ void a2dp_endpoint_drop_fd(struct a2dp_endpoint *ep)
 	if (!ep->configured || atomic_load(&ep->gone))
 		return;
 	/* Without waiting: the I/O thread must not block on bluetoothd. */
-	msg = dbus_message_new_method_call(BLUEZ_SERVICE, ep->transport, TRANSPORT_IFACE, "Release");
+	msg = bluez_method_call(ep->transport, TRANSPORT_IFACE, "Release");
 	if (msg) {
 		dbus_message_set_no_reply(msg, TRUE);
 		dbus_connection_send(ep->bz->conn, msg, NULL);

@@ -256,6 +256,7 @@ import traceback
 
 import dbus
 import dbus.service
+import dbus.lowlevel
 from dbus.mainloop.glib import DBusGMainLoop
 from gi.repository import GLib
 
@@ -1668,6 +1669,16 @@ class Mock:
         self.events.append(line)
         print('[%.3f] %s' % (time.monotonic(), line), file=sys.stderr, flush=True)
 
+    def note_auto_start(self, _conn, msg):
+        """Logs "AutoStart IFACE.METHOD" for a call to BlueZ that would have
+        started a stopped bluetoothd (D-Bus activation): only the device
+        lookup (GetManagedObjects) should."""
+        if msg.get_type() == dbus.lowlevel.MESSAGE_TYPE_METHOD_CALL and msg.get_auto_start() \
+                and msg.get_member() != 'GetManagedObjects' \
+                and msg.get_path() != CTL_PATH:      # the tests' own control calls
+            self.log('AutoStart %s.%s' % (msg.get_interface(), msg.get_member()))
+        return dbus.lowlevel.HANDLER_RESULT_NOT_YET_HANDLED
+
     def begin(self, method, args, ok, err):
         """Logs an incoming call and applies its fault; None if consumed."""
         self.log('%s %s' % (method, args))
@@ -1928,6 +1939,7 @@ def main(argv):
                             dbus_interface='org.freedesktop.DBus',
                             bus_name='org.freedesktop.DBus', path='/org/freedesktop/DBus')
     bus.call_on_disconnection(lambda *_: loop.quit())
+    bus.add_message_filter(mock.note_auto_start)
     for sig in (signal.SIGTERM, signal.SIGINT):
         GLib.unix_signal_add(GLib.PRIORITY_HIGH, sig, lambda *_: loop.quit() or False)
     GLib.timeout_add(100, mock.poll_sinks)
