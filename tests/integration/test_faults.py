@@ -769,7 +769,11 @@ def test_congestion():
               steps == int(steps) and steps_max - 1 <= steps <= steps_max,
               '%s steps' % steps)
         # -- back up by 1 per second once the queue is empty, never above 53
-        after = [(t[k], bp[k]) for k in range(i + 1, len(rows))]
+        # Timed by when each packet was due on the plugin's clock (its RTP
+        # timestamp), not by when the sink read it: a sink slowed for 20 ms
+        # (a sanitizer's run, a busy host) would move a rise by as much.
+        due = t0 + ((ts - ts[0]) % (1 << 32)) / RATE
+        after = [(due[k], bp[k]) for k in range(i + 1, len(rows))]
         changes = [(tk, b) for (tk, b), (_, prev) in zip(after[1:], after) if b != prev]
         ups = [b - prev for (_, b), (_, prev) in zip(changes, [after[0]] + changes)]
         gaps_s = np.diff([t_resume] + [tk for tk, _ in changes])
