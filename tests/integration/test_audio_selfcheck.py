@@ -25,6 +25,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import audio  # noqa: E402
+sys.path.insert(0, os.path.join(ROOT, "tests", "system"))
+import systest  # noqa: E402
 
 SINK = os.path.join(ROOT, "build", "rtp_sink")
 
@@ -206,6 +208,46 @@ def test_packet_report(tmp):
     write_csv(p, [])
     r = audio.packet_report(p, 44100)
     check("report empty log", r["packets"] == 0 and r["pcm_frames"] == 0)
+
+
+def arrivals(seconds=3.1, speed=1.0, late=lambda t: 0.0, rate=44100, seed=3):
+    """Reads of 10 ms of audio each, arriving at audio time / speed plus
+    late(audio time) plus up to 4 ms of jitter (20 ms now and then)."""
+    rng = np.random.default_rng(seed)
+    frames = rate // 100
+    n = int(seconds * 100)
+    audio_t = np.arange(1, n + 1) * 0.01
+    t = audio_t / speed + np.array([late(a) for a in audio_t])
+    t += rng.uniform(0, 0.004, n) + (rng.random(n) < 0.02) * 0.02
+    return np.maximum.accumulate(t), [frames] * n
+
+
+def test_arrival_pacing():
+    """systest.pacing_of / in_real_time, the system suite's "arrived in real
+    time", on arrivals with known answers."""
+    def judge(name, expect, **kw):
+        t, frames = arrivals(**kw)
+        p = systest.pacing_of(t, frames, 44100)
+        check("arrival: %s %s" % (name, "passes" if expect else "fails"),
+              systest.in_real_time(p) == expect,
+              "rate %.4f over %.2f s (%.0f%%), strays %.0f ms" % (
+                  p["rate_ratio"], p["steady_s"], 100 * p["steady_share"], p["pacing_ms"]))
+        return p
+
+    p = judge("steady", True)
+    check("arrival: steady rate within 0.3%, all of it steady",
+          abs(p["rate_ratio"] - 1) < 0.003 and p["steady_share"] > 0.98, str(p))
+    # What CI saw: up to 156 ms late in the first second, caught up after.
+    judge("late start, caught up",
+          True, late=lambda a: 0.156 * a / 0.6 if a < 0.6 else max(0.0, 0.156 - (a - 0.6) * 0.3))
+    judge("one 150 ms stall mid-stream, never caught up", True,
+          late=lambda a: 0.15 if a > 1.5 else 0.0)
+    judge("2% fast", True, speed=1.02)
+    judge("4% fast", False, speed=1.04)
+    judge("3.5% slow", False, speed=0.965)
+    judge("44.1 kHz paced as 48 kHz", False, speed=48000 / 44100)
+    judge("as fast as it goes", False, speed=20.0)
+    judge("a 300 ms stall", False, late=lambda a: 0.3 if 1.0 < a < 1.3 else 0.0)
 
 
 def test_speed():
@@ -524,6 +566,7 @@ def main():
         test_align_snr()
         test_gaps()
         test_packet_report(tmp)
+        test_arrival_pacing()
         test_speed()
         if build_sink():
             enc = build_encoder(tmp)
