@@ -82,11 +82,12 @@ def f(v, default=float('nan')):
 # held to a few ms by the mock suite (test_pcm_audio.py); here the emulated
 # link runs under TCG on a host whose CPUs are shared: /proc/stat showed
 # 15-33% steal in 5 s windows during a run, and quiet runs strayed 8-50 ms
-# but now and then 118-212 ms (a stall, then a burst).  So: strays under
-# 250 ms, and the rate of arrival, by a fit one stall cannot move, within
-# 3% of real time (the first-to-last span it replaces failed a 3 s stream
-# whose first read came 0.21 s late).
-ARRIVAL_STRAY_MS = 250
+# but now and then 118-212 ms (a stall, then a catch-up).  So: strays under
+# 250 ms, and the rate of arrival within 3% of real time, fitted over the
+# steadiest stretch (systest.pacing_of), which must hold 40% of the audio.
+# Neither a first-to-last span nor the median slope of pairs half the stream
+# apart could do that: a 3 s aptX stream that arrived up to 156 ms late in its
+# first second, then caught up, gave them 0.955 and 0.9655.
 ARRIVAL_RATE_TOL = 0.03
 
 
@@ -138,18 +139,18 @@ def check_play(res, name, ref, rate, min_snr, lags, late_start_s=0.0):
     p = a['pacing'] or {}
     check('%s: the audio arrived in real time (rate within %g%%, strays under %d ms)'
           % (name, 100 * ARRIVAL_RATE_TOL, ARRIVAL_STRAY_MS),
-          p and p['pacing_ms'] < ARRIVAL_STRAY_MS and abs(p['rate_ratio'] - 1) < ARRIVAL_RATE_TOL,
+          systest.in_real_time(p),
           'arrival strays up to %.0f ms from a steady clock; %.2f s of audio over %.2f s; '
-          'arrival rate %.4f of real time'
+          'arrival rate %.4f of real time over the steadiest %.2f s'
           % (p.get('pacing_ms', -1), p.get('audio_s', -1), p.get('arrival_span_s', -1),
-             p.get('rate_ratio', -1)))
+             p.get('rate_ratio', -1), p.get('steady_s', -1)))
     # aplay: opening (connect, configure, acquire) + the audio in real time + drain
     start, first = f(s.get('aplay_start')), f(s.get('capture_first_data_uptime'))
     end = f(s.get('aplay_end'))
     opening, playing = first - start, end - first
     late_s = late / float(rate) if max_lag > rate // 10 else 0.0
     check('%s: aplay took the audio\'s duration (%.2f s) after opening' % (name, dur),
-          dur - 0.1 - late_s <= playing <= dur + 1.5 and opening < 10,
+          dur - 0.1 - late_s <= playing <= dur + PLAY_SLACK_S and opening < 10,
           'opening %.2f s, first audio at the sink to aplay\'s exit %.2f s, aplay %.2f s in all'
           % (opening, playing, f(s.get('aplay_s'))))
     a['opening_s'], a['playing_s'], a['aplay_s'] = opening, playing, f(s.get('aplay_s'))
@@ -221,7 +222,9 @@ def check_pipewire(build, stack):
 # second suite running beside it (the host's two cores shared by two VMs),
 # PipeWire now and then stalls for seconds (seen: 0.3.65 silent for the rest
 # of a stream; 1.6 linked 7 s late, then a drop), so each codec is played
-# twice and the better of the two is held to this.
+# three times and the best is held to this (4 of 48 single streams of three
+# runs had nothing exact: with two, a run of eight codec-stack pairs would
+# fail one time in twenty).
 #
 # The SNR held to a floor is the median of the span's quarter-second windows:
 # over the whole span it depended on which part of the sweep the span held
@@ -231,7 +234,7 @@ def check_pipewire(build, stack):
 # most windows, still fails it; the mock suite checks every window
 # (test_codecs.py).
 PW_SWEEP_S = 12.0
-PW_ATTEMPTS = 2
+PW_ATTEMPTS = 3
 PW_SPAN_S = 2.0
 # (name, CODEC=, floor of the median window SNR).  Measured on both stacks
 # (0.3.65 and 1.6 alike): SBC 63.7-64.4 dB, SBC-XQ 65.0-65.9, aptX 64.6-64.8,
