@@ -88,7 +88,14 @@ def f(v, default=float('nan')):
 # Neither a first-to-last span nor the median slope of pairs half the stream
 # apart could do that: a 3 s aptX stream that arrived up to 156 ms late in its
 # first second, then caught up, gave them 0.955 and 0.9655.
-ARRIVAL_RATE_TOL = 0.03
+ARRIVAL_STRAY_MS = systest.ARRIVAL_STRAY_MS
+ARRIVAL_RATE_TOL = systest.ARRIVAL_RATE_TOL
+# From the first audio at the sink to aplay's exit: the audio, the drain
+# (the last packets and the speaker's delay: 0.3-0.8 s here) and the guest's
+# stalls (up to 1.27 s more in 51 streams of three runs).  The mock suite
+# holds the drain itself to 0.3 s (test_pcm_semantics.py); here a drain that
+# hung for a timeout would still show.
+PLAY_SLACK_S = 2.5
 
 
 def check_play(res, name, ref, rate, min_snr, lags, late_start_s=0.0):
