@@ -20,7 +20,6 @@ sent ("> "), received ("< ") or missed ("! "), each after the seconds since
 start.  Ends at EOF, SIGTERM, or --hangup-after seconds (closing the channel).
 """
 import argparse
-import os
 import select
 import signal
 import socket
