@@ -182,7 +182,13 @@ class Run:
         self.steps.append('volume:' + self._write(name, samples, rate))
         self.refs['volume'] = (samples, rate)
 
-    def boot(self, timeout=None, env=None, cpus=1):
+    def cpu(self, name, samples, rate, kind):
+        """cpu:NAME (guest/run.sh step_cpu, make bench): one way of playing
+        (KIND null, encoder, alsabt, bluealsa), its CPU counted per cgroup."""
+        self.plays[name] = '%s %s' % (self._write(name, samples, rate), kind)
+        self.steps.append('cpu:' + name)
+
+    def boot(self, timeout=None, env=None, cpus=1, icount=False):
         if any(c in self.share for c in ' "$\\`'):
             raise vm.VMError('share path %r must not need quoting' % self.share)
         stack = vm.prepare(self.stack)
@@ -208,7 +214,7 @@ class Run:
                         dirs_exist_ok=True)
         t0 = time.monotonic()
         res = vm.run_vm(stack, self.share, '/run/share/guest/run.sh', int(timeout),
-                        extra_paths=[REPO, self.build], cpus=cpus)
+                        extra_paths=[REPO, self.build], cpus=cpus, icount=icount)
         return Result(self.share, res, time.monotonic() - t0)
 
     def cleanup(self):

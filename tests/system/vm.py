@@ -348,8 +348,13 @@ def prepare(stack='bookworm', fetch=True):
 
 # ---------------------------------------------------------------- running it
 
-def accel():
-    """'kvm' when the CPU can do it here, else multi-threaded TCG."""
+def accel(icount=False):
+    """'kvm' when the CPU can do it here, else multi-threaded TCG.  icount:
+    single-threaded TCG counting instructions, one guest nanosecond each
+    (-icount shift=0), so that the guest's CPU figures repeat run to run
+    (make bench); the guest then runs at its own pace, not the host's."""
+    if icount:
+        return ['-accel', 'tcg,thread=single', '-icount', 'shift=0,sleep=on', '-cpu', 'max']
     try:
         with open('/proc/cpuinfo') as f:
             flags = f.read()
@@ -381,7 +386,7 @@ class VMResult:
 
 
 def run_vm(stack, share, script, timeout, extra_paths=(), memory=2048,
-           cpus=1, guest_timeout=None):
+           cpus=1, guest_timeout=None, icount=False):
     """Boots `stack` (prepare()), runs `bash script` in the guest, powers off.
     Returns a VMResult.
 
@@ -394,7 +399,7 @@ def run_vm(stack, share, script, timeout, extra_paths=(), memory=2048,
     One vCPU by default: under TCG, two vCPUs made the emulated radio
     (btvirt, every media packet four round trips through user space) jitter
     by tens of ms and the plugin's small socket overflowed; with one vCPU the
-    same runs drop nothing, and finish sooner.
+    same runs drop nothing, and finish sooner.  icount: see accel().
     """
     share = os.path.realpath(share)
     console = os.path.join(share, 'console.log')
@@ -412,7 +417,7 @@ def run_vm(stack, share, script, timeout, extra_paths=(), memory=2048,
                 raise VMError('cannot share %r: no spaces, commas or = in the path, please' % p)
             shares.append(('extra%d' % i, p, True))
             mounts.append('extra%d:%s' % (i, p))
-    args = [QEMU] + accel() + [
+    args = [QEMU] + accel(icount) + [
         '-smp', str(cpus), '-m', str(memory), '-machine', 'q35',
         '-nodefaults', '-no-user-config', '-nographic', '-monitor', 'none',
         '-serial', 'file:' + console, '-no-reboot', '-net', 'none',

@@ -143,6 +143,8 @@ step_stack() {
 	kv modprobe_s $(calc "$(now) - $t")
 	if [ "${SINK:-bluealsa}" = pipewire ]; then
 		dbus-daemon --config-file=$GUEST/pipewire-bus.conf --fork --print-pid > /dev/null || return 1
+	elif [ -n "${BUS_CONF:-}" ]; then      # make bench: bench-bus.conf
+		dbus-daemon --config-file=$GUEST/$BUS_CONF --fork --print-pid > /dev/null || return 1
 	else
 		dbus-daemon --system --fork --print-pid > /dev/null || return 1
 	fi
@@ -704,6 +706,103 @@ step_fault() {
 	mixer_cget after_$kind
 }
 
+# ---------------------------------------------------------------- CPU (make bench)
+
+# cpu:NAME (bench/bench.py, the side-by-side section; run under QEMU's
+# instruction counting, so that a figure repeats run to run): one way of
+# playing CPU_NAME="FILE KIND", each process's CPU counted by cgroup v2
+# (cpu.stat's usage_usec, read before and after) in these groups:
+#   player  the program that plays (its own figures come from wait4(), by
+#           bench_encode spawn); daemon bluez-alsa's source daemon; radio
+#           btvirt; bluez bluetoothd; sink bluez-alsa's sink daemon (the
+#           speaker); the recorder stays in the root group.
+# KIND: null (aplay -D null), encoder (bench_encode, libsbc alone), alsabt
+# (aplay through our plugin), bluealsa (aplay through bluez-alsa's plugin and
+# its daemon on hci0; started at its first run, kept for the next).
+CG=/sys/fs/cgroup
+cg_move() {
+	local g=$1 p
+	shift
+	for p in "$@"; do echo $p > $CG/$g/cgroup.procs || return 1; done
+}
+cg_setup() {
+	local g
+	[ -e $CG/cgroup.controllers ] || mount -t cgroup2 none $CG || return 1
+	for g in player daemon radio bluez sink; do mkdir -p $CG/$g || return 1; done
+	cg_move radio $(cat /run/btvirt.pid) && cg_move bluez $(pgrep -x bluetoothd) &&
+		cg_move sink $(pgrep -x bluealsa)
+}
+# cg_usage: per group, "GROUP usage_us user_us system_us csw", csw the
+# context switches (voluntary and not) of the group's live threads
+cg_usage() {
+	local g p csw
+	for g in player daemon radio bluez sink; do
+		csw=0
+		for p in $(cat $CG/$g/cgroup.procs); do
+			csw=$((csw + $(cat /proc/$p/task/*/status 2> /dev/null |
+				awk '/ctxt_switches/ { n += $2 } END { print n + 0 }')))
+		done
+		echo "$g $(awk '{ v[$1] = $2 } END { print v["usage_usec"], v["user_usec"], v["system_usec"] }' \
+			$CG/$g/cpu.stat) $csw"
+	done
+}
+# in_player CMD...: CMD in the player group
+in_player() { sh -c 'echo $$ > '$CG'/player/cgroup.procs && exec "$@"' sh "$@"; }
+bluealsa_source_pcm() {
+	dbus-send --system --print-reply --dest=org.bluealsa.source \
+		/org/bluealsa/$SRC_HCI/dev_${SINK_ADDR//:/_}/a2dpsrc/sink \
+		org.freedesktop.DBus.Properties.Get string:org.bluealsa.PCM1 string:Codec > /dev/null 2>&1
+}
+# bluez-alsa as the source on hci0: its daemon, and the speaker connected to
+# its endpoint (our plugin's, from an earlier run, is gone with its PCM).
+bluealsa_source() {
+	local dev=/org/bluez/$SRC_HCI/dev_${SINK_ADDR//:/_}
+	has_owner org.bluealsa.source && return 0
+	sh -c 'echo $$ > '$CG'/daemon/cgroup.procs && exec bluealsa -i '$SRC_HCI' -p a2dp-source -B source --a2dp-force-audio-cd' \
+		> $LOGS/bluealsa-source.log 2>&1 &
+	wait_for 20 has_owner org.bluealsa.source || { kv error "bluez-alsa's source did not come up"; return 1; }
+	dbus-send --system --print-reply --dest=org.bluez $dev org.bluez.Device1.Disconnect > /dev/null 2>&1
+	sleep 1
+	dbus-send --system --print-reply --dest=org.bluez $dev org.bluez.Device1.ConnectProfile \
+		string:$A2DP_SINK_UUID >> $LOGS/bluealsa-source.log 2>&1
+	wait_for 20 bluealsa_source_pcm || { kv error "bluez-alsa's source made no PCM for $SINK_ADDR"; return 1; }
+}
+A2DP_SINK_UUID=0000110b-0000-1000-8000-00805f9b34fb
+SPAWN="$BUILD/bench_encode spawn --"
+step_cpu() {
+	local name=$1 file kind rc
+	read -r file kind <<< "$(eval echo "\${PLAY_$name}")"
+	cp "$SHARE/$file" /tmp/play.wav || return 1
+	[ -e $CG/player ] || cg_setup || { kv error "no cgroups"; return 1; }
+	[ $kind = bluealsa ] && { bluealsa_source || return 1; }
+	case $kind in alsabt|bluealsa) capture_start $name || return 1 ;; esac
+	sleep 0.5
+	cg_usage | sed 's/^/before_/' >> $OUT
+	kv t_start $(now)
+	case $kind in
+	null) in_player $SPAWN aplay -q -D null /tmp/play.wav ;;
+	encoder) in_player $BUILD/bench_encode encode /tmp/play.wav --mode libsbc --min-cpu 0 --rounds 1 ;;
+	alsabt) in_player $SPAWN aplay -q -D "bluetooth:$DEVARGS" /tmp/play.wav ;;
+	bluealsa) in_player $SPAWN aplay -q -D "bluealsa:DEV=$SINK_ADDR,PROFILE=a2dp,SRV=org.bluealsa.source" \
+		/tmp/play.wav ;;
+	*) kv error "no such kind: $kind"; return 1 ;;
+	esac > $LOGS/$name.out 2> $LOGS/$name.err
+	rc=$?
+	kv t_end $(now)
+	# bench_encode's own line: the encoder's figures, or aplay's wait4()
+	# (its CPU, user and system, and its context switches)
+	sed -n '/=/ { s/^/player /; p; q }' $LOGS/$name.out >> $OUT
+	if [ $kind != encoder ]; then
+		grep -q 'status=0 ' $LOGS/$name.out && rc=0 || rc=1
+	fi
+	# what the daemons do once the player is gone (closing the stream) counts
+	sleep 1
+	cg_usage | sed 's/^/after_/' >> $OUT
+	kv rc $rc
+	case $kind in alsabt|bluealsa) capture_stop ;; esac
+	return $rc
+}
+
 # ---------------------------------------------------------------- main
 
 say "guest: steps: $STEPS"
@@ -712,7 +811,7 @@ for s in $STEPS; do
 	name=${s%%:*} arg=${s#*:}
 	[ "$arg" = "$s" ] && arg=
 	label=$name
-	case $name in play|pwplay|phone) label=$arg ;; fault) label=fault_$arg ;; esac
+	case $name in play|pwplay|phone|cpu) label=$arg ;; fault) label=fault_$arg ;; esac
 	OUT=$SHARE/steps/$label.out
 	: > $OUT
 	say "step $label"
