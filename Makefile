@@ -2,7 +2,8 @@
 #   make            build the plugins into $(BUILD)/
 #   make check      every test: unit, integration against a mock BlueZ (plain,
 #                   ASan+UBSan, TSan), fuzzing, and the real stack in a VM
-#   make bench      the benchmark (figures for the README); ONLY=capture: its section 5
+#   make bench      the benchmark (figures for the README); ONLY=capture: its
+#                   section 5 alone, ONLY=vm: section 6 (the VM) alone
 #   make install    plugins into alsa-lib's plugin dir, config into alsa.conf.d
 #   make deps       install the Debian packages needed (as root)
 
@@ -113,7 +114,7 @@ check-system: all
 demo: all
 	/usr/bin/python3 tests/system/demo.py $(BUILD) "$(FILE)"
 
-# make bench ONLY=capture: section 5 (receiving from a phone) alone.
+# make bench ONLY=capture: section 5 (receiving from a phone) alone; ONLY=vm: section 6.
 bench: all $(BENCH)
 	/usr/bin/python3 bench/bench.py $(BUILD) $(if $(ONLY),--only $(ONLY))
 

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """make bench: what the Bluetooth plugin costs, in figures (no pass/fail).
 
-    /usr/bin/python3 bench/bench.py [BUILD] [--only capture]
+    /usr/bin/python3 bench/bench.py [BUILD] [--only capture|vm]
 
 Runs the plugin against the mock bluetoothd of the integration tests
 (tests/integration/harness.py) and bench/bench_encode.c, then prints a table:
@@ -19,9 +19,15 @@ Runs the plugin against the mock bluetoothd of the integration tests
     from a packet's send to the snd_pcm_readi() that returns its first sample,
     at JITTER_MS 60 (the default) and 10 (the minimum).
 
---only capture runs section 5 alone (a quicker iteration).
+ 6. Side by side with bluez-alsa on the real stack in a VM, instructions
+    counted (bench/side_by_side.py): CPU of every process per second of
+    audio, aplay through bluez-alsa's plugin and daemon against aplay through
+    ours, into the same bluez-alsa speaker, and the floor (aplay -D null,
+    libsbc alone) in the same VM.
+
+--only capture runs section 5 alone, --only vm section 6 (a quicker iteration).
 bench/README.md says how each figure is obtained and how to read it.
-Takes about 90 s.
+Takes about 90 s, and the VM of section 6 some minutes more.
 """
 import os
 import platform
@@ -41,11 +47,12 @@ if '--only' in ARGS:
     i = ARGS.index('--only')
     ONLY = ARGS[i + 1] if i + 1 < len(ARGS) else None
     del ARGS[i:i + 2]
-    if ONLY not in ('capture',):
-        sys.exit('usage: bench.py [BUILD] [--only capture]')
+    if ONLY not in ('capture', 'vm'):
+        sys.exit('usage: bench.py [BUILD] [--only capture|vm]')
 BUILD = os.path.abspath(ARGS[0] if ARGS else os.path.join(REPO, 'build'))
 os.environ['ALSABT_BUILD'] = BUILD          # read by harness at import
 sys.path.insert(0, os.path.join(REPO, 'tests', 'integration'))
+sys.path.insert(0, HERE)
 
 import numpy as np                           # noqa: E402
 
@@ -580,7 +587,7 @@ def report_head(m):
           '8 subbands, bitpool 53), MTU 672 = 5 SBC frames (640 PCM frames) per packet')
 
 
-def report(m, cpu, lat, opens, cap, started):
+def report(m, cpu, lat, opens, cap, vm, started):
     report_head(m)
 
     print()
@@ -731,7 +738,29 @@ def report(m, cpu, lat, opens, cap, started):
     table(rows, [44, 16, 13, 10])
     if cap is not None:
         report_capture(cap)
+    report_vm(vm)
     report_end(started)
+
+
+def section_vm():
+    """Section 6 (bench/side_by_side.py); None, with a warning, if the VM
+    could not run it."""
+    import side_by_side
+    progress('6. side by side with bluez-alsa in the VM (instructions counted; minutes)')
+    try:
+        return side_by_side.summarise(side_by_side.measure(BUILD))
+    except Exception as e:          # a VM that fails must not lose sections 1-5
+        warn('section 6 (the VM) did not run: %s' % e)
+        return None
+
+
+def report_vm(vm):
+    if vm is None:
+        return
+    import side_by_side
+    print()
+    for line in side_by_side.report(vm):
+        print(line)
 
 
 def report_end(started):
@@ -869,6 +898,12 @@ def main():
             report_capture(cap)
             report_end(started)
             return
+        if ONLY == 'vm':
+            vm = section_vm()
+            report_head(m)
+            report_vm(vm)
+            report_end(started)
+            return
         with Env(devices=DEVICES) as env:
             wavs = {}
             for secs in sorted({LONG_S, SHORT_S, CG_LONG_S, CG_SHORT_S}):
@@ -878,11 +913,12 @@ def main():
             lat = section_latency()
             opens = section_open(wavs[SHORT_S])
         cap = section_capture(tmp)
+        vm = section_vm()
     except (RuntimeError, subprocess.TimeoutExpired) as e:
         sys.exit('bench: %s' % e)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    report(m, cpu, lat, opens, cap, started)
+    report(m, cpu, lat, opens, cap, vm, started)
 
 
 if __name__ == '__main__':

@@ -1,0 +1,232 @@
+"""make bench, section 6: alsa-bt and bluez-alsa side by side on the real
+stack, in one VM (tests/system), with QEMU counting instructions (-icount
+shift=0: one guest nanosecond per instruction), so that a CPU figure repeats
+run to run instead of following the host's load.
+
+In one boot of Debian 12's stack (kernel, bluetoothd, btvirt's two emulated
+controllers, bluez-alsa 4.0 as the speaker on hci1), the same 44.1 kHz
+stereo noise is played
+
+  null      aplay -D null                    (the floor: aplay itself)
+  encoder   bench_encode, libsbc alone        (the floor: the SBC encoder)
+  alsabt    aplay -D bluetooth:...            (our plugin, one process)
+  bluealsa  aplay -D bluealsa:... + bluez-alsa's source daemon on hci0
+
+and each process's CPU is read from cgroup v2 (guest/run.sh step_cpu): the
+player's group holds aplay and, for bluez-alsa, its daemon. Each path plays
+5 s and 1 s: the difference over 4 s is the steady state, without opening
+and closing. What reached the speaker is recorded and compared with what
+was played (lag, SNR, gaps), so both paths are held to the same audio.
+"""
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(REPO, 'tests', 'system'))
+
+import systest                               # noqa: E402
+from systest import audio, vm                # noqa: E402
+
+RATE = 44100
+LONG_S, SHORT_S = 5, 1
+GROUPS = ('player', 'daemon', 'radio', 'bluez', 'sink')
+# (step name, kind, seconds): bluez-alsa last, as its daemon stays up once
+# started and its endpoint would take the speaker's stream from ours.
+RUNS = [('null_5', 'null', LONG_S), ('null_1', 'null', SHORT_S),
+        ('encoder_5', 'encoder', LONG_S),
+        ('alsabt_1', 'alsabt', SHORT_S), ('alsabt_5', 'alsabt', LONG_S),
+        ('alsabt_5b', 'alsabt', LONG_S),
+        ('bluealsa_1', 'bluealsa', SHORT_S), ('bluealsa_5', 'bluealsa', LONG_S),
+        ('bluealsa_5b', 'bluealsa', LONG_S)]
+# Under instruction counting the guest runs slower than the host's clock:
+# a generous wall-clock budget for the boot.
+TIMEOUT_S = 1800
+
+
+FIELDS = ('cpu', 'user', 'sys', 'csw')
+
+
+def _usage(step, when):
+    """{group: {cpu, user, sys: µs; csw: context switches of its live
+    threads}} as step_cpu read them before or after the player."""
+    out = {}
+    for g in GROUPS:
+        v = (step.get('%s_%s' % (when, g)) or '').split()
+        v = [int(x) if x.isdigit() else 0 for x in v] + [0] * (4 - len(v))
+        out[g] = dict(zip(FIELDS, v))
+    return out
+
+
+def measure(build, keep=False, share=None):
+    """Boots the VM once and returns {name: result}, result a dict: kind,
+    seconds, rc, error, groups {group: {cpu, user, sys (ms), csw}} over the
+    run, player (bench_encode's line: the encoder's figures, or aplay's own
+    wait4() figures), analysis (the speaker's audio against what was played,
+    for alsabt/bluealsa). Raises RuntimeError when the VM fails. share: a
+    share kept by an earlier boot (keep=True), read again without booting."""
+    run = systest.Run(build, share=share, steps=('stack', 'pair'))
+    sigs = {}
+    for name, kind, secs in RUNS:
+        sigs[name] = audio.noise(RATE, secs)
+        run.cpu(name, sigs[name], RATE, kind)
+    try:
+        if share:
+            res = systest.Result(share, vm.VMResult(0, 0, 0.0, False, ''), 0.0)
+        else:
+            res = run.boot(timeout=TIMEOUT_S, icount=True, env={'BUS_CONF': 'bench-bus.conf'})
+        if res.step_rc('stack') != 0 or res.step_rc('pair') != 0:
+            raise RuntimeError('the VM stack did not come up: %s; see %s' % (
+                res.step('stack').get('error') or res.step('pair').get('error'), run.share))
+        out = {}
+        for name, kind, secs in RUNS:
+            st = res.step(name)
+            before, after = _usage(st, 'before'), _usage(st, 'after')
+            groups = {g: {f: (after[g][f] - before[g][f]) / (1.0 if f == 'csw' else 1000.0)
+                          for f in FIELDS} for g in GROUPS}
+            r = {'kind': kind, 'seconds': secs, 'rc': res.step_rc(name),
+                 'error': st.get('error'), 'groups': groups, 'player': _kv(st.get('player'))}
+            cap = os.path.join(run.share, 'captures', name + '.wav')
+            if kind in ('alsabt', 'bluealsa') and os.path.exists(cap):
+                r['analysis'] = systest.analyse(sigs[name], RATE, cap)
+            out[name] = r
+        return out
+    finally:
+        if not keep and not share:
+            run.cleanup()
+
+
+def _kv(line):
+    return dict(f.split('=', 1) for f in (line or '').split() if '=' in f)
+
+
+def _aplay(r):
+    """aplay's own figures from wait4(): CPU ms and context switches."""
+    p = r['player']
+    try:
+        return {'cpu': 1000.0 * (float(p['user_s']) + float(p['sys_s'])),
+                'user': 1000.0 * float(p['user_s']), 'sys': 1000.0 * float(p['sys_s']),
+                'csw': float(p['nvcsw']) + float(p['nivcsw'])}
+    except (KeyError, ValueError):
+        return None
+
+
+def _path(r, f='cpu'):
+    """The path's own cost in a run: aplay (wait4) and the daemon's group."""
+    a = _aplay(r)
+    return (a[f] if a else float('nan')) + r['groups']['daemon'][f]
+
+
+def summarise(m):
+    """Per path (aplay, and bluez-alsa's daemon): CPU per second of audio
+    over a whole 5 s run (both 5 s runs) and in the steady state, (5 s run -
+    1 s run) / 4 s; beyond the floor; where it goes (user and system time,
+    aplay's and the daemon's, context switches, the other processes)."""
+    span = float(LONG_S - SHORT_S)
+
+    def steady(kind, run5, g=None, f='cpu'):
+        if g is None:
+            return (_path(m[run5], f) - _path(m[kind + '_1'], f)) / span
+        return (m[run5]['groups'][g][f] - m[kind + '_1']['groups'][g][f]) / span
+
+    def steady_aplay(kind, f):
+        a5, a1 = _aplay(m[kind + '_5']), _aplay(m[kind + '_1'])
+        return (a5[f] - a1[f]) / span if a5 and a1 else None
+
+    enc = m['encoder_5']['player']
+    enc_ms = (1000.0 * float(enc['cpu_s']) / float(enc['audio_s'])
+              if enc.get('cpu_s') and enc.get('audio_s') else None)
+    null5, null1 = _aplay(m['null_5']), _aplay(m['null_1'])
+    s = {'null_whole': null5['cpu'] / LONG_S if null5 else float('nan'),
+         'null_steady': (null5['cpu'] - null1['cpu']) / span if null5 and null1 else float('nan'),
+         'encoder': enc_ms, 'paths': {}}
+    # aplay to null is not paced: its 5 s and 1 s runs differ by reading
+    # and handing over 4 s of audio, which every path does too.
+    s['floor_whole'] = s['null_whole'] + (enc_ms or 0.0)
+    s['floor'] = s['null_steady'] + (enc_ms or 0.0)
+    for kind in ('alsabt', 'bluealsa'):
+        runs = (kind + '_1', kind + '_5', kind + '_5b')
+        p = {'whole': [_path(m[n]) / LONG_S for n in runs[1:]],
+             'steady': [steady(kind, n) for n in runs[1:]],
+             # opening and closing: what a 5 s run costs beyond 5 s of the steady state
+             'fixed': _path(m[runs[1]]) - LONG_S * steady(kind, runs[1]),
+             'aplay': {f: steady_aplay(kind, f) for f in FIELDS},
+             'daemon': steady(kind, runs[1], 'daemon'),
+             'others': {g: steady(kind, runs[1], g) for g in ('radio', 'bluez', 'sink')},
+             'audio': [m[n].get('analysis') for n in runs[1:]],
+             'rc': [m[n]['rc'] for n in runs],
+             'errors': [m[n]['error'] for n in runs if m[n]['error']]}
+        p['beyond'] = [w - s['floor'] for w in p['steady']]
+        s['paths'][kind] = p
+    a, b = s['paths']['alsabt'], s['paths']['bluealsa']
+    s['ratio'] = a['whole'][0] / b['whole'][0] if b['whole'][0] else None
+    s['beyond_ratio'] = a['beyond'][0] / b['beyond'][0] if b['beyond'][0] > 0 else None
+    return s
+
+
+def _audio(a):
+    if not a or a.get('lag') is None:
+        return 'no audio analysed'
+    return 'lag %d, SNR %.1f dB, gaps %s' % (a['lag'], a['snr_db'], 'none' if not a['gaps'] else
+                                             len(a['gaps']))
+
+
+def _table(rows):
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ['   ' + '  '.join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+
+
+def report(s):
+    """Lines of section 6 for bench.py's report."""
+    ms = '%.2f ms'
+    lines = ['6. Side by side with bluez-alsa, real stack in the VM, instructions counted',
+             '   (Debian 12 stack; CPU of aplay and of its path\'s daemon per second of '
+             '44.1 kHz stereo noise, SBC)', '']
+    paths = (('bluealsa', 'aplay -> bluez-alsa plugin + daemon'), ('alsabt', 'aplay -> alsa-bt'))
+    rows = [('path', 'whole 5 s run', 'again', 'steady (5 s - 1 s)', 'again',
+             'steady beyond the floor', 'open + close, a run', 'audio at the speaker')]
+    for kind, label in paths:
+        p = s['paths'][kind]
+        rows.append((label, ms % p['whole'][0], ms % p['whole'][1], ms % p['steady'][0],
+                     ms % p['steady'][1], ms % p['beyond'][0], '%.1f ms' % p['fixed'],
+                     _audio(p['audio'][0])))
+    rows.append(('floor: aplay -D null + libsbc alone', ms % s['floor_whole'], '', ms % s['floor'],
+                 '', '', '', 'aplay -D null %.2f (steady %.2f) + libsbc %s' % (
+                     s['null_whole'], s['null_steady'], ms % s['encoder'] if s['encoder'] else '?')))
+    lines += _table(rows)
+    lines.append('')
+    if s['ratio']:
+        lines.append('   alsa-bt / bluez-alsa: %.2fx over a whole 5 s run; steady, beyond the floor %s'
+                     % (s['ratio'], '%.2fx' % s['beyond_ratio'] if s['beyond_ratio'] else '-'))
+    lines += ['', '   Where it goes, steady state per second of audio:']
+    rows = [('path', 'aplay', 'aplay\'s context switches', 'daemon', 'btvirt', 'bluetoothd',
+             'speaker (bluez-alsa sink)')]
+    for kind, label in paths:
+        p = s['paths'][kind]
+        ap = p['aplay']
+        rows.append((label, ms % ap['cpu'] if ap['cpu'] is not None else '?',
+                     '%.0f' % ap['csw'] if ap['csw'] is not None else '?',
+                     ms % p['daemon'], ms % p['others']['radio'],
+                     ms % p['others']['bluez'], ms % p['others']['sink']))
+    lines += _table(rows)
+    for kind, _ in paths:
+        p = s['paths'][kind]
+        if p['errors'] or any(rc != 0 for rc in p['rc']):
+            lines.append('   %s: FAILED runs: rc %s %s' % (kind, p['rc'], p['errors']))
+    return lines
+
+
+if __name__ == '__main__':
+    # python3 bench/side_by_side.py [BUILD] [--keep | --share DIR]: this
+    # section alone; --keep leaves the VM's share (logs, captures) in /tmp,
+    # --share DIR reads such a share again instead of booting.
+    args = sys.argv[1:]
+    share = None
+    if '--share' in args:
+        i = args.index('--share')
+        share = args[i + 1]
+        del args[i:i + 2]
+    args = [a for a in args if a != '--keep']
+    result = measure(os.path.abspath(args[0] if args else os.path.join(REPO, 'build')),
+                     keep='--keep' in sys.argv, share=share)
+    print('\n'.join(report(summarise(result))))
