@@ -10,6 +10,7 @@ stereo noise is played
   null      aplay -D null                    (the floor: aplay itself)
   encoder   bench_encode, libsbc alone        (the floor: the SBC encoder)
   alsabt    aplay -D bluetooth:...            (our plugin, one process)
+  alsabt_sbc the same with CODEC=sbc          (no other codec's library)
   bluealsa  aplay -D bluealsa:... + bluez-alsa's source daemon on hci0
 
 and each process's CPU is read from cgroup v2 (guest/run.sh step_cpu): the
@@ -37,6 +38,8 @@ RUNS = [('null_5', 'null', LONG_S), ('null_1', 'null', SHORT_S),
         ('encoder_5', 'encoder', LONG_S),
         ('alsabt_1', 'alsabt', SHORT_S), ('alsabt_5', 'alsabt', LONG_S),
         ('alsabt_5b', 'alsabt', LONG_S),
+        ('alsabt_sbc_1', 'alsabt_sbc', SHORT_S), ('alsabt_sbc_5', 'alsabt_sbc', LONG_S),
+        ('alsabt_sbc_5b', 'alsabt_sbc', LONG_S),
         ('bluealsa_1', 'bluealsa', SHORT_S), ('bluealsa_5', 'bluealsa', LONG_S),
         ('bluealsa_5b', 'bluealsa', LONG_S)]
 # Under instruction counting the guest runs slower than the host's clock:
@@ -87,7 +90,7 @@ def measure(build, keep=False, share=None):
             r = {'kind': kind, 'seconds': secs, 'rc': res.step_rc(name),
                  'error': st.get('error'), 'groups': groups, 'player': _kv(st.get('player'))}
             cap = os.path.join(run.share, 'captures', name + '.wav')
-            if kind in ('alsabt', 'bluealsa') and os.path.exists(cap):
+            if kind in ('alsabt', 'alsabt_sbc', 'bluealsa') and os.path.exists(cap):
                 r['analysis'] = systest.analyse(sigs[name], RATE, cap)
             out[name] = r
         return out
@@ -144,7 +147,7 @@ def summarise(m):
     # and handing over 4 s of audio, which every path does too.
     s['floor_whole'] = s['null_whole'] + (enc_ms or 0.0)
     s['floor'] = s['null_steady'] + (enc_ms or 0.0)
-    for kind in ('alsabt', 'bluealsa'):
+    for kind in ('alsabt', 'alsabt_sbc', 'bluealsa'):
         runs = (kind + '_1', kind + '_5', kind + '_5b')
         p = {'whole': [_path(m[n]) / LONG_S for n in runs[1:]],
              'steady': [steady(kind, n) for n in runs[1:]],
@@ -182,7 +185,8 @@ def report(s):
     lines = ['6. Side by side with bluez-alsa, real stack in the VM, instructions counted',
              '   (Debian 12 stack; CPU of aplay and of its path\'s daemon per second of '
              '44.1 kHz stereo noise, SBC)', '']
-    paths = (('bluealsa', 'aplay -> bluez-alsa plugin + daemon'), ('alsabt', 'aplay -> alsa-bt'))
+    paths = (('bluealsa', 'aplay -> bluez-alsa plugin + daemon'), ('alsabt', 'aplay -> alsa-bt'),
+             ('alsabt_sbc', 'aplay -> alsa-bt, CODEC=sbc'))
     rows = [('path', 'whole 5 s run', 'again', 'steady (5 s - 1 s)', 'again',
              'steady beyond the floor', 'open + close, a run', 'audio at the speaker')]
     for kind, label in paths:
