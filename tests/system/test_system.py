@@ -84,7 +84,8 @@ def f(v, default=float('nan')):
 # 15-33% steal in 5 s windows during a run, and quiet runs strayed 8-50 ms
 # but now and then 118-212 ms (a stall, then a catch-up).  So: strays under
 # 250 ms, and the rate of arrival within 3% of real time, fitted over the
-# steadiest stretch (systest.pacing_of), which must hold 40% of the audio.
+# reads that came on time (systest.pacing_of), which must hold 40% of the
+# audio.
 # Neither a first-to-last span nor the median slope of pairs half the stream
 # apart could do that: a 3 s aptX stream that arrived up to 156 ms late in its
 # first second, then caught up, gave them 0.955 and 0.9655.
@@ -148,7 +149,7 @@ def check_play(res, name, ref, rate, min_snr, lags, late_start_s=0.0):
           % (name, 100 * ARRIVAL_RATE_TOL, ARRIVAL_STRAY_MS),
           systest.in_real_time(p),
           'arrival strays up to %.0f ms from a steady clock; %.2f s of audio over %.2f s; '
-          'arrival rate %.4f of real time over the steadiest %.2f s'
+          'arrival rate %.4f of real time over the %.2f s that came on time'
           % (p.get('pacing_ms', -1), p.get('audio_s', -1), p.get('arrival_span_s', -1),
              p.get('rate_ratio', -1), p.get('steady_s', -1)))
     # aplay: opening (connect, configure, acquire) + the audio in real time + drain
