@@ -265,10 +265,9 @@ static int managed_objects(struct bluez *bz, int64_t deadline_ms, DBusMessage **
 	int err;
 
 	msg = bluez_method_call("/", "org.freedesktop.DBus.ObjectManager", "GetManagedObjects");
-	if (msg)
-		dbus_message_set_auto_start(msg, may_start);
 	if (!msg)
 		return -ENOMEM;
+	dbus_message_set_auto_start(msg, may_start);
 	err = dbusx_call(bz->conn, msg, deadline_ms, reply);
 	dbus_message_unref(msg);
 	if (err == -ETIMEDOUT) {

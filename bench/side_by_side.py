@@ -47,24 +47,18 @@ RUNS = [('null_5', 'null', LONG_S), ('null_1', 'null', SHORT_S),
 TIMEOUT_S = 1800
 
 
-FIELDS = ('cpu', 'user', 'sys', 'csw')
-
-
 def _usage(step, when):
-    """{group: {cpu, user, sys: µs; csw: context switches of its live
-    threads}} as step_cpu read them before or after the player."""
+    """{group: CPU µs} as step_cpu read them before or after the player."""
     out = {}
     for g in GROUPS:
-        v = (step.get('%s_%s' % (when, g)) or '').split()
-        v = [int(x) if x.isdigit() else 0 for x in v] + [0] * (4 - len(v))
-        out[g] = dict(zip(FIELDS, v))
+        v = (step.get('%s_%s' % (when, g)) or '0').split()[0]
+        out[g] = int(v) if v.isdigit() else 0
     return out
 
 
 def measure(build, keep=False, share=None):
     """Boots the VM once and returns {name: result}, result a dict: kind,
-    seconds, rc, error, groups {group: {cpu, user, sys (ms), csw}} over the
-    run, player (bench_encode's line: the encoder's figures, or aplay's own
+    seconds, rc, error, groups {group: CPU ms over the run}, player (bench_encode's line: the encoder's figures, or aplay's own
     wait4() figures), analysis (the speaker's audio against what was played,
     for alsabt/bluealsa). Raises RuntimeError when the VM fails. share: a
     share kept by an earlier boot (keep=True), read again without booting."""
@@ -85,8 +79,7 @@ def measure(build, keep=False, share=None):
         for name, kind, secs in RUNS:
             st = res.step(name)
             before, after = _usage(st, 'before'), _usage(st, 'after')
-            groups = {g: {f: (after[g][f] - before[g][f]) / (1.0 if f == 'csw' else 1000.0)
-                          for f in FIELDS} for g in GROUPS}
+            groups = {g: (after[g] - before[g]) / 1000.0 for g in GROUPS}
             r = {'kind': kind, 'seconds': secs, 'rc': res.step_rc(name),
                  'error': st.get('error'), 'groups': groups, 'player': _kv(st.get('player'))}
             cap = os.path.join(run.share, 'captures', name + '.wav')
@@ -108,29 +101,28 @@ def _aplay(r):
     p = r['player']
     try:
         return {'cpu': 1000.0 * (float(p['user_s']) + float(p['sys_s'])),
-                'user': 1000.0 * float(p['user_s']), 'sys': 1000.0 * float(p['sys_s']),
                 'csw': float(p['nvcsw']) + float(p['nivcsw'])}
     except (KeyError, ValueError):
         return None
 
 
-def _path(r, f='cpu'):
-    """The path's own cost in a run: aplay (wait4) and the daemon's group."""
+def _path(r):
+    """The path's own CPU (ms) in a run: aplay (wait4) and the daemon's group."""
     a = _aplay(r)
-    return (a[f] if a else float('nan')) + r['groups']['daemon'][f]
+    return (a['cpu'] if a else float('nan')) + r['groups']['daemon']
 
 
 def summarise(m):
     """Per path (aplay, and bluez-alsa's daemon): CPU per second of audio
     over a whole 5 s run (both 5 s runs) and in the steady state, (5 s run -
-    1 s run) / 4 s; beyond the floor; where it goes (user and system time,
-    aplay's and the daemon's, context switches, the other processes)."""
+    1 s run) / 4 s; beyond the floor; where it goes (aplay's CPU and context
+    switches, the daemon's, the other processes')."""
     span = float(LONG_S - SHORT_S)
 
-    def steady(kind, run5, g=None, f='cpu'):
+    def steady(kind, run5, g=None):
         if g is None:
-            return (_path(m[run5], f) - _path(m[kind + '_1'], f)) / span
-        return (m[run5]['groups'][g][f] - m[kind + '_1']['groups'][g][f]) / span
+            return (_path(m[run5]) - _path(m[kind + '_1'])) / span
+        return (m[run5]['groups'][g] - m[kind + '_1']['groups'][g]) / span
 
     def steady_aplay(kind, f):
         a5, a1 = _aplay(m[kind + '_5']), _aplay(m[kind + '_1'])
@@ -153,7 +145,7 @@ def summarise(m):
              'steady': [steady(kind, n) for n in runs[1:]],
              # opening and closing: what a 5 s run costs beyond 5 s of the steady state
              'fixed': _path(m[runs[1]]) - LONG_S * steady(kind, runs[1]),
-             'aplay': {f: steady_aplay(kind, f) for f in FIELDS},
+             'aplay': {f: steady_aplay(kind, f) for f in ('cpu', 'csw')},
              'daemon': steady(kind, runs[1], 'daemon'),
              'others': {g: steady(kind, runs[1], g) for g in ('radio', 'bluez', 'sink')},
              'audio': [m[n].get('analysis') for n in runs[1:]],

@@ -89,8 +89,6 @@ def f(v, default=float('nan')):
 # Neither a first-to-last span nor the median slope of pairs half the stream
 # apart could do that: a 3 s aptX stream that arrived up to 156 ms late in its
 # first second, then caught up, gave them 0.955 and 0.9655.
-ARRIVAL_STRAY_MS = systest.ARRIVAL_STRAY_MS
-ARRIVAL_RATE_TOL = systest.ARRIVAL_RATE_TOL
 # From the first audio at the sink to aplay's exit: the audio, the drain
 # (the last packets and the speaker's delay: 0.3-0.8 s here) and the guest's
 # stalls (up to 1.27 s more in 51 streams of three runs).  The mock suite
@@ -146,7 +144,7 @@ def check_play(res, name, ref, rate, min_snr, lags, late_start_s=0.0):
     check('%s: no gaps' % name, not a['gaps'], 'silent runs (s, ms): %s' % a['gaps'][:5])
     p = a['pacing'] or {}
     check('%s: the audio arrived in real time (rate within %g%%, strays under %d ms)'
-          % (name, 100 * ARRIVAL_RATE_TOL, ARRIVAL_STRAY_MS),
+          % (name, 100 * systest.ARRIVAL_RATE_TOL, systest.ARRIVAL_STRAY_MS),
           systest.in_real_time(p),
           'arrival strays up to %.0f ms from a steady clock; %.2f s of audio over %.2f s; '
           'arrival rate %.4f of real time over the %.2f s that came on time'

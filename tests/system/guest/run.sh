@@ -733,18 +733,11 @@ cg_setup() {
 	cg_move radio $(cat /run/btvirt.pid) && cg_move bluez $(pgrep -x bluetoothd) &&
 		cg_move sink $(pgrep -x bluealsa)
 }
-# cg_usage: per group, "GROUP usage_us user_us system_us csw", csw the
-# context switches (voluntary and not) of the group's live threads
+# cg_usage: per group, "GROUP usage_us"
 cg_usage() {
-	local g p csw
+	local g
 	for g in player daemon radio bluez sink; do
-		csw=0
-		for p in $(cat $CG/$g/cgroup.procs); do
-			csw=$((csw + $(cat /proc/$p/task/*/status 2> /dev/null |
-				awk '/ctxt_switches/ { n += $2 } END { print n + 0 }')))
-		done
-		echo "$g $(awk '{ v[$1] = $2 } END { print v["usage_usec"], v["user_usec"], v["system_usec"] }' \
-			$CG/$g/cpu.stat) $csw"
+		echo "$g $(awk '$1 == "usage_usec" { print $2 }' $CG/$g/cpu.stat)"
 	done
 }
 # in_player CMD...: CMD in the player group
@@ -754,17 +747,21 @@ bluealsa_source_pcm() {
 		/org/bluealsa/$SRC_HCI/dev_${SINK_ADDR//:/_}/a2dpsrc/sink \
 		org.freedesktop.DBus.Properties.Get string:org.bluealsa.PCM1 string:Codec > /dev/null 2>&1
 }
+SPEAKER=/org/bluez/$SRC_HCI/dev_${SINK_ADDR//:/_}
+disconnect_speaker() {
+	dbus-send --system --print-reply --dest=org.bluez $SPEAKER org.bluez.Device1.Disconnect \
+		> /dev/null 2>&1
+	sleep 1
+}
 # bluez-alsa as the source on hci0: its daemon, and the speaker connected to
 # its endpoint (our plugin's, from an earlier run, is gone with its PCM).
 bluealsa_source() {
-	local dev=/org/bluez/$SRC_HCI/dev_${SINK_ADDR//:/_}
 	has_owner org.bluealsa.source && return 0
 	sh -c 'echo $$ > '$CG'/daemon/cgroup.procs && exec bluealsa -i '$SRC_HCI' -p a2dp-source -B source --a2dp-force-audio-cd' \
 		> $LOGS/bluealsa-source.log 2>&1 &
 	wait_for 20 has_owner org.bluealsa.source || { kv error "bluez-alsa's source did not come up"; return 1; }
-	dbus-send --system --print-reply --dest=org.bluez $dev org.bluez.Device1.Disconnect > /dev/null 2>&1
-	sleep 1
-	dbus-send --system --print-reply --dest=org.bluez $dev org.bluez.Device1.ConnectProfile \
+	disconnect_speaker
+	dbus-send --system --print-reply --dest=org.bluez $SPEAKER org.bluez.Device1.ConnectProfile \
 		string:$A2DP_SINK_UUID >> $LOGS/bluealsa-source.log 2>&1
 	wait_for 20 bluealsa_source_pcm || { kv error "bluez-alsa's source made no PCM for $SINK_ADDR"; return 1; }
 }
@@ -780,11 +777,7 @@ step_cpu() {
 	# (a run that found it still connected from the last one would skip
 	# the connection and the codec libraries, and the difference of a 5 s
 	# and a 1 s run would not be the streaming alone).
-	case $kind in alsabt*)
-		dbus-send --system --print-reply --dest=org.bluez /org/bluez/$SRC_HCI/dev_${SINK_ADDR//:/_} \
-			org.bluez.Device1.Disconnect > /dev/null 2>&1
-		sleep 1 ;;
-	esac
+	case $kind in alsabt*) disconnect_speaker ;; esac
 	case $kind in alsabt*|bluealsa) capture_start $name || return 1 ;; esac
 	sleep 0.5
 	cg_usage | sed 's/^/before_/' >> $OUT
