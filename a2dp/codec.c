@@ -141,6 +141,15 @@ int a2dp_codec_parse_list(const char *s, const struct a2dp_codec **out, int max,
 	return n;
 }
 
+void a2dp_codec_list_names(const struct a2dp_codec *const *codecs, int n, char *buf, size_t size)
+{
+	size_t pos = 0;
+
+	buf[0] = 0;
+	for (int i = 0; i < n && pos < size; i++)
+		pos += snprintf(buf + pos, size - pos, "%s%s", i ? ":" : "", codecs[i]->name);
+}
+
 void a2dp_codec_describe(uint8_t id, const uint8_t *caps, size_t len, char *buf, size_t size)
 {
 	static const struct { struct a2dp_codec_key key; const char *name; } others[] = {

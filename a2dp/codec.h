@@ -13,6 +13,7 @@
 
 #define A2DP_MAX_CAPS 32
 #define A2DP_MAX_CODECS 8          /* entries of the table */
+#define A2DP_CODEC_LIST_MAX 96     /* "ldac:aptx_hd:aptx:aac:sbc:sbc_xq" and room */
 #define A2DP_MAX_FRAGMENTED 2048  /* > an AAC LC stereo frame's 2 x 6144 bits */
 #define A2DP_CODEC_SBC 0x00
 #define A2DP_CODEC_AAC 0x02
@@ -161,6 +162,9 @@ const char *a2dp_codec_known_names(void);
  * -EINVAL with *bad pointing at the first unknown name in s. */
 int a2dp_codec_parse_list(const char *s, const struct a2dp_codec **out, int max,
 			  const char **bad);
+
+/* The names of a list, ':' between them ("aptx:sbc"), as the parser reads them. */
+void a2dp_codec_list_names(const struct a2dp_codec *const *codecs, int n, char *buf, size_t size);
 
 /* For people: "sbc", "aptx", "aac", "vendor 0x012d:0x00aa". */
 void a2dp_codec_describe(uint8_t id, const uint8_t *caps, size_t len, char *buf, size_t size);

@@ -635,15 +635,6 @@ static int offered(const struct bluez_remote_sep *rs, int nrs, const struct a2dp
 	return 0;
 }
 
-static void list_names(const struct a2dp_codec *const *codecs, int n, char *buf, size_t size)
-{
-	size_t pos = 0;
-
-	buf[0] = 0;
-	for (int i = 0; i < n && pos < size; i++)
-		pos += snprintf(buf + pos, size - pos, "%s%s", i ? ":" : "", codecs[i]->name);
-}
-
 static void list_offered(const struct bluez_remote_sep *rs, int nrs, char *buf, size_t size)
 {
 	size_t pos = 0;
@@ -662,7 +653,7 @@ static int none_left(struct a2dp_endpoint *ep, const struct a2dp_codec *const *c
 {
 	char wanted[96], offer[160];
 
-	list_names(codecs, n, wanted, sizeof(wanted));
+	a2dp_codec_list_names(codecs, n, wanted, sizeof(wanted));
 	if (ep->sink) {
 		const struct a2dp_codec *dec[A2DP_MAX_CODECS];
 		int ndec = 0;
@@ -671,7 +662,7 @@ static int none_left(struct a2dp_endpoint *ep, const struct a2dp_codec *const *c
 			if (a2dp_codecs[i]->decoder_new &&
 			    (!a2dp_codecs[i]->available || a2dp_codecs[i]->available() == 0))
 				dec[ndec++] = a2dp_codecs[i];
-		list_names(dec, ndec, offer, sizeof(offer));
+		a2dp_codec_list_names(dec, ndec, offer, sizeof(offer));
 		SNDERR("cannot receive from %s with CODEC=%s: the capture decodes only %s here; "
 		       "choose from those", ep->dev.address, wanted, offer);
 		return -ENOTSUP;
@@ -687,25 +678,52 @@ static int none_left(struct a2dp_endpoint *ep, const struct a2dp_codec *const *c
 	return -ENOTSUP;
 }
 
-/* Keeps the listed codecs that can run here and that the speaker offers, when
- * BlueZ knows its endpoints (it does once the speaker has been connected);
- * one endpoint of ours per codec key. Loads a codec's library only then. */
-static int choose_codecs(struct a2dp_endpoint *ep, const struct a2dp_codec *const *codecs, int n,
-			 int64_t deadline_ms)
+static int listed(const struct a2dp_codec *const *list, int n, const struct a2dp_codec *c)
+{
+	for (int i = 0; i < n; i++)
+		if (list[i] == c)
+			return 1;
+	return 0;
+}
+
+/* Our codecs whose key the speaker offers, for the next open to remember. */
+static void note_offers(struct a2dp_endpoint *ep, const struct bluez_remote_sep *rs, int nrs)
+{
+	const struct a2dp_codec *offer[A2DP_MAX_CODECS];
+	int n = 0;
+
+	for (int i = 0; a2dp_codecs[i] && n < A2DP_MAX_CODECS; i++)
+		if (offered(rs, nrs, a2dp_codecs[i]))
+			offer[n++] = a2dp_codecs[i];
+	a2dp_codec_list_names(offer, n, ep->offers, sizeof(ep->offers));
+}
+
+/* After connecting, when the open did not know: BlueZ lists them now. Only
+ * a memory, so a failure costs nothing but the next open's saving. */
+static void learn_offers(struct a2dp_endpoint *ep, int64_t deadline_ms)
 {
 	struct bluez_remote_sep rs[A2DP_MAX_REMOTE_SEPS];
-	/* A Sink offers what it can decode; the phone configures what it has. */
-	int nrs = ep->sink ? 0 : bluez_remote_seps(ep->bz, ep->dev.path, deadline_ms, rs,
-						    A2DP_MAX_REMOTE_SEPS);
+	int nrs;
 
-	if (nrs < 0)
-		return nrs;
+	if (ep->sink || ep->offers[0])
+		return;
+	if ((nrs = bluez_remote_seps(ep->bz, ep->dev.path, deadline_ms, rs, A2DP_MAX_REMOTE_SEPS)) > 0)
+		note_offers(ep, rs, nrs);
+}
+
+/* Appends the codecs of `codecs` that can run here and that the speaker
+ * offers (rs), or else that it offered last time (known, when nknown > 0);
+ * one endpoint of ours per codec key. Loads a codec's library only then. */
+static void keep_codecs(struct a2dp_endpoint *ep, const struct a2dp_codec *const *codecs, int n,
+			const struct bluez_remote_sep *rs, int nrs,
+			const struct a2dp_codec *const *known, int nknown)
+{
 	for (int i = 0; i < n && ep->ncodecs < A2DP_MAX_CODECS; i++) {
 		const struct a2dp_codec *c = codecs[i];
 		int j;
 
-		if ((nrs && !offered(rs, nrs, c)) || (ep->sink && !c->decoder_new) ||
-		    (c->available && c->available() < 0))
+		if ((nrs && !offered(rs, nrs, c)) || (!nrs && nknown > 0 && !listed(known, nknown, c)) ||
+		    (ep->sink && !c->decoder_new) || (c->available && c->available() < 0))
 			continue;
 		ep->codecs[ep->ncodecs++] = c;
 		for (j = 0; j < ep->nseps; j++)
@@ -714,12 +732,37 @@ static int choose_codecs(struct a2dp_endpoint *ep, const struct a2dp_codec *cons
 		if (j == ep->nseps)
 			ep->seps[ep->nseps++].codec = c;
 	}
+}
+
+/* Keeps the listed codecs that can run here and that the speaker offers. BlueZ
+ * knows a speaker's endpoints only once it has been connected; before that the
+ * memory of its last connection spares loading libraries it cannot use (all of
+ * libavcodec for AAC), unless it leaves nothing: the speaker may have changed. */
+static int choose_codecs(struct a2dp_endpoint *ep, const struct a2dp_codec *const *codecs, int n,
+			 const char *remembered, int64_t deadline_ms)
+{
+	struct bluez_remote_sep rs[A2DP_MAX_REMOTE_SEPS];
+	const struct a2dp_codec *known[A2DP_MAX_CODECS];
+	/* A Sink offers what it can decode; the phone configures what it has. */
+	int nrs = ep->sink ? 0 : bluez_remote_seps(ep->bz, ep->dev.path, deadline_ms, rs,
+						    A2DP_MAX_REMOTE_SEPS);
+	int nknown = 0;
+
+	if (nrs < 0)
+		return nrs;
+	if (nrs)
+		note_offers(ep, rs, nrs);
+	else if (!ep->sink && remembered && remembered[0])
+		nknown = a2dp_codec_parse_list(remembered, known, A2DP_MAX_CODECS, NULL);
+	keep_codecs(ep, codecs, n, rs, nrs, known, nknown);
+	if (!ep->ncodecs && nknown > 0)
+		keep_codecs(ep, codecs, n, rs, nrs, NULL, 0);
 	return ep->ncodecs ? 0 : none_left(ep, codecs, n, rs, nrs);
 }
 
 static int open_role(struct bluez *bz, const struct bluez_device *dev, int sink,
 		     const struct a2dp_codec *const *codecs, int ncodecs,
-		     const struct a2dp_codec_prefs *prefs,
+		     const struct a2dp_codec_prefs *prefs, const char *remembered,
 		     int64_t deadline_ms, struct a2dp_endpoint **out)
 {
 	struct a2dp_endpoint *ep = calloc(1, sizeof(*ep));
@@ -733,21 +776,22 @@ static int open_role(struct bluez *bz, const struct bluez_device *dev, int sink,
 	ep->prefs = *prefs;
 	ep->fd = -1;
 	atomic_init(&ep->volume, -1);
-	if ((err = choose_codecs(ep, codecs, ncodecs, deadline_ms)) < 0 ||
+	if ((err = choose_codecs(ep, codecs, ncodecs, remembered, deadline_ms)) < 0 ||
 	    (err = export_endpoint(ep)) < 0 || (err = setup(ep, deadline_ms)) < 0) {
 		a2dp_endpoint_close(ep);
 		return err;
 	}
+	learn_offers(ep, deadline_ms);
 	*out = ep;
 	return 0;
 }
 
 int a2dp_endpoint_open(struct bluez *bz, const struct bluez_device *dev,
 		       const struct a2dp_codec *const *codecs, int ncodecs,
-		       const struct a2dp_codec_prefs *prefs,
+		       const struct a2dp_codec_prefs *prefs, const char *remembered,
 		       int64_t deadline_ms, struct a2dp_endpoint **out)
 {
-	return open_role(bz, dev, 0, codecs, ncodecs, prefs, deadline_ms, out);
+	return open_role(bz, dev, 0, codecs, ncodecs, prefs, remembered, deadline_ms, out);
 }
 
 int a2dp_endpoint_open_sink(struct bluez *bz, const struct bluez_device *dev,
@@ -755,7 +799,7 @@ int a2dp_endpoint_open_sink(struct bluez *bz, const struct bluez_device *dev,
 			    const struct a2dp_codec_prefs *prefs,
 			    int64_t deadline_ms, struct a2dp_endpoint **out)
 {
-	return open_role(bz, dev, 1, codecs, ncodecs, prefs, deadline_ms, out);
+	return open_role(bz, dev, 1, codecs, ncodecs, prefs, NULL, deadline_ms, out);
 }
 
 int a2dp_endpoint_try_acquire(struct a2dp_endpoint *ep)

@@ -62,15 +62,20 @@ struct a2dp_endpoint {
 	DBusPendingCall *acquiring;
 	/* Sink: the transport our own delay was last reported on. */
 	char delay_reported[192];
+	/* Source: the codecs of ours the speaker offers ("aptx:sbc:sbc_xq"), when
+	 * BlueZ listed its endpoints during this open; "" if it did not. */
+	char offers[A2DP_CODEC_LIST_MAX];
 };
 
 /* Registers an endpoint per codec of `codecs` (best first) that can be used
- * here and that the speaker offers (when its endpoints are known), connects
- * and acquires; bounded by deadline_ms. -ENOTSUP (logged, naming what the
- * speaker offers) when nothing is left. */
+ * here and that the speaker offers, connects and acquires; bounded by
+ * deadline_ms. -ENOTSUP (logged, naming what the speaker offers) when
+ * nothing is left. BlueZ knows what a speaker offers only while it is
+ * connected; before that, `remembered` (ep->offers of an earlier open, NULL
+ * or "" if none) stands in, unless it leaves none of `codecs`. */
 int a2dp_endpoint_open(struct bluez *bz, const struct bluez_device *dev,
 		       const struct a2dp_codec *const *codecs, int ncodecs,
-		       const struct a2dp_codec_prefs *prefs,
+		       const struct a2dp_codec_prefs *prefs, const char *remembered,
 		       int64_t deadline_ms, struct a2dp_endpoint **out);
 /* The Sink side, for the capture PCM: registers an A2DP Sink endpoint per
  * codec of `codecs` that can decode, connects to the device's A2DP Source

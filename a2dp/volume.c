@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -79,11 +80,13 @@ void volume_store_close(struct volume_store *vs)
 
 /* Codec names are written as "-" when there is none; anything that is not a
  * plain lower-case name reads as none. */
-static void name_or_none(char *name)
+static void name_or_none(char *name, const char *allowed)
 {
-	if (!strcmp(name, "-") || strspn(name, "abcdefghijklmnopqrstuvwxyz0123456789_") != strlen(name))
+	if (!strcmp(name, "-") || strspn(name, allowed) != strlen(name))
 		name[0] = 0;
 }
+
+#define NAME_CHARS "abcdefghijklmnopqrstuvwxyz0123456789_"
 
 void volume_store_load(struct volume_store *vs, struct volume_state *st)
 {
@@ -95,10 +98,13 @@ void volume_store_load(struct volume_store *vs, struct volume_state *st)
 			s = (struct volume_state){ .volume = VOLUME_DEFAULT };
 		else if (fscanf(f, " codec %15s wanted %15s", s.codec, s.wanted) != 2)
 			s.codec[0] = s.wanted[0] = 0;     /* a file of an older version */
+		else if (fscanf(f, " offers %95s", s.offers) != 1)
+			s.offers[0] = 0;
 		fclose(f);
 	}
-	name_or_none(s.codec);
-	name_or_none(s.wanted);
+	name_or_none(s.codec, NAME_CHARS);
+	name_or_none(s.wanted, NAME_CHARS);
+	name_or_none(s.offers, NAME_CHARS ":");
 	if (s.volume < 0 || s.volume > VOLUME_MAX)
 		s.volume = VOLUME_DEFAULT;
 	s.muted = !!s.muted;
@@ -121,9 +127,9 @@ int volume_store_save(struct volume_store *vs, const struct volume_state *st)
 		 atomic_fetch_add(&save_count, 1));
 	if (!(f = fopen(tmp, "we")))
 		return -errno;
-	if (fprintf(f, "volume %d muted %d pending %d codec %.15s wanted %.15s\n", st->volume,
-		    st->muted, st->pending, st->codec[0] ? st->codec : "-",
-		    st->wanted[0] ? st->wanted : "-") < 0)
+	if (fprintf(f, "volume %d muted %d pending %d codec %.15s wanted %.15s offers %.95s\n",
+		    st->volume, st->muted, st->pending, st->codec[0] ? st->codec : "-",
+		    st->wanted[0] ? st->wanted : "-", st->offers[0] ? st->offers : "-") < 0)
 		err = -EIO;
 	if (fclose(f) != 0 && !err)
 		err = -errno;
@@ -196,15 +202,27 @@ void volume_store_unlock(void)
 	pthread_mutex_unlock(&edit_lock);
 }
 
-void volume_store_note_codec(struct volume_store *vs, const char *name)
+/* Sets one name field of the state, saving only when it changes. */
+static void note_name(struct volume_store *vs, size_t offset, size_t size, const char *name)
 {
 	struct volume_state st;
+	char *field = (char *)&st + offset;
 
 	volume_store_lock();
 	volume_store_load(vs, &st);
-	if (strcmp(st.codec, name)) {
-		snprintf(st.codec, sizeof(st.codec), "%s", name);
+	if (strncmp(field, name, size - 1)) {
+		snprintf(field, size, "%s", name);
 		volume_store_save(vs, &st);
 	}
 	volume_store_unlock();
+}
+
+void volume_store_note_codec(struct volume_store *vs, const char *name)
+{
+	note_name(vs, offsetof(struct volume_state, codec), CODEC_NAME_MAX, name);
+}
+
+void volume_store_note_offers(struct volume_store *vs, const char *names)
+{
+	note_name(vs, offsetof(struct volume_state, offers), A2DP_CODEC_LIST_MAX, names);
 }

@@ -12,6 +12,8 @@
 
 #include <stdint.h>
 
+#include "codec.h"
+
 #define VOLUME_MAX 127          /* AVRCP absolute volume scale */
 #define VOLUME_DEFAULT VOLUME_MAX  /* unity: a plain sound card until turned down */
 #define VOLUME_MIN_DB (-50.0)   /* the curve of the mixer element's dB TLV */
@@ -27,6 +29,11 @@ struct volume_state {
 	 * next open unless CODEC= says otherwise). Names, "" for none. */
 	char codec[CODEC_NAME_MAX];
 	char wanted[CODEC_NAME_MAX];
+	/* The codecs of ours the speaker offered when BlueZ last listed its
+	 * endpoints ("aptx:sbc:sbc_xq", "" unknown): BlueZ knows them only while
+	 * it is connected, and an open that finds it disconnected then loads the
+	 * libraries of these codecs alone, not of all. */
+	char offers[A2DP_CODEC_LIST_MAX];
 };
 
 struct volume_store {
@@ -49,6 +56,8 @@ void volume_store_lock(void);
 void volume_store_unlock(void);
 /* The mixer shows the codec a stream was set up with. */
 void volume_store_note_codec(struct volume_store *vs, const char *name);
+/* What the speaker offered, for the next open (see struct volume_state). */
+void volume_store_note_offers(struct volume_store *vs, const char *names);
 /* Drains the inotify fd; 1 if our file changed. */
 int volume_store_changed(struct volume_store *vs);
 

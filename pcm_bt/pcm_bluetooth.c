@@ -307,16 +307,15 @@ static int bt_set_constraints(struct bt_pcm *pcm)
 }
 
 /* CODEC=, else the codec chosen in the mixer first, then ours best first. */
-static int codec_list(struct bt_pcm *pcm, const struct a2dp_codec **codecs)
+static int codec_list(struct bt_pcm *pcm, const struct volume_state *st,
+		      const struct a2dp_codec **codecs)
 {
 	int n = a2dp_codec_parse_list(pcm->opt.codec, codecs, A2DP_MAX_CODECS, NULL);
 	const struct a2dp_codec *wanted;
-	struct volume_state st;
 
-	if (n < 0 || pcm->opt.codec[0] || !pcm->have_volume_store)
+	if (n < 0 || pcm->opt.codec[0])
 		return n;     /* n < 0 cannot be: bt_options_parse checked CODEC= */
-	volume_store_load(&pcm->volume, &st);
-	if (!(wanted = a2dp_codec_by_name(st.wanted)) || n >= A2DP_MAX_CODECS)
+	if (!(wanted = a2dp_codec_by_name(st->wanted)) || n >= A2DP_MAX_CODECS)
 		return n;
 	memmove(codecs + 1, codecs, sizeof(*codecs) * n);
 	codecs[0] = wanted;
@@ -328,11 +327,15 @@ static int codec_list(struct bt_pcm *pcm, const struct a2dp_codec **codecs)
 	return n + 1;
 }
 
-/* The mixer shows the codec the speaker configured. */
+/* The mixer shows the codec the speaker configured; the next open remembers
+ * what the speaker offers. */
 static void note_codec(struct bt_pcm *pcm)
 {
-	if (pcm->have_volume_store)
-		volume_store_note_codec(&pcm->volume, pcm->codec->name);
+	if (!pcm->have_volume_store)
+		return;
+	volume_store_note_codec(&pcm->volume, pcm->codec->name);
+	if (pcm->ep->offers[0])
+		volume_store_note_offers(&pcm->volume, pcm->ep->offers);
 }
 
 static int bt_connect(struct bt_pcm *pcm)
@@ -341,6 +344,7 @@ static int bt_connect(struct bt_pcm *pcm)
 					  .ldac_quality = pcm->opt.ldac_quality };
 	int64_t deadline = dbusx_now_ms() + pcm->opt.connect_timeout_ms;
 	const struct a2dp_codec *codecs[A2DP_MAX_CODECS];
+	struct volume_state st = { .volume = VOLUME_DEFAULT };
 	struct bluez_device dev;
 	int err, n;
 
@@ -350,9 +354,12 @@ static int bt_connect(struct bt_pcm *pcm)
 		return err;
 	/* Without a place for the state (no HOME), play at full volume, unmuted. */
 	pcm->have_volume_store = volume_store_open(&pcm->volume, dev.address, 1) == 0;
-	if ((n = codec_list(pcm, codecs)) < 0)
+	if (pcm->have_volume_store)
+		volume_store_load(&pcm->volume, &st);
+	if ((n = codec_list(pcm, &st, codecs)) < 0)
 		return n;
-	if ((err = a2dp_endpoint_open(pcm->bz, &dev, codecs, n, &prefs, deadline, &pcm->ep)) < 0)
+	if ((err = a2dp_endpoint_open(pcm->bz, &dev, codecs, n, &prefs, st.offers, deadline,
+				      &pcm->ep)) < 0)
 		return err;
 	pcm->codec = pcm->ep->codec;
 	/* LDAC learns the link's MTU only now: too small, the next codec plays. */

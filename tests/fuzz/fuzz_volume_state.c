@@ -50,8 +50,10 @@ static void check_state(const struct volume_state *st)
 	INVARIANT(st->pending == 0 || st->pending == 1, "pending %d", st->pending);
 	INVARIANT(gain <= 65536, "gain %u", gain);
 	INVARIANT(!st->muted || gain == 0, "muted with gain %u", gain);
-	INVARIANT(memchr(st->codec, 0, sizeof(st->codec)) && memchr(st->wanted, 0, sizeof(st->wanted)),
-		  "codec names unterminated");
+	INVARIANT(memchr(st->codec, 0, sizeof(st->codec)) && memchr(st->wanted, 0, sizeof(st->wanted)) &&
+		  memchr(st->offers, 0, sizeof(st->offers)), "codec names unterminated");
+	INVARIANT(strspn(st->offers, "abcdefghijklmnopqrstuvwxyz0123456789_:") == strlen(st->offers),
+		  "offers '%s'", st->offers);
 	INVARIANT(strspn(st->codec, "abcdefghijklmnopqrstuvwxyz0123456789_") == strlen(st->codec) &&
 		  strspn(st->wanted, "abcdefghijklmnopqrstuvwxyz0123456789_") == strlen(st->wanted),
 		  "codec names '%s' '%s'", st->codec, st->wanted);
@@ -74,6 +76,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	volume_store_load(&vs, &again);
 	INVARIANT(!strcmp(again.codec, st.codec) && !strcmp(again.wanted, st.wanted),
 		  "codec '%s' '%s' loaded back as '%s' '%s'", st.codec, st.wanted, again.codec, again.wanted);
+	INVARIANT(!strcmp(again.offers, st.offers), "offers '%s' loaded back as '%s'", st.offers,
+		  again.offers);
 	INVARIANT(again.volume == st.volume && again.muted == st.muted && again.pending == st.pending,
 		  "saved %d/%d/%d, loaded %d/%d/%d", st.volume, st.muted, st.pending,
 		  again.volume, again.muted, again.pending);

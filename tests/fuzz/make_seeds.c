@@ -664,6 +664,10 @@ static void text_seeds(void)
 	write_text("fuzz_volume_state", "truncated", "volume 40 muted");
 	write_text("fuzz_volume_state", "garbage", "\x00\xffvolume\n");
 	write_text("fuzz_volume_state", "empty", "");
+	write_text("fuzz_volume_state", "offers", "volume 90 muted 0 pending 0 codec aptx wanted - "
+		   "offers aptx:sbc:sbc_xq\n");
+	write_text("fuzz_volume_state", "offers_bad", "volume 90 muted 0 pending 0 codec sbc wanted sbc "
+		   "offers sbc;rm:-rf:/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n");
 
 	write_text("fuzz_options", "full",
 		   "type bluetooth\ndevice \"00:1B:66:AA:BB:CC\"\nadapter \"hci0\"\n"

@@ -357,6 +357,74 @@ def test_choice():
               configured(env)[0].endswith('/aptx'), '%s %s' % (registered(env), configured(env)))
 
 
+def state_file(env):
+    return os.path.join(env.tmp, '.local/state/alsa-bt', ADDR.replace(':', '_'))
+
+
+def remembered_offers(env):
+    with open(state_file(env)) as f:
+        m = re.search(r' offers (\S+)', f.read())
+    return m.group(1) if m else None
+
+
+def play_disconnected(env, dev):
+    """The speaker switched off and on again, then an aplay whose dynamic
+    loader logs each library it loads (LD_DEBUG=files)."""
+    env.mock('Vanish')
+    env.mock('ClearEvents')
+    path = env.tmp + '/in.wav'
+    audio.write_wav(path, audio.sweep(44100, 0.3), 44100)
+    r = env.run(['env', 'LD_DEBUG=files', 'aplay', '-q', '-D', dev, path], timeout=15)
+    loaded = set(re.findall(r'file=(lib[\w+-]+)\.so\S*\s+\[\d+\];\s+dynamically loaded', r.stderr))
+    return r, loaded
+
+
+def test_remembered():
+    """BlueZ lists a speaker's endpoints only while it is connected. An open
+    that finds it disconnected offers what it offered when it last was, and
+    loads no library of a codec it lacks (libavcodec alone costs 48 M
+    instructions): the README's figures."""
+    with Env(devices=[DEV], sink_seps=[SBC, APTX]) as env:
+        r, loaded = play_disconnected(env, PLUG)
+        check('nothing remembered: every codec offered, aptX chosen, libavcodec loaded',
+              r.rc == 0 and registered(env) == ['ldac', 'aptx_hd', 'aptx', 'aac', 'sbc'] and
+              configured(env)[0].endswith('/aptx') and 'libavcodec' in loaded,
+              '%s %s %s' % (registered(env), configured(env), sorted(loaded)))
+        check('what the speaker offered is remembered',
+              remembered_offers(env) == 'aptx:sbc:sbc_xq', str(remembered_offers(env)))
+        r, loaded = play_disconnected(env, PLUG)
+        check('disconnected again: only aptX and SBC offered, aptX chosen',
+              r.rc == 0 and registered(env) == ['aptx', 'sbc'] and
+              configured(env)[0].endswith('/aptx'), '%s %s' % (registered(env), r.stderr[-300:]))
+        check('disconnected again: no library of a codec the speaker lacks loaded',
+              not {'libavcodec', 'libldacBT_enc', 'libldacBT_abr'} & loaded and
+              'libfreeaptx' in loaded, str(sorted(loaded)))
+        r, loaded = play_disconnected(env, PLUG + ',CODEC=aac:sbc')
+        check('CODEC=aac:sbc, remembered aptX + SBC: only SBC offered, played',
+              r.rc == 0 and registered(env) == ['sbc'] and configured(env)[0].endswith('/sbc') and
+              'libavcodec' not in loaded, '%s %s' % (registered(env), sorted(loaded)))
+    # What is remembered is out of date: the speaker gained aptX.
+    with Env(devices=[DEV], sink_seps=[SBC, APTX]) as env:
+        os.makedirs(os.path.dirname(state_file(env)), exist_ok=True)
+        with open(state_file(env), 'w') as f:
+            f.write('volume 127 muted 0 pending 0 codec sbc wanted - offers sbc:sbc_xq\n')
+        r, _ = play_disconnected(env, PLUG + ',CODEC=aptx')
+        check('remembered SBC only, CODEC=aptx: the memory leaves nothing, so it is set aside',
+              r.rc == 0 and registered(env) == ['aptx'] and configured(env)[0].endswith('/aptx'),
+              '%s %s %s' % (registered(env), configured(env), r.stderr[-300:]))
+        check('... and what the speaker offers now is remembered',
+              remembered_offers(env) == 'aptx:sbc:sbc_xq', str(remembered_offers(env)))
+        with open(state_file(env), 'w') as f:
+            f.write('volume 127 muted 0 pending 0 codec sbc wanted - offers sbc:sbc_xq\n')
+        r, _ = play_disconnected(env, PLUG)
+        check('remembered SBC only, default: SBC plays this once', r.rc == 0 and
+              registered(env) == ['sbc'] and configured(env)[0].endswith('/sbc'), str(registered(env)))
+        r, _ = play_disconnected(env, PLUG)
+        check('... and the next open has learnt aptX', r.rc == 0 and
+              registered(env) == ['aptx', 'sbc'] and configured(env)[0].endswith('/aptx'),
+              str(registered(env)))
+
+
 def open_error(name, env_kw, dev, errno_text, pattern, max_s=1.0):
     with Env(**env_kw) as env:
         r = short_play(env, dev)
@@ -405,6 +473,7 @@ def test_delay():
 
 
 test_choice()
+test_remembered()
 test_errors()
 test_aptx()
 test_aptx_48k_mtu()
