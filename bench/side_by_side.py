@@ -15,8 +15,10 @@ stereo noise is played
 
 and each process's CPU is read from cgroup v2 (guest/run.sh step_cpu): the
 player's group holds aplay and, for bluez-alsa, its daemon. Each path plays
-5 s and 1 s: the difference over 4 s is the steady state, without opening
-and closing. What reached the speaker is recorded and compared with what
+5 s twice; the groups are also read 1.5 s and 4.5 s into each play, and
+that 3 s window is the streaming alone (the steady state), without opening,
+closing or the drain. aplay to null is not paced, so its floor is the
+difference of a 5 s and a 1 s run. What reached the speaker is recorded and compared with what
 was played (lag, SNR, gaps), so both paths are held to the same audio.
 """
 import os
@@ -36,12 +38,10 @@ GROUPS = ('player', 'daemon', 'radio', 'bluez', 'sink')
 # started and its endpoint would take the speaker's stream from ours.
 RUNS = [('null_5', 'null', LONG_S), ('null_1', 'null', SHORT_S),
         ('encoder_5', 'encoder', LONG_S),
-        ('alsabt_1', 'alsabt', SHORT_S), ('alsabt_5', 'alsabt', LONG_S),
-        ('alsabt_5b', 'alsabt', LONG_S),
-        ('alsabt_sbc_1', 'alsabt_sbc', SHORT_S), ('alsabt_sbc_5', 'alsabt_sbc', LONG_S),
-        ('alsabt_sbc_5b', 'alsabt_sbc', LONG_S),
-        ('bluealsa_1', 'bluealsa', SHORT_S), ('bluealsa_5', 'bluealsa', LONG_S),
-        ('bluealsa_5b', 'bluealsa', LONG_S)]
+        ('alsabt_5', 'alsabt', LONG_S), ('alsabt_5b', 'alsabt', LONG_S),
+        ('alsabt_sbc_5', 'alsabt_sbc', LONG_S), ('alsabt_sbc_5b', 'alsabt_sbc', LONG_S),
+        ('bluealsa_5', 'bluealsa', LONG_S), ('bluealsa_5b', 'bluealsa', LONG_S)]
+WINDOW_S = 4.5 - 1.5          # guest/run.sh MID_FROM_S .. MID_TO_S
 # Under instruction counting the guest runs slower than the host's clock:
 # a generous wall-clock budget for the boot.
 TIMEOUT_S = 1800
@@ -82,6 +82,10 @@ def measure(build, keep=False, share=None):
             groups = {g: (after[g] - before[g]) / 1000.0 for g in GROUPS}
             r = {'kind': kind, 'seconds': secs, 'rc': res.step_rc(name),
                  'error': st.get('error'), 'groups': groups, 'player': _kv(st.get('player'))}
+            if st.get('mid1_csw') and st.get('mid2_csw'):
+                m1, m2 = _usage(st, 'mid1'), _usage(st, 'mid2')
+                r['window'] = {g: (m2[g] - m1[g]) / 1000.0 / WINDOW_S for g in GROUPS}
+                r['window']['csw'] = (int(st['mid2_csw']) - int(st['mid1_csw'])) / WINDOW_S
             cap = os.path.join(run.share, 'captures', name + '.wav')
             if kind in ('alsabt', 'alsabt_sbc', 'bluealsa') and os.path.exists(cap):
                 r['analysis'] = systest.analyse(sigs[name], RATE, cap)
@@ -114,19 +118,18 @@ def _path(r):
 
 def summarise(m):
     """Per path (aplay, and bluez-alsa's daemon): CPU per second of audio
-    over a whole 5 s run (both 5 s runs) and in the steady state, (5 s run -
-    1 s run) / 4 s; beyond the floor; where it goes (aplay's CPU and context
-    switches, the daemon's, the other processes')."""
+    over a whole 5 s run (both runs) and in the steady state (the window
+    1.5-4.5 s into each run); beyond the floor; where it goes (aplay's CPU
+    and context switches, the daemon's, the other processes')."""
     span = float(LONG_S - SHORT_S)
+    nan = float('nan')
 
-    def steady(kind, run5, g=None):
-        if g is None:
-            return (_path(m[run5]) - _path(m[kind + '_1'])) / span
-        return (m[run5]['groups'][g] - m[kind + '_1']['groups'][g]) / span
+    def window(run, g):
+        w = m[run].get('window')
+        return w[g] if w else nan
 
-    def steady_aplay(kind, f):
-        a5, a1 = _aplay(m[kind + '_5']), _aplay(m[kind + '_1'])
-        return (a5[f] - a1[f]) / span if a5 and a1 else None
+    def steady(run):
+        return window(run, 'player') + window(run, 'daemon')
 
     enc = m['encoder_5']['player']
     enc_ms = (1000.0 * float(enc['cpu_s']) / float(enc['audio_s'])
@@ -140,15 +143,15 @@ def summarise(m):
     s['floor_whole'] = s['null_whole'] + (enc_ms or 0.0)
     s['floor'] = s['null_steady'] + (enc_ms or 0.0)
     for kind in ('alsabt', 'alsabt_sbc', 'bluealsa'):
-        runs = (kind + '_1', kind + '_5', kind + '_5b')
-        p = {'whole': [_path(m[n]) / LONG_S for n in runs[1:]],
-             'steady': [steady(kind, n) for n in runs[1:]],
+        runs = (kind + '_5', kind + '_5b')
+        p = {'whole': [_path(m[n]) / LONG_S for n in runs],
+             'steady': [steady(n) for n in runs],
              # opening and closing: what a 5 s run costs beyond 5 s of the steady state
-             'fixed': _path(m[runs[1]]) - LONG_S * steady(kind, runs[1]),
-             'aplay': {f: steady_aplay(kind, f) for f in ('cpu', 'csw')},
-             'daemon': steady(kind, runs[1], 'daemon'),
-             'others': {g: steady(kind, runs[1], g) for g in ('radio', 'bluez', 'sink')},
-             'audio': [m[n].get('analysis') for n in runs[1:]],
+             'fixed': [_path(m[n]) - LONG_S * steady(n) for n in runs],
+             'aplay': {'cpu': window(runs[0], 'player'), 'csw': window(runs[0], 'csw')},
+             'daemon': window(runs[0], 'daemon'),
+             'others': {g: window(runs[0], g) for g in ('radio', 'bluez', 'sink')},
+             'audio': [m[n].get('analysis') for n in runs],
              'rc': [m[n]['rc'] for n in runs],
              'errors': [m[n]['error'] for n in runs if m[n]['error']]}
         p['beyond'] = [w - s['floor'] for w in p['steady']]
@@ -179,13 +182,13 @@ def report(s):
              '44.1 kHz stereo noise, SBC)', '']
     paths = (('bluealsa', 'aplay -> bluez-alsa plugin + daemon'), ('alsabt', 'aplay -> alsa-bt'),
              ('alsabt_sbc', 'aplay -> alsa-bt, CODEC=sbc'))
-    rows = [('path', 'whole 5 s run', 'again', 'steady (5 s - 1 s)', 'again',
+    rows = [('path', 'whole 5 s run', 'again', 'steady (1.5-4.5 s)', 'again',
              'steady beyond the floor', 'open + close, a run', 'audio at the speaker')]
     for kind, label in paths:
         p = s['paths'][kind]
         rows.append((label, ms % p['whole'][0], ms % p['whole'][1], ms % p['steady'][0],
-                     ms % p['steady'][1], ms % p['beyond'][0], '%.1f ms' % p['fixed'],
-                     _audio(p['audio'][0])))
+                     ms % p['steady'][1], ms % p['beyond'][0],
+                     '%.1f / %.1f ms' % tuple(p['fixed']), _audio(p['audio'][0])))
     rows.append(('floor: aplay -D null + libsbc alone', ms % s['floor_whole'], '', ms % s['floor'],
                  '', '', '', 'aplay -D null %.2f (steady %.2f) + libsbc %s' % (
                      s['null_whole'], s['null_steady'], ms % s['encoder'] if s['encoder'] else '?')))
@@ -200,8 +203,7 @@ def report(s):
     for kind, label in paths:
         p = s['paths'][kind]
         ap = p['aplay']
-        rows.append((label, ms % ap['cpu'] if ap['cpu'] is not None else '?',
-                     '%.0f' % ap['csw'] if ap['csw'] is not None else '?',
+        rows.append((label, ms % ap['cpu'], '%.0f' % ap['csw'],
                      ms % p['daemon'], ms % p['others']['radio'],
                      ms % p['others']['bluez'], ms % p['others']['sink']))
     lines += _table(rows)

@@ -740,6 +740,26 @@ cg_usage() {
 		echo "$g $(awk '$1 == "usage_usec" { print $2 }' $CG/$g/cpu.stat)"
 	done
 }
+# The player group's context switches so far, every thread of every process.
+# (Not cpu.stat's user/system split: the kernel samples it by ticks, and over
+# a few ms of CPU it says little.)
+player_csw() {
+	local p n=0
+	for p in $(cat $CG/player/cgroup.procs); do
+		n=$((n + $(cat /proc/$p/task/*/status 2>/dev/null |
+			awk '/ctxt_switches/ { s += $2 } END { print s + 0 }')))
+	done
+	echo "csw $n"
+}
+# Samples the groups at MID_FROM_S and MID_TO_S into the play (mid1_, mid2_):
+# the streaming alone, without opening, closing or the drain's end.
+MID_FROM_S=1.5 MID_TO_S=4.5
+mid_sampler() {
+	sleep $MID_FROM_S
+	{ cg_usage; player_csw; } | sed 's/^/mid1_/' >> $OUT
+	sleep $(calc "$MID_TO_S - $MID_FROM_S")
+	{ cg_usage; player_csw; } | sed 's/^/mid2_/' >> $OUT
+}
 # in_player CMD...: CMD in the player group
 in_player() { sh -c 'echo $$ > '$CG'/player/cgroup.procs && exec "$@"' sh "$@"; }
 bluealsa_source_pcm() {
@@ -782,6 +802,12 @@ step_cpu() {
 	sleep 0.5
 	cg_usage | sed 's/^/before_/' >> $OUT
 	kv t_start $(now)
+	local sampler=
+	# 44.1 kHz stereo S16 and a 44-byte header: a play long enough to sample
+	if [ $(stat -c %s /tmp/play.wav) -gt $((176400 * 5)) ] && [ $kind != null ] &&
+		[ $kind != encoder ]; then
+		mid_sampler & sampler=$!
+	fi
 	case $kind in
 	null) in_player $SPAWN aplay -q -D null /tmp/play.wav ;;
 	encoder) in_player $BUILD/bench_encode encode /tmp/play.wav --mode libsbc --min-cpu 0 --rounds 1 ;;
@@ -793,6 +819,7 @@ step_cpu() {
 	esac > $LOGS/$name.out 2> $LOGS/$name.err
 	rc=$?
 	kv t_end $(now)
+	[ -n "$sampler" ] && wait $sampler
 	# bench_encode's own line: the encoder's figures, or aplay's wait4()
 	# (its CPU, user and system, and its context switches)
 	sed -n '/=/ { s/^/player /; p; q }' $LOGS/$name.out >> $OUT
