@@ -793,10 +793,9 @@ step_cpu() {
 	cp "$SHARE/$file" /tmp/play.wav || return 1
 	[ -e $CG/player ] || cg_setup || { kv error "no cgroups"; return 1; }
 	[ $kind = bluealsa ] && { bluealsa_source || return 1; }
-	# Each of our runs opens from the same state, the speaker not connected
-	# (a run that found it still connected from the last one would skip
-	# the connection and the codec libraries, and the difference of a 5 s
-	# and a 1 s run would not be the streaming alone).
+	# Each of our runs opens from the same state, the speaker not connected,
+	# as a user's first song of the day would (a run that found it still
+	# connected from the last one would skip the connection).
 	case $kind in alsabt*) disconnect_speaker ;; esac
 	case $kind in alsabt*|bluealsa) capture_start $name || return 1 ;; esac
 	sleep 0.5
