@@ -37,7 +37,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/%)
 BENCH    := $(BUILD)/bench_encode
 TOOLS    := $(BUILD)/pcm_client $(BUILD)/ctl_client $(BUILD)/cycle_client $(BUILD)/aac_alone \
-	$(BUILD)/phone_source $(BUILD)/capture_client
+	$(BUILD)/phone_source $(BUILD)/capture_client $(BUILD)/hfp_client
 
 all: $(PCM_SO) $(CTL_SO) $(SINK) $(UNIT_BIN) $(TOOLS)
 
@@ -81,6 +81,10 @@ $(BUILD)/capture_client: $(BUILD)/tests/tools/capture_client.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
 
 $(BUILD)/cycle_client: $(BUILD)/tests/tools/cycle_client.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
+
+# hfp/profile.c driven alone (no PCM uses it yet), linked with the shared code.
+$(BUILD)/hfp_client: $(BUILD)/tests/tools/hfp_client.o $(BUILD)/liba2dp.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
 
 $(BUILD)/test_%: $(BUILD)/tests/unit/test_%.o $(BUILD)/liba2dp.a

@@ -202,6 +202,7 @@ static int device_prop(const char *key, DBusMessageIter *v, void *data)
 	else if (!strcmp(key, "UUIDs")) {
 		d->audio_sink = has_uuid(v, A2DP_SINK_UUID);
 		d->audio_source = has_uuid(v, A2DP_SOURCE_UUID);
+		d->hands_free = has_uuid(v, HFP_HF_UUID);
 	}
 	return 0;
 }
@@ -349,11 +350,18 @@ static int check_adapters(const struct objects *o, const char *want)
 
 /* The role the device must play: our A2DP Source needs its Sink, and the
  * other way round. */
-static int has_role(const struct bluez_device *d, int want_source)
+static int has_role(const struct bluez_device *d, int role)
 {
-	if (want_source == BLUEZ_EITHER)
+	switch (role) {
+	case BLUEZ_EITHER:
 		return d->audio_source || d->audio_sink;
-	return want_source ? d->audio_source : d->audio_sink;
+	case BLUEZ_SOURCE:
+		return d->audio_source;
+	case BLUEZ_HEADSET:
+		return d->hands_free;
+	default:
+		return d->audio_sink;
+	}
 }
 
 static int check_device(const struct bluez_device *d, int want_source)
@@ -366,6 +374,11 @@ static int check_device(const struct bluez_device *d, int want_source)
 		SNDERR("%s is not paired: run 'bluetoothctl pair %s' and 'bluetoothctl trust %s'",
 		       d->address, d->address, d->address);
 		return -EACCES;
+	}
+	if (!has_role(d, want_source) && want_source == BLUEZ_HEADSET) {
+		SNDERR("%s is not a headset (it offers no HFP Hands-Free profile): for music, "
+		       "leave PROFILE=hfp out", d->address);
+		return -ENOTSUP;
 	}
 	if (!has_role(d, want_source) && want_source == BLUEZ_EITHER) {
 		SNDERR("%s offers neither A2DP Sink nor A2DP Source: it is not an audio device",
@@ -413,6 +426,11 @@ static int find_default(const struct objects *o, const char *adapter, int want_s
 		if (paired < 0)
 			paired = i;
 		n_paired++;
+	}
+	if (connected < 0 && n_paired != 1 && want_source == BLUEZ_HEADSET) {
+		SNDERR(n_paired ? "no headset is connected and several are paired: choose one with DEV=XX:XX:XX:XX:XX:XX"
+				: "no paired headset (HFP Hands-Free): pair one ('bluetoothctl pair XX:XX:XX:XX:XX:XX') or give DEV=");
+		return -ENODEV;
 	}
 	if (connected < 0 && n_paired != 1 && want_source) {
 		SNDERR(n_paired ? "no A2DP source (phone) is connected and several are paired: choose one with DEV=XX:XX:XX:XX:XX:XX"

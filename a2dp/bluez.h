@@ -13,6 +13,9 @@
 #define BLUEZ_SERVICE "org.bluez"
 #define A2DP_SOURCE_UUID "0000110a-0000-1000-8000-00805f9b34fb"
 #define A2DP_SINK_UUID   "0000110b-0000-1000-8000-00805f9b34fb"
+/* Lowercase and 128-bit: BlueZ compares profile UUIDs as strings. */
+#define HFP_HF_UUID      "0000111e-0000-1000-8000-00805f9b34fb"
+#define HFP_AG_UUID      "0000111f-0000-1000-8000-00805f9b34fb"
 
 struct bluez {
 	DBusConnection *conn;
@@ -47,6 +50,7 @@ struct bluez_device {
 	char adapter_path[64];
 	char name[64];
 	int paired, connected, audio_sink, audio_source, adapter_powered;
+	int hands_free;          /* offers HFP Hands-Free: a headset */
 };
 
 /* Opens a private connection to the system bus (DBUS_SYSTEM_BUS_ADDRESS honoured)
@@ -60,8 +64,9 @@ int bluez_find_device(struct bluez *bz, const char *adapter, const char *address
 		      int64_t deadline_ms, struct bluez_device *dev);
 /* The same for a role: want_source BLUEZ_SOURCE finds a device that plays to
  * us (a phone: A2DP Source), for the capture PCM; BLUEZ_EITHER (the mixer,
- * with an address) a speaker or a phone; address NULL: the connected one. */
-enum { BLUEZ_SINK, BLUEZ_SOURCE, BLUEZ_EITHER };
+ * with an address) a speaker or a phone; BLUEZ_HEADSET one with HFP
+ * Hands-Free; address NULL: the connected one. */
+enum { BLUEZ_SINK, BLUEZ_SOURCE, BLUEZ_EITHER, BLUEZ_HEADSET };
 int bluez_find_device_role(struct bluez *bz, const char *adapter, const char *address,
 			   int want_source, int64_t deadline_ms, struct bluez_device *dev);
 

@@ -32,7 +32,6 @@
  * Exit status 0 after SECONDS of audio, 1 after an ERROR line.
  */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -45,25 +44,14 @@
 
 #include <alsa/asoundlib.h>
 
+#include "count_dir.h"
+
 static double now(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int count_dir(const char *path)
-{
-	DIR *d = opendir(path);
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while (readdir(d))
-		n++;
-	closedir(d);
-	return n - 2;      /* . and .. */
 }
 
 static void counts(const char *tag)

@@ -41,7 +41,6 @@
  * Exit status 0 if every cycle succeeded, 1 otherwise, 2 on bad usage.
  */
 #define _GNU_SOURCE
-#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <getopt.h>
@@ -55,6 +54,8 @@
 #include <unistd.h>
 
 #include <alsa/asoundlib.h>
+
+#include "count_dir.h"
 
 #define CHANNELS 2
 #define BASELINE_CYCLE 10
@@ -86,21 +87,6 @@ static void sleep_s(double s)
 }
 
 /* --- what the process holds --- */
-
-static int count_dir(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d)))
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
-}
 
 static long rss_kb(void)
 {

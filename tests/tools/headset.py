@@ -15,6 +15,7 @@ then answers the AG's unsolicited lines: +BCS: <id> with AT+BCS=<id>
               exchange, then VGS 9 and VGM 7
   bluealsa40  bluez-alsa 4.0 as HF: BRSF 116, no BAC, CIND=?, CIND?,
               CMER=3,0,0,1,0, then VGM, VGS and Apple's XAPL
+  silent      nothing at all (a headset that never starts the SLC)
 --split sends every command a byte at a time.  The log has a line per line
 sent ("> "), received ("< ") or missed ("! "), each after the seconds since
 start.  Ends at EOF, SIGTERM, or --hangup-after seconds (closing the channel).
@@ -31,6 +32,7 @@ SCRIPTS = {
                'AT+BIND=1,2', 'AT+BIND=?', 'AT+BIND?', 'AT+VGS=9', 'AT+VGM=7'],
     'bluealsa40': ['AT+BRSF=116', 'AT+CIND=?', 'AT+CIND?', 'AT+CMER=3,0,0,1,0', 'AT+VGM=15',
                    'AT+VGS=15', 'AT+XAPL=BlueALSA-0001-0400,6'],
+    'silent': [],
 }
 ANSWER_TIMEOUT_S = 1.0
 
