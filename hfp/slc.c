@@ -58,6 +58,8 @@ static int both(const struct slc *s, uint32_t ag, uint32_t hf)
 
 /* "1,2,3" into v[]: the count, or -1 if anything is not a number of at
  * most 9 digits (no AT argument is larger; no overflow past here). */
+/* Spaces around the numbers are allowed (V.250 ignores them): bluez-alsa
+ * 4.3's HF answers "+BCS: 2" with "AT+BCS= 2", the value as it read it. */
 static int parse_ints(const char *a, long *v, int max)
 {
 	int n = 0;
@@ -65,12 +67,15 @@ static int parse_ints(const char *a, long *v, int max)
 	while (*a) {
 		char *end;
 
+		a += strspn(a, " ");
+		if (!*a)
+			break;
 		if (n == max || !isdigit((unsigned char)*a))
 			return -1;
 		v[n++] = strtol(a, &end, 10);
 		if (end - a > 9)
 			return -1;
-		a = end;
+		a = end + strspn(end, " ");
 		if (*a == ',')
 			a++;
 		else if (*a)

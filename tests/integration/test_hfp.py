@@ -1,6 +1,7 @@
 """The HFP Audio Gateway through BlueZ's Profile API (hfp/profile.c), driven
 by tests/tools/hfp_client (no PCM uses it yet, issue 10) against the mock
-bluetoothd and the scripted headset (tests/tools/headset.py): the profile
+bluetoothd and the scripted headset (tests/tools/headset.py; its bluez-alsa
+4.3 script is what the real stack's trace showed): the profile
 registered and connected, the RFCOMM channel taken from NewConnection, the
 Service Level Connection brought up to an agreed codec (mSBC when both
 sides can, else CVSD), the headset's gains and battery, and every way it
@@ -96,6 +97,17 @@ def test_modern():
         check_closed_cleanly('modern', env, r, lines)
 
 
+def test_bluealsa43():
+    with headset_env('--script bluealsa43') as env:
+        r, lines = client(env, '--hold', '1000')
+        slc = (lines.get('SLC') or [{}])[0]
+        check('bluez-alsa 4.3 as the headset ("AT+BCS= 2", with a space): mSBC agreed',
+              r.rc == 0 and slc.get('codec') == 'msbc' and slc.get('brsf') == '756' and
+              '> AT+BCS= 2' in headset_log(env), '%s %s %s' % (slc, headset_log(env)[-6:],
+                                                               r.stderr[-300:]))
+        check_closed_cleanly('bluealsa43', env, r, lines)
+
+
 def test_cvsd():
     with headset_env() as env:
         r, lines = client(env, '--no-msbc')
@@ -166,6 +178,7 @@ def test_errors():
 
 
 test_modern()
+test_bluealsa43()
 test_cvsd()
 test_endings()
 test_errors()

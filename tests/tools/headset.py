@@ -15,6 +15,9 @@ then answers the AG's unsolicited lines: +BCS: <id> with AT+BCS=<id>
               exchange, then VGS 9 and VGM 7
   bluealsa40  bluez-alsa 4.0 as HF: BRSF 116, no BAC, CIND=?, CIND?,
               CMER=3,0,0,1,0, then VGM, VGS and Apple's XAPL
+  bluealsa43  bluez-alsa 4.3 as HF (the real stack's trace): BRSF 756, BAC
+              1,2,3, CMER=3,0,0,1,0, VGM, VGS, XAPL, BCC; it answers
+              "+BCS: 2" with "AT+BCS= 2", the value as it read it
   silent      nothing at all (a headset that never starts the SLC)
 --split sends every command a byte at a time.  The log has a line per line
 sent ("> "), received ("< ") or missed ("! "), each after the seconds since
@@ -32,6 +35,8 @@ SCRIPTS = {
                'AT+BIND=1,2', 'AT+BIND=?', 'AT+BIND?', 'AT+VGS=9', 'AT+VGM=7'],
     'bluealsa40': ['AT+BRSF=116', 'AT+CIND=?', 'AT+CIND?', 'AT+CMER=3,0,0,1,0', 'AT+VGM=15',
                    'AT+VGS=15', 'AT+XAPL=BlueALSA-0001-0400,6'],
+    'bluealsa43': ['AT+BRSF=756', 'AT+BAC=1,2,3', 'AT+CIND=?', 'AT+CIND?', 'AT+CMER=3,0,0,1,0',
+                   'AT+VGM=15', 'AT+VGS=15', 'AT+XAPL=B103-A15A-0400,6', 'AT+BCC'],
     'silent': [],
 }
 ANSWER_TIMEOUT_S = 1.0
@@ -96,7 +101,10 @@ class Headset:
 
     def unsolicited(self, line):
         if line.startswith('+BCS:') and not self.args.no_bcs:
-            codec = self.args.bcs_answer or line.split(':', 1)[1].strip()
+            codec = line.split(':', 1)[1]
+            if self.args.script != 'bluealsa43':
+                codec = codec.strip()
+            codec = self.args.bcs_answer or codec
             self.send('AT+BCS=%s' % codec)
 
     def run(self):

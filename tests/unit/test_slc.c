@@ -1,5 +1,5 @@
 /* The AG's Service Level Connection against scripted headsets: the
- * sequences a current headset and bluez-alsa 4.0 (as HF) send, lines split or
+ * sequences a current headset and bluez-alsa 4.0 and 4.3 (as HF) send, lines split or
  * joined, garbage, overlong lines, battery reports, codec negotiation with
  * its timeouts and fallbacks. */
 #include <errno.h>
@@ -97,6 +97,26 @@ static void test_bluealsa_like(void)
 	out = feed(&s, "AT+VGM=15\rAT+VGS=15\rAT+XAPL=ABCD-1234-0100,10\rAT+IPHONEACCEV=2,1,4,2,0\r", 0);
 	CHECK(has(out, "+XAPL=iPhone,2") && s.battery == 50 && !has(out, "ERROR"), "Apple: %s (%d%%)",
 	      out, s.battery);
+}
+
+/* bluez-alsa 4.3 as HF, as the real stack's trace showed it (tests/system,
+ * step hfp): BAC with LC3-SWB too, CMER with 5 arguments, no HF indicators,
+ * and the codec echoed with the space of our "+BCS: 2". */
+static void test_bluealsa43_like(void)
+{
+	struct slc s;
+	const char *out;
+
+	slc_init(&s, 1);
+	out = feed(&s, "AT+BRSF=756\rAT+BAC=1,2,3\rAT+CIND=?\rAT+CIND?\rAT+CMER=3,0,0,1,0\r", 0);
+	CHECK(s.state == SLC_CONNECTED && !has(out, "ERROR"), "up after CMER: %s", out);
+	CHECK(slc_choose_codec(&s) == 0 && !strcmp(drain(&s), "\r\n+BCS: 2\r\n"), "mSBC chosen");
+	out = feed(&s, "AT+BCS= 2\r", 0);
+	CHECK(!strcmp(out, "\r\nOK\r\n") && s.codec == HFP_CODEC_MSBC, "AT+BCS= 2 agreed: %s", out);
+	out = feed(&s, "AT+VGM= 15 \rAT+VGS=15\rAT+BCC\r", 0);
+	CHECK(s.mic_gain == 15 && s.speaker_gain == 15 && count(out, "OK") == 3, "gains: %s", out);
+	out = feed(&s, "AT+VGS=1 5\rAT+VGS=,\r", 0);
+	CHECK(count(out, "ERROR") == 2 && s.speaker_gain == 15, "a space inside a number: %s", out);
 }
 
 static void test_no_msbc_here(void)
@@ -241,6 +261,7 @@ int main(void)
 	test_pipewire_like(1);
 	test_pipewire_like(5);
 	test_bluealsa_like();
+	test_bluealsa43_like();
 	test_no_msbc_here();
 	test_split_and_joined();
 	test_garbage();
