@@ -256,6 +256,27 @@ static int connect_headset(struct hfp_profile *p, int64_t deadline_ms)
 
 /* --- the Service Level Connection ----------------------------------------- */
 
+/* "< AT+BRSF=916\\r" or "> \\r\\nOK\\r\\n", control bytes escaped. */
+static void trace(const struct hfp_profile *p, char dir, const char *buf, size_t len)
+{
+	if (!p->trace)
+		return;
+	fputc(dir, p->trace);
+	fputc(' ', p->trace);
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)buf[i];
+
+		if (c == '\r' || c == '\n')
+			fputs(c == '\r' ? "\\r" : "\\n", p->trace);
+		else if (c < 0x20 || c >= 0x7f)
+			fprintf(p->trace, "\\x%02x", c);
+		else
+			fputc(c, p->trace);
+	}
+	fputc('\n', p->trace);
+	fflush(p->trace);
+}
+
 static int write_answers(struct hfp_profile *p)
 {
 	size_t len;
@@ -267,6 +288,7 @@ static int write_answers(struct hfp_profile *p)
 	n = send(p->fd, out, len, MSG_NOSIGNAL | MSG_DONTWAIT);
 	if (n < 0)
 		return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -ECONNRESET;
+	trace(p, '>', out, (size_t)n);
 	slc_consumed(&p->slc, (size_t)n);
 	return 0;
 }
@@ -292,6 +314,7 @@ int hfp_profile_service(struct hfp_profile *p)
 	while ((n = read(p->fd, buf, sizeof(buf))) > 0) {
 		size_t done = 0;
 
+		trace(p, '<', buf, (size_t)n);
 		while (done < (size_t)n) {
 			size_t took = slc_input(&p->slc, buf + done, (size_t)n - done);
 
@@ -316,7 +339,7 @@ static const char *slc_step(const struct slc *s)
 		return "stopped before AT+CMER (the indicators)";
 	if (s->state == SLC_STARTING)
 		return "did not finish the HF indicators (AT+BIND)";
-	return "did not answer our codec choice (+BCS)";
+	return "did not agree to our codec choice (+BCS)";
 }
 
 static int wait_channel(struct hfp_profile *p, int64_t until_ms)
@@ -383,7 +406,7 @@ static int bring_up_slc(struct hfp_profile *p, int64_t deadline_ms)
 /* --- open and close ------------------------------------------------------- */
 
 int hfp_profile_open(struct bluez *bz, const struct bluez_device *dev, int msbc_possible,
-		     int64_t deadline_ms, struct hfp_profile **out)
+		     FILE *trace, int64_t deadline_ms, struct hfp_profile **out)
 {
 	struct hfp_profile *p = calloc(1, sizeof(*p));
 	int err;
@@ -393,6 +416,7 @@ int hfp_profile_open(struct bluez *bz, const struct bluez_device *dev, int msbc_
 	p->bz = bz;
 	p->dev = *dev;
 	p->fd = -1;
+	p->trace = trace;
 	slc_init(&p->slc, msbc_possible);
 	if ((err = export_profile(p)) < 0 || (err = register_profile(p, deadline_ms)) < 0 ||
 	    (err = connect_headset(p, deadline_ms)) < 0 || (err = bring_up_slc(p, deadline_ms)) < 0) {

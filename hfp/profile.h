@@ -9,6 +9,7 @@
 
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "bluez.h"
 #include "slc.h"
@@ -23,6 +24,7 @@ struct hfp_profile {
 	uint16_t hf_version, hf_features;   /* from NewConnection: the headset's SDP record */
 	atomic_int gone;               /* RequestDisconnection, Release, or bluetoothd gone */
 	struct slc slc;
+	FILE *trace;                   /* NULL, or where every byte read and written is shown */
 };
 
 /* Registers the profile, connects the headset's Hands-Free and brings the
@@ -33,7 +35,7 @@ struct hfp_profile {
  * -EPROTO no codec both sides carry; what ConnectProfile's failure means
  * otherwise. */
 int hfp_profile_open(struct bluez *bz, const struct bluez_device *dev, int msbc_possible,
-		     int64_t deadline_ms, struct hfp_profile **out);
+		     FILE *trace, int64_t deadline_ms, struct hfp_profile **out);
 /* Shuts the channel down (bluetoothd holds a copy of it, so a close alone
  * would keep the link up), unregisters and frees. Bounded like a2dp's close. */
 void hfp_profile_close(struct hfp_profile *p);

@@ -15,7 +15,8 @@ pairing hci0 with hci1, then our plugins on hci0 against that sink:
 
 What bluez-alsa's sink decoded is compared here with what was played.
 Two more boots a stack: PipeWire as the speaker; the codecs bluez-alsa
-decodes, then bluez-alsa's A2DP source on hci1 as the phone playing into our
+decodes, our HFP Audio Gateway against bluez-alsa's Hands-Free (check_hfp),
+then bluez-alsa's A2DP source on hci1 as the phone playing into our
 capture (arecord -D bluetooth:..., checked as audio: check_phone).
 Prints PASS/FAIL lines and ends with "N passed, N failed"; exit 1 on failure.
 No VM (no qemu, no kernel package, no boot) is a loud failure; with
@@ -551,8 +552,10 @@ def check_codecs(build, stack):
     ref = audio.sweep(44100, 3.0)
     for name, codec, _ in codecs:
         run.play(name, ref, 44100, device='bluetooth:%s,CODEC=%s' % (systest.DEVARGS, codec))
-    args = '-c aptX -c aptX-HD' if stack == 'unstable' else ''
-    env = {}
+    # hci1 is a headset as well: bluez-alsa's Hands-Free, for our Audio Gateway
+    args = '-p hfp-hf' + (' -c aptX -c aptX-HD' if stack == 'unstable' else '')
+    run.steps.append('hfp')
+    env = {'HEADSET': '1'}
     phone = None
     if phone_enabled():
         # hci1 is the phone as well: bluez-alsa's A2DP source beside its sink
@@ -566,7 +569,7 @@ def check_codecs(build, stack):
     except vm.VMError as e:
         check('codecs: VM', False, str(e))
         return None
-    if not check('codecs: stack with bluez-alsa offering %s, paired' % (args or 'SBC'),
+    if not check('codecs: stack with bluez-alsa offering %s, paired' % args,
                  res.step_rc('stack') == 0 and res.step('pair').get('paired') == 'yes',
                  '%s %s' % (res.step('stack'), res.step('pair')), info=''):
         return res
@@ -577,11 +580,32 @@ def check_codecs(build, stack):
               s.get('capture_codec', '').lower().replace('-', '_') == want,
               'bluez-alsa says %s' % s.get('capture_codec'), info=s.get('capture_codec', ''))
         check_play(res, name, ref, 44100, snr, [], late_start_s=0.5)
+    check_hfp(res, stack)
     if phone is not None:
         res.phone = check_phone(res, phone, 'bluealsa')
     if not _failed and not os.environ.get('ALSABT_KEEP_TMP'):
         run.cleanup()
     return res
+
+
+# The codec our Audio Gateway agrees with bluez-alsa's Hands-Free: 4.0 has
+# no codec negotiation, 4.3 offers mSBC (and LC3-SWB, which we do not).
+HFP_CODEC = {'bookworm': 'cvsd', 'unstable': 'msbc'}
+
+
+def check_hfp(res, stack):
+    """Our HFP Audio Gateway against bluez-alsa's Hands-Free (guest/run.sh
+    step_hfp): tests/tools/hfp_client's lines, joined by '|'."""
+    s = res.step('hfp')
+    out = s.get('client', '')
+    slc = re.search(r'SLC codec=(\w+)', out)
+    want = HFP_CODEC.get(stack)
+    check('hfp: our Audio Gateway and bluez-alsa\'s Hands-Free: the Service Level Connection up, '
+          '%s agreed' % want, res.step_rc('hfp') == 0 and slc is not None and slc.group(1) == want,
+          '%s %s' % (out[-300:], s.get('client_stderr', '')), info=slc.group(1) if slc else '')
+    fds = re.findall(r'FDS (\d+)', out)
+    check('hfp: closed, every descriptor released', 'CLOSED' in out and len(fds) == 2 and
+          fds[0] == fds[1], out[-300:])
 
 
 FAULTS = [

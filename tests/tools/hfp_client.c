@@ -4,7 +4,10 @@
  * Service Level Connection agreed, answers the headset for --hold ms, then
  * closes.
  *
- *   hfp_client ADDRESS [--adapter hciN] [--timeout MS] [--hold MS] [--no-msbc]
+ *   hfp_client ADDRESS [--adapter hciN] [--timeout MS] [--hold MS] [--no-msbc] [--trace]
+ *
+ * --trace: every byte of the AT exchange on stderr ("< " from the headset,
+ * "> " ours).
  *
  * stdout, one line each:
  *   FDS n                          open descriptors before the open
@@ -69,6 +72,7 @@ int main(int argc, char **argv)
 {
 	const char *address = NULL, *adapter = NULL;
 	int timeout_ms = 10000, hold_ms = 0, msbc = 1, err;
+	FILE *trace = NULL;
 	struct bluez *bz = NULL;
 	struct bluez_device dev;
 	struct hfp_profile *p;
@@ -83,6 +87,8 @@ int main(int argc, char **argv)
 			hold_ms = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--no-msbc"))
 			msbc = 0;
+		else if (!strcmp(argv[i], "--trace"))
+			trace = stderr;
 		else
 			address = argv[i];
 	}
@@ -90,7 +96,7 @@ int main(int argc, char **argv)
 	t0 = dbusx_now_ms();
 	if ((err = bluez_open(&bz)) < 0 ||
 	    (err = bluez_find_device_role(bz, adapter, address, BLUEZ_HEADSET, t0 + timeout_ms, &dev)) < 0 ||
-	    (err = hfp_profile_open(bz, &dev, msbc, t0 + timeout_ms, &p)) < 0) {
+	    (err = hfp_profile_open(bz, &dev, msbc, trace, t0 + timeout_ms, &p)) < 0) {
 		printf("ERROR rc=%d (%s)\n", err, strerror(-err));
 		if (bz)
 			bluez_close(bz);

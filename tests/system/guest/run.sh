@@ -173,6 +173,14 @@ step_stack() {
 		org.freedesktop.DBus.Properties.Get string:org.bluez.Adapter1 string:UUIDs | grep -q 0000110b" \
 		|| { kv error "no A2DP sink registered on $SINK_HCI"; return 1; }
 	kv sink_up_s $(now)
+	# HEADSET: hci1 is a headset too (bluez-alsa's Hands-Free, -p hfp-hf in
+	# BLUEALSA_ARGS): its record must be there before pairing, for hci0 to
+	# know hci1 offers Hands-Free.
+	if [ -n "${HEADSET:-}" ]; then
+		wait_for 20 sh -c "dbus-send --system --print-reply --dest=org.bluez /org/bluez/$SINK_HCI \
+			org.freedesktop.DBus.Properties.Get string:org.bluez.Adapter1 string:UUIDs | grep -q 0000111e" \
+			|| { kv error "no HFP Hands-Free (the headset) registered on $SINK_HCI"; return 1; }
+	fi
 	# PHONE: hci1 plays the phone too (phone:NAME): its A2DP Source record
 	# must be there before pairing, which caches hci1's records on hci0.
 	if [ -n "${PHONE:-}" ]; then
@@ -608,6 +616,19 @@ phone_pipewire() {
 
 # mixer_open: amixer holds our ctl open through every fault that follows
 # (mixer_close checks that it is still there and answers).
+# Our HFP Audio Gateway (hfp/profile.c, driven by tests/tools/hfp_client) on
+# hci0 against bluez-alsa's Hands-Free on hci1: the profile registered, the
+# headset connected, the Service Level Connection up to a codec, the close.
+step_hfp() {
+	local rc
+	timeout -k 2 40 $BUILD/hfp_client $SINK_ADDR --adapter $SRC_HCI --timeout 20000 --hold 1000 \
+		--trace > $LOGS/hfp_client.out 2> $LOGS/hfp_client.err
+	rc=$?
+	kv client "$(tr '\n' '|' < $LOGS/hfp_client.out)"
+	kv client_stderr "$(grep -v '^[<>] ' $LOGS/hfp_client.err | tr '\n' ' ' | cut -c1-400)"
+	return $rc
+}
+
 step_mixer_open() {
 	# unbuffered: amixer does not flush "Ready to listen" into a file
 	stdbuf -o0 amixer -D bluetooth:$DEVARGS events > $LOGS/mixer.events 2>&1 &
