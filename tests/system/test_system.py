@@ -703,7 +703,11 @@ def run_stack(stack, build, times):
     sweep = audio.sweep(44100, 4.0)
     noise = audio.noise(48000, 3.0)
     raw = audio.sweep(48000, 2.0)
-    vol = audio.sweep(44100, 14.0, amp=0.3)
+    # The stream must outlast guest/bt.py's whole volume exchange: its own
+    # start under TCG once took 12 s (python and its D-Bus imports), and a
+    # 14 s stream then ended before the sink's half, whose transport was
+    # gone (unstable, 2026-12-02). 30 s covers that twice over.
+    vol = audio.sweep(44100, VOLUME_STREAM_S, amp=0.3)
     back = audio.sweep(44100, 2.0)
     run.play('sweep', sweep, 44100)
     run.play('noise', noise, 48000)
@@ -787,6 +791,9 @@ def run_stack(stack, build, times):
 
 
 VOLUME_LATE_START_S = 0.5
+
+
+VOLUME_STREAM_S = 30.0
 
 
 def check_volume(res, vol):
