@@ -97,7 +97,7 @@ const char *a2dp_codec_known_names(void)
 	return "sbc, sbc_xq, aptx, aptx_hd, aac, ldac";
 }
 
-static int listed(const struct a2dp_codec **list, int n, const struct a2dp_codec *c)
+int a2dp_codec_listed(const struct a2dp_codec *const *list, int n, const struct a2dp_codec *c)
 {
 	for (int i = 0; i < n; i++)
 		if (list[i] == c)
@@ -132,7 +132,7 @@ int a2dp_codec_parse_list(const char *s, const struct a2dp_codec **out, int max,
 				*bad = s;
 			return -EINVAL;
 		}
-		if (!listed(out, n, c) && n < max)
+		if (!a2dp_codec_listed(out, n, c) && n < max)
 			out[n++] = c;
 		s += len;
 		while (*s == ':' || *s == ' ')

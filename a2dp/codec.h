@@ -163,6 +163,8 @@ const char *a2dp_codec_known_names(void);
 int a2dp_codec_parse_list(const char *s, const struct a2dp_codec **out, int max,
 			  const char **bad);
 
+/* Is c among the first n of list? */
+int a2dp_codec_listed(const struct a2dp_codec *const *list, int n, const struct a2dp_codec *c);
 /* The names of a list, ':' between them ("aptx:sbc"), as the parser reads them. */
 void a2dp_codec_list_names(const struct a2dp_codec *const *codecs, int n, char *buf, size_t size);
 

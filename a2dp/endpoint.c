@@ -678,14 +678,6 @@ static int none_left(struct a2dp_endpoint *ep, const struct a2dp_codec *const *c
 	return -ENOTSUP;
 }
 
-static int listed(const struct a2dp_codec *const *list, int n, const struct a2dp_codec *c)
-{
-	for (int i = 0; i < n; i++)
-		if (list[i] == c)
-			return 1;
-	return 0;
-}
-
 /* Our codecs whose key the speaker offers, for the next open to remember. */
 static void note_offers(struct a2dp_endpoint *ep, const struct bluez_remote_sep *rs, int nrs)
 {
@@ -722,7 +714,7 @@ static void keep_codecs(struct a2dp_endpoint *ep, const struct a2dp_codec *const
 		const struct a2dp_codec *c = codecs[i];
 		int j;
 
-		if ((nrs && !offered(rs, nrs, c)) || (!nrs && nknown > 0 && !listed(known, nknown, c)) ||
+		if ((nrs && !offered(rs, nrs, c)) || (!nrs && nknown > 0 && !a2dp_codec_listed(known, nknown, c)) ||
 		    (ep->sink && !c->decoder_new) || (c->available && c->available() < 0))
 			continue;
 		ep->codecs[ep->ncodecs++] = c;

@@ -2,7 +2,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <stddef.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -202,27 +201,17 @@ void volume_store_unlock(void)
 	pthread_mutex_unlock(&edit_lock);
 }
 
-/* Sets one name field of the state, saving only when it changes. */
-static void note_name(struct volume_store *vs, size_t offset, size_t size, const char *name)
+void volume_store_note_codec(struct volume_store *vs, const char *name, const char *offers)
 {
 	struct volume_state st;
-	char *field = (char *)&st + offset;
 
 	volume_store_lock();
 	volume_store_load(vs, &st);
-	if (strncmp(field, name, size - 1)) {
-		snprintf(field, size, "%s", name);
+	if (strcmp(st.codec, name) || (offers[0] && strcmp(st.offers, offers))) {
+		snprintf(st.codec, sizeof(st.codec), "%s", name);
+		if (offers[0])
+			snprintf(st.offers, sizeof(st.offers), "%s", offers);
 		volume_store_save(vs, &st);
 	}
 	volume_store_unlock();
-}
-
-void volume_store_note_codec(struct volume_store *vs, const char *name)
-{
-	note_name(vs, offsetof(struct volume_state, codec), CODEC_NAME_MAX, name);
-}
-
-void volume_store_note_offers(struct volume_store *vs, const char *names)
-{
-	note_name(vs, offsetof(struct volume_state, offers), A2DP_CODEC_LIST_MAX, names);
 }

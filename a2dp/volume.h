@@ -54,10 +54,10 @@ int volume_store_save(struct volume_store *vs, const struct volume_state *st);
  * state, and an update made between another's load and save was lost. */
 void volume_store_lock(void);
 void volume_store_unlock(void);
-/* The mixer shows the codec a stream was set up with. */
-void volume_store_note_codec(struct volume_store *vs, const char *name);
-/* What the speaker offered, for the next open (see struct volume_state). */
-void volume_store_note_offers(struct volume_store *vs, const char *names);
+/* What a stream was set up with: its codec (the mixer shows it) and, unless
+ * "", the codecs the speaker offers (for the next open; see struct
+ * volume_state). One save, and only if something changed. */
+void volume_store_note_codec(struct volume_store *vs, const char *name, const char *offers);
 /* Drains the inotify fd; 1 if our file changed. */
 int volume_store_changed(struct volume_store *vs);
 

@@ -331,11 +331,8 @@ static int codec_list(struct bt_pcm *pcm, const struct volume_state *st,
  * what the speaker offers. */
 static void note_codec(struct bt_pcm *pcm)
 {
-	if (!pcm->have_volume_store)
-		return;
-	volume_store_note_codec(&pcm->volume, pcm->codec->name);
-	if (pcm->ep->offers[0])
-		volume_store_note_offers(&pcm->volume, pcm->ep->offers);
+	if (pcm->have_volume_store)
+		volume_store_note_codec(&pcm->volume, pcm->codec->name, pcm->ep->offers);
 }
 
 static int bt_connect(struct bt_pcm *pcm)

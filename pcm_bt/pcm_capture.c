@@ -295,7 +295,7 @@ static int connect_phone(struct bt_capture *pcm)
 	/* Without a place for the state (no HOME): no gain, the phone's volume unused. */
 	pcm->have_volume_store = volume_store_open(&pcm->volume, dev.address, 1) == 0;
 	if (pcm->have_volume_store)
-		volume_store_note_codec(&pcm->volume, pcm->codec->name);
+		volume_store_note_codec(&pcm->volume, pcm->codec->name, "");
 	return a2dp_capture_new(&pcm->cap, pcm->ep, pcm->codec, &copts,
 				pcm->have_volume_store ? &pcm->volume : NULL);
 }
