@@ -23,13 +23,16 @@ DEP_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 DEP_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -ldl
 # libavcodec's headers only: AAC opens the library with dlopen().
 AV_CFLAGS  := $(shell pkg-config --cflags libavcodec libavutil 2>/dev/null)
-ALL_CFLAGS := $(CFLAGS) -std=gnu11 -Wall -Wextra -fPIC -DPIC -pthread -Ia2dp $(DEP_CFLAGS) $(AV_CFLAGS) \
+# The code both plugins share: the D-Bus client of bluetoothd (bluez/), the
+# codec table and codecs (codecs/), A2DP streams (a2dp/), headset voice
+# (hfp/), options and the per-device state file (common/).
+SHARED_DIRS := bluez codecs a2dp hfp common
+ALL_CFLAGS := $(CFLAGS) -std=gnu11 -Wall -Wextra -fPIC -DPIC -pthread $(SHARED_DIRS:%=-I%) $(DEP_CFLAGS) $(AV_CFLAGS) \
 	$(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer)
 ALL_LDFLAGS := $(LDFLAGS) -pthread $(if $(SANITIZE),-fsanitize=$(SANITIZE))
 
-# The code both plugins share: A2DP (a2dp/) and, being built, HFP (hfp/).
-A2DP_SRC := $(wildcard a2dp/*.c hfp/*.c)
-A2DP_OBJ := $(A2DP_SRC:%.c=$(BUILD)/%.o)
+SHARED_SRC := $(wildcard $(SHARED_DIRS:%=%/*.c))
+SHARED_OBJ := $(SHARED_SRC:%.c=$(BUILD)/%.o)
 PCM_SO   := $(BUILD)/libasound_module_pcm_bluetooth.so
 CTL_SO   := $(BUILD)/libasound_module_ctl_bluetooth.so
 SINK     := $(BUILD)/rtp_sink
@@ -41,25 +44,25 @@ TOOLS    := $(BUILD)/pcm_client $(BUILD)/ctl_client $(BUILD)/cycle_client $(BUIL
 
 all: $(PCM_SO) $(CTL_SO) $(SINK) $(UNIT_BIN) $(TOOLS)
 
-$(BUILD)/%.o: %.c $(wildcard a2dp/*.h hfp/*.h pcm_bt/*.h)
+$(BUILD)/%.o: %.c $(wildcard $(SHARED_DIRS:%=%/*.h) pcm_bt/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(BUILD)/liba2dp.a: $(A2DP_OBJ)
+$(BUILD)/libalsabt.a: $(SHARED_OBJ)
 	$(AR) rcs $@ $^
 
 PCM_OBJ  := $(BUILD)/pcm_bt/pcm_bluetooth.o $(BUILD)/pcm_bt/pcm_capture.o
-$(PCM_SO): $(PCM_OBJ) $(BUILD)/liba2dp.a a2dp/exports.map
-	$(CC) -shared $(ALL_LDFLAGS) -Wl,--version-script=a2dp/exports.map -Wl,-z,defs -Wl,-z,nodelete \
-		-o $@ $(PCM_OBJ) $(BUILD)/liba2dp.a $(DEP_LIBS)
+$(PCM_SO): $(PCM_OBJ) $(BUILD)/libalsabt.a common/exports.map
+	$(CC) -shared $(ALL_LDFLAGS) -Wl,--version-script=common/exports.map -Wl,-z,defs -Wl,-z,nodelete \
+		-o $@ $(PCM_OBJ) $(BUILD)/libalsabt.a $(DEP_LIBS)
 
-$(CTL_SO): $(BUILD)/ctl_bt/ctl_bluetooth.o $(BUILD)/liba2dp.a a2dp/exports.map
-	$(CC) -shared $(ALL_LDFLAGS) -Wl,--version-script=a2dp/exports.map -Wl,-z,defs -Wl,-z,nodelete \
-		-o $@ $(BUILD)/ctl_bt/ctl_bluetooth.o $(BUILD)/liba2dp.a $(DEP_LIBS)
+$(CTL_SO): $(BUILD)/ctl_bt/ctl_bluetooth.o $(BUILD)/libalsabt.a common/exports.map
+	$(CC) -shared $(ALL_LDFLAGS) -Wl,--version-script=common/exports.map -Wl,-z,defs -Wl,-z,nodelete \
+		-o $@ $(BUILD)/ctl_bt/ctl_bluetooth.o $(BUILD)/libalsabt.a $(DEP_LIBS)
 
 # The test speaker links libfreeaptx's and libavcodec's decoders (the plugin
 # dlopens the encoders).
-$(SINK): $(BUILD)/tests/sink/rtp_sink.o $(BUILD)/liba2dp.a
+$(SINK): $(BUILD)/tests/sink/rtp_sink.o $(BUILD)/libalsabt.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS) -lfreeaptx $(shell pkg-config --libs libavcodec libavutil)
 
 $(BUILD)/pcm_client: $(BUILD)/tests/tools/pcm_client.o
@@ -74,7 +77,7 @@ $(BUILD)/aac_alone: $(BUILD)/tests/tools/aac_alone.o
 
 # The test phone of the capture tests: a file as SBC, aptX, aptX HD or AAC, in
 # real time; it links the codec libraries itself (not the plugin's encoders).
-$(BUILD)/phone_source: $(BUILD)/tests/tools/phone_source.o $(BUILD)/liba2dp.a
+$(BUILD)/phone_source: $(BUILD)/tests/tools/phone_source.o $(BUILD)/libalsabt.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS) -lfreeaptx $(shell pkg-config --libs libavcodec libavutil)
 
 $(BUILD)/capture_client: $(BUILD)/tests/tools/capture_client.o
@@ -84,10 +87,10 @@ $(BUILD)/cycle_client: $(BUILD)/tests/tools/cycle_client.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
 
 # hfp/profile.c driven alone (no PCM uses it yet), linked with the shared code.
-$(BUILD)/hfp_client: $(BUILD)/tests/tools/hfp_client.o $(BUILD)/liba2dp.a
+$(BUILD)/hfp_client: $(BUILD)/tests/tools/hfp_client.o $(BUILD)/libalsabt.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
 
-$(BUILD)/test_%: $(BUILD)/tests/unit/test_%.o $(BUILD)/liba2dp.a
+$(BUILD)/test_%: $(BUILD)/tests/unit/test_%.o $(BUILD)/libalsabt.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS) -lm
 
 # Every suite three times: as built, then with the plugins, the sink, the
@@ -122,7 +125,7 @@ demo: all
 bench: all $(BENCH)
 	/usr/bin/python3 bench/bench.py $(BUILD) $(if $(ONLY),--only $(ONLY))
 
-$(BENCH): $(BUILD)/bench/bench_encode.o $(BUILD)/liba2dp.a
+$(BENCH): $(BUILD)/bench/bench_encode.o $(BUILD)/libalsabt.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS) $(shell pkg-config --libs libavcodec libavutil)
 
 install: $(PCM_SO) $(CTL_SO)

@@ -1,7 +1,7 @@
 /*
  * A stream's software gain, kept in step with the device's AVRCP absolute
  * volume (MediaTransport1.Volume, as the endpoint last saw it) and with the
- * volume store the mixer writes (a2dp/volume.h).
+ * volume store the mixer writes (common/volume.h).
  *
  * Playback: a speaker that reports a volume applies it itself, so the gain
  * is only the mute; without one, the gain is the volume. Capture: the

@@ -2,7 +2,7 @@
  * ctl.bluetooth: the speaker's volume (AVRCP absolute volume, or software
  * volume in pcm_bt when the speaker has none), a mute switch and the battery,
  * as ALSA mixer elements. The ctl_ext callbacks and the D-Bus signals they
- * follow; the volume state it shares with the PCM is in a2dp/volume.c.
+ * follow; the volume state it shares with the PCM is in common/volume.c.
  */
 #include <errno.h>
 #include <poll.h>
@@ -15,11 +15,11 @@
 #include <alsa/asoundlib.h>
 #include <alsa/control_external.h>
 
-#include "../a2dp/bluez.h"
-#include "../a2dp/dbus.h"
-#include "../a2dp/codec.h"
-#include "../a2dp/options.h"
-#include "../a2dp/volume.h"
+#include "../bluez/bluez.h"
+#include "../bluez/dbus.h"
+#include "../codecs/codec.h"
+#include "../common/options.h"
+#include "../common/volume.h"
 
 #define TRANSPORT_IFACE "org.bluez.MediaTransport1"
 #define BATTERY_IFACE "org.bluez.Battery1"

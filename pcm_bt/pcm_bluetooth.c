@@ -12,13 +12,13 @@
 #include <alsa/asoundlib.h>
 #include <alsa/pcm_external.h>
 
-#include "../a2dp/bluez.h"
-#include "../a2dp/codec.h"
-#include "../a2dp/dbus.h"
+#include "../bluez/bluez.h"
+#include "../codecs/codec.h"
+#include "../bluez/dbus.h"
 #include "../a2dp/endpoint.h"
-#include "../a2dp/options.h"
+#include "../common/options.h"
 #include "../a2dp/stream.h"
-#include "../a2dp/volume.h"
+#include "../common/volume.h"
 #include "pcm_capture.h"
 
 #define MIN_PERIOD_FRAMES 128

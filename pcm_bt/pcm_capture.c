@@ -11,10 +11,10 @@
 #include <alsa/asoundlib.h>
 #include <alsa/pcm_external.h>
 
-#include "../a2dp/bluez.h"
+#include "../bluez/bluez.h"
 #include "../a2dp/capture.h"
-#include "../a2dp/codec.h"
-#include "../a2dp/dbus.h"
+#include "../codecs/codec.h"
+#include "../bluez/dbus.h"
 #include "../a2dp/endpoint.h"
 #include "pcm_capture.h"
 

@@ -4,7 +4,7 @@
 
 #include <alsa/asoundlib.h>
 
-#include "../a2dp/options.h"
+#include "../common/options.h"
 
 int bt_capture_open(snd_pcm_t **pcmp, const char *name, const struct bt_options *opt, int mode);
 

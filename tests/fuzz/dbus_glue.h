@@ -29,7 +29,7 @@ void glue_endpoint_check(const struct a2dp_endpoint *ep);
 /* A digest of the state the handlers write, to see whether a message changed it. */
 unsigned long glue_endpoint_digest(const struct a2dp_endpoint *ep);
 
-/* glue_bluez.c: a2dp/bluez.c */
+/* glue_bluez.c: bluez/bluez.c */
 /* parse_objects + the device lookups over its result, scan_transports. */
 void glue_bluez_objects(DBusMessage *reply);
 

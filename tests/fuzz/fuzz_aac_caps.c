@@ -1,8 +1,8 @@
 /*
  * fuzz_aac_caps: AAC capability and configuration blobs (from the speaker,
  * via bluetoothd's SelectConfiguration and SetConfiguration) into
- * a2dp/aac_codec.c: select_config, parse_config, caps_rates; and LATM (what
- * the test sink reads back) into a2dp/latm.c's latm_read.
+ * codecs/aac_codec.c: select_config, parse_config, caps_rates; and LATM (what
+ * the test sink reads back) into codecs/latm.c's latm_read.
  *
  * Input: byte 0 picks the preferred rate (bits 0-2) and what the rest is
  * (bit 7: a LATM element, else a blob), byte 1 the size of caps_rates' array;
@@ -19,7 +19,7 @@
  * The encoder itself (libavcodec) is left to the unit tests: its start-up
  * would slow the fuzzer a thousandfold.
  */
-#include "../../a2dp/aac_codec.c"
+#include "../../codecs/aac_codec.c"
 
 #include "fuzz_codec.h"
 

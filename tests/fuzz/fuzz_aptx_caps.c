@@ -1,7 +1,7 @@
 /*
  * fuzz_aptx_caps: aptX / aptX HD capability and configuration blobs (from
  * the speaker, via bluetoothd's SelectConfiguration and SetConfiguration)
- * into a2dp/aptx_codec.c: select_config, parse_config, caps_rates, and the
+ * into codecs/aptx_codec.c: select_config, parse_config, caps_rates, and the
  * encoder on every configuration parse_config accepts; plus the codec
  * table's key parsing (a2dp_codec_key_of / a2dp_codec_find) of the blob.
  *
@@ -19,7 +19,7 @@
  *     codewords within the MTU; no bitrate steps;
  *   - a blob whose key is aptX's or aptX HD's finds that codec.
  */
-#include "../../a2dp/aptx_codec.c"
+#include "../../codecs/aptx_codec.c"
 
 #include "fuzz_codec.h"
 

@@ -4,7 +4,7 @@
  *   - a2dp/endpoint.c: endpoint_message (SelectConfiguration, SetConfiguration,
  *     ClearConfiguration, Release) and endpoint_filter (PropertiesChanged,
  *     InterfacesRemoved, NameOwnerChanged);
- *   - a2dp/bluez.c: parse_objects + the device lookups, scan_transports
+ *   - bluez/bluez.c: parse_objects + the device lookups, scan_transports
  *     (GetManagedObjects replies);
  *   - ctl_bt/ctl_bluetooth.c: ctl_filter (PropertiesChanged, InterfacesAdded,
  *     InterfacesRemoved, NameOwnerChanged).

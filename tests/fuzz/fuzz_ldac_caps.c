@@ -1,7 +1,7 @@
 /*
  * fuzz_ldac_caps: LDAC capability and configuration blobs (from the speaker,
  * via bluetoothd's SelectConfiguration and SetConfiguration) into
- * a2dp/ldac_codec.c: select_config, parse_config, caps_rates.
+ * codecs/ldac_codec.c: select_config, parse_config, caps_rates.
  *
  * Input: byte 0 picks the preferred rate (bits 0-2), byte 1 the size of
  * caps_rates' array; the rest is the blob (a valid one is 8 bytes).
@@ -12,7 +12,7 @@
  * when caps_rates says so; caps_rates lists distinct rates, at most max.
  * The encoder (libldacBT_enc) is left to the unit tests.
  */
-#include "../../a2dp/ldac_codec.c"
+#include "../../codecs/ldac_codec.c"
 
 #include "fuzz_codec.h"
 

@@ -1,6 +1,6 @@
 /*
  * fuzz_options: the text of a plugin's ALSA configuration (asoundrc, or the
- * @args of bluetooth:DEV=...) into a2dp/options.c's bt_options_parse. The
+ * @args of bluetooth:DEV=...) into common/options.c's bt_options_parse. The
  * input is the body of a compound: `bluetooth { <input> }` is loaded with
  * snd_config_load and the compound handed to bt_options_parse, as alsa-lib
  * hands it to the plugins. Inputs with '<' (an include: alsa-lib would open
@@ -8,7 +8,7 @@
  * is "" or a valid address, the strings are terminated, bitpool 0..250,
  * connect_timeout 100..120000 ms.
  */
-#include "../../a2dp/options.c"
+#include "../../common/options.c"
 
 #include <stdint.h>
 

@@ -1,7 +1,7 @@
 /*
  * fuzz_sbc_caps: SBC capability / configuration blobs (from the speaker, via
  * bluetoothd's SelectConfiguration and SetConfiguration) into
- * a2dp/sbc_codec.c: select_config, parse_config, caps_rates, and the encoder
+ * codecs/sbc_codec.c: select_config, parse_config, caps_rates, and the encoder
  * on every configuration parse_config accepts.
  *
  * Input: byte 0 picks the preferred rate, byte 1 the bitpool override,
@@ -20,7 +20,7 @@
  *     frame_bytes; frames_per_packet frames fit the MTU; the bitpool steps
  *     stay within the negotiated range.
  */
-#include "../../a2dp/sbc_codec.c"
+#include "../../codecs/sbc_codec.c"
 
 #include <stdio.h>
 

@@ -1,11 +1,11 @@
 /*
  * fuzz_volume_state: the per-speaker state file (written by the other plugin,
- * or by anyone who can write to ~/.local/state/alsa-bt) into a2dp/volume.c's
+ * or by anyone who can write to ~/.local/state/alsa-bt) into common/volume.c's
  * volume_store_load. Invariants: volume 0..127, muted and pending 0 or 1, the
  * gain of any loaded state within unity; what volume_store_save writes loads
  * back the same.
  */
-#include "../../a2dp/volume.c"
+#include "../../common/volume.c"
 
 #include <unistd.h>
 

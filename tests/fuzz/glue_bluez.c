@@ -1,5 +1,5 @@
-/* Glue of fuzz_dbus_endpoint to a2dp/bluez.c (GetManagedObjects parsing is static). */
-#include "../../a2dp/bluez.c"
+/* Glue of fuzz_dbus_endpoint to bluez/bluez.c (GetManagedObjects parsing is static). */
+#include "../../bluez/bluez.c"
 
 #include "dbus_glue.h"
 #include "fuzz_common.h"

@@ -28,7 +28,8 @@ import audio  # noqa: E402
 sys.path.insert(0, os.path.join(ROOT, "tests", "system"))
 import systest  # noqa: E402
 
-SINK = os.path.join(ROOT, "build", "rtp_sink")
+BUILD = os.path.abspath(os.environ.get("ALSABT_BUILD") or os.path.join(ROOT, "build"))
+SINK = os.path.join(BUILD, "rtp_sink")
 
 _passed = 0
 _failed = 0
@@ -312,14 +313,15 @@ int main(int argc, char **argv)
 
 
 def build_sink():
-    os.makedirs(os.path.join(ROOT, "build"), exist_ok=True)
+    os.makedirs(BUILD, exist_ok=True)
     # As the Makefile links it: the sink, the plugins' shared code (make built
     # it), libsbc, and libfreeaptx's and libavcodec's decoders.
     cflags = subprocess.run(["pkg-config", "--cflags", "--libs", "sbc", "dbus-1", "alsa",
                              "libavcodec", "libavutil"], capture_output=True,
                             text=True, check=True).stdout.split()
-    cmd = ["gcc", "-Wall", "-Wextra", "-O2", "-I" + os.path.join(ROOT, "a2dp"),
-           os.path.join(ROOT, "tests/sink/rtp_sink.c"), os.path.join(ROOT, "build/liba2dp.a")] + \
+    shared_dirs = ["bluez", "codecs", "a2dp", "hfp", "common"]  # the Makefile's SHARED_DIRS
+    cmd = ["gcc", "-Wall", "-Wextra", "-O2"] + ["-I" + os.path.join(ROOT, d) for d in shared_dirs] + [
+           os.path.join(ROOT, "tests/sink/rtp_sink.c"), os.path.join(BUILD, "libalsabt.a")] + \
         cflags + ["-lfreeaptx", "-lm", "-pthread", "-o", SINK]
     p = subprocess.run(cmd, capture_output=True, text=True)
     return check("build rtp_sink warning-free", p.returncode == 0 and not p.stderr.strip(),

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../a2dp/codec.h"
-#include "../../a2dp/latm.h"
+#include "../../codecs/codec.h"
+#include "../../codecs/latm.h"
 #include "../../a2dp/rtp.h"
 #include "check.h"
 

@@ -2,7 +2,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "../../a2dp/codec.h"
+#include "../../codecs/codec.h"
 #include "../../a2dp/rtp.h"
 #include "check.h"
 

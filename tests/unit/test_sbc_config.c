@@ -3,7 +3,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "../../a2dp/codec.h"
+#include "../../codecs/codec.h"
 #include "check.h"
 
 static const struct a2dp_codec *sbc = &a2dp_codec_sbc;

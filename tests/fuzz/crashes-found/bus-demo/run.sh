@@ -17,12 +17,12 @@ dbus-daemon --config-file="$tmp/bus.conf" --nofork --print-address=3 3>"$tmp/add
 bus_pid=$!
 for _ in $(seq 50); do [ -s "$tmp/address" ] && break; sleep 0.1; done
 address=$(head -n 1 "$tmp/address")
-flags="-g -std=gnu11 -pthread -I$top/a2dp $(pkg-config --cflags alsa dbus-1 sbc)"
+flags="-g -std=gnu11 -pthread -I$top/bluez -I$top/codecs -I$top/a2dp -I$top/common $(pkg-config --cflags alsa dbus-1 sbc)"
 libs="$(pkg-config --libs alsa dbus-1 sbc) -lm"
-cc $flags "$here/spoofed_signals.c" "$top/a2dp/bluez.c" "$top/a2dp/dbus.c" \
-	"$top/a2dp/sbc_codec.c" $libs -o "$tmp/spoofed_signals"
-cc $flags "$here/ctl_crash.c" "$top/a2dp/bluez.c" "$top/a2dp/dbus.c" "$top/a2dp/volume.c" \
-	"$top/a2dp/options.c" $libs -o "$tmp/ctl_crash"
+cc $flags "$here/spoofed_signals.c" "$top/bluez/bluez.c" "$top/bluez/dbus.c" \
+	"$top/codecs/sbc_codec.c" $libs -o "$tmp/spoofed_signals"
+cc $flags "$here/ctl_crash.c" "$top/bluez/bluez.c" "$top/bluez/dbus.c" "$top/common/volume.c" \
+	"$top/common/options.c" $libs -o "$tmp/ctl_crash"
 rc=0
 echo "=== finding 2: spoofed signals into the PCM's endpoint"
 "$tmp/spoofed_signals" "$address" 2>/dev/null || rc=1

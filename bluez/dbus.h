@@ -1,6 +1,6 @@
 /* Small libdbus helpers: bounded calls that keep dispatching, and dict walking. */
-#ifndef A2DP_DBUS_H
-#define A2DP_DBUS_H
+#ifndef ALSABT_DBUS_H
+#define ALSABT_DBUS_H
 
 #include <stdint.h>
 #include <dbus/dbus.h>

@@ -7,8 +7,8 @@
  * another) and the value survives both. Writers replace the file atomically;
  * readers watch it with inotify.
  */
-#ifndef A2DP_VOLUME_H
-#define A2DP_VOLUME_H
+#ifndef ALSABT_VOLUME_H
+#define ALSABT_VOLUME_H
 
 #include <stdint.h>
 

@@ -5,8 +5,8 @@
  * which the application asks for a state change and waits until the thread
  * has made it.
  */
-#ifndef A2DP_IO_THREAD_H
-#define A2DP_IO_THREAD_H
+#ifndef ALSABT_IO_THREAD_H
+#define ALSABT_IO_THREAD_H
 
 #include <pthread.h>
 #include <stdatomic.h>

@@ -4,8 +4,8 @@
  * must know to send it (its framing, its PCM sample format), so the stream
  * code and the BlueZ client never name a codec.
  */
-#ifndef A2DP_CODEC_H
-#define A2DP_CODEC_H
+#ifndef ALSABT_CODEC_H
+#define ALSABT_CODEC_H
 
 #include <stddef.h>
 #include <stdint.h>

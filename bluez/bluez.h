@@ -4,8 +4,8 @@
  * Failures are logged here, once, with what the user should do; callers only
  * pass the negative errno on.
  */
-#ifndef A2DP_BLUEZ_H
-#define A2DP_BLUEZ_H
+#ifndef ALSABT_BLUEZ_H
+#define ALSABT_BLUEZ_H
 
 #include <stdint.h>
 #include <dbus/dbus.h>

@@ -1,7 +1,7 @@
 /* LATM framing of AAC for A2DP (RFC 3016, MPEG-4 Audio LATM with the
  * configuration in every packet), written and read by the same code. */
-#ifndef A2DP_LATM_H
-#define A2DP_LATM_H
+#ifndef ALSABT_LATM_H
+#define ALSABT_LATM_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,6 +1,6 @@
 /* Plugin options from the ALSA configuration, shared by the PCM and the ctl. */
-#ifndef A2DP_OPTIONS_H
-#define A2DP_OPTIONS_H
+#ifndef ALSABT_OPTIONS_H
+#define ALSABT_OPTIONS_H
 
 #include <alsa/asoundlib.h>
 
