@@ -40,7 +40,8 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/%)
 BENCH    := $(BUILD)/bench_encode
 TOOLS    := $(BUILD)/pcm_client $(BUILD)/ctl_client $(BUILD)/cycle_client $(BUILD)/aac_alone \
-	$(BUILD)/phone_source $(BUILD)/capture_client $(BUILD)/hfp_client
+	$(BUILD)/phone_source $(BUILD)/capture_client $(BUILD)/hfp_client $(BUILD)/sco_shim.so \
+	$(BUILD)/sco_headset $(BUILD)/duplex_client
 
 all: $(PCM_SO) $(CTL_SO) $(SINK) $(UNIT_BIN) $(TOOLS)
 
@@ -51,7 +52,7 @@ $(BUILD)/%.o: %.c $(wildcard $(SHARED_DIRS:%=%/*.h) pcm_bt/*.h)
 $(BUILD)/libalsabt.a: $(SHARED_OBJ)
 	$(AR) rcs $@ $^
 
-PCM_OBJ  := $(BUILD)/pcm_bt/pcm_bluetooth.o $(BUILD)/pcm_bt/pcm_capture.o
+PCM_OBJ  := $(BUILD)/pcm_bt/pcm_bluetooth.o $(BUILD)/pcm_bt/pcm_capture.o $(BUILD)/pcm_bt/pcm_voice.o
 $(PCM_SO): $(PCM_OBJ) $(BUILD)/libalsabt.a common/exports.map
 	$(CC) -shared $(ALL_LDFLAGS) -Wl,--version-script=common/exports.map -Wl,-z,defs -Wl,-z,nodelete \
 		-o $@ $(PCM_OBJ) $(BUILD)/libalsabt.a $(DEP_LIBS)
@@ -83,11 +84,22 @@ $(BUILD)/phone_source: $(BUILD)/tests/tools/phone_source.o $(BUILD)/libalsabt.a
 $(BUILD)/capture_client: $(BUILD)/tests/tools/capture_client.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
 
+$(BUILD)/duplex_client: $(BUILD)/tests/tools/duplex_client.o
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
+
 $(BUILD)/cycle_client: $(BUILD)/tests/tools/cycle_client.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
 
 # hfp/profile.c driven alone (no PCM uses it yet), linked with the shared code.
 $(BUILD)/hfp_client: $(BUILD)/tests/tools/hfp_client.o $(BUILD)/libalsabt.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
+
+# The HFP tests' radio: the SCO socket, preloaded into the program under
+# test, becomes a connection to the scripted headset's voice (sco_headset).
+$(BUILD)/sco_shim.so: $(BUILD)/tests/tools/sco_shim.o
+	$(CC) -shared $(ALL_LDFLAGS) -o $@ $^ -ldl
+
+$(BUILD)/sco_headset: $(BUILD)/tests/tools/sco_headset.o
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
 
 $(BUILD)/test_%: $(BUILD)/tests/unit/test_%.o $(BUILD)/libalsabt.a

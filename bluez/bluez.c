@@ -333,6 +333,7 @@ static int bind_adapter(const struct objects *o, struct bluez_device *d, const c
 	name = strrchr(a->path, '/');
 	snprintf(d->adapter, sizeof(d->adapter), "%s", name ? name + 1 : a->path);
 	d->adapter_powered = a->powered;
+	snprintf(d->adapter_address, sizeof(d->adapter_address), "%s", a->address);
 	return 0;
 }
 

@@ -48,6 +48,7 @@ struct bluez_device {
 	char address[18];
 	char adapter[64];        /* "hci0" */
 	char adapter_path[64];
+	char adapter_address[18];  /* its own address (the SCO socket binds to it) */
 	char name[64];
 	int paired, connected, audio_sink, audio_source, adapter_powered;
 	int hands_free;          /* offers HFP Hands-Free: a headset */

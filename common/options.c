@@ -103,6 +103,18 @@ static int parse_on_pause(snd_config_t *n, const char *plugin, struct bt_options
 	return -EINVAL;
 }
 
+static int parse_profile(snd_config_t *n, const char *plugin, struct bt_options *o)
+{
+	const char *s = NULL;
+
+	if (snd_config_get_string(n, &s) == 0 && (!strcmp(s, "a2dp") || !strcmp(s, "hfp"))) {
+		o->profile = !strcmp(s, "hfp") ? BT_PROFILE_HFP : BT_PROFILE_A2DP;
+		return 0;
+	}
+	SNDERR("%s: PROFILE=%s: say a2dp (music) or hfp (a headset's voice)", plugin, s ? s : "?");
+	return -EINVAL;
+}
+
 static int parse_key(snd_config_t *n, const char *id, const char *plugin, struct bt_options *o)
 {
 	const char *s;
@@ -140,7 +152,9 @@ static int parse_key(snd_config_t *n, const char *id, const char *plugin, struct
 	}
 	if (!strcmp(id, "on_pause"))
 		return parse_on_pause(n, plugin, o);
-	SNDERR("%s: unknown option '%s' (known: device, adapter, codec, ldac_quality, bitpool, connect_timeout, jitter_ms, on_pause)",
+	if (!strcmp(id, "profile"))
+		return parse_profile(n, plugin, o);
+	SNDERR("%s: unknown option '%s' (known: device, adapter, profile, codec, ldac_quality, bitpool, connect_timeout, jitter_ms, on_pause)",
 	       plugin, id);
 	return -EINVAL;
 }

@@ -7,6 +7,8 @@
 #define BT_DEFAULT_CONNECT_TIMEOUT_MS 10000
 #define BT_DEFAULT_JITTER_MS 60
 
+enum { BT_PROFILE_A2DP, BT_PROFILE_HFP };
+
 struct bt_options {
 	char device[18];          /* "" = the connected A2DP sink */
 	char adapter[64];         /* "hciN" or an adapter address; "" = any */
@@ -17,6 +19,7 @@ struct bt_options {
 	/* Capture only. */
 	unsigned jitter_ms;       /* the jitter buffer's depth */
 	int wait_on_pause;        /* ON_PAUSE=wait: no silence while the phone pauses */
+	int profile;              /* BT_PROFILE_A2DP (music) or BT_PROFILE_HFP (a headset's voice) */
 };
 
 /* Parses the plugin's compound; logs and returns -EINVAL on a bad or unknown key. */

@@ -2,7 +2,7 @@
  * pcm.bluetooth: the ALSA ioplug callbacks of playback, and the plugin's
  * entry point. Playback happens in a2dp/stream.c; the speaker is found and
  * connected by a2dp/endpoint.c. Capture (a phone plays to us) is
- * pcm_capture.c.
+ * pcm_capture.c; a headset's voice (PROFILE=hfp), pcm_voice.c.
  */
 #include <errno.h>
 #include <poll.h>
@@ -20,6 +20,7 @@
 #include "../a2dp/stream.h"
 #include "../common/volume.h"
 #include "pcm_capture.h"
+#include "pcm_voice.h"
 
 #define MIN_PERIOD_FRAMES 128
 #define MAX_BUFFER_BYTES (4 * 1024 * 1024)
@@ -382,8 +383,10 @@ SND_PCM_PLUGIN_DEFINE_FUNC(bluetooth)
 		return -ENOMEM;
 	if ((err = bt_options_parse(conf, "bluetooth", &pcm->opt)) < 0)
 		goto fail;
-	if (stream == SND_PCM_STREAM_CAPTURE) {
-		err = bt_capture_open(pcmp, name, &pcm->opt, mode);
+	if (pcm->opt.profile == BT_PROFILE_HFP || stream == SND_PCM_STREAM_CAPTURE) {
+		err = pcm->opt.profile == BT_PROFILE_HFP
+			? bt_voice_open(pcmp, name, &pcm->opt, stream, mode)
+			: bt_capture_open(pcmp, name, &pcm->opt, mode);
 		free(pcm);
 		return err;
 	}

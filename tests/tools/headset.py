@@ -19,15 +19,24 @@ then answers the AG's unsolicited lines: +BCS: <id> with AT+BCS=<id>
               1,2,3, CMER=3,0,0,1,0, VGM, VGS, XAPL, BCC; it answers
               "+BCS: 2" with "AT+BCS= 2", the value as it read it
   silent      nothing at all (a headset that never starts the SLC)
+--sco PATH: the voice link too: it listens on PATH (SOCK_SEQPACKET), where
+the SCO stand-in (tests/tools/sco_shim.c) connects the AG's SCO socket,
+and runs --sco-tool (tests/tools/sco_headset) on each connection (--fd),
+with --log this log and --sco-args (separated by commas: the mock splits
+--headset-args at spaces); it is stopped (SIGTERM) when this
+headset ends, as a headset's radio drops the link with the channel.
 --split sends every command a byte at a time.  The log has a line per line
 sent ("> "), received ("< ") or missed ("! "), each after the seconds since
 start.  Ends at EOF, SIGTERM, or --hangup-after seconds (closing the channel).
 """
 import argparse
+import os
 import select
 import signal
 import socket
+import subprocess
 import sys
+import threading
 import time
 
 SCRIPTS = {
@@ -121,6 +130,40 @@ class Headset:
         self.note('!', 'eof' if self.eof else 'hangup')
 
 
+class Voice:
+    """The SCO stand-in's listener: each connection goes to --sco-tool."""
+
+    def __init__(self, args):
+        self.args, self.procs = args, []
+        if os.path.exists(args.sco):
+            os.unlink(args.sco)
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.listener.bind(args.sco)
+        self.listener.listen(4)
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            argv = [self.args.sco_tool, '--fd', str(conn.fileno()), '--log', self.args.log] + \
+                [a for a in self.args.sco_args.split(',') if a]
+            self.procs.append(subprocess.Popen(argv, pass_fds=[conn.fileno()]))
+            conn.close()
+
+    def stop(self):
+        self.listener.close()
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
 def main(argv):
     p = argparse.ArgumentParser()
     p.add_argument('--fd', type=int, required=True)
@@ -131,16 +174,24 @@ def main(argv):
     p.add_argument('--bcs-answer')
     p.add_argument('--battery', type=int)
     p.add_argument('--hangup-after', type=float)
+    p.add_argument('--sco')
+    p.add_argument('--sco-tool')
+    p.add_argument('--sco-args', default='')
     args = p.parse_args(argv)
+    voice = Voice(args) if args.sco else None
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     sock = socket.socket(fileno=args.fd)
     sock.setblocking(True)
-    with open(args.log, 'a') as log:
-        try:
-            Headset(sock, log, args).run()
-        except (BrokenPipeError, ConnectionResetError):
-            log.write('! the AG closed the channel\n')
-    sock.close()
+    try:
+        with open(args.log, 'a') as log:
+            try:
+                Headset(sock, log, args).run()
+            except (BrokenPipeError, ConnectionResetError):
+                log.write('! the AG closed the channel\n')
+    finally:
+        if voice:
+            voice.stop()
+        sock.close()
     return 0
 
 
