@@ -90,17 +90,25 @@ static void name_or_none(char *name, const char *allowed)
 void volume_store_load(struct volume_store *vs, struct volume_state *st)
 {
 	FILE *f = vs->path[0] ? fopen(vs->path, "re") : NULL;
-	struct volume_state s = { .volume = VOLUME_DEFAULT };
+	const struct volume_state fresh = { .volume = VOLUME_DEFAULT, .voice_speaker = -1,
+					    .voice_mic = -1 };
+	struct volume_state s = fresh;
 
 	if (f) {
 		if (fscanf(f, "volume %d muted %d pending %d", &s.volume, &s.muted, &s.pending) != 3)
-			s = (struct volume_state){ .volume = VOLUME_DEFAULT };
+			s = fresh;
 		else if (fscanf(f, " codec %15s wanted %15s", s.codec, s.wanted) != 2)
 			s.codec[0] = s.wanted[0] = 0;     /* a file of an older version */
 		else if (fscanf(f, " offers %95s", s.offers) != 1)
 			s.offers[0] = 0;
+		else if (fscanf(f, " voice %d %d", &s.voice_speaker, &s.voice_mic) != 2)
+			s.voice_speaker = s.voice_mic = -1;
 		fclose(f);
 	}
+	if (s.voice_speaker < -1 || s.voice_speaker > VOICE_GAIN_MAX)
+		s.voice_speaker = -1;
+	if (s.voice_mic < -1 || s.voice_mic > VOICE_GAIN_MAX)
+		s.voice_mic = -1;
 	name_or_none(s.codec, NAME_CHARS);
 	name_or_none(s.wanted, NAME_CHARS);
 	name_or_none(s.offers, NAME_CHARS ":");
@@ -126,9 +134,10 @@ int volume_store_save(struct volume_store *vs, const struct volume_state *st)
 		 atomic_fetch_add(&save_count, 1));
 	if (!(f = fopen(tmp, "we")))
 		return -errno;
-	if (fprintf(f, "volume %d muted %d pending %d codec %.15s wanted %.15s offers %.95s\n",
-		    st->volume, st->muted, st->pending, st->codec[0] ? st->codec : "-",
-		    st->wanted[0] ? st->wanted : "-", st->offers[0] ? st->offers : "-") < 0)
+	if (fprintf(f, "volume %d muted %d pending %d codec %.15s wanted %.15s offers %.95s "
+		    "voice %d %d\n", st->volume, st->muted, st->pending,
+		    st->codec[0] ? st->codec : "-", st->wanted[0] ? st->wanted : "-",
+		    st->offers[0] ? st->offers : "-", st->voice_speaker, st->voice_mic) < 0)
 		err = -EIO;
 	if (fclose(f) != 0 && !err)
 		err = -errno;

@@ -34,7 +34,13 @@ struct volume_state {
 	 * it is connected, and an open that finds it disconnected then loads the
 	 * libraries of these codecs alone, not of all. */
 	char offers[A2DP_CODEC_LIST_MAX];
+	/* A headset's HFP gains, 0..15 (AT+VGS, AT+VGM), -1 unknown: what the
+	 * headset last reported or the mixer last set; a voice link sends
+	 * them at its start and whenever the mixer changes them. */
+	int voice_speaker, voice_mic;
 };
+
+#define VOICE_GAIN_MAX 15
 
 struct volume_store {
 	char dir[256];

@@ -25,14 +25,19 @@
 #define BATTERY_IFACE "org.bluez.Battery1"
 #define CALL_TIMEOUT_MS 1000
 
-/* The battery last: it is there only when BlueZ reports one. */
-enum { EL_VOLUME, EL_SWITCH, EL_CODEC, EL_BATTERY, EL_COUNT };
+/* Keys; an element is listed only where the device has it (present()). */
+enum { EL_VOLUME, EL_SWITCH, EL_CODEC, EL_VOICE_SPEAKER, EL_VOICE_MIC, EL_BATTERY, EL_COUNT };
+#define ALL_ELEMS ((1u << EL_COUNT) - 1)
 
 static const char *const elem_names[EL_COUNT] = {
 	[EL_VOLUME] = "A2DP Playback Volume",
 	[EL_SWITCH] = "A2DP Playback Switch",
 	/* What the speaker plays with; choosing one is used at the next open. */
 	[EL_CODEC] = "A2DP Codec",
+	/* A headset's HFP gains, 0..15 (AT+VGS, AT+VGM): one simple element,
+	 * "Headset", with a playback and a capture volume. */
+	[EL_VOICE_SPEAKER] = "Headset Playback Volume",
+	[EL_VOICE_MIC] = "Headset Capture Volume",
 	/* Read-only; named as a volume so that mixers show it as a bar. */
 	[EL_BATTERY] = "Battery Playback Volume",
 };
@@ -79,9 +84,29 @@ static const char *const match_rules[] = {
 	"member='NameOwnerChanged',arg0='org.bluez'",
 };
 
+static int present(const struct bt_ctl *ctl, int key)
+{
+	if (key == EL_VOICE_SPEAKER || key == EL_VOICE_MIC)
+		return ctl->dev.hands_free;
+	return key != EL_BATTERY || ctl->battery >= 0;
+}
+
 static int n_elems(const struct bt_ctl *ctl)
 {
-	return ctl->battery >= 0 ? EL_COUNT : EL_BATTERY;
+	int n = 0;
+
+	for (int key = 0; key < EL_COUNT; key++)
+		n += present(ctl, key);
+	return n;
+}
+
+/* The key of the offset-th element listed, -1 past the end. */
+static int key_at(const struct bt_ctl *ctl, unsigned offset)
+{
+	for (int key = 0; key < EL_COUNT; key++)
+		if (present(ctl, key) && offset-- == 0)
+			return key;
+	return -1;
 }
 
 static void mark(struct bt_ctl *ctl, unsigned elems)
@@ -206,7 +231,7 @@ static void on_interfaces_removed(struct bt_ctl *ctl, DBusMessage *sig)
 static void set_gone(struct bt_ctl *ctl)
 {
 	if (!ctl->gone)
-		mark(ctl, (1u << n_elems(ctl)) - 1);   /* one last event so mixers re-read */
+		mark(ctl, ALL_ELEMS);   /* one last event so mixers re-read */
 	ctl->gone = 1;
 }
 
@@ -218,7 +243,7 @@ static void bluetoothd_left(struct bt_ctl *ctl)
 	ctl->bz->owner[0] = 0;
 	ctl->transport[0] = 0;
 	ctl->speaker_volume = -1;
-	mark(ctl, (1u << n_elems(ctl)) - 1);
+	mark(ctl, ALL_ELEMS);
 }
 
 static DBusHandlerResult ctl_filter(DBusConnection *conn, DBusMessage *msg, void *data)
@@ -232,7 +257,7 @@ static DBusHandlerResult ctl_filter(DBusConnection *conn, DBusMessage *msg, void
 		bluetoothd_left(ctl);
 	} else if (bluez_returned(ctl->bz, msg)) {
 		ctl->reread = 1;        /* not from inside dispatch: pump() does it */
-		mark(ctl, (1u << n_elems(ctl)) - 1);
+		mark(ctl, ALL_ELEMS);
 	} else if (!bluez_from_bluez(ctl->bz, msg)) {
 		/* anyone else's signal says nothing about the speaker */
 	} else if (dbus_message_is_signal(msg, DBUS_INTERFACE_PROPERTIES, "PropertiesChanged")) {
@@ -256,10 +281,11 @@ static void pump(struct bt_ctl *ctl)
 	if (ctl->reread && !ctl->gone) {
 		ctl->reread = 0;
 		read_device_state(ctl, dbusx_now_ms() + CALL_TIMEOUT_MS);
-		mark(ctl, (1u << n_elems(ctl)) - 1);
+		mark(ctl, ALL_ELEMS);
 	}
 	if (volume_store_changed(&ctl->vs))
-		mark(ctl, 1u << EL_VOLUME | 1u << EL_SWITCH | 1u << EL_CODEC);
+		mark(ctl, 1u << EL_VOLUME | 1u << EL_SWITCH | 1u << EL_CODEC |
+			  1u << EL_VOICE_SPEAKER | 1u << EL_VOICE_MIC);
 }
 
 /* --- ctl_ext callbacks ----------------------------------------------------- */
@@ -282,9 +308,11 @@ static void fill_id(const struct bt_ctl *ctl, snd_ctl_elem_id_t *id, int elem)
 
 static int bt_elem_list(snd_ctl_ext_t *ext, unsigned int offset, snd_ctl_elem_id_t *id)
 {
-	if ((int)offset >= n_elems(ext->private_data))
+	int key = key_at(ext->private_data, offset);
+
+	if (key < 0)
 		return -EINVAL;
-	fill_id(ext->private_data, id, offset);
+	fill_id(ext->private_data, id, key);
 	return 0;
 }
 
@@ -292,9 +320,9 @@ static snd_ctl_ext_key_t bt_find_elem(snd_ctl_ext_t *ext, const snd_ctl_elem_id_
 {
 	const char *name = snd_ctl_elem_id_get_name(id);
 
-	for (int i = 0; i < n_elems(ext->private_data); i++)
-		if (!strcmp(name, elem_name(ext->private_data, i)))
-			return i;
+	for (int key = 0; key < EL_COUNT; key++)
+		if (present(ext->private_data, key) && !strcmp(name, elem_name(ext->private_data, key)))
+			return key;
 	return SND_CTL_EXT_KEY_NOT_FOUND;
 }
 
@@ -318,6 +346,11 @@ static int bt_get_attribute(snd_ctl_ext_t *ext, snd_ctl_ext_key_t key, int *type
 		*type = SND_CTL_ELEM_TYPE_ENUMERATED;
 		/* A phone chooses the codec it sends: shown, not chosen. */
 		*acc = ctl->phone ? SND_CTL_EXT_ACCESS_READ : SND_CTL_EXT_ACCESS_READWRITE;
+		return 0;
+	case EL_VOICE_SPEAKER:
+	case EL_VOICE_MIC:
+		*type = SND_CTL_ELEM_TYPE_INTEGER;
+		*acc = SND_CTL_EXT_ACCESS_READWRITE;
 		return 0;
 	case EL_BATTERY:
 		*type = SND_CTL_ELEM_TYPE_INTEGER;
@@ -409,7 +442,8 @@ static int bt_get_integer_info(snd_ctl_ext_t *ext, snd_ctl_ext_key_t key, long *
 	(void)ext;
 	*min = 0;
 	*step = 1;
-	*max = key == EL_BATTERY ? 100 : key == EL_SWITCH ? 1 : VOLUME_MAX;
+	*max = key == EL_BATTERY ? 100 : key == EL_SWITCH ? 1 :
+	       key == EL_VOICE_SPEAKER || key == EL_VOICE_MIC ? VOICE_GAIN_MAX : VOLUME_MAX;
 	return 0;
 }
 
@@ -429,6 +463,13 @@ static int bt_read_integer(snd_ctl_ext_t *ext, snd_ctl_ext_key_t key, long *valu
 	case EL_SWITCH:
 		*value = !st.muted;
 		return 0;
+	case EL_VOICE_SPEAKER:
+	case EL_VOICE_MIC: {
+		int gain = key == EL_VOICE_SPEAKER ? st.voice_speaker : st.voice_mic;
+
+		*value = gain >= 0 ? gain : VOICE_GAIN_MAX;   /* not yet reported: full */
+		return 0;
+	}
 	case EL_BATTERY:
 		*value = ctl->battery;
 		return 0;
@@ -471,6 +512,15 @@ static int bt_write_integer(snd_ctl_ext_t *ext, snd_ctl_ext_key_t key, long *val
 		if (st.muted == !*value)
 			return 0;
 		st.muted = !*value;
+	} else if (key == EL_VOICE_SPEAKER || key == EL_VOICE_MIC) {
+		/* A voice link (this process or another) sends it to the headset. */
+		int *gain = key == EL_VOICE_SPEAKER ? &st.voice_speaker : &st.voice_mic;
+
+		if (*value < 0 || *value > VOICE_GAIN_MAX)
+			return -EINVAL;
+		if (*gain == *value)
+			return 0;
+		*gain = (int)*value;
 	} else {
 		return -EPERM;
 	}
@@ -492,13 +542,13 @@ static int bt_read_event(snd_ctl_ext_t *ext, snd_ctl_elem_id_t *id, unsigned int
 	struct bt_ctl *ctl = ext->private_data;
 
 	pump(ctl);
-	for (int i = 0; i < n_elems(ctl); i++) {
-		if (!(ctl->dirty & 1u << i))
+	for (int key = 0; key < EL_COUNT; key++) {
+		if (!(ctl->dirty & 1u << key))
 			continue;
-		ctl->dirty &= ~(1u << i);
-		if (!ctl->subscribed)
+		ctl->dirty &= ~(1u << key);
+		if (!ctl->subscribed || !present(ctl, key))
 			continue;
-		fill_id(ctl, id, i);
+		fill_id(ctl, id, key);
 		*event_mask = SND_CTL_EVENT_MASK_VALUE;
 		return 1;
 	}

@@ -144,6 +144,48 @@ static int on_packet(struct hfp_link *l, const uint8_t *buf, size_t len)
 	return err;
 }
 
+/* --- the headset's gains and the mixer ------------------------------------------ */
+
+/* One gain, the file's value against the headset's: to_headset, the file's
+ * is sent (the mixer set it); otherwise the headset's is kept in the file.
+ * Returns 1 if the file's value changed. A headset without remote volume
+ * control keeps its own (slc_set_* refuses). */
+static int sync_gain(struct slc *slc, int *file, int *headset, int to_headset,
+		     int (*send)(struct slc *, int))
+{
+	if (to_headset && *file >= 0 && *file != *headset) {
+		if (send(slc, *file) == 0)
+			*headset = *file;
+		return 0;
+	}
+	if (!to_headset && *headset >= 0 && *file != *headset) {
+		*file = *headset;
+		return 1;
+	}
+	return 0;
+}
+
+/* At the start (to_headset: the mixer's last values win, else the headset's
+ * are noted), when the file changed (the mixer's to the headset), and when
+ * the headset reported a change (SLC events: the headset's to the file). */
+static void sync_gains(struct hfp_link *l, int to_headset)
+{
+	struct slc *slc = &l->profile->slc;
+	struct volume_state st;
+	int save;
+
+	if (!l->have_gains)
+		return;
+	volume_store_lock();
+	volume_store_load(&l->gains, &st);
+	slc->events &= ~(SLC_EV_SPEAKER | SLC_EV_MIC);
+	save = sync_gain(slc, &st.voice_speaker, &slc->speaker_gain, to_headset, slc_set_speaker_gain);
+	save |= sync_gain(slc, &st.voice_mic, &slc->mic_gain, to_headset, slc_set_mic_gain);
+	if (save)
+		volume_store_save(&l->gains, &st);
+	volume_store_unlock();
+}
+
 /* --- the I/O thread ---------------------------------------------------------- */
 
 static void lost(struct hfp_link *l, const char *why)
@@ -182,14 +224,15 @@ static void *link_thread(void *arg)
 
 	dbus_connection_get_unix_fd(l->bz->conn, &bus_fd);
 	while (!atomic_load(&l->quit)) {
-		struct pollfd fds[4] = {
+		struct pollfd fds[5] = {
 			{ .fd = l->wake_fd, .events = POLLIN },
 			{ .fd = l->sco_fd, .events = POLLIN },
 			{ .fd = l->profile->fd, .events = POLLIN },
 			{ .fd = bus_fd, .events = POLLIN },
+			{ .fd = l->have_gains ? l->gains.inotify_fd : -1, .events = POLLIN },
 		};
 
-		if (poll(fds, 4, 100) < 0 && errno != EINTR)
+		if (poll(fds, 5, 100) < 0 && errno != EINTR)
 			break;
 		if (fds[0].revents)
 			io_drain(l->wake_fd);
@@ -198,6 +241,15 @@ static void *link_thread(void *arg)
 		if (fds[2].revents && hfp_profile_service(l->profile) < 0) {
 			lost(l, "it closed the Service Level Connection");
 			break;
+		}
+		if (l->profile->slc.events & (SLC_EV_SPEAKER | SLC_EV_MIC))
+			sync_gains(l, 0);
+		if (fds[4].revents && volume_store_changed(&l->gains)) {
+			sync_gains(l, 1);
+			if (hfp_profile_service(l->profile) < 0) {   /* sends what sync_gains queued */
+				lost(l, "it closed the Service Level Connection");
+				break;
+			}
 		}
 		if (bluez_dispatch(l->bz) < 0 || atomic_load(&l->profile->gone)) {
 			lost(l, "bluetoothd ended the connection");
@@ -228,6 +280,8 @@ static void link_free(struct hfp_link *l)
 		hfp_profile_close(l->profile);
 	if (l->bz)
 		bluez_close(l->bz);
+	if (l->have_gains)
+		volume_store_close(&l->gains);
 	for (int d = 0; d < 2; d++) {
 		if (l->side[d].event_fd >= 0)
 			close(l->side[d].event_fd);
@@ -271,6 +325,17 @@ static int open_voice(struct hfp_link *l, const struct bluez_device *dev, int64_
 	l->rate = msbc ? MSBC_RATE : 8000;
 	if (msbc && (msbc_encoder_init(&l->enc) < 0 || msbc_decoder_init(&l->dec) < 0))
 		return -ENOMEM;
+	/* Without a place for the state (no HOME), the headset keeps its gains. */
+	l->have_gains = volume_store_open(&l->gains, dev->address, 1) == 0;
+	if (l->have_gains) {
+		sync_gains(l, 1);              /* the mixer's last values to the headset */
+		sync_gains(l, 0);              /* the headset's, where the mixer has none */
+		volume_store_changed(&l->gains);   /* our own save is not news */
+		if (hfp_profile_service(l->profile) < 0) {
+			SNDERR("bluetooth: the headset %s closed its channel while connecting", l->address);
+			return -ECONNRESET;
+		}
+	}
 	if (pthread_create(&l->thread, NULL, link_thread, l) != 0) {
 		l->thread = 0;
 		return -EAGAIN;

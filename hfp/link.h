@@ -21,6 +21,7 @@
 
 #include "msbc.h"
 #include "options.h"
+#include "volume.h"
 
 enum { HFP_PLAYBACK, HFP_CAPTURE };
 
@@ -69,6 +70,10 @@ struct hfp_link {
 	size_t out_len;
 	atomic_uint packet_len;     /* the size the headset sends, 0 before the first */
 	atomic_uint dry_frames;     /* mSBC frames encoded with nothing of the ring since it ran dry */
+	/* The headset's gains as the mixer (ctl_bt, any process) sees them:
+	 * the device's state file, watched; the I/O thread's once it runs. */
+	struct volume_store gains;
+	int have_gains;
 };
 
 /* The link to the headset of opt (its DEV, or the connected headset),

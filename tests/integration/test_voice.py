@@ -66,11 +66,13 @@ class Voice:
         return False
 
     def log(self):
-        path = os.path.join(self.env.outdir, 'headset-0.log')
-        if not os.path.exists(path):
-            return []
-        with open(path) as f:
-            return [ln.rstrip('\n') for ln in f]
+        """The headset's log lines, of every connection in turn."""
+        lines, k = [], 0
+        while os.path.exists(os.path.join(self.env.outdir, 'headset-%d.log' % k)):
+            with open(os.path.join(self.env.outdir, 'headset-%d.log' % k)) as f:
+                lines += [ln.rstrip('\n') for ln in f]
+            k += 1
+        return lines
 
     def sco_end(self, timeout=10.0):
         """The radio's last line, once every link it had ended: {field: value}."""
@@ -171,7 +173,7 @@ def test_loop(codec):
             v.env.environ = dict(plain, ASAN_OPTIONS=plain.get('ASAN_OPTIONS', '') +
                                  ':detect_leaks=0')
         p = v.env.spawn(['alsaloop', '-C', PCM, '-P', PCM, '-f', 'S16_LE', '-r', str(rate),
-                         '-c', '1', '-t', '50000', '-S', '0'])
+                         '-c', '1', '-t', '100000', '-S', '0'])
         v.env.environ = plain
         time.sleep(3.5 * TIME_SCALE)
         p.signal(signal.SIGINT)
@@ -251,6 +253,57 @@ def test_lost():
               % took, took < 3.0 + 0.5 * TIME_SCALE, '%.2f %s' % (took, hang))
 
 
+def amixer(env, *args):
+    return env.run(['amixer', '-D', 'bluetooth:DEV=%s' % ADDR] + list(args), timeout=10 * TIME_SCALE)
+
+
+def mixer_value(env, name):
+    r = amixer(env, 'cget', 'name=%s' % name)
+    m = re.search(r': values=(\d+)', r.stdout)
+    return int(m.group(1)) if m else None
+
+
+def wait_log(v, text, timeout=3.0, start=0):
+    end = time.monotonic() + timeout * TIME_SCALE
+    while time.monotonic() < end:
+        if any(text in ln for ln in v.log()[start:]):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_gains():
+    """The headset's speaker and microphone gains in the mixer, both ways."""
+    with Voice('msbc', headset_args='--then-after 2.5 --then AT+VGS=12') as v:
+        events = v.env.spawn(['stdbuf', '-o0', 'amixer', '-D', 'bluetooth:DEV=%s' % ADDR, 'events'])
+        call = v.env.spawn(['aplay', '-q', '-D', PCM, '-d', '4', '/dev/zero'])
+        up = wait_log(v, 'sco: voice=', timeout=5.0)
+        speaker, mic = mixer_value(v.env, 'Headset Playback Volume'), \
+            mixer_value(v.env, 'Headset Capture Volume')
+        check('during a call the mixer shows the gains the headset reported (VGS 9, VGM 7)',
+              up and speaker == 9 and mic == 7, '%s %s %s' % (up, speaker, mic))
+        r = amixer(v.env, 'cset', 'name=Headset Capture Volume', '4')
+        check('amixer sets the microphone gain: the headset is sent +VGM: 4 within 1 s',
+              r.rc == 0 and wait_log(v, '< +VGM: 4', timeout=1.0), '%s %s' % (r.stderr[-200:],
+                                                                      v.log()[-4:]))
+        check('the headset\'s own change (AT+VGS=12) reaches the mixer',
+              wait_log(v, '> AT+VGS=12', timeout=5.0) and
+              any(mixer_value(v.env, 'Headset Playback Volume') == 12 or time.sleep(0.1)
+                  for _ in range(20)), str(v.log()[-4:]))
+        r = call.wait(15 * TIME_SCALE)
+        time.sleep(0.3)
+        events.signal(signal.SIGINT)
+        ev = events.wait(5).stdout
+        check('... and an open amixer events hears of both changes',
+              ev.count("name='Headset Playback Volume'") >= 1 and
+              ev.count("name='Headset Capture Volume'") >= 1, ev[-600:])
+        n = len(v.log())
+        r = v.env.run(['aplay', '-q', '-D', PCM, '-d', '1', '/dev/zero'], timeout=20 * TIME_SCALE)
+        check('the next call starts with the mixer\'s values: +VGS: 12 and +VGM: 4 sent at its start',
+              r.rc == 0 and wait_log(v, '< +VGS: 12', start=n) and wait_log(v, '< +VGM: 4', start=n),
+              '%s %s' % (r.stderr[-200:], v.log()[n:][-8:]))
+
+
 def test_errors():
     with Voice('msbc') as v:
         r = v.env.run(['aplay', '-q', '-D', 'bluetooth:DEV=%s,PROFILE=voice' % ADDR, '/dev/zero'],
@@ -297,6 +350,7 @@ def main():
         test_loop(codec)
     test_losses()
     test_lost()
+    test_gains()
     test_errors()
     return finish()
 

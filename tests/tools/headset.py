@@ -25,6 +25,8 @@ and runs --sco-tool (tests/tools/sco_headset) on each connection (--fd),
 with --log this log and --sco-args (separated by commas: the mock splits
 --headset-args at spaces); it is stopped (SIGTERM) when this
 headset ends, as a headset's radio drops the link with the channel.
+--then CMD (repeatable): sent --then-after seconds (default 1) after the
+start, once the script is done (a headset's volume buttons: AT+VGS=12).
 --split sends every command a byte at a time.  The log has a line per line
 sent ("> "), received ("< ") or missed ("! "), each after the seconds since
 start.  Ends at EOF, SIGTERM, or --hangup-after seconds (closing the channel).
@@ -124,7 +126,12 @@ class Headset:
         if self.args.battery is not None:
             self.command('AT+BIEV=2,%d' % self.args.battery)
         end = self.t0 + self.args.hangup_after if self.args.hangup_after else None
+        later = list(self.args.then)
         while not self.eof and (end is None or time.monotonic() < end):
+            if later and time.monotonic() >= self.t0 + self.args.then_after:
+                for line in later:
+                    self.command(line)      # the user pressing the headset's buttons
+                later = []
             for got in self.lines(0.2 if end is None else max(0.0, min(0.2, end - time.monotonic()))):
                 self.unsolicited(got)
         self.note('!', 'eof' if self.eof else 'hangup')
@@ -174,6 +181,8 @@ def main(argv):
     p.add_argument('--bcs-answer')
     p.add_argument('--battery', type=int)
     p.add_argument('--hangup-after', type=float)
+    p.add_argument('--then', action='append', default=[])
+    p.add_argument('--then-after', type=float, default=1.0)
     p.add_argument('--sco')
     p.add_argument('--sco-tool')
     p.add_argument('--sco-args', default='')
