@@ -16,7 +16,6 @@ import sys
 import tempfile
 import time
 
-import numpy as np
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
