@@ -133,7 +133,8 @@ check-system: all
 demo: all
 	/usr/bin/python3 tests/system/demo.py $(BUILD) "$(FILE)"
 
-# make bench ONLY=capture: section 5 (receiving from a phone) alone; ONLY=vm: section 6.
+# make bench ONLY=capture: section 5 (receiving from a phone) alone; ONLY=voice:
+# section 7 (a headset's voice); ONLY=vm: section 6.
 bench: all $(BENCH)
 	/usr/bin/python3 bench/bench.py $(BUILD) $(if $(ONLY),--only $(ONLY))
 

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """make bench: what the Bluetooth plugin costs, in figures (no pass/fail).
 
-    /usr/bin/python3 bench/bench.py [BUILD] [--only capture|vm]
+    /usr/bin/python3 bench/bench.py [BUILD] [--only capture|voice|vm]
 
 Runs the plugin against the mock bluetoothd of the integration tests
 (tests/integration/harness.py) and bench/bench_encode.c, then prints a table:
@@ -25,7 +25,12 @@ Runs the plugin against the mock bluetoothd of the integration tests
     ours, into the same bluez-alsa speaker, and the floor (aplay -D null,
     libsbc alone) in the same VM.
 
---only capture runs section 5 alone, --only vm section 6 (a quicker iteration).
+ 7. A headset's voice (PROFILE=hfp, bench/voice.py): CPU of a program that
+    loops a headset's microphone to its earpiece, per second of call, CVSD
+    and mSBC, and the latency the plugin adds to that loop.
+
+--only capture runs section 5 alone, --only voice section 7, --only vm
+section 6 (a quicker iteration).
 bench/README.md says how each figure is obtained and how to read it.
 Takes about 90 s, and the VM of section 6 some minutes more.
 """
@@ -47,8 +52,8 @@ if '--only' in ARGS:
     i = ARGS.index('--only')
     ONLY = ARGS[i + 1] if i + 1 < len(ARGS) else None
     del ARGS[i:i + 2]
-    if ONLY not in ('capture', 'vm'):
-        sys.exit('usage: bench.py [BUILD] [--only capture|vm]')
+    if ONLY not in ('capture', 'voice', 'vm'):
+        sys.exit('usage: bench.py [BUILD] [--only capture|voice|vm]')
 BUILD = os.path.abspath(ARGS[0] if ARGS else os.path.join(REPO, 'build'))
 os.environ['ALSABT_BUILD'] = BUILD          # read by harness at import
 sys.path.insert(0, os.path.join(REPO, 'tests', 'integration'))
@@ -58,6 +63,7 @@ import numpy as np                           # noqa: E402
 
 import audio                                 # noqa: E402
 from harness import Env                      # noqa: E402
+import voice                                 # noqa: E402
 
 DEV = '00:1B:66:AA:BB:CC'
 DEVICES = ['hci0/%s,connected' % DEV]
@@ -587,7 +593,7 @@ def report_head(m):
           '8 subbands, bitpool 53), MTU 672 = 5 SBC frames (640 PCM frames) per packet')
 
 
-def report(m, cpu, lat, opens, cap, vm, started):
+def report(m, cpu, lat, opens, cap, vm, started, voice_rows=None):
     report_head(m)
 
     print()
@@ -738,6 +744,9 @@ def report(m, cpu, lat, opens, cap, vm, started):
     table(rows, [44, 16, 13, 10])
     if cap is not None:
         report_capture(cap)
+    if voice_rows:
+        print()
+        print('\n'.join(voice.report(voice_rows)))
     report_vm(vm)
     report_end(started)
 
@@ -898,6 +907,13 @@ def main():
             report_capture(cap)
             report_end(started)
             return
+        if ONLY == 'voice':
+            rows = voice.section(spawn, tmp)
+            report_head(m)
+            print()
+            print('\n'.join(voice.report(rows)))
+            report_end(started)
+            return
         if ONLY == 'vm':
             vm = section_vm()
             report_head(m)
@@ -913,12 +929,13 @@ def main():
             lat = section_latency()
             opens = section_open(wavs[SHORT_S])
         cap = section_capture(tmp)
+        voice_rows = voice.section(spawn, tmp)
         vm = section_vm()
     except (RuntimeError, subprocess.TimeoutExpired) as e:
         sys.exit('bench: %s' % e)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    report(m, cpu, lat, opens, cap, vm, started)
+    report(m, cpu, lat, opens, cap, vm, started, voice_rows)
 
 
 if __name__ == '__main__':

@@ -6,7 +6,10 @@
  * Both are opened and closed once before the count, as a warm-up: what
  * alsa-lib caches, and a sanitizer's own thread, are not the plugin's.
  *
- *   duplex_client -D DEVICE [--seconds S] [--rate HZ] [--period-ms MS]
+ *   duplex_client -D DEVICE [--seconds S] [--rate HZ] [--period-ms MS] [--ahead N]
+ *
+ * --ahead N: periods of silence written before the loop (default 3): the
+ * earpiece's margin against the program being late.
  *
  * Output:
  *   OPENED rate=R period=P buffer=B
@@ -32,7 +35,7 @@ static int fail(const char *where, int err)
 
 static int setup(snd_pcm_t *pcm, unsigned rate, snd_pcm_uframes_t period)
 {
-	snd_pcm_uframes_t buffer = period * 4;
+	snd_pcm_uframes_t buffer = period * 6;
 	snd_pcm_hw_params_t *hw;
 	int err;
 
@@ -58,8 +61,8 @@ static double now_s(void)
 }
 
 /* One period read, one written; an xrun on either side is recovered. */
-static int loop(snd_pcm_t *cap, snd_pcm_t *play, snd_pcm_uframes_t period, double seconds,
-		unsigned *periods, unsigned *xruns)
+static int loop(snd_pcm_t *cap, snd_pcm_t *play, snd_pcm_uframes_t period, unsigned ahead,
+		double seconds, unsigned *periods, unsigned *xruns)
 {
 	int16_t *buf = calloc(period, sizeof(*buf));
 	double end = now_s() + seconds;
@@ -68,8 +71,7 @@ static int loop(snd_pcm_t *cap, snd_pcm_t *play, snd_pcm_uframes_t period, doubl
 
 	if (!buf)
 		return -ENOMEM;
-	/* Two periods of silence ahead: the earpiece's margin. */
-	for (int i = 0; i < 2 && err >= 0; i++)
+	for (unsigned i = 0; i < ahead && err >= 0; i++)
 		err = (int)snd_pcm_writei(play, buf, period);
 	if (err >= 0)
 		err = snd_pcm_start(cap);
@@ -98,7 +100,7 @@ int main(int argc, char **argv)
 {
 	const char *dev = NULL;
 	double seconds = 3;
-	unsigned rate = 16000, period_ms = 20, periods = 0, xruns = 0;
+	unsigned rate = 16000, period_ms = 20, ahead = 3, periods = 0, xruns = 0;
 	snd_pcm_t *cap = NULL, *play = NULL;
 	int fds0, threads0, err;
 
@@ -107,6 +109,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--seconds")) seconds = atof(argv[i + 1]);
 		else if (!strcmp(argv[i], "--rate")) rate = (unsigned)atoi(argv[i + 1]);
 		else if (!strcmp(argv[i], "--period-ms")) period_ms = (unsigned)atoi(argv[i + 1]);
+		else if (!strcmp(argv[i], "--ahead")) ahead = (unsigned)atoi(argv[i + 1]);
 	}
 	if (!dev) {
 		fprintf(stderr, "usage: duplex_client -D DEVICE [--seconds S] [--rate HZ] [--period-ms MS]\n");
@@ -131,7 +134,7 @@ int main(int argc, char **argv)
 		return fail("playback hw_params", err);
 	printf("OPENED rate=%u period=%lu\n", rate, (unsigned long)period);
 	fflush(stdout);
-	err = loop(cap, play, period, seconds, &periods, &xruns);
+	err = loop(cap, play, period, ahead, seconds, &periods, &xruns);
 	if (err < 0)
 		return fail("loop", err);
 	snd_pcm_drain(play);
