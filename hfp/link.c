@@ -301,25 +301,39 @@ static int sco_error(struct hfp_link *l, int err)
 {
 	if (err == -EAFNOSUPPORT)
 		SNDERR("bluetooth: this kernel has no Bluetooth SCO sockets (CONFIG_BT): no headset voice");
-	else if (err == -EOPNOTSUPP)
-		SNDERR("bluetooth: the adapter %s cannot carry mSBC (transparent SCO) to %s; "
-		       "its driver or firmware lacks it", l->adapter, l->address);
 	else
 		SNDERR("bluetooth: the voice link to %s (%s) did not open: %s",
 		       l->name, l->address, strerror(-err));
 	return err;
 }
 
+/* Within the open's TIMEOUT, but a link is given half a second at least. */
+static int connect_sco(const struct bluez_device *dev, int msbc, int64_t deadline)
+{
+	int64_t left = deadline - dbusx_now_ms();
+
+	return sco_connect(dev->adapter_address, dev->address,
+			   msbc ? SCO_VOICE_TRANSPARENT : SCO_VOICE_CVSD_16BIT,
+			   left < 500 ? 500 : left > SCO_CONNECT_MS ? SCO_CONNECT_MS : (int)left);
+}
+
 /* The SCO socket, the codec's state and the thread, once the SLC agreed a codec. */
 static int open_voice(struct hfp_link *l, const struct bluez_device *dev, int64_t deadline)
 {
-	int msbc = l->codec == HFP_CODEC_MSBC;
-	int64_t left = deadline - dbusx_now_ms();
+	int msbc = l->codec == HFP_CODEC_MSBC, err;
 
-	/* Within the open's TIMEOUT, but a link is given half a second at least. */
-	l->sco_fd = sco_connect(dev->adapter_address, dev->address,
-				msbc ? SCO_VOICE_TRANSPARENT : SCO_VOICE_CVSD_16BIT,
-				left < 500 ? 500 : left > SCO_CONNECT_MS ? SCO_CONNECT_MS : (int)left);
+	l->sco_fd = connect_sco(dev, msbc, deadline);
+	/* The kernel says so at connect when the adapter cannot carry mSBC
+	 * (no transparent SCO): CVSD is agreed again, as PipeWire does. */
+	if (l->sco_fd == -EOPNOTSUPP && msbc) {
+		SNDERR("bluetooth: the adapter %s cannot carry mSBC (transparent SCO); "
+		       "falling back to CVSD (8 kHz) for %s", l->adapter, l->address);
+		if ((err = hfp_profile_choose_again(l->profile, 0, deadline)) < 0)
+			return err;
+		l->codec = l->profile->slc.codec;
+		msbc = l->codec == HFP_CODEC_MSBC;
+		l->sco_fd = connect_sco(dev, msbc, deadline);
+	}
 	if (l->sco_fd < 0)
 		return sco_error(l, l->sco_fd);
 	l->rate = msbc ? MSBC_RATE : 8000;

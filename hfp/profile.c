@@ -403,6 +403,13 @@ static int bring_up_slc(struct hfp_profile *p, int64_t deadline_ms)
 	}
 }
 
+int hfp_profile_choose_again(struct hfp_profile *p, int msbc_possible, int64_t deadline_ms)
+{
+	p->slc.msbc_possible = msbc_possible;
+	p->slc.codec = 0;
+	return bring_up_slc(p, deadline_ms);
+}
+
 /* --- open and close ------------------------------------------------------- */
 
 int hfp_profile_open(struct bluez *bz, const struct bluez_device *dev, int msbc_possible,

@@ -40,6 +40,10 @@ int hfp_profile_open(struct bluez *bz, const struct bluez_device *dev, int msbc_
  * would keep the link up), unregisters and frees. Bounded like a2dp's close. */
 void hfp_profile_close(struct hfp_profile *p);
 
+/* The codec agreed cannot be carried (the adapter lacks transparent SCO for
+ * mSBC): agrees another, as hfp_profile_open did. 0 or -errno, logged. */
+int hfp_profile_choose_again(struct hfp_profile *p, int msbc_possible, int64_t deadline_ms);
+
 /* Reads what the headset sent and writes our answers, without blocking:
  * 0, or -ECONNRESET once the channel closed. For the owner's poll loop. */
 int hfp_profile_service(struct hfp_profile *p);

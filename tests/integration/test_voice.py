@@ -303,6 +303,29 @@ def test_gains():
               '%s %s' % (r.stderr[-200:], v.log()[n:][-8:]))
 
 
+def test_no_transparent():
+    """mSBC agreed, but the adapter cannot carry it: CVSD is agreed again."""
+    with Voice('msbc') as v:
+        v.env.environ['ALSABT_SCO_NO_TRANSPARENT'] = '1'
+        d = tempfile.mkdtemp(prefix='alsabt-voice-ref-')
+        wav = os.path.join(d, 'prompt.wav')
+        ref = speech_like(8000, 1.0)
+        audio.write_wav(wav, ref, 8000)
+        r = v.env.run(['aplay', '-q', '-D', PCM, wav], timeout=30 * TIME_SCALE)
+        log = v.log()
+        check('an adapter without transparent SCO: one line, CVSD agreed again (+BCS: 1), '
+              'the link opened as CVSD, aplay plays',
+              r.rc == 0 and 'falling back to CVSD' in r.stderr and
+              all(any(want in ln for ln in log) for want in ('< +BCS: 1', '> AT+BCS=1',
+                                                             'sco: voice=0x0060')),
+              '%s %s' % (r.stderr[-300:], log[-8:]))
+        v.env.stop_mock()
+        v.sco_end()
+        got = audio.read_wav(v.ear)[0][:, 0] if os.path.exists(v.ear) else None
+        audio_checks('... what the headset heard', ref, got, 8000, MIN_SNR['cvsd'],
+                     expected_lag=4000, search=4000)
+
+
 def test_errors():
     with Voice('msbc') as v:
         r = v.env.run(['aplay', '-q', '-D', 'bluetooth:DEV=%s,PROFILE=voice' % ADDR, '/dev/zero'],
@@ -350,6 +373,7 @@ def main():
     test_losses()
     test_lost()
     test_gains()
+    test_no_transparent()
     test_errors()
     return finish()
 

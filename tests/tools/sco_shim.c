@@ -8,7 +8,9 @@
  * What the plugin set is passed on: the first datagram the headset
  * receives is "voice=0xNNNN bind=XX:..:XX connect=XX:..:XX", so that the
  * test checks the voice setting (CVSD or transparent) and the addresses.
- * ALSABT_SCO_REFUSE=errno makes the connection fail with that errno.
+ * ALSABT_SCO_REFUSE=errno makes the connection fail with that errno;
+ * ALSABT_SCO_NO_TRANSPARENT=1 fails a transparent (mSBC) one with
+ * EOPNOTSUPP, as the kernel does for an adapter without it.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -99,6 +101,10 @@ int connect(int fd, const struct sockaddr *sa, socklen_t len)
 		return real(fd, sa, len);
 	if (refuse) {
 		errno = atoi(refuse);
+		return -1;
+	}
+	if (getenv("ALSABT_SCO_NO_TRANSPARENT") && fds[fd].voice == 0x0003) {
+		errno = EOPNOTSUPP;
 		return -1;
 	}
 	if (!path || strlen(path) >= sizeof(un.sun_path)) {
