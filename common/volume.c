@@ -91,7 +91,7 @@ void volume_store_load(struct volume_store *vs, struct volume_state *st)
 {
 	FILE *f = vs->path[0] ? fopen(vs->path, "re") : NULL;
 	const struct volume_state fresh = { .volume = VOLUME_DEFAULT, .voice_speaker = -1,
-					    .voice_mic = -1 };
+					    .voice_mic = -1, .voice_battery = -1 };
 	struct volume_state s = fresh;
 
 	if (f) {
@@ -103,12 +103,16 @@ void volume_store_load(struct volume_store *vs, struct volume_state *st)
 			s.offers[0] = 0;
 		else if (fscanf(f, " voice %d %d", &s.voice_speaker, &s.voice_mic) != 2)
 			s.voice_speaker = s.voice_mic = -1;
+		else if (fscanf(f, " battery %d", &s.voice_battery) != 1)
+			s.voice_battery = -1;
 		fclose(f);
 	}
 	if (s.voice_speaker < -1 || s.voice_speaker > VOICE_GAIN_MAX)
 		s.voice_speaker = -1;
 	if (s.voice_mic < -1 || s.voice_mic > VOICE_GAIN_MAX)
 		s.voice_mic = -1;
+	if (s.voice_battery < -1 || s.voice_battery > 100)
+		s.voice_battery = -1;
 	name_or_none(s.codec, NAME_CHARS);
 	name_or_none(s.wanted, NAME_CHARS);
 	name_or_none(s.offers, NAME_CHARS ":");
@@ -135,9 +139,10 @@ int volume_store_save(struct volume_store *vs, const struct volume_state *st)
 	if (!(f = fopen(tmp, "we")))
 		return -errno;
 	if (fprintf(f, "volume %d muted %d pending %d codec %.15s wanted %.15s offers %.95s "
-		    "voice %d %d\n", st->volume, st->muted, st->pending,
+		    "voice %d %d battery %d\n", st->volume, st->muted, st->pending,
 		    st->codec[0] ? st->codec : "-", st->wanted[0] ? st->wanted : "-",
-		    st->offers[0] ? st->offers : "-", st->voice_speaker, st->voice_mic) < 0)
+		    st->offers[0] ? st->offers : "-", st->voice_speaker, st->voice_mic,
+		    st->voice_battery) < 0)
 		err = -EIO;
 	if (fclose(f) != 0 && !err)
 		err = -errno;

@@ -38,6 +38,9 @@ struct volume_state {
 	 * headset last reported or the mixer last set; a voice link sends
 	 * them at its start and whenever the mixer changes them. */
 	int voice_speaker, voice_mic;
+	/* The battery it last reported over HFP (AT+BIEV, Apple's, XEVENT),
+	 * percent, -1 none: BlueZ does not know it (the HFP is ours). */
+	int voice_battery;
 };
 
 #define VOICE_GAIN_MAX 15

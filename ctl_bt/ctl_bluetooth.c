@@ -65,6 +65,7 @@ struct bt_ctl {
 	char transport[192];        /* a MediaTransport1 of the device, "" if none */
 	int speaker_volume;         /* its Volume, -1 while it has none */
 	int battery;                /* Battery1.Percentage, -1 if none */
+	int voice_battery;          /* a headset's HFP report (the state file), -1 if none at open */
 	int gone;                   /* the bus went away */
 	int reread;                 /* bluetoothd is back: read the device's state anew */
 	int filtering;              /* ctl_filter is installed */
@@ -88,7 +89,7 @@ static int present(const struct bt_ctl *ctl, int key)
 {
 	if (key == EL_VOICE_SPEAKER || key == EL_VOICE_MIC)
 		return ctl->dev.hands_free;
-	return key != EL_BATTERY || ctl->battery >= 0;
+	return key != EL_BATTERY || ctl->battery >= 0 || ctl->voice_battery >= 0;
 }
 
 static int n_elems(const struct bt_ctl *ctl)
@@ -285,7 +286,7 @@ static void pump(struct bt_ctl *ctl)
 	}
 	if (volume_store_changed(&ctl->vs))
 		mark(ctl, 1u << EL_VOLUME | 1u << EL_SWITCH | 1u << EL_CODEC |
-			  1u << EL_VOICE_SPEAKER | 1u << EL_VOICE_MIC);
+			  1u << EL_VOICE_SPEAKER | 1u << EL_VOICE_MIC | 1u << EL_BATTERY);
 }
 
 /* --- ctl_ext callbacks ----------------------------------------------------- */
@@ -471,7 +472,9 @@ static int bt_read_integer(snd_ctl_ext_t *ext, snd_ctl_ext_key_t key, long *valu
 		return 0;
 	}
 	case EL_BATTERY:
-		*value = ctl->battery;
+		/* BlueZ's when it has one; a headset's HFP report otherwise. */
+		*value = ctl->battery >= 0 ? ctl->battery : st.voice_battery >= 0 ? st.voice_battery
+										     : ctl->voice_battery;
 		return 0;
 	}
 	return -EINVAL;
@@ -710,6 +713,12 @@ static int bt_connect(struct bt_ctl *ctl)
 	for (size_t i = 0; i < sizeof(match_rules) / sizeof(match_rules[0]); i++)
 		dbus_bus_add_match(ctl->bz->conn, match_rules[i], NULL);
 	read_device_state(ctl, deadline);
+	if (ctl->dev.hands_free) {
+		struct volume_state st;
+
+		volume_store_load(&ctl->vs, &st);
+		ctl->voice_battery = st.voice_battery;
+	}
 	return open_poll_fds(ctl);
 }
 
@@ -733,7 +742,7 @@ SND_CTL_PLUGIN_DEFINE_FUNC(bluetooth)
 	if (!(ctl = calloc(1, sizeof(*ctl))))
 		return -ENOMEM;
 	ctl->vs.inotify_fd = ctl->epoll_fd = ctl->pending_fd = -1;
-	ctl->battery = -1;
+	ctl->battery = ctl->voice_battery = -1;
 	if ((err = bt_options_parse(conf, "bluetooth", &ctl->opt)) < 0 || (err = bt_connect(ctl)) < 0)
 		goto fail;
 	ctl->ext.version = SND_CTL_EXT_VERSION;

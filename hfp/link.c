@@ -178,9 +178,13 @@ static void sync_gains(struct hfp_link *l, int to_headset)
 		return;
 	volume_store_lock();
 	volume_store_load(&l->gains, &st);
-	slc->events &= ~(SLC_EV_SPEAKER | SLC_EV_MIC);
+	slc->events &= ~(SLC_EV_SPEAKER | SLC_EV_MIC | SLC_EV_BATTERY);
 	save = sync_gain(slc, &st.voice_speaker, &slc->speaker_gain, to_headset, slc_set_speaker_gain);
 	save |= sync_gain(slc, &st.voice_mic, &slc->mic_gain, to_headset, slc_set_mic_gain);
+	if (slc->battery >= 0 && slc->battery != st.voice_battery) {
+		st.voice_battery = slc->battery;   /* the mixer's battery element shows it */
+		save = 1;
+	}
 	if (save)
 		volume_store_save(&l->gains, &st);
 	volume_store_unlock();
@@ -242,7 +246,7 @@ static void *link_thread(void *arg)
 			lost(l, "it closed the Service Level Connection");
 			break;
 		}
-		if (l->profile->slc.events & (SLC_EV_SPEAKER | SLC_EV_MIC))
+		if (l->profile->slc.events & (SLC_EV_SPEAKER | SLC_EV_MIC | SLC_EV_BATTERY))
 			sync_gains(l, 0);
 		if (fds[4].revents && volume_store_changed(&l->gains)) {
 			sync_gains(l, 1);

@@ -51,6 +51,7 @@ static void check_state(const struct volume_state *st)
 	INVARIANT(st->voice_speaker >= -1 && st->voice_speaker <= VOICE_GAIN_MAX &&
 		  st->voice_mic >= -1 && st->voice_mic <= VOICE_GAIN_MAX,
 		  "voice gains %d %d", st->voice_speaker, st->voice_mic);
+	INVARIANT(st->voice_battery >= -1 && st->voice_battery <= 100, "battery %d", st->voice_battery);
 	INVARIANT(gain <= 65536, "gain %u", gain);
 	INVARIANT(!st->muted || gain == 0, "muted with gain %u", gain);
 	INVARIANT(memchr(st->codec, 0, sizeof(st->codec)) && memchr(st->wanted, 0, sizeof(st->wanted)) &&
@@ -84,7 +85,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	INVARIANT(again.volume == st.volume && again.muted == st.muted && again.pending == st.pending,
 		  "saved %d/%d/%d, loaded %d/%d/%d", st.volume, st.muted, st.pending,
 		  again.volume, again.muted, again.pending);
-	INVARIANT(again.voice_speaker == st.voice_speaker && again.voice_mic == st.voice_mic,
+	INVARIANT(again.voice_speaker == st.voice_speaker && again.voice_mic == st.voice_mic &&
+		  again.voice_battery == st.voice_battery,
 		  "voice gains %d %d loaded back as %d %d", st.voice_speaker, st.voice_mic,
 		  again.voice_speaker, again.voice_mic);
 	return 0;

@@ -20,6 +20,7 @@ struct bt_ctl *glue_ctl_new(int with_transport, int with_battery)
 	snprintf(ctl->dev.address, sizeof(ctl->dev.address), "%s", FUZZ_DEVICE_ADDR);
 	ctl->speaker_volume = -1;
 	ctl->battery = with_battery ? 50 : -1;
+	ctl->voice_battery = -1;
 	/* The plugins only listen to bluetoothd's unique name (no bus: conn NULL). */
 	if (!(ctl->bz = calloc(1, sizeof(*ctl->bz))))
 		abort();

@@ -273,7 +273,7 @@ def wait_log(v, text, timeout=3.0, start=0):
 
 def test_gains():
     """The headset's speaker and microphone gains in the mixer, both ways."""
-    with Voice('msbc', headset_args='--then-after 2.5 --then AT+VGS=12') as v:
+    with Voice('msbc', headset_args='--then-after 2.5 --then AT+VGS=12 --battery 70') as v:
         events = v.env.spawn(['stdbuf', '-o0', 'amixer', '-D', 'bluetooth:DEV=%s' % ADDR, 'events'])
         call = v.env.spawn(['aplay', '-q', '-D', PCM, '-d', '4', '/dev/zero'])
         up = wait_log(v, 'sco: voice=', timeout=5.0)
@@ -298,6 +298,9 @@ def test_gains():
               ev.count("name='Headset Capture Volume'") >= 1, ev[-600:])
         n = len(v.log())
         r = v.env.run(['aplay', '-q', '-D', PCM, '-d', '1', '/dev/zero'], timeout=20 * TIME_SCALE)
+        check('the battery the headset reported over HFP (AT+BIEV=2,70) in the mixer after the call',
+              mixer_value(v.env, 'Battery Playback Volume') == 70,
+              amixer(v.env, 'contents').stdout[-600:])
         check('the next call starts with the mixer\'s values: +VGS: 12 and +VGM: 4 sent at its start',
               r.rc == 0 and wait_log(v, '< +VGS: 12', start=n) and wait_log(v, '< +VGM: 4', start=n),
               '%s %s' % (r.stderr[-200:], v.log()[n:][-8:]))
