@@ -99,30 +99,22 @@ static snd_pcm_sframes_t voice_pointer(snd_pcm_ioplug_t *io)
 	return hw % io->buffer_size;
 }
 
-static void copy_in(struct bt_voice *v, const snd_pcm_channel_area_t *areas,
-		    snd_pcm_uframes_t offset, uint64_t at, snd_pcm_uframes_t n)
+/* n frames between the program's areas (at offset) and our ring (at `at`),
+ * into the ring for playback, out of it for capture. */
+static void copy_frames(struct bt_voice *v, const snd_pcm_channel_area_t *areas,
+			snd_pcm_uframes_t offset, uint64_t at, snd_pcm_uframes_t n)
 {
 	struct hfp_side *s = side_of(v);
-	snd_pcm_channel_area_t ring = { .addr = s->ring, .first = 0, .step = 16 };
+	const snd_pcm_channel_area_t ring = { .addr = s->ring, .first = 0, .step = 16 };
+	int in = v->dir == HFP_PLAYBACK;
 	unsigned pos = at % s->size;
 	snd_pcm_uframes_t first = s->size - pos < n ? s->size - pos : n;
 
-	snd_pcm_areas_copy(&ring, pos, areas, offset, 1, first, SND_PCM_FORMAT_S16);
+	snd_pcm_areas_copy(in ? &ring : areas, in ? pos : offset, in ? areas : &ring,
+			   in ? offset : pos, 1, first, SND_PCM_FORMAT_S16);
 	if (n > first)
-		snd_pcm_areas_copy(&ring, 0, areas, offset + first, 1, n - first, SND_PCM_FORMAT_S16);
-}
-
-static void copy_out(struct bt_voice *v, const snd_pcm_channel_area_t *areas,
-		     snd_pcm_uframes_t offset, uint64_t at, snd_pcm_uframes_t n)
-{
-	struct hfp_side *s = side_of(v);
-	snd_pcm_channel_area_t ring = { .addr = s->ring, .first = 0, .step = 16 };
-	unsigned pos = at % s->size;
-	snd_pcm_uframes_t first = s->size - pos < n ? s->size - pos : n;
-
-	snd_pcm_areas_copy(areas, offset, &ring, pos, 1, first, SND_PCM_FORMAT_S16);
-	if (n > first)
-		snd_pcm_areas_copy(areas, offset + first, &ring, 0, 1, n - first, SND_PCM_FORMAT_S16);
+		snd_pcm_areas_copy(in ? &ring : areas, in ? 0 : offset + first, in ? areas : &ring,
+				   in ? offset + first : 0, 1, n - first, SND_PCM_FORMAT_S16);
 }
 
 /* Playback: the frames go where alsa-lib's pointer says (a rewind moves
@@ -134,7 +126,7 @@ static snd_pcm_sframes_t write_frames(struct bt_voice *v, const snd_pcm_ioplug_t
 	struct hfp_side *s = side_of(v);
 	uint64_t at = unwrap(atomic_load(&s->appl), io->appl_ptr, v->boundary);
 
-	copy_in(v, areas, offset, at, size);
+	copy_frames(v, areas, offset, at, size);
 	atomic_store(&s->appl, at + size);
 	return size;
 }
@@ -152,7 +144,7 @@ static snd_pcm_sframes_t read_frames(struct bt_voice *v, const snd_pcm_ioplug_t 
 	int mmap = io->access == SND_PCM_ACCESS_MMAP_INTERLEAVED;
 	snd_pcm_uframes_t skip = mmap && appl > start ? (appl - start < size ? appl - start : size) : 0;
 
-	copy_out(v, areas, offset + skip, start + skip, size - skip);
+	copy_frames(v, areas, offset + skip, start + skip, size - skip);
 	if (start + size > appl)
 		atomic_store(&s->appl, start + size);
 	return size;

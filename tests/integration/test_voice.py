@@ -73,6 +73,14 @@ class Voice:
             k += 1
         return lines
 
+    def heard(self):
+        """bluetoothd (and with it the headset) goes; what the earpiece heard,
+        mono, or None; and the radio's last line."""
+        self.env.stop_mock()
+        end = self.sco_end()
+        got = audio.read_wav(self.ear)[0][:, 0] if os.path.exists(self.ear) else None
+        return got, end
+
     def sco_end(self, timeout=10.0):
         """The radio's last line, once every link it had ended: {field: value}."""
         end = time.monotonic() + timeout * TIME_SCALE
@@ -84,6 +92,13 @@ class Voice:
                 return dict(re.findall(r'(\w+)=(\S+)', ends[-1]))
             time.sleep(0.05)
         return {}
+
+
+def wav_file(samples, rate):
+    """samples as a WAV in a directory of its own."""
+    path = os.path.join(tempfile.mkdtemp(prefix='alsabt-voice-ref-'), 'mic.wav')
+    audio.write_wav(path, samples, rate)
+    return path
 
 
 def speech_like(rate, seconds):
@@ -112,8 +127,7 @@ def test_playback(codec):
     rate = RATE[codec]
     with Voice(codec) as v:
         ref = speech_like(rate, 2.0)
-        wav = os.path.join(v.dir, 'prompt.wav')
-        audio.write_wav(wav, ref, rate)
+        wav = wav_file(ref, rate)
         t0 = time.monotonic()
         r = v.env.run(['aplay', '-q', '-D', PCM, wav], timeout=30 * TIME_SCALE)
         took = time.monotonic() - t0
@@ -125,9 +139,7 @@ def test_playback(codec):
               % (codec, want), hello and ('voice=%s' % want) in hello[0] and
               ('connect=%s' % ADDR) in hello[0] and 'bind=00:AA:00:00:00:00' not in hello[0],
               str(hello))
-        v.env.stop_mock()       # the headset's radio ends and writes what it heard
-        end = v.sco_end()
-        got = audio.read_wav(v.ear)[0][:, 0] if os.path.exists(v.ear) else None
+        got, end = v.heard()
         audio_checks('%s playback' % codec, ref, got, rate, MIN_SNR[codec],
                      expected_lag=rate // 2, search=rate // 2)
         check('%s: every packet answered with one of the same size' % codec,
@@ -140,9 +152,7 @@ def test_playback(codec):
 def test_capture(codec):
     rate = RATE[codec]
     ref = speech_like(rate, 2.0)
-    d = tempfile.mkdtemp(prefix='alsabt-voice-ref-')
-    mic = os.path.join(d, 'mic.wav')
-    audio.write_wav(mic, ref, rate)
+    mic = wav_file(ref, rate)
     with Voice(codec, sco_args='--play %s' % mic) as v:
         out = os.path.join(v.dir, 'heard.wav')
         r = v.env.run(['arecord', '-q', '-D', PCM, '-f', 'S16_LE', '-r', str(rate), '-c', '1',
@@ -160,9 +170,7 @@ def test_loop(codec):
     """alsaloop: the microphone into the earpiece, one program, one link."""
     rate = RATE[codec]
     ref = speech_like(rate, 2.0)
-    d = tempfile.mkdtemp(prefix='alsabt-voice-ref-')
-    mic = os.path.join(d, 'mic.wav')
-    audio.write_wav(mic, ref, rate)
+    mic = wav_file(ref, rate)
     with Voice(codec, sco_args='--play %s' % mic) as v:
         plain = v.env.environ
         if 'asan' in plain.get('LD_PRELOAD', ''):
@@ -183,9 +191,7 @@ def test_loop(codec):
         check('%s: ... one profile registration, one Service Level Connection' % codec,
               len([e for e in ev if e.startswith('RegisterProfile :')]) == 1 and
               len([e for e in ev if e.startswith('NewConnection /')]) == 1, str(ev[-10:]))
-        v.env.stop_mock()
-        v.sco_end()
-        got = audio.read_wav(v.ear)[0][:, 0] if os.path.exists(v.ear) else None
+        got, _ = v.heard()
         audio_checks('%s mic -> alsaloop -> earpiece' % codec, ref, got, rate,
                      MIN_SNR[codec] - 5, expected_lag=rate // 2, search=rate // 2)
     with Voice(codec, sco_args='--play %s' % mic) as v:
@@ -198,9 +204,7 @@ def test_loop(codec):
               r.rc == 0 and 'xruns=0' in r.stdout and held and
               held['fds_before'] == held['fds_after'] and
               held['threads_before'] == held['threads_after'], '%s %s' % (r.stdout, r.stderr[-400:]))
-        v.env.stop_mock()
-        v.sco_end()
-        got = audio.read_wav(v.ear)[0][:, 0] if os.path.exists(v.ear) else None
+        got, _ = v.heard()
         audio_checks('%s mic -> duplex_client -> earpiece' % codec, ref, got, rate,
                      MIN_SNR[codec] - 5, expected_lag=rate // 2, search=rate // 2)
 
@@ -209,16 +213,13 @@ def test_losses():
     """mSBC packets lost on the air: concealed, the rest keeps its time."""
     rate = 16000
     ref = speech_like(rate, 2.0)
-    d = tempfile.mkdtemp(prefix='alsabt-voice-ref-')
-    mic = os.path.join(d, 'mic.wav')
-    audio.write_wav(mic, ref, rate)
+    mic = wav_file(ref, rate)
     with Voice('msbc', sco_args='--play %s --drop-every 40' % mic) as v:
         out = os.path.join(v.dir, 'heard.wav')
         r = v.env.run(['arecord', '-q', '-D', PCM, '-f', 'S16_LE', '-r', str(rate), '-c', '1',
                        '-d', '3', out], timeout=30 * TIME_SCALE)
         got = audio.read_wav(out)[0][:, 0] if r.rc == 0 and os.path.exists(out) else None
-        v.env.stop_mock()
-        end = v.sco_end()
+        end = v.heard()[1]
         if got is None:
             check('one packet in 40 lost: arecord succeeds', False, r.stderr[-300:])
             return
@@ -239,9 +240,7 @@ def test_losses():
 
 def test_lost():
     with Voice('msbc', headset_args='--hangup-after 2') as v:
-        d = tempfile.mkdtemp(prefix='alsabt-voice-ref-')
-        wav = os.path.join(d, 'long.wav')
-        audio.write_wav(wav, speech_like(16000, 6.0), 16000)
+        wav = wav_file(speech_like(16000, 6.0), 16000)
         t0 = time.monotonic()
         r = v.env.run(['aplay', '-q', '-D', PCM, wav], timeout=30 * TIME_SCALE)
         took = time.monotonic() - t0
@@ -310,10 +309,8 @@ def test_no_transparent():
     """mSBC agreed, but the adapter cannot carry it: CVSD is agreed again."""
     with Voice('msbc') as v:
         v.env.environ['ALSABT_SCO_NO_TRANSPARENT'] = '1'
-        d = tempfile.mkdtemp(prefix='alsabt-voice-ref-')
-        wav = os.path.join(d, 'prompt.wav')
         ref = speech_like(8000, 1.0)
-        audio.write_wav(wav, ref, 8000)
+        wav = wav_file(ref, 8000)
         r = v.env.run(['aplay', '-q', '-D', PCM, wav], timeout=30 * TIME_SCALE)
         log = v.log()
         check('an adapter without transparent SCO: one line, CVSD agreed again (+BCS: 1), '
@@ -322,9 +319,7 @@ def test_no_transparent():
               all(any(want in ln for ln in log) for want in ('< +BCS: 1', '> AT+BCS=1',
                                                              'sco: voice=0x0060')),
               '%s %s' % (r.stderr[-300:], log[-8:]))
-        v.env.stop_mock()
-        v.sco_end()
-        got = audio.read_wav(v.ear)[0][:, 0] if os.path.exists(v.ear) else None
+        got, _ = v.heard()
         audio_checks('... what the headset heard', ref, got, 8000, MIN_SNR['cvsd'],
                      expected_lag=4000, search=4000)
 
