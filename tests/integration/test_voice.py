@@ -249,6 +249,16 @@ def test_lost():
               r.rc != 0 and 'gone' in r.stderr, r.stderr[-400:])
         check('... within 1 s of the hang-up (aplay ended %.2f s after start; hang-up at 2 s)'
               % took, took < 3.0 + 0.5 * TIME_SCALE, '%.2f %s' % (took, hang))
+    with Voice('cvsd', headset_args='--hangup-after 2') as v:
+        out = os.path.join(v.dir, 'heard.wav')
+        t0 = time.monotonic()
+        r = v.env.run(['arecord', '-q', '-D', PCM, '-f', 'S16_LE', '-r', '8000', '-c', '1',
+                       '-d', '6', out], timeout=30 * TIME_SCALE)
+        took = time.monotonic() - t0
+        check('the headset hangs up mid-recording: arecord fails with the line, within 1 s '
+              '(%.2f s after start; hang-up at 2 s)' % took,
+              r.rc != 0 and 'gone' in r.stderr and took < 3.0 + 0.5 * TIME_SCALE,
+              '%.2f %s' % (took, r.stderr[-400:]))
 
 
 def amixer(env, *args):
