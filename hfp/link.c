@@ -134,7 +134,6 @@ static int on_packet(struct hfp_link *l, const uint8_t *buf, size_t len)
 	int err;
 
 	pthread_mutex_lock(&l->lock);
-	atomic_store(&l->packet_len, (unsigned)len);
 	if (l->codec == HFP_CODEC_MSBC)
 		receive_msbc(l, buf, len);
 	else
@@ -220,6 +219,18 @@ static int read_sco(struct hfp_link *l, int64_t *last_ms)
 	return 0;
 }
 
+/* The bus, when it has something (not at every packet): 0, or -1 once
+ * bluetoothd ended the link (RequestDisconnection, Release, or gone). */
+static int service_bus(struct hfp_link *l)
+{
+	if (bluez_dispatch(l->bz) < 0 || atomic_load(&l->profile->gone)) {
+		lost(l, "bluetoothd ended the connection");
+		return -1;
+	}
+	dbus_connection_flush(l->bz->conn);   /* our replies to bluetoothd */
+	return 0;
+}
+
 static void *link_thread(void *arg)
 {
 	struct hfp_link *l = arg;
@@ -227,6 +238,8 @@ static void *link_thread(void *arg)
 	int bus_fd = -1;
 
 	dbus_connection_get_unix_fd(l->bz->conn, &bus_fd);
+	if (service_bus(l) < 0)          /* what the open read and left */
+		return NULL;
 	while (!atomic_load(&l->quit)) {
 		struct pollfd fds[5] = {
 			{ .fd = l->wake_fd, .events = POLLIN },
@@ -255,10 +268,8 @@ static void *link_thread(void *arg)
 				break;
 			}
 		}
-		if (bluez_dispatch(l->bz) < 0 || atomic_load(&l->profile->gone)) {
-			lost(l, "bluetoothd ended the connection");
+		if (fds[3].revents && service_bus(l) < 0)
 			break;
-		}
 		if (dbusx_now_ms() - last_ms > SILENCE_LOST_MS) {
 			lost(l, "no voice packet for 1 s (out of range?)");
 			break;

@@ -68,7 +68,6 @@ struct hfp_link {
 	struct msbc_decoder dec;
 	uint8_t out[4 * MSBC_FRAME_LEN + 1024];   /* encoded, not yet sent */
 	size_t out_len;
-	atomic_uint packet_len;     /* the size the headset sends, 0 before the first */
 	atomic_uint dry_frames;     /* mSBC frames encoded with nothing of the ring since it ran dry */
 	/* The headset's gains as the mixer (ctl_bt, any process) sees them:
 	 * the device's state file, watched; the I/O thread's once it runs. */
