@@ -47,18 +47,6 @@ int a2dp_capture_set_buffer(struct a2dp_capture *c, unsigned frames);
 void *a2dp_capture_ring(struct a2dp_capture *c);
 uint64_t a2dp_capture_hw(const struct a2dp_capture *c);     /* frames delivered */
 uint64_t a2dp_capture_appl(const struct a2dp_capture *c);   /* frames read */
-/* alsa-lib's application pointer, which wraps at its boundary (2^30 frames
- * or so on a 32-bit system: 6-13 hours), as a count in ours, which does not
- * wrap: the two are never more than half a boundary apart. */
-static inline uint64_t a2dp_capture_unwrap(uint64_t ours, uint64_t theirs, uint64_t boundary)
-{
-	uint64_t d;
-
-	if (!boundary)
-		return theirs;
-	d = (ours % boundary + boundary - theirs % boundary) % boundary;   /* ours ahead by */
-	return d <= boundary / 2 ? ours - d : ours + (boundary - d);
-}
 void a2dp_capture_consume(struct a2dp_capture *c, unsigned frames);
 void a2dp_capture_set_avail_min(struct a2dp_capture *c, unsigned frames);
 

@@ -76,43 +76,49 @@ static int parse_codec(snd_config_t *n, const char *plugin, struct bt_options *o
 	return 0;
 }
 
-static int parse_ldac_quality(snd_config_t *n, const char *plugin, struct bt_options *o)
+/* A word from a fixed list: its index in names, or -EINVAL after one line
+ * naming the choices (say). */
+static int parse_word(snd_config_t *n, const char *plugin, const char *key,
+		      const char *const *names, int count, const char *say)
 {
-	static const char *const names[] = { "auto", "hq", "sq", "mq" };   /* enum a2dp_ldac_quality */
 	const char *s = NULL;
 
 	if (snd_config_get_string(n, &s) == 0)
-		for (int i = 0; i < 4; i++)
-			if (!strcmp(s, names[i])) {
-				o->ldac_quality = i;
-				return 0;
-			}
-	SNDERR("%s: LDAC_QUALITY=%s: say hq, sq, mq or auto", plugin, s ? s : "?");
+		for (int i = 0; i < count; i++)
+			if (!strcmp(s, names[i]))
+				return i;
+	SNDERR("%s: %s=%s: say %s", plugin, key, s ? s : "?", say);
 	return -EINVAL;
+}
+
+static int parse_ldac_quality(snd_config_t *n, const char *plugin, struct bt_options *o)
+{
+	static const char *const names[] = { "auto", "hq", "sq", "mq" };   /* enum a2dp_ldac_quality */
+	int i = parse_word(n, plugin, "LDAC_QUALITY", names, 4, "hq, sq, mq or auto");
+
+	if (i >= 0)
+		o->ldac_quality = i;
+	return i < 0 ? i : 0;
 }
 
 static int parse_on_pause(snd_config_t *n, const char *plugin, struct bt_options *o)
 {
-	const char *s = NULL;
+	static const char *const names[] = { "silence", "wait" };
+	int i = parse_word(n, plugin, "ON_PAUSE", names, 2, "silence or wait");
 
-	if (snd_config_get_string(n, &s) == 0 && (!strcmp(s, "silence") || !strcmp(s, "wait"))) {
-		o->wait_on_pause = !strcmp(s, "wait");
-		return 0;
-	}
-	SNDERR("%s: ON_PAUSE=%s: say silence or wait", plugin, s ? s : "?");
-	return -EINVAL;
+	if (i >= 0)
+		o->wait_on_pause = i;
+	return i < 0 ? i : 0;
 }
 
 static int parse_profile(snd_config_t *n, const char *plugin, struct bt_options *o)
 {
-	const char *s = NULL;
+	static const char *const names[] = { [BT_PROFILE_A2DP] = "a2dp", [BT_PROFILE_HFP] = "hfp" };
+	int i = parse_word(n, plugin, "PROFILE", names, 2, "a2dp (music) or hfp (a headset's voice)");
 
-	if (snd_config_get_string(n, &s) == 0 && (!strcmp(s, "a2dp") || !strcmp(s, "hfp"))) {
-		o->profile = !strcmp(s, "hfp") ? BT_PROFILE_HFP : BT_PROFILE_A2DP;
-		return 0;
-	}
-	SNDERR("%s: PROFILE=%s: say a2dp (music) or hfp (a headset's voice)", plugin, s ? s : "?");
-	return -EINVAL;
+	if (i >= 0)
+		o->profile = i;
+	return i < 0 ? i : 0;
 }
 
 static int parse_key(snd_config_t *n, const char *id, const char *plugin, struct bt_options *o)

@@ -16,6 +16,7 @@
 #include "../codecs/codec.h"
 #include "../bluez/dbus.h"
 #include "../a2dp/endpoint.h"
+#include "../common/alsa_pointer.h"
 #include "pcm_capture.h"
 
 #define MIN_PERIOD_FRAMES 128
@@ -63,7 +64,7 @@ static int cap_stop(snd_pcm_ioplug_t *io)
 static void skip_forwarded(struct bt_capture *pcm, const snd_pcm_ioplug_t *io)
 {
 	uint64_t appl = a2dp_capture_appl(pcm->cap);
-	uint64_t theirs = a2dp_capture_unwrap(appl, io->appl_ptr, pcm->boundary);
+	uint64_t theirs = alsa_pointer_unwrap(appl, io->appl_ptr, pcm->boundary);
 
 	if (theirs > appl)
 		a2dp_capture_consume(pcm->cap, (unsigned)(theirs - appl));
@@ -89,18 +90,11 @@ static snd_pcm_sframes_t cap_transfer(snd_pcm_ioplug_t *io, const snd_pcm_channe
 {
 	struct bt_capture *pcm = io->private_data;
 	unsigned ch = io->channels, bits = a2dp_capture_sample_bits(pcm->cap);
-	/* With mmap access (arecord -M, the plug's conversions) alsa-lib calls
-	 * transfer at every avail_update for everything available, into its
-	 * own buffer, and moves its application pointer only at mmap_commit:
-	 * the frames from its pointer up to ours are already there (and their
-	 * place in our ring may hold newer audio now). Only the rest is copied
-	 * and consumed. With RW access the two pointers are equal here, but
-	 * after snd_pcm_rewind: then the frames asked for are copied again. */
 	uint64_t appl = a2dp_capture_appl(pcm->cap);
-	uint64_t start = a2dp_capture_unwrap(appl, io->appl_ptr, pcm->boundary);
+	uint64_t start = alsa_pointer_unwrap(appl, io->appl_ptr, pcm->boundary);
 	int mmap = io->access == SND_PCM_ACCESS_MMAP_INTERLEAVED ||
 		   io->access == SND_PCM_ACCESS_MMAP_NONINTERLEAVED;
-	snd_pcm_uframes_t skip = mmap && appl > start ? (appl - start < size ? appl - start : size) : 0;
+	snd_pcm_uframes_t skip = alsa_capture_delivered(appl, start, size, mmap);
 	unsigned pos = (start + skip) % io->buffer_size;
 	snd_pcm_uframes_t n = size - skip, first = io->buffer_size - pos;
 	snd_pcm_channel_area_t ring[2];

@@ -13,6 +13,7 @@
 #include <alsa/asoundlib.h>
 #include <alsa/pcm_external.h>
 
+#include "../common/alsa_pointer.h"
 #include "../hfp/link.h"
 #include "../hfp/slc.h"
 #include "pcm_voice.h"
@@ -36,17 +37,6 @@ static struct hfp_side *side_of(struct bt_voice *v)
 static int link_error(struct bt_voice *v)
 {
 	return atomic_load(&v->link->error);
-}
-
-/* alsa-lib's pointer (it wraps at boundary) as our 64-bit count near `ours`. */
-static uint64_t unwrap(uint64_t ours, uint64_t theirs, uint64_t boundary)
-{
-	uint64_t d;
-
-	if (!boundary)
-		return theirs;
-	d = (ours % boundary + boundary - theirs % boundary) % boundary;
-	return d <= boundary / 2 ? ours - d : ours + (boundary - d);
 }
 
 static int voice_start(snd_pcm_ioplug_t *io)
@@ -124,25 +114,23 @@ static snd_pcm_sframes_t write_frames(struct bt_voice *v, const snd_pcm_ioplug_t
 				      snd_pcm_uframes_t offset, snd_pcm_uframes_t size)
 {
 	struct hfp_side *s = side_of(v);
-	uint64_t at = unwrap(atomic_load(&s->appl), io->appl_ptr, v->boundary);
+	uint64_t at = alsa_pointer_unwrap(atomic_load(&s->appl), io->appl_ptr, v->boundary);
 
 	copy_frames(v, areas, offset, at, size);
 	atomic_store(&s->appl, at + size);
 	return size;
 }
 
-/* Capture: with mmap access (the plug's conversions) alsa-lib asks for
- * everything available at each avail_update into its own buffer and moves
- * its pointer only at mmap_commit: frames up to ours were delivered already. */
+/* Capture: what alsa-lib has already (alsa_capture_delivered) is not copied again. */
 static snd_pcm_sframes_t read_frames(struct bt_voice *v, const snd_pcm_ioplug_t *io,
 				     const snd_pcm_channel_area_t *areas,
 				     snd_pcm_uframes_t offset, snd_pcm_uframes_t size)
 {
 	struct hfp_side *s = side_of(v);
 	uint64_t appl = atomic_load(&s->appl);
-	uint64_t start = unwrap(appl, io->appl_ptr, v->boundary);
-	int mmap = io->access == SND_PCM_ACCESS_MMAP_INTERLEAVED;
-	snd_pcm_uframes_t skip = mmap && appl > start ? (appl - start < size ? appl - start : size) : 0;
+	uint64_t start = alsa_pointer_unwrap(appl, io->appl_ptr, v->boundary);
+	snd_pcm_uframes_t skip = alsa_capture_delivered(appl, start, size,
+						       io->access == SND_PCM_ACCESS_MMAP_INTERLEAVED);
 
 	copy_frames(v, areas, offset + skip, start + skip, size - skip);
 	if (start + size > appl)
