@@ -23,6 +23,14 @@
  * the queue holds less than a packet, so all before the first has left. */
 #define FLUSH_FRAMES 2
 #define SILENCE_LOST_MS 1000    /* no SCO packet this long: the link is gone */
+/* Nothing heard this long after connecting: the headset's side sends only
+ * what its host writes (see the own clock), and we pace the link. */
+#define FIRST_PACKET_MS 250
+/* Paced by us, the microphone is filled with silence after this long
+ * without a packet: longer than a writer's bursts (bluez-alsa writes a few
+ * frames at a time). */
+#define QUIET_FILL_MS 100
+#define MS_NS 1000000LL
 #define MAX_PACKET 1024
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -128,19 +136,97 @@ static int answer_packet(struct hfp_link *l, size_t len)
 	return 0;
 }
 
-/* One SCO packet in, one out of the same size. */
+/* One SCO packet in, one out of the same size (none on our own clock). */
 static int on_packet(struct hfp_link *l, const uint8_t *buf, size_t len)
 {
-	int err;
+	int err = 0;
 
 	pthread_mutex_lock(&l->lock);
 	if (l->codec == HFP_CODEC_MSBC)
 		receive_msbc(l, buf, len);
 	else
 		capture_samples(l, (const int16_t *)buf, (unsigned)(len / 2));
-	err = answer_packet(l, len);
+	if (!l->clock.own)
+		err = answer_packet(l, len);
 	pthread_mutex_unlock(&l->lock);
 	return err;
+}
+
+/* --- our own clock, for a headset side that waits to be sent to ----------- */
+
+/* A real controller sends a packet every few milliseconds from the moment
+ * the link is up, and the link runs on that.  A controller that forwards
+ * only what its host writes (BlueZ's emulator, with bluez-alsa or any
+ * program that writes only while it has audio) sends nothing until then,
+ * and both ends would wait on each other.  So: if nothing came in the first
+ * FIRST_PACKET_MS, we send one packet per tick of our own clock, in the
+ * size a non-USB controller takes (48 bytes of CVSD, one 60-byte mSBC
+ * frame; less if the kernel's MTU is smaller), for the rest of the link's
+ * life; what arrives is still decoded as it comes, and after QUIET_FILL_MS
+ * of nothing the microphone gets a tick of silence per tick, so that a
+ * recording runs on time.  Quiet is then no sign of a lost link: the
+ * socket's and the channel's ends still are. */
+static void own_clock_start(struct hfp_link *l, int64_t now)
+{
+	struct hfp_clock *c = &l->clock;
+	int msbc = l->codec == HFP_CODEC_MSBC, mtu = sco_kernel_mtu(l->sco_fd);
+	size_t len = msbc ? MSBC_FRAME_LEN : 48;
+
+	if (mtu >= 2 && (size_t)mtu < len)
+		len = (size_t)mtu & ~(size_t)1;
+	c->own = 1;
+	c->len = len;
+	c->samples = msbc ? (unsigned)(len * MSBC_SAMPLES / MSBC_FRAME_LEN) : (unsigned)(len / 2);
+	c->tick_ns = (int64_t)c->samples * IO_NS / l->rate;
+	c->next = now;
+	SNDERR("bluetooth: %s sends no voice until it is sent some; alsa-bt paces the link "
+	       "(%zu-byte packets every %.1f ms)", l->address, len, c->tick_ns / 1e6);
+}
+
+static int own_clock_tick(struct hfp_link *l, int64_t now)
+{
+	int16_t silence[2 * MSBC_SAMPLES] = { 0 };
+	int err;
+
+	pthread_mutex_lock(&l->lock);
+	err = answer_packet(l, l->clock.len);
+	if (now - l->clock.last_rx > QUIET_FILL_MS * MS_NS)
+		capture_samples(l, silence, l->clock.samples);
+	pthread_mutex_unlock(&l->lock);
+	return err;
+}
+
+/* The link's time, once per wakeup: 0, or -1 once it is lost. */
+static int clock_step(struct hfp_link *l)
+{
+	struct hfp_clock *c = &l->clock;
+	int64_t now = io_now_ns();
+	int due = 0;
+
+	if (!c->own) {
+		if (c->heard)
+			return now - c->last_rx > SILENCE_LOST_MS * MS_NS ? -1 : 0;
+		if (now - c->start < FIRST_PACKET_MS * MS_NS)
+			return 0;
+		own_clock_start(l, now);
+	}
+	for (; now >= c->next && due < 4; due++, c->next += c->tick_ns)
+		if (own_clock_tick(l, now) < 0)
+			return -1;
+	if (now >= c->next)          /* far behind (the process was stopped): no burst */
+		c->next = now + c->tick_ns;
+	return 0;
+}
+
+/* How long poll may sleep: until the next tick on our own clock. */
+static int clock_wait_ms(const struct hfp_link *l)
+{
+	int64_t left;
+
+	if (!l->clock.own)
+		return 100;
+	left = l->clock.next - io_now_ns();
+	return left <= 0 ? 0 : (int)((left + MS_NS - 1) / MS_NS);
 }
 
 /* --- the headset's gains and the mixer ------------------------------------------ */
@@ -200,13 +286,14 @@ static void lost(struct hfp_link *l, const char *why)
 }
 
 /* Returns 0 to go on, -1 once the link is lost. */
-static int read_sco(struct hfp_link *l, int64_t *last_ms)
+static int read_sco(struct hfp_link *l)
 {
 	uint8_t buf[MAX_PACKET] __attribute__((aligned(2)));
 	ssize_t n;
 
 	while ((n = recv(l->sco_fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0) {
-		*last_ms = dbusx_now_ms();
+		l->clock.last_rx = io_now_ns();
+		l->clock.heard = 1;
 		if (on_packet(l, buf, (size_t)n) < 0) {
 			lost(l, "its voice link failed");
 			return -1;
@@ -234,7 +321,6 @@ static int service_bus(struct hfp_link *l)
 static void *link_thread(void *arg)
 {
 	struct hfp_link *l = arg;
-	int64_t last_ms = dbusx_now_ms();
 	int bus_fd = -1;
 
 	dbus_connection_get_unix_fd(l->bz->conn, &bus_fd);
@@ -249,11 +335,11 @@ static void *link_thread(void *arg)
 			{ .fd = l->have_gains ? l->gains.inotify_fd : -1, .events = POLLIN },
 		};
 
-		if (poll(fds, 5, 100) < 0 && errno != EINTR)
+		if (poll(fds, 5, clock_wait_ms(l)) < 0 && errno != EINTR)
 			break;
 		if (fds[0].revents)
 			io_drain(l->wake_fd);
-		if (fds[1].revents && read_sco(l, &last_ms) < 0)
+		if (fds[1].revents && read_sco(l) < 0)
 			break;
 		if (fds[2].revents && hfp_profile_service(l->profile) < 0) {
 			lost(l, "it closed the Service Level Connection");
@@ -270,8 +356,9 @@ static void *link_thread(void *arg)
 		}
 		if (fds[3].revents && service_bus(l) < 0)
 			break;
-		if (dbusx_now_ms() - last_ms > SILENCE_LOST_MS) {
-			lost(l, "no voice packet for 1 s (out of range?)");
+		if (clock_step(l) < 0) {
+			lost(l, l->clock.own ? "its voice link failed"
+					     : "no voice packet for 1 s (out of range?)");
 			break;
 		}
 	}
@@ -365,6 +452,7 @@ static int open_voice(struct hfp_link *l, const struct bluez_device *dev, int64_
 			return -ECONNRESET;
 		}
 	}
+	l->clock.start = io_now_ns();
 	if (pthread_create(&l->thread, NULL, link_thread, l) != 0) {
 		l->thread = 0;
 		return -EAGAIN;

@@ -6,7 +6,9 @@
  * The headset's controller sends a SCO packet every few milliseconds; each
  * one read is decoded into the capture ring and answered at once with a
  * packet of the same size from the playback ring (silence when there is
- * none), so that both directions run on the link's own clock.
+ * none), so that both directions run on the link's own clock.  A headset
+ * side that sends nothing until it is sent something gets our own clock
+ * instead (link.c, the own clock).
  *
  * Who writes what: the program's thread writes a side's appl, ring
  * contents (playback), avail_min and running; the I/O thread writes hw,
@@ -49,6 +51,16 @@ static inline uint64_t hfp_capture_hw(struct hfp_side *s)
 	return period ? hw - hw % period : hw;
 }
 
+/* The link's time: the I/O thread's alone. */
+struct hfp_clock {
+	int64_t start, last_rx;     /* CLOCK_MONOTONIC ns: connected, the last packet */
+	int heard;                  /* a packet came */
+	int own;                    /* none came at first: we send on our clock */
+	size_t len;                 /* then: bytes a tick sends */
+	unsigned samples;           /* the samples they carry */
+	int64_t tick_ns, next;      /* how long they last; the next tick */
+};
+
 struct hfp_link {
 	struct hfp_link *next;      /* the process's links, under the registry's lock */
 	int users;
@@ -68,6 +80,7 @@ struct hfp_link {
 	struct msbc_decoder dec;
 	uint8_t out[4 * MSBC_FRAME_LEN + 1024];   /* encoded, not yet sent */
 	size_t out_len;
+	struct hfp_clock clock;
 	atomic_uint dry_frames;     /* mSBC frames encoded with nothing of the ring since it ran dry */
 	/* The headset's gains as the mixer (ctl_bt, any process) sees them:
 	 * the device's state file, watched; the I/O thread's once it runs. */

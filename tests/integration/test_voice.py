@@ -166,6 +166,47 @@ def test_capture(codec):
               str(None if got is None else len(got)))
 
 
+PACKET = {'cvsd': 48, 'msbc': 60}     # what our own clock sends
+
+
+def test_quiet_headset(codec):
+    """A headset side that sends nothing until it has something to say (BlueZ's
+    emulator with bluez-alsa as the headset): we pace the link ourselves."""
+    rate = RATE[codec]
+    ref = speech_like(rate, 2.0)
+    with Voice(codec, sco_args='--quiet-for -1 --packet %d' % PACKET[codec]) as v:
+        t0 = time.monotonic()
+        r = v.env.run(['aplay', '-q', '-D', PCM, wav_file(ref, rate)], timeout=30 * TIME_SCALE)
+        took = time.monotonic() - t0
+        check('%s quiet headset: aplay succeeds, saying once that we pace the link' % codec,
+              r.rc == 0 and r.stderr.count('alsa-bt paces the link') == 1,
+              '%s %s' % (r.stderr[-400:], v.log()[-5:]))
+        got, end = v.heard()
+        audio_checks('%s quiet headset: playback' % codec, ref, got, rate, MIN_SNR[codec],
+                     expected_lag=rate // 2, search=rate // 2)
+        check('%s quiet headset: %d-byte packets, none from the headset' % (codec, PACKET[codec]),
+              end and end.get('bad_len') == '0' and end.get('sent') == '0' and
+              int(end.get('received', 0)) > 0, str(end))
+        check('%s quiet headset: aplay took the audio\'s time on our clock (%.2f s for 2 s)'
+              % (codec, took), 1.9 < took < 2.0 + 1.5 * TIME_SCALE, '%.2f' % took)
+    mic = wav_file(ref, rate)
+    with Voice(codec, sco_args='--quiet-for 1 --play %s --packet %d' % (mic, PACKET[codec])) as v:
+        out = os.path.join(v.dir, 'heard.wav')
+        t0 = time.monotonic()
+        r = v.env.run(['arecord', '-q', '-D', PCM, '-f', 'S16_LE', '-r', str(rate), '-c', '1',
+                       '-d', '3', out], timeout=30 * TIME_SCALE)
+        took = time.monotonic() - t0
+        check('%s quiet headset: arecord succeeds' % codec, r.rc == 0,
+              '%s %s' % (r.stderr[-400:], v.log()[-5:]))
+        got = audio.read_wav(out)[0][:, 0] if os.path.exists(out) else None
+        lag = audio_checks('%s quiet headset: the microphone once it speaks' % codec, ref, got,
+                           rate, MIN_SNR[codec], expected_lag=3 * rate // 4, search=rate // 2)
+        check('%s quiet headset: silence before it speaks, 3 s recorded in %.2f s'
+              % (codec, took), got is not None and lag is not None and len(got) == 3 * rate and
+              lag > rate // 4 and not got[:lag - rate // 10].any() and took < 3 + 1.5 * TIME_SCALE,
+              'lag %s len %s took %.2f' % (lag, None if got is None else len(got), took))
+
+
 def test_loop(codec):
     """alsaloop: the microphone into the earpiece, one program, one link."""
     rate = RATE[codec]
@@ -378,6 +419,7 @@ def main():
         test_playback(codec)
         test_capture(codec)
         test_loop(codec)
+        test_quiet_headset(codec)
     test_losses()
     test_lost()
     test_gains()

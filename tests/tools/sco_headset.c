@@ -6,14 +6,17 @@
  * Gateway sends back (its earpiece: --record).
  *
  *   sco_headset --log FILE [--play in.wav] [--record out.wav] [--packet 48]
- *               [--seconds S] [--drop-every K]
+ *               [--seconds S] [--drop-every K] [--quiet-for S]
  *
  * The codec comes from the voice setting the AG's socket was given (the
  * stand-in's first datagram): 0x0060 CVSD (the samples as they are, 8 kHz),
  * 0x0003 transparent: mSBC (16 kHz), encoded and decoded here with libsbc
  * itself and the H2 header written and searched for independently of the
  * plugin's hfp/msbc.c. --drop-every K: every Kth packet is not sent (the
- * air lost it). The log ends with a line of counts.
+ * air lost it). --quiet-for S: nothing is sent for the first S seconds (a
+ * negative S: never), as over BlueZ's emulator, which forwards only what a
+ * host writes, with a headset program that writes only while it has audio
+ * (bluez-alsa). The log ends with a line of counts.
  */
 #include <errno.h>
 #include <poll.h>
@@ -206,7 +209,7 @@ int main(int argc, char **argv)
 {
 	const char *log_path = NULL, *play = NULL, *record = NULL;
 	struct headset h = { .fd = 3, .packet = 48 };
-	double seconds = 0;
+	double seconds = 0, quiet = 0;
 	int drop_every = 0, tfd;
 	char hello[128] = "";
 	unsigned voice = 0;
@@ -219,6 +222,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--packet")) h.packet = atoi(argv[i + 1]);
 		else if (!strcmp(argv[i], "--seconds")) seconds = atof(argv[i + 1]);
 		else if (!strcmp(argv[i], "--drop-every")) drop_every = atoi(argv[i + 1]);
+		else if (!strcmp(argv[i], "--quiet-for")) quiet = atof(argv[i + 1]);
 		else if (!strcmp(argv[i], "--fd")) h.fd = atoi(argv[i + 1]);
 	}
 	if (!log_path || !(log = fopen(log_path, "a")) || h.packet < 2 || h.packet > 1024)
@@ -252,16 +256,18 @@ int main(int argc, char **argv)
 	for (unsigned long k = 0; !stop;) {
 		struct pollfd p[2] = { { .fd = tfd, .events = POLLIN }, { .fd = h.fd, .events = POLLIN } };
 		uint64_t ticks = 0;
+		double elapsed;
 
 		if (poll(p, 2, 100) < 0 && errno != EINTR)
 			break;
 		if (p[1].revents && receive(&h) < 0)
 			break;
-		if (p[0].revents && read(tfd, &ticks, sizeof(ticks)) == sizeof(ticks))
-			while (ticks--)
-				send_packet(&h, k++, drop_every);
 		clock_gettime(CLOCK_MONOTONIC, &now);
-		if (seconds > 0 && (now.tv_sec - t0.tv_sec) + (now.tv_nsec - t0.tv_nsec) / 1e9 > seconds)
+		elapsed = (now.tv_sec - t0.tv_sec) + (now.tv_nsec - t0.tv_nsec) / 1e9;
+		if (p[0].revents && read(tfd, &ticks, sizeof(ticks)) == sizeof(ticks))
+			while (ticks-- && (quiet >= 0 && elapsed >= quiet))
+				send_packet(&h, k++, drop_every);
+		if (seconds > 0 && elapsed > seconds)
 			break;
 	}
 	if (record)
