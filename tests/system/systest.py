@@ -173,6 +173,15 @@ class Run:
         self.extra_s += seconds
         self.steps.append('phone:' + name)
 
+    def voice(self, name, samples, rate, direction):
+        """voice:NAME (guest/run.sh step_voice): samples over the headset's
+        SCO link between our Audio Gateway and bluez-alsa's Hands-Free on
+        hci1; direction 'play' (aplay through ours, the headset records) or
+        'record' (the headset plays, arecord through ours)."""
+        self.plays[name] = '%s %d %s' % (self._write(name, samples, rate), rate, direction)
+        self.extra_s += 20
+        self.steps.append('voice:' + name)
+
     def fault(self, kind):
         """fault:KIND (guest/run.sh step_fault): a song, the fault, the recovery."""
         self.steps.append('fault:' + kind)

@@ -507,9 +507,9 @@ phone_pcm() {
 	dbus-send --system --print-reply --dest=org.bluealsa $PHONE_PCM org.freedesktop.DBus.Properties.GetAll \
 		string:org.bluealsa.PCM1 > /run/phone.pcm 2> /dev/null || ! kill -0 $PHONE_REC 2> /dev/null
 }
-# pcm_prop NAME: a property of /run/phone.pcm (dbus-send's GetAll output)
+# pcm_prop NAME [FILE]: a property in dbus-send's GetAll output (/run/phone.pcm)
 pcm_prop() {
-	awk -v k="\"$1\"" '$1 == "string" && $2 == k { getline; print $NF; exit }' /run/phone.pcm | tr -d '"'
+	awk -v k="\"$1\"" '$1 == "string" && $2 == k { getline; print $NF; exit }' ${2:-/run/phone.pcm} | tr -d '"'
 }
 phone_bluealsa() {
 	local name=$1 rc
@@ -627,6 +627,70 @@ step_hfp() {
 	kv client "$(tr '\n' '|' < $LOGS/hfp_client.out)"
 	kv client_stderr "$(grep -v '^[<>] ' $LOGS/hfp_client.err | tr '\n' ' ' | cut -c1-400)"
 	return $rc
+}
+
+# ---------------------------------------------------------------- headset voice
+
+# voice:NAME, PLAY_NAME="FILE RATE DIR": our HFP Audio Gateway on hci0 and
+# bluez-alsa's Hands-Free on hci1 (-p hfp-hf) carry FILE over SCO, with
+# bluez-alsa's own ALSA plugin (bluealsa:...,PROFILE=sco) at the headset's
+# end.  DIR play: aplay -D bluetooth:...,PROFILE=hfp plays FILE, the headset
+# records it; DIR record: arecord -D bluetooth:...,PROFILE=hfp records while
+# the headset plays FILE.  Our side comes first: its open brings the Service
+# Level Connection up and agrees the codec, without which bluez-alsa's PCM
+# does not open.  captures/NAME.wav is what the far end got.
+step_voice() {
+	local name=$1 spec file rate dir dev ours far
+	spec=$(eval echo "\${PLAY_$name}")
+	read -r file rate dir <<< "$spec"
+	cp "$SHARE/$file" /tmp/play.wav || return 1
+	mkdir -p $SHARE/captures
+	dev="bluetooth:$DEVARGS,PROFILE=hfp"
+	far="bluealsa:DEV=$SRC_ADDR,PROFILE=sco"
+	kv ours_start $(now)
+	if [ $dir = play ]; then
+		timeout -k 2 60 aplay -D "$dev" /tmp/play.wav > $LOGS/$name.ours.out 2> $LOGS/$name.ours.err &
+	else
+		timeout -k 2 60 arecord -D "$dev" -f S16_LE -r $rate -c 1 -d ${VOICE_RECORD_S:-14} \
+			/tmp/$name.wav > $LOGS/$name.ours.out 2> $LOGS/$name.ours.err &
+	fi
+	ours=$!
+	VOICE_PCM=/org/bluealsa/$SINK_HCI/dev_${SRC_ADDR//:/_}/hfphf/$([ $dir = play ] && echo source || echo sink)
+	if ! wait_for 40 voice_codec_agreed $ours; then
+		kv error "bluez-alsa's Hands-Free PCM $VOICE_PCM got no codec (ours: $(tail -c 300 $LOGS/$name.ours.err | tr '\n' ' '))"
+		kill $ours 2> /dev/null; wait $ours; return 1
+	fi
+	kv far_codec "$(pcm_prop Codec /run/voice.pcm)"
+	kv far_start $(now)
+	if [ $dir = play ]; then
+		# until ours ends; SIGTERM then ends the recording with its header
+		arecord -D "$far" -f S16_LE -r $rate -c 1 /tmp/$name.far.wav \
+			> $LOGS/$name.far.out 2> $LOGS/$name.far.err &
+		far=$!
+		wait $ours; kv ours_rc $?
+		kv ours_end $(now)
+		sleep 0.5
+		kill -TERM $far 2> /dev/null; wait $far; kv far_rc $?
+		cp /tmp/$name.far.wav $SHARE/captures/$name.wav 2> /dev/null
+	else
+		timeout -k 2 40 aplay -D "$far" /tmp/play.wav > $LOGS/$name.far.out 2> $LOGS/$name.far.err
+		kv far_rc $?
+		kv far_end $(now)
+		wait $ours; kv ours_rc $?
+		kv ours_end $(now)
+		cp /tmp/$name.wav $SHARE/captures/$name.wav 2> /dev/null
+	fi
+	kv ours_stderr "$(tr '\n' ' ' < $LOGS/$name.ours.err | cut -c1-400)"
+	kv far_stderr "$(tr '\n' ' ' < $LOGS/$name.far.err | cut -c1-400)"
+	grep -q '^ours_rc 0$' $OUT && grep -q '^far_rc 0$' $OUT
+}
+
+# voice_codec_agreed PID: bluez-alsa's PCM at $VOICE_PCM has a codec (our
+# AT+BCS came), or PID (ours) is gone
+voice_codec_agreed() {
+	kill -0 $1 2> /dev/null || return 0
+	dbus-send --system --print-reply --dest=org.bluealsa $VOICE_PCM org.freedesktop.DBus.Properties.GetAll \
+		string:org.bluealsa.PCM1 > /run/voice.pcm 2> /dev/null && [ -n "$(pcm_prop Codec /run/voice.pcm)" ]
 }
 
 step_mixer_open() {
@@ -862,7 +926,7 @@ for s in $STEPS; do
 	name=${s%%:*} arg=${s#*:}
 	[ "$arg" = "$s" ] && arg=
 	label=$name
-	case $name in play|pwplay|phone|cpu) label=$arg ;; fault) label=fault_$arg ;; esac
+	case $name in play|pwplay|phone|cpu|voice) label=$arg ;; fault) label=fault_$arg ;; esac
 	OUT=$SHARE/steps/$label.out
 	: > $OUT
 	say "step $label"
