@@ -204,7 +204,7 @@ static int clock_step(struct hfp_link *l)
 	int due = 0;
 
 	if (!c->own) {
-		if (c->heard)
+		if (c->last_rx)
 			return now - c->last_rx > SILENCE_LOST_MS * MS_NS ? -1 : 0;
 		if (now - c->start < FIRST_PACKET_MS * MS_NS)
 			return 0;
@@ -293,7 +293,6 @@ static int read_sco(struct hfp_link *l)
 
 	while ((n = recv(l->sco_fd, buf, sizeof(buf), MSG_DONTWAIT)) > 0) {
 		l->clock.last_rx = io_now_ns();
-		l->clock.heard = 1;
 		if (on_packet(l, buf, (size_t)n) < 0) {
 			lost(l, "its voice link failed");
 			return -1;

@@ -53,8 +53,7 @@ static inline uint64_t hfp_capture_hw(struct hfp_side *s)
 
 /* The link's time: the I/O thread's alone. */
 struct hfp_clock {
-	int64_t start, last_rx;     /* CLOCK_MONOTONIC ns: connected, the last packet */
-	int heard;                  /* a packet came */
+	int64_t start, last_rx;     /* CLOCK_MONOTONIC ns: connected, the last packet (0: none yet) */
 	int own;                    /* none came at first: we send on our clock */
 	size_t len;                 /* then: bytes a tick sends */
 	unsigned samples;           /* the samples they carry */

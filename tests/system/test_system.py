@@ -585,8 +585,8 @@ def check_codecs(build, stack):
         check_play(res, name, ref, 44100, snr, [], late_start_s=0.5)
     check_hfp(res, stack)
     if stack in VOICE_STACKS:
-        for name, direction, samples in voice_signals():
-            check_voice(res, name, direction, samples)
+        for name, direction, _ in voice_signals():
+            check_voice(res, name, direction)
     if phone is not None:
         res.phone = check_phone(res, phone, 'bluealsa')
     if not _failed and not os.environ.get('ALSABT_KEEP_TMP'):
@@ -639,7 +639,7 @@ def voice_signals():
             ('voice_record', 'record', np.concatenate([tail, sweep, tail]))]
 
 
-def check_voice(res, name, direction, played):
+def check_voice(res, name, direction):
     """What the far end of the voice link got, checked as audio."""
     s = res.step(name)
     label = {'play': 'voice: aplay -D bluetooth:...,PROFILE=hfp to bluez-alsa\'s Hands-Free',

@@ -504,8 +504,13 @@ capture_configured() {
 # into it.  No python here: under TCG its start-up (2.5-6 s) would delay
 # the phone.
 phone_pcm() {
-	dbus-send --system --print-reply --dest=org.bluealsa $PHONE_PCM org.freedesktop.DBus.Properties.GetAll \
-		string:org.bluealsa.PCM1 > /run/phone.pcm 2> /dev/null || ! kill -0 $PHONE_REC 2> /dev/null
+	bluealsa_pcm_props $PHONE_PCM /run/phone.pcm || ! kill -0 $PHONE_REC 2> /dev/null
+}
+# bluealsa_pcm_props PATH FILE: the properties of bluez-alsa's PCM at PATH
+# into FILE (dbus-send's GetAll output; pcm_prop reads it)
+bluealsa_pcm_props() {
+	dbus-send --system --print-reply --dest=org.bluealsa $1 org.freedesktop.DBus.Properties.GetAll \
+		string:org.bluealsa.PCM1 > $2 2> /dev/null
 }
 # pcm_prop NAME [FILE]: a property in dbus-send's GetAll output (/run/phone.pcm)
 pcm_prop() {
@@ -682,15 +687,16 @@ step_voice() {
 	fi
 	kv ours_stderr "$(tr '\n' ' ' < $LOGS/$name.ours.err | cut -c1-400)"
 	kv far_stderr "$(tr '\n' ' ' < $LOGS/$name.far.err | cut -c1-400)"
-	grep -q '^ours_rc 0$' $OUT && grep -q '^far_rc 0$' $OUT
+	# the headset's recorder ends with the call: our close takes its PCM
+	grep -q '^ours_rc 0$' $OUT && { grep -q '^far_rc 0$' $OUT ||
+		{ [ $dir = play ] && grep -q 'No such device' $LOGS/$name.far.err; }; }
 }
 
 # voice_codec_agreed PID: bluez-alsa's PCM at $VOICE_PCM has a codec (our
 # AT+BCS came), or PID (ours) is gone
 voice_codec_agreed() {
 	kill -0 $1 2> /dev/null || return 0
-	dbus-send --system --print-reply --dest=org.bluealsa $VOICE_PCM org.freedesktop.DBus.Properties.GetAll \
-		string:org.bluealsa.PCM1 > /run/voice.pcm 2> /dev/null && [ -n "$(pcm_prop Codec /run/voice.pcm)" ]
+	bluealsa_pcm_props $VOICE_PCM /run/voice.pcm && [ -n "$(pcm_prop Codec /run/voice.pcm)" ]
 }
 
 step_mixer_open() {
