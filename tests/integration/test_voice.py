@@ -392,7 +392,9 @@ def test_errors():
               str(v.env.events()[-5:]))
     with Voice('msbc') as v:
         first = v.env.spawn(['aplay', '-q', '-D', PCM, '-d', '3', '/dev/zero'])
-        time.sleep(1.0 * TIME_SCALE)
+        # the first's voice link up (not a fixed sleep: under a sanitizer
+        # the first's 3 s had ended by then, and the second played alone)
+        wait_log(v, 'sco: voice=', timeout=10.0)
         r = v.env.run(['aplay', '-q', '-D', PCM, '/dev/zero'], timeout=20 * TIME_SCALE)
         check('a second program on the headset: -EBUSY, saying who has it',
               r.rc != 0 and 'busy' in r.stderr.lower(), r.stderr[-300:])
