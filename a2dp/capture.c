@@ -311,6 +311,11 @@ static void wait_events(struct a2dp_capture *c)
 		return;
 	if (p[0].revents)
 		io_drain(c->io.wake_fd);
+	/* Packets before the clock: after a stall of this thread (the process
+	 * stopped, a loaded machine) what waits in the socket is due now, and
+	 * delivering first would play the buffer dry and shift the rest. */
+	if (p[2].revents)
+		read_packets(c);
 	if (p[1].revents) {
 		io_drain(c->io.timer_fd);
 		if (c->state == ST_RUNNING && !atomic_load(&c->error))
@@ -318,8 +323,6 @@ static void wait_events(struct a2dp_capture *c)
 		if (c->tick_ns && c->tick_ns != tick_for(c))   /* the reader's avail_min changed */
 			arm_tick(c, 1);
 	}
-	if (p[2].revents)
-		read_packets(c);
 	if (p[3].revents)
 		a2dp_endpoint_dispatch(c->ep);
 	if (!c->lost && (p[3].revents || p[2].revents))

@@ -11,6 +11,7 @@ import atexit
 import os
 import re
 import shutil
+import signal
 import sys
 import time
 
@@ -286,6 +287,36 @@ def test_loss():
         snr = 10 * np.log10(np.sum(ref ** 2) / max(np.sum((ref - cap) ** 2), 1e-9))
         print(f'loss: lag {lag}, SNR away from the losses {snr:.1f} dB, gaps {gaps}')
         check('loss: the rest aligned at one lag (>= 55 dB)', snr >= 55.0, f'{snr:.1f} dB')
+
+
+def test_reader_stopped():
+    """The whole reading process stopped (SIGSTOP) for 0.3 s, its I/O thread
+    with it, at the default depth (60 ms): the phone's packets wait in the
+    socket, and are read before the clock's catch-up is delivered, so the
+    capture has no gap and keeps one lag."""
+    sig, path = prepared('stopped')
+    with phone_env(path) as env:
+        out = env.tmp + '/out.wav'
+        p = env.spawn(['arecord', '-q', '-D', DEV, '-f', 'cd', '-s', str(3 * RATE), out])
+        time.sleep(1.2 * TIME_SCALE)
+        p.signal(signal.SIGSTOP)
+        time.sleep(0.3)
+        p.signal(signal.SIGCONT)
+        r = p.wait(10 * TIME_SCALE)
+        got = audio.read_wav(out)[0] if os.path.exists(out) else np.zeros((0, 2), np.int16)
+        check('reader stopped: arecord succeeded, no overrun', r.rc == 0 and not r.stderr,
+              r.stderr[-300:])
+        if len(got) < 2 * RATE:
+            check('reader stopped: audio captured', False, f'{len(got)} frames')
+            return
+        lag = audio.align(sig, got, LAG_GUESS, LAG_SEARCH)
+        end = min(len(sig), len(got) - lag)
+        gaps = audio.gaps(got[lag:lag + end], RATE, min_ms=2)
+        snr = seg_snr(sig, got, lag, 0, end)
+        print(f'reader stopped: lag {lag}, SNR {snr:.1f} dB over {end / RATE:.2f} s, gaps {gaps}')
+        check('reader stopped: no gap', not gaps, str(gaps))
+        check('reader stopped: one lag throughout (SNR >= %.0f dB)' % SWEEP_MIN_DB,
+              snr >= SWEEP_MIN_DB, f'{snr:.1f} dB')
 
 
 def test_pause(wait, clock_runs=False):
@@ -585,6 +616,7 @@ test_clean(('-M', '-N'))
 test_plug_conversion()
 codec_tests()
 test_loss()
+test_reader_stopped()
 test_pause(wait=False)
 test_pause(wait=True)
 test_pause(wait=False, clock_runs=True)
