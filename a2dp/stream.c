@@ -80,6 +80,8 @@ struct a2dp_stream {
 	int64_t last_lower_ns, queue_empty_since_ns;
 	struct a2dp_stream_stats stats;
 	int logged_congestion;
+	int early;                     /* the packet being sent is the wakeup's second */
+	size_t queued_before;          /* the socket's queue before the last packet */
 	/* packet_frames() as the I/O thread last saw it: the application's
 	 * thread reads this, never the encoder the I/O thread changes. */
 	_Atomic unsigned pkt_frames;
@@ -288,7 +290,7 @@ static unsigned queued_packets(const struct a2dp_stream *s)
 static int send_packet(struct a2dp_stream *s, unsigned frames, unsigned padded, int64_t now)
 {
 	uint64_t hw = atomic_load(&s->hw);
-	size_t queued = socket_queue_bytes(s), after;
+	size_t queued = s->queued_before = socket_queue_bytes(s), after;
 	ssize_t n;
 	int r = 0;
 
@@ -302,7 +304,8 @@ static int send_packet(struct a2dp_stream *s, unsigned frames, unsigned padded, 
 		return -1;
 	}
 	s->last_padding = padded - frames;
-	on_queue_level(s, queued, now);
+	if (!s->early)     /* the queue as the radio left it, not as we just filled it */
+		on_queue_level(s, queued, now);
 	if (n > 0 && (r = send_payload(s, n, now)) < 0)
 		return -1;
 	s->timestamp += padded;
@@ -320,10 +323,14 @@ static int send_packet(struct a2dp_stream *s, unsigned frames, unsigned padded, 
 		size_send_buffer(s, after);
 	}
 	if (n > 0 && s->codec->on_packet) {
-		s->codec->on_packet(s->enc, queued_packets(s));
+		unsigned q = queued_packets(s);
+
+		s->codec->on_packet(s->enc, q > (unsigned)s->early ? q - s->early : 0);
 		publish_packet_frames(s);
 	}
-	if (s->buffer - (atomic_load(&s->appl) - (hw + frames)) >= atomic_load(&s->avail_min))
+	/* An early packet's frames are not the application's to refill yet. */
+	if (s->buffer - (atomic_load(&s->appl) - (s->early ? hw : hw + frames)) >=
+	    atomic_load(&s->avail_min))
 		a2dp_stream_notify(s);
 	return 1;
 }
@@ -429,20 +436,50 @@ static int send_due_packet(struct a2dp_stream *s, int64_t now)
 	return underrun(s, avail, now);
 }
 
+/* The packet after the one just sent, one packet's time before its due time,
+ * so that a wakeup sends two and the thread wakes half as often (each wakeup
+ * costs as much CPU as the kernel's sending of a packet). Only a whole packet
+ * the application has written, while playing, and only when the socket was
+ * empty at this wakeup: a radio that is behind gets one packet a wakeup, and
+ * the congestion steps see what they saw before. */
+static int send_early_packet(struct a2dp_stream *s, int64_t due, int64_t now)
+{
+	unsigned n = packet_frames(s);
+	int r;
+
+	if (s->state != ST_RUNNING || now < due - frames_ns(s, n) ||
+	    atomic_load(&s->appl) - atomic_load(&s->hw) < n)
+		return 0;
+	s->early = 1;
+	r = send_packet(s, n, n, now);
+	s->early = 0;
+	return r;
+}
+
 static void service_clock(struct a2dp_stream *s)
 {
 	int64_t now = io_now_ns();
+	int may_send_early = 0;
 
 	atomic_store(&s->starved, 0);
 	while (s->state == ST_RUNNING || s->state == ST_DRAINING) {
 		int64_t due = due_ns(s, atomic_load(&s->sent));
 
 		if (now < due) {
-			arm_timer(s, due);
+			int r = may_send_early ? send_early_packet(s, due, now) : 0;
+
+			if (r > 0) {
+				may_send_early = 0;
+				continue;
+			}
+			if (r == 0)
+				arm_timer(s, due);
 			return;
 		}
+		s->queued_before = SIZE_MAX;        /* unless a packet goes */
 		if (send_due_packet(s, now) <= 0)
 			return;
+		may_send_early = s->queued_before == 0;
 	}
 }
 
@@ -635,7 +672,33 @@ unsigned a2dp_stream_channels(const struct a2dp_stream *s) { return s->channels;
 void *a2dp_stream_ring(struct a2dp_stream *s) { return s->ring; }
 unsigned a2dp_stream_sample_bits(const struct a2dp_stream *s) { return s->sample_bytes * 8; }
 uint64_t a2dp_stream_appl(const struct a2dp_stream *s) { return atomic_load(&s->appl); }
-uint64_t a2dp_stream_hw(const struct a2dp_stream *s) { return atomic_load(&s->hw); }
+/* Where the clock is, in frames, for the application's thread; UINT64_MAX
+ * when it is not running. */
+static uint64_t clock_now(struct a2dp_stream *s)
+{
+	uint64_t at = UINT64_MAX;
+
+	pthread_mutex_lock(&s->io.lock);
+	if (s->state == ST_RUNNING || s->state == ST_DRAINING)
+		at = clock_frames(s, io_now_ns());
+	else if (s->state == ST_PAUSED)
+		at = clock_frames(s, s->paused_ns);
+	pthread_mutex_unlock(&s->io.lock);
+	return at;
+}
+
+/* The ring pointer the application sees: the frames taken from the ring,
+ * but never more than one packet beyond the clock. A packet sent early
+ * (send_early_packet) stays counted in the ring until its time, so the
+ * program refills no sooner than before and its latency at a full buffer
+ * is what it was. */
+uint64_t a2dp_stream_hw(struct a2dp_stream *s)
+{
+	uint64_t hw = atomic_load(&s->hw), clock = clock_now(s);
+	uint64_t limit = clock == UINT64_MAX ? UINT64_MAX : clock + atomic_load(&s->pkt_frames);
+
+	return hw < limit ? hw : limit;
+}
 int a2dp_stream_error(const struct a2dp_stream *s) { return atomic_load(&s->error); }
 int a2dp_stream_drained(const struct a2dp_stream *s) { return atomic_load(&s->drained); }
 int a2dp_stream_event_fd(const struct a2dp_stream *s) { return s->io.event_fd; }
@@ -723,20 +786,24 @@ int a2dp_stream_drain(struct a2dp_stream *s, int wait)
 
 int64_t a2dp_delay_compose(const struct a2dp_delay_parts *p)
 {
-	int64_t ahead = p->played < p->sent ? (int64_t)(p->sent - p->played) : 0;
-	/* Packets queued in the socket, beyond the one already counted as ahead. */
+	uint64_t sent = p->sent - p->in_ring;
+	int64_t ahead = p->played < sent ? (int64_t)(sent - p->played) : 0;
+	/* Packets queued in the socket, beyond the ones already counted as ahead
+	 * or in the ring. */
 	int64_t queued = p->packet_charge ?
 		(int64_t)((p->queued_bytes + p->packet_charge / 2) / p->packet_charge *
-			  p->packet_frames) - ahead : 0;
+			  p->packet_frames) - (int64_t)p->in_ring - ahead : 0;
 	int64_t sink = (int64_t)p->sink_delay * p->rate / 10000;
 
 	return ahead + (queued > 0 ? queued : 0) + p->codec_delay + sink;
 }
 
-int64_t a2dp_stream_delay_after_ring(struct a2dp_stream *s)
+int64_t a2dp_stream_delay_after_ring(struct a2dp_stream *s, uint64_t hw_seen)
 {
+	uint64_t taken = atomic_load(&s->hw);
 	struct a2dp_delay_parts p = {
 		.sent = atomic_load(&s->sent),
+		.in_ring = taken > hw_seen ? taken - hw_seen : 0,
 		.queued_bytes = socket_queue_bytes(s),
 		.packet_charge = atomic_load(&s->packet_charge),
 		.packet_frames = atomic_load(&s->pkt_frames),
@@ -745,13 +812,9 @@ int64_t a2dp_stream_delay_after_ring(struct a2dp_stream *s)
 		.rate = s->rate,
 	};
 
-	p.played = p.sent;
-	pthread_mutex_lock(&s->io.lock);
-	if (s->state == ST_RUNNING || s->state == ST_DRAINING)
-		p.played = clock_frames(s, io_now_ns());
-	else if (s->state == ST_PAUSED)
-		p.played = clock_frames(s, s->paused_ns);
-	pthread_mutex_unlock(&s->io.lock);
+	uint64_t clock = clock_now(s);
+
+	p.played = clock == UINT64_MAX ? p.sent : clock;
 	return a2dp_delay_compose(&p);
 }
 

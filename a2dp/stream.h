@@ -46,7 +46,8 @@ void *a2dp_stream_ring(struct a2dp_stream *s);
 unsigned a2dp_stream_sample_bits(const struct a2dp_stream *s);
 uint64_t a2dp_stream_appl(const struct a2dp_stream *s);
 void a2dp_stream_commit(struct a2dp_stream *s, unsigned frames);
-uint64_t a2dp_stream_hw(const struct a2dp_stream *s);
+/* The ring pointer: frames the application may write over again. */
+uint64_t a2dp_stream_hw(struct a2dp_stream *s);
 void a2dp_stream_set_avail_min(struct a2dp_stream *s, unsigned frames);
 
 void a2dp_stream_prepare(struct a2dp_stream *s);
@@ -65,11 +66,13 @@ uint32_t a2dp_stream_gain(const struct a2dp_stream *s);
 /* 0, -EPIPE after an underrun, -ENODEV when the speaker or bluetoothd went away. */
 int a2dp_stream_error(const struct a2dp_stream *s);
 /* Frames between the ring and the listener: sent but not yet due by the clock,
- * queued in the socket, the codec's delay and the sink's reported Delay. */
-int64_t a2dp_stream_delay_after_ring(struct a2dp_stream *s);
+ * queued in the socket, the codec's delay and the sink's reported Delay.
+ * hw_seen: the a2dp_stream_hw() the ring was counted from. */
+int64_t a2dp_stream_delay_after_ring(struct a2dp_stream *s, uint64_t hw_seen);
 /* The delay arithmetic on its own, so it can be tested. */
 struct a2dp_delay_parts {
 	uint64_t sent, played;       /* clock: frames sent, frames due by now */
+	uint64_t in_ring;            /* of those sent, frames the ring still counts */
 	size_t queued_bytes;         /* socket memory the queue holds */
 	size_t packet_charge;        /* socket memory one packet takes; 0 unknown */
 	unsigned packet_frames;      /* PCM frames in one packet */

@@ -177,6 +177,15 @@ def read_csv(path):
     return np.array(t, dtype=np.int64), np.array(n, dtype=np.int64)
 
 
+def played_at(t, nfr):
+    """When a sink playing by a steady clock starts each packet (ns): at its
+    arrival, or, for a packet the plugin sent a packet early with the one
+    before it (a2dp/stream.c), when the one before has played out (that one
+    came when due: a wakeup sends one packet early at most)."""
+    after_prev = np.concatenate((t[:1], t[:-1] + nfr[:-1] * 1_000_000_000 // RATE))
+    return np.maximum(t, after_prev)
+
+
 def mock_times(env):
     """[(monotonic s, event line)] from the mock's log."""
     out = []
@@ -307,6 +316,7 @@ def analyse_clicks(out, wav, csv):
     x = np.abs(samples[:, 0].astype(np.int32))
     t, nfr = read_csv(csv)
     start = np.concatenate(([0], np.cumsum(nfr)[:-1]))    # first WAV frame of each packet
+    t = played_at(t, nfr)
     rows = []
     for line in out.splitlines():
         if not line.startswith('click '):
@@ -698,8 +708,9 @@ def report(m, cpu, lat, opens, cap, vm, started, voice_rows=None):
           'positions within a period.' % (len(lat['rows']), LAT_RUNS))
     print('  [f] the same for the last frame of that write (click + its place in the '
           'packet + the frames written')
-    print('      after it): the whole queue a new sound waits behind. "Heard" = packet '
-          'arrival + position in it.')
+    print('      after it): the whole queue a new sound waits behind. "Heard" = when the '
+          'packet plays (its arrival,')
+    print('      or the end of the one before if it came early) + position in it.')
     print('  [g] when the click is heard at the sink minus what snd_pcm_delay() predicted '
           'right after the write.')
     print('  [l] first to last packet arrival minus the file\'s duration: mostly aplay '

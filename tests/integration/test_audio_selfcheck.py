@@ -199,6 +199,21 @@ def test_packet_report(tmp):
     check("report non-RTP line", r["non_rtp"] == 1 and r["errors"] == 1 and r["seq_continuous"]
           and r["packets"] == 201)
 
+    pairs = [row[:] for row in rows]
+    for i in range(1, len(pairs), 2):
+        pairs[i][0] = pairs[i - 1][0] + 50_000   # sent with the one before it, one packet early
+    write_csv(p, pairs)
+    r = audio.packet_report(p, 44100)
+    pkt_ms = 640 * 1000 / 44100
+    check("report pairs sent together: on time, the second one packet early",
+          r["pacing_ms"] <= 2.5 and abs(r["pacing_early_ms"] - pkt_ms) < 2.5,
+          "pacing %.2f early %.2f" % (r["pacing_ms"], r["pacing_early_ms"]))
+    pairs[100][0] += 30_000_000              # and one late among them
+    write_csv(p, pairs)
+    r = audio.packet_report(p, 44100)
+    check("report pairs: a late one still shows", 28 < r["pacing_late_ms"] < 32,
+          "late %.2f" % r["pacing_late_ms"])
+
     slow = synth_rows(100, jitter_ms=0)
     for i, row in enumerate(slow):
         row[0] += int(i * 0.5e6)             # sender 3.5 % slow: drift grows to ~50 ms

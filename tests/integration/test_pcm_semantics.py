@@ -403,15 +403,17 @@ def test_delay():
         # measured: min 700 / 7314 (never below the sink Delay + codec delay)
         check(name + ': delay >= frames written but not yet at the sink',
               over_lo.min() >= 0, 'min %d' % over_lo.min())
-        # measured: max 713 / 7328 = 1 packet + 73 + sink Delay
-        # For 95% of the samples. A single one may count up to one stall
+        # measured: max 713 / 7328 = 1 packet + 73 + sink Delay, when a
+        # wakeup sent one packet; a wakeup now sends the next one with it, a
+        # packet early (a2dp/stream.c): at the sink, not yet played, up to
+        # two packets (measured max 1341 / 7968). For 95% of the samples. A single one may count up to one stall
         # more: the mock's socket is AF_UNIX, where a packet the sink has
         # received (its kernel timestamp) but not yet read still counts in
         # our queue, and this machine's vCPUs now and then stall for 10-45 ms
         # (seen in CI under TSan: one sample of 36 at +43 ms).
-        bound = pkt + CODEC_DELAY + sink + 32
+        bound = 2 * pkt + CODEC_DELAY + sink + 32
         stall = max(pkt, round(PACING_STALL_MS * RATE / 1000)) * TIME_SCALE
-        check(name + ': delay <= that + 1 packet + codec delay + sink Delay + 32 '
+        check(name + ': delay <= that + 2 packets + codec delay + sink Delay + 32 '
               '(95%%; all within %d frames more, one stall)' % stall,
               np.percentile(over_hi, 95) <= bound and over_hi.max() <= bound + stall,
               '95%% %d, max %d; bound %d' % (np.percentile(over_hi, 95), over_hi.max(), bound))
@@ -486,10 +488,14 @@ def test_pacing():
             info('%s: pacing %.2f ms, arrivals span %.4f s for %.4f s of packets, '
                  'START->DRAIN_END %.3f s for %.3f s, SNR %.1f dB'
                  % (name, rep['pacing_ms'], rep['duration_of_arrival_s'], played, wall, secs, snr))
-            check(name + ': packet arrival pacing < 5 ms (95%; every packet < 40 ms)',
+            check(name + ': packet arrival pacing < 5 ms (95%; every packet < 40 ms; none '
+                  'more than a packet early)',
                   rep['pacing_p95_ms'] < PACING_MAX_MS * TIME_SCALE and
-                  rep['pacing_ms'] < PACING_STALL_MS * TIME_SCALE,
-                  '%.2f ms (95%%), %.2f ms at most' % (rep['pacing_p95_ms'], rep['pacing_ms']))
+                  rep['pacing_ms'] < PACING_STALL_MS * TIME_SCALE and
+                  audio.early_by_a_packet_at_most(rep, PACING_MAX_MS * TIME_SCALE),
+                  '%.2f ms (95%%), %.2f ms at most, %.2f ms early (a packet %.2f ms)'
+                  % (rep['pacing_p95_ms'], rep['pacing_ms'], rep['pacing_early_ms'],
+                     rep['packet_ms']))
             # measured within 0.2 ms
             check(name + ': arrivals span the audio they carry (+- 10 ms)',
                   abs(rep['duration_of_arrival_s'] - played) < 0.01 * TIME_SCALE,
@@ -525,7 +531,8 @@ def test_avail_min():
         timeouts = [p for p in polls if 'timeout' in p]
         steady = [p for p in real if start['t'] < p['t'] < drain['t']]
         iv = np.diff([p['t'] for p in steady])
-        expect = -(-avail_min // pkt) * pkt     # consumed a packet at a time
+        # Consumed two packets a wakeup (the due one and the next, early).
+        expect = -(-avail_min // (2 * pkt)) * 2 * pkt
         n_expect = (len(sig) - params['buffer']) / expect
         info('avail_min %d: %d POLLOUT wakeups (avail %s), %d without POLLOUT (avail %s), '
              '%d timeouts; median interval %.1f ms (expected %.1f ms = %d frames), %d wakeups '
@@ -535,7 +542,7 @@ def test_avail_min():
                 np.median(iv) * 1000 if len(iv) else 0, expect * 1000 / RATE, expect,
                 len(steady), n_expect))
         check('avail_min: set as asked', params['avail_min'] == avail_min, str(params))
-        # measured: always 3200 (5 packets)
+        # measured 3226-3843: about three wakeups of two packets (the pointer follows the clock)
         check('avail_min: every POLLOUT wakeup has avail >= avail_min',
               real and all(p['avail'] >= avail_min for p in real),
               str([p for p in real if p['avail'] < avail_min][:5]))

@@ -27,6 +27,20 @@ int main(void)
 	CHECK(D(&p) == 640 + 73 + 6615, "sink %lld", D(&p));
 	p.played = 7000;                 /* the clock ran past what was sent (late thread) */
 	CHECK(D(&p) == 73 + 6615, "never negative ahead %lld", D(&p));
+	p.sink_delay = 0;
+	p.played = 5760;
+	p.sent = 7040;                   /* a packet sent early, still counted in the ring */
+	p.in_ring = 640;
+	CHECK(D(&p) == 640 + 73, "early packet counted once %lld", D(&p));
+	p.queued_bytes = 2 * 1280;       /* both packets still in the socket */
+	CHECK(D(&p) == 640 + 73, "early packet in the socket, once %lld", D(&p));
+	p.queued_bytes = 4 * 1280;       /* and two more before them */
+	CHECK(D(&p) == 1920 + 73, "queued beyond the early packet %lld", D(&p));
+	p.in_ring = 0;
+	p.sent = 6400;
+	p.played = 7000;
+	p.sink_delay = 1500;
+	p.queued_bytes = 0;
 	p.packet_charge = 0;             /* not learned yet: the queue is not counted */
 	p.queued_bytes = 5000;
 	CHECK(D(&p) == 73 + 6615, "no packet charge yet %lld", D(&p));
