@@ -4,6 +4,7 @@ stand-in the mock bluetoothd spawns for each HFP connection (--headset).
 
   headset.py --fd N --log FILE [--script modern|bluealsa40] [--split]
              [--no-bcs] [--bcs-answer ID] [--battery PCT] [--hangup-after S]
+             [--hangup-after-voice S]
 
 It sends the script's Service Level Connection commands one at a time,
 each after the answer to the one before (OK, ERROR or +CME ERROR; 1 s
@@ -29,7 +30,10 @@ headset ends, as a headset's radio drops the link with the channel.
 start, once the script is done (a headset's volume buttons: AT+VGS=12).
 --split sends every command a byte at a time.  The log has a line per line
 sent ("> "), received ("< ") or missed ("! "), each after the seconds since
-start.  Ends at EOF, SIGTERM, or --hangup-after seconds (closing the channel).
+start.  Ends at EOF, SIGTERM, or --hangup-after seconds (closing the channel),
+or --hangup-after-voice seconds after the first voice link came up (a
+hang-up mid-call, however long the AG took to get there); the hang-up's
+line gives its CLOCK_MONOTONIC time.
 """
 import argparse
 import os
@@ -54,8 +58,8 @@ ANSWER_TIMEOUT_S = 1.0
 
 
 class Headset:
-    def __init__(self, sock, log, args):
-        self.sock, self.log, self.args = sock, log, args
+    def __init__(self, sock, log, args, voice=None):
+        self.sock, self.log, self.args, self.voice = sock, log, args, voice
         self.t0 = time.monotonic()
         self.buf = b''
         self.eof = False
@@ -125,16 +129,22 @@ class Headset:
             self.command(line)
         if self.args.battery is not None:
             self.command('AT+BIEV=2,%d' % self.args.battery)
-        end = self.t0 + self.args.hangup_after if self.args.hangup_after else None
         later = list(self.args.then)
-        while not self.eof and (end is None or time.monotonic() < end):
+        while not self.eof and ((end := self.hangup_time()) is None or time.monotonic() < end):
             if later and time.monotonic() >= self.t0 + self.args.then_after:
                 for line in later:
                     self.command(line)      # the user pressing the headset's buttons
                 later = []
             for got in self.lines(0.2 if end is None else max(0.0, min(0.2, end - time.monotonic()))):
                 self.unsolicited(got)
-        self.note('!', 'eof' if self.eof else 'hangup')
+        self.note('!', 'eof' if self.eof else 'hangup at %.3f' % time.monotonic())
+
+    def hangup_time(self):
+        if self.args.hangup_after:
+            return self.t0 + self.args.hangup_after
+        if self.args.hangup_after_voice and self.voice and self.voice.first:
+            return self.voice.first + self.args.hangup_after_voice
+        return None
 
 
 class Voice:
@@ -142,6 +152,7 @@ class Voice:
 
     def __init__(self, args):
         self.args, self.procs = args, []
+        self.first = None           # CLOCK_MONOTONIC of the first connection
         if os.path.exists(args.sco):
             os.unlink(args.sco)
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -155,6 +166,7 @@ class Voice:
                 conn, _ = self.listener.accept()
             except OSError:
                 return
+            self.first = self.first or time.monotonic()
             argv = [self.args.sco_tool, '--fd', str(conn.fileno()), '--log', self.args.log] + \
                 [a for a in self.args.sco_args.split(',') if a]
             self.procs.append(subprocess.Popen(argv, pass_fds=[conn.fileno()]))
@@ -181,6 +193,7 @@ def main(argv):
     p.add_argument('--bcs-answer')
     p.add_argument('--battery', type=int)
     p.add_argument('--hangup-after', type=float)
+    p.add_argument('--hangup-after-voice', type=float)
     p.add_argument('--then', action='append', default=[])
     p.add_argument('--then-after', type=float, default=1.0)
     p.add_argument('--sco')
@@ -194,7 +207,7 @@ def main(argv):
     try:
         with open(args.log, 'a') as log:
             try:
-                Headset(sock, log, args).run()
+                Headset(sock, log, args, voice).run()
             except (BrokenPipeError, ConnectionResetError):
                 log.write('! the AG closed the channel\n')
     finally:
