@@ -379,8 +379,13 @@ static int bring_up_slc(struct hfp_profile *p, int64_t deadline_ms)
 		}
 		if (p->slc.codec && !p->slc.codec_pending)
 			return write_answers(p);
-		if (p->slc.state == SLC_CONNECTED && !p->slc.codec_pending && !p->slc.codec)
+		if (p->slc.state == SLC_CONNECTED && !p->slc.codec_pending && !p->slc.codec) {
+			/* Without negotiation CVSD is agreed at once: look again
+			 * now, not after the headset's next line, which an HFP 1.5
+			 * headset may never send. */
 			slc_choose_codec(&p->slc);
+			continue;
+		}
 		if (p->slc.codec_pending && p->slc.bcs_tries != tries) {
 			tries = p->slc.bcs_tries;       /* a +BCS just went out */
 			bcs_sent = dbusx_now_ms();

@@ -127,6 +127,15 @@ def test_cvsd():
               gains[-1].get('speaker') == '15' and gains[-1].get('mic') == '15',
               '%s %s' % (gains, headset_log(env)))
         check_closed_cleanly('bluealsa40', env, r, lines)
+    # The SLC's last command is AT+CMER and CVSD needs no negotiation: the
+    # open must not wait for a line that never comes.
+    with headset_env('--script hfp15') as env:
+        r, lines = client(env)
+        slc = (lines.get('SLC') or [{}])[0]
+        check('an HFP 1.5 headset that sends nothing after AT+CMER: CVSD, open within 1 s',
+              r.rc == 0 and slc.get('codec') == 'cvsd' and
+              int(slc.get('open_ms', 1e9)) < 1000 * TIME_SCALE,
+              '%s %s %s' % (slc, r.stdout[-300:], r.stderr[-300:]))
 
 
 def test_endings():

@@ -19,6 +19,8 @@ then answers the AG's unsolicited lines: +BCS: <id> with AT+BCS=<id>
   bluealsa43  bluez-alsa 4.3 as HF (the real stack's trace): BRSF 756, BAC
               1,2,3, CMER=3,0,0,1,0, VGM, VGS, XAPL, BCC; it answers
               "+BCS: 2" with "AT+BCS= 2", the value as it read it
+  hfp15       an HFP 1.5 headset: BRSF 116, CIND=?, CIND?, CMER, and then
+              nothing (no negotiation, no volume report)
   silent      nothing at all (a headset that never starts the SLC)
 --sco PATH: the voice link too: it listens on PATH (SOCK_SEQPACKET), where
 the SCO stand-in (tests/tools/sco_shim.c) connects the AG's SCO socket,
@@ -52,6 +54,7 @@ SCRIPTS = {
                    'AT+VGS=15', 'AT+XAPL=BlueALSA-0001-0400,6'],
     'bluealsa43': ['AT+BRSF=756', 'AT+BAC=1,2,3', 'AT+CIND=?', 'AT+CIND?', 'AT+CMER=3,0,0,1,0',
                    'AT+VGM=15', 'AT+VGS=15', 'AT+XAPL=B103-A15A-0400,6', 'AT+BCC'],
+    'hfp15': ['AT+BRSF=116', 'AT+CIND=?', 'AT+CIND?', 'AT+CMER=3,0,0,1'],
     'silent': [],
 }
 ANSWER_TIMEOUT_S = 1.0
