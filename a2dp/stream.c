@@ -692,12 +692,16 @@ static uint64_t clock_now(struct a2dp_stream *s)
  * (send_early_packet) stays counted in the ring until its time, so the
  * program refills no sooner than before and its latency at a full buffer
  * is what it was. */
-uint64_t a2dp_stream_hw(struct a2dp_stream *s)
+static uint64_t visible_hw(const struct a2dp_stream *s, uint64_t taken, uint64_t clock)
 {
-	uint64_t hw = atomic_load(&s->hw), clock = clock_now(s);
 	uint64_t limit = clock == UINT64_MAX ? UINT64_MAX : clock + atomic_load(&s->pkt_frames);
 
-	return hw < limit ? hw : limit;
+	return taken < limit ? taken : limit;
+}
+
+uint64_t a2dp_stream_hw(struct a2dp_stream *s)
+{
+	return visible_hw(s, atomic_load(&s->hw), clock_now(s));
 }
 int a2dp_stream_error(const struct a2dp_stream *s) { return atomic_load(&s->error); }
 int a2dp_stream_drained(const struct a2dp_stream *s) { return atomic_load(&s->drained); }
@@ -798,12 +802,14 @@ int64_t a2dp_delay_compose(const struct a2dp_delay_parts *p)
 	return ahead + (queued > 0 ? queued : 0) + p->codec_delay + sink;
 }
 
-int64_t a2dp_stream_delay_after_ring(struct a2dp_stream *s, uint64_t hw_seen)
+/* One reading of the clock for the ring's part and the rest. */
+int64_t a2dp_stream_delay(struct a2dp_stream *s)
 {
-	uint64_t taken = atomic_load(&s->hw);
+	uint64_t taken = atomic_load(&s->hw), clock = clock_now(s);
+	uint64_t hw = visible_hw(s, taken, clock);
 	struct a2dp_delay_parts p = {
 		.sent = atomic_load(&s->sent),
-		.in_ring = taken > hw_seen ? taken - hw_seen : 0,
+		.in_ring = taken - hw,
 		.queued_bytes = socket_queue_bytes(s),
 		.packet_charge = atomic_load(&s->packet_charge),
 		.packet_frames = atomic_load(&s->pkt_frames),
@@ -812,10 +818,8 @@ int64_t a2dp_stream_delay_after_ring(struct a2dp_stream *s, uint64_t hw_seen)
 		.rate = s->rate,
 	};
 
-	uint64_t clock = clock_now(s);
-
 	p.played = clock == UINT64_MAX ? p.sent : clock;
-	return a2dp_delay_compose(&p);
+	return (int64_t)(atomic_load(&s->appl) - hw) + a2dp_delay_compose(&p);
 }
 
 void a2dp_stream_get_stats(struct a2dp_stream *s, struct a2dp_stream_stats *st)

@@ -65,10 +65,10 @@ uint32_t a2dp_stream_gain(const struct a2dp_stream *s);
 
 /* 0, -EPIPE after an underrun, -ENODEV when the speaker or bluetoothd went away. */
 int a2dp_stream_error(const struct a2dp_stream *s);
-/* Frames between the ring and the listener: sent but not yet due by the clock,
- * queued in the socket, the codec's delay and the sink's reported Delay.
- * hw_seen: the a2dp_stream_hw() the ring was counted from. */
-int64_t a2dp_stream_delay_after_ring(struct a2dp_stream *s, uint64_t hw_seen);
+/* snd_pcm_delay: the ring, then what lies between it and the listener: sent
+ * but not yet due by the clock, queued in the socket, the codec's delay and
+ * the sink's reported Delay. */
+int64_t a2dp_stream_delay(struct a2dp_stream *s);
 /* The delay arithmetic on its own, so it can be tested. */
 struct a2dp_delay_parts {
 	uint64_t sent, played;       /* clock: frames sent, frames due by now */

@@ -101,11 +101,10 @@ static snd_pcm_sframes_t bt_transfer(snd_pcm_ioplug_t *io, const snd_pcm_channel
 static int bt_delay(snd_pcm_ioplug_t *io, snd_pcm_sframes_t *delayp)
 {
 	struct bt_pcm *pcm = io->private_data;
-	uint64_t hw = a2dp_stream_hw(pcm->stream), ring = a2dp_stream_appl(pcm->stream) - hw;
 
 	if (a2dp_stream_error(pcm->stream) == -ENODEV)
 		return -ENODEV;
-	*delayp = (snd_pcm_sframes_t)ring + a2dp_stream_delay_after_ring(pcm->stream, hw);
+	*delayp = (snd_pcm_sframes_t)a2dp_stream_delay(pcm->stream);
 	return 0;
 }
 
