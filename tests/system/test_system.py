@@ -115,6 +115,11 @@ def check_play(res, name, ref, rate, min_snr, lags, late_start_s=0.0):
                      s.get('capture_error', '?'), res.log(name + '.capture.log')[-300:]),
                  info='segments (rate:frames) %s' % s.get('capture_segments')):
         return None
+    if s.get('retried'):
+        print('     %s: played twice: %s; the second play is checked' % (name, s['retried']))
+    # said where the start of the audio is judged
+    harness = ('; the sink\'s recorder opened after its transport was active, twice: '
+               'the start may be the recorder\'s loss' if s.get('capture_late') == 'yes' else '')
     a = systest.analyse(ref, rate, cap)
     max_lag = rate // 10
     late = -a['lag'] if a.get('lag') is not None and a['lag'] < 0 else 0
@@ -135,13 +140,13 @@ def check_play(res, name, ref, rate, min_snr, lags, late_start_s=0.0):
     lags.append(a['lag'])
     check('%s: aligned at one constant lag' % name, a['stable'] and 0 <= a['lag'] < max_lag,
           'lag %s; piecewise (t s, lag) %s: a change is audio lost or repeated; '
-          'plugin said: %s' % (a['lag'], a['lag_changes'][:8], err[-200:]),
+          'plugin said: %s%s' % (a['lag'], a['lag_changes'][:8], err[-200:], harness),
           info='%d frames (%.2f ms) all through' % (a['lag'], 1000.0 * a['lag'] / rate))
     check('%s: SNR >= %g dB' % (name, min_snr), a['snr_db'] >= min_snr,
           'SNR %.1f dB' % a['snr_db'])
     check('%s: the whole signal arrived' % name, a['complete'] and a['extra_s'] < 1.0,
-          '%d frames after a lag of %d, %d played; %.2f s beyond the signal'
-          % (a['frames'], a['lag'], a['ref_frames'], a['extra_s']))
+          '%d frames after a lag of %d, %d played; %.2f s beyond the signal%s'
+          % (a['frames'], a['lag'], a['ref_frames'], a['extra_s'], harness))
     check('%s: no gaps' % name, not a['gaps'], 'silent runs (s, ms): %s' % a['gaps'][:5])
     p = a['pacing'] or {}
     check('%s: the audio arrived in real time (rate within %g%%, strays under %d ms)'

@@ -311,6 +311,14 @@ def pcm_volume(props):
     return int(v) >> 8 & 0x7f
 
 
+def transport_states(hci, addr):
+    """'active', 'pending,idle', ... : the State of each transport of the device."""
+    try:
+        return ','.join(str(t.get('State')) for _, t in transports(hci, addr)) or 'none'
+    except dbus.DBusException as e:
+        return 'unknown (%s)' % e.get_dbus_name()
+
+
 def find_pcm(hci, addr):
     want = dev_path(hci, addr)
     try:
@@ -413,6 +421,12 @@ def cmd_capture(hci, addr, wav, ready, seconds):
             break
         if cur is None and added:
             path, props = added.pop(0)
+            # Once the sink's transport is active, bluez-alsa reads the audio
+            # and drops what no reader takes: a PCM opened only then may have
+            # missed the start, which is the harness's loss, not the player's.
+            # Asked before the Open: asked after, a transport that became
+            # active a moment after a timely Open would look late.
+            state = transport_states(hci, addr)
             try:
                 pcm = obj(path, 'org.bluealsa')
                 # Open first: the audio may already be flowing
@@ -430,8 +444,8 @@ def cmd_capture(hci, addr, wav, ready, seconds):
             cur = {'path': path, 'rate': pcm_rate(props), 'channels': int(props['Channels']),
                    'format': int(props['Format']), 'fd': fd, 'ctl': ctl,
                    'data': bytearray(), 'reads': [], 'opened': now - t_start,
-                   'codec': str(props.get('Codec', '?'))}
-            log('opened %s rate %d' % (path, cur['rate']))
+                   'codec': str(props.get('Codec', '?')), 'state_before_open': state}
+            log('opened %s rate %d (sink transport %s before the Open)' % (path, cur['rate'], state))
             continue
         if cur is None:
             time.sleep(0.01)
@@ -479,6 +493,8 @@ def cmd_capture(hci, addr, wav, ready, seconds):
     out('capture_pcm', '%s rate %d channels %d format 0x%04x' % (
         best['path'], best['rate'], best['channels'], best['format']))
     out('capture_frames', n // frame)
+    out('capture_late', 'yes' if 'active' in best['state_before_open'] else 'no')
+    out('capture_state_before_open', best['state_before_open'])
     out('capture_format_bytes', pcm_bytes(best['format']))
     out('capture_rate', best['rate'])
     out('capture_first_data_uptime', '%.3f' % best['reads'][0][0])

@@ -310,7 +310,22 @@ capture_stop() {
 
 # play NAME FILE [DEVICE]: plays FILE (in the share) with aplay through our
 # plugin while bluez-alsa's sink records what arrives: captures/NAME.wav.
+# A recorder that opened the sink's PCM only once its transport was active
+# (a starved guest; the player re-configured the link a moment before) may
+# have missed the start: that play is done once more, and says so.
 play() {
+	local rc
+	play_once "$@"
+	rc=$?
+	grep -q '^capture_late yes' $SHARE/steps/$1.capture 2> /dev/null || return $rc
+	kv retried "the sink's transport was $(sed -n 's/^capture_state_before_open //p' \
+		$SHARE/steps/$1.capture) before its recorder opened the PCM (the first try: *.try1.*)"
+	for f in $LOGS/$1.capture.log $LOGS/$1.aplay.err $SHARE/captures/$1.wav; do
+		mv $f ${f%.*}.try1.${f##*.} 2> /dev/null
+	done
+	play_once "$@"
+}
+play_once() {
 	local name=$1 file=$2 dev=${3:-bluetooth:$DEVARGS} t0 t1 rc
 	# From the guest's tmpfs: a read from the share is a round trip to the host.
 	cp "$SHARE/$file" /tmp/play.wav || return 1
