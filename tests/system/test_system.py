@@ -116,10 +116,11 @@ def check_play(res, name, ref, rate, min_snr, lags, late_start_s=0.0):
                  info='segments (rate:frames) %s' % s.get('capture_segments')):
         return None
     if s.get('retried'):
-        print('     %s: played twice: %s; the second play is checked' % (name, s['retried']))
+        print('     %s: played again: %s; the last play is checked' % (name, s['retried']))
     # said where the start of the audio is judged
-    harness = ('; the sink\'s recorder opened after its transport was active, twice: '
-               'the start may be the recorder\'s loss' if s.get('capture_late') == 'yes' else '')
+    harness = ('; the sink\'s recorder was late on every try (its Open answered after the '
+               'transport went active): the start may be the recorder\'s loss'
+               if s.get('capture_late') == 'yes' else '')
     a = systest.analyse(ref, rate, cap)
     max_lag = rate // 10
     late = -a['lag'] if a.get('lag') is not None and a['lag'] < 0 else 0

@@ -311,14 +311,6 @@ def pcm_volume(props):
     return int(v) >> 8 & 0x7f
 
 
-def transport_states(hci, addr):
-    """'active', 'pending,idle', ... : the State of each transport of the device."""
-    try:
-        return ','.join(str(t.get('State')) for _, t in transports(hci, addr)) or 'none'
-    except dbus.DBusException as e:
-        return 'unknown (%s)' % e.get_dbus_name()
-
-
 def find_pcm(hci, addr):
     want = dev_path(hci, addr)
     try:
@@ -367,6 +359,35 @@ def wav_header(rate, channels, nbytes):
             b'data' + struct.pack('<I', nbytes))
 
 
+def opened_segment(opening, seen, t_rel):
+    """The segment of a PCM whose Open replied, its pipe grown at once.  Its
+    properties are asked again, without waiting (a reader that waits misses
+    the audio's arrival times): a path bluez-alsa 4.0 reuses after a
+    re-configuration may have been announced with the old rate."""
+    fd, ctl = opening['fd'].take(), opening['ctl'].take()
+    grow_pipe(fd)
+    path, props = opening['path'], opening['props']
+    late = opening['active_at_reply'] > opening['active_at_add']
+    states = seen['states'][opening['states_at_add']:opening['states_at_reply']]
+    seg = {'path': path, 'fd': fd, 'ctl': ctl, 'data': bytearray(), 'reads': [],
+           'opened': t_rel, 'late': late, 'states': ','.join(states) or 'none',
+           'open_ms': 1000 * (time.monotonic() - opening['sent'])}
+
+    def take(props):
+        seg.update(rate=pcm_rate(props), channels=int(props['Channels']),
+                   format=int(props['Format']), codec=str(props.get('Codec', '?')))
+    take(props)
+    pcm = obj(path, 'org.bluealsa')
+    pcm.GetAll('org.bluealsa.PCM1', dbus_interface=PROPS, timeout=5, reply_handler=take,
+               error_handler=lambda e: log('properties of %s: %s (as announced)' % (path, e)))
+    pcm.Set('org.bluealsa.PCM1', 'SoftVolume', dbus.Boolean(False), signature='ssv',
+            dbus_interface=PROPS, timeout=5, reply_handler=lambda: None,
+            error_handler=lambda e: log('SoftVolume: %s' % e))
+    log('opened %s rate %d in %.0f ms (sink transport states in between: %s%s)' % (
+        path, seg['rate'], seg['open_ms'], seg['states'], '; late' if late else ''))
+    return seg
+
+
 def cmd_capture(hci, addr, wav, ready, seconds):
     """Records what bluez-alsa's sink receives from ADDR into WAV.
 
@@ -385,26 +406,63 @@ def cmd_capture(hci, addr, wav, ready, seconds):
     signal.signal(signal.SIGTERM, lambda *a: flags.update(stop=True))
     signal.signal(signal.SIGUSR1, lambda *a: flags.update(finish=time.monotonic()))
     want = dev_path(hci, addr)
-    added = []
+    # Once the sink's transport is active, bluez-alsa reads the audio and
+    # drops what no reader takes: a PCM opened only then may have missed the
+    # start, which is the harness's loss, not the player's.  So the Open goes
+    # out as soon as the PCM appears (asynchronously, nothing asked first),
+    # and "late" is decided by order: the bus delivers our messages in the
+    # order it routes them, so a State=active of the device's transport that
+    # reaches us before the Open's reply may have come before bluez-alsa had
+    # its reader.  (Asking State before or after the Open races both ways.)
+    added = []          # [path, props, transport activations when it appeared]
+    seen = {'active': 0, 'states': []}
+    opening = {}
 
     def on_added(path, props):
-        if str(props.get('Device', '')) == want and str(props.get('Transport', '')).startswith('A2DP'):
-            added.append((str(path), props))
+        if str(props.get('Device', '')) != want or not str(props.get('Transport', '')).startswith('A2DP'):
+            return
+        path = str(path)
+        if any(a[0] == path for a in added):
+            return          # PCMAdded and InterfacesAdded both name it (4.1 on)
+        added.append([path, props, seen['active']])
+
+    def on_transport(iface, changed, invalidated, path=''):
+        if iface != 'org.bluez.MediaTransport1' or 'State' not in changed:
+            return
+        if not str(path).startswith(want + '/'):
+            return
+        st = str(changed['State'])
+        seen['states'].append(st)
+        if st == 'active':
+            seen['active'] += 1
 
     BUS.add_signal_receiver(on_added, 'PCMAdded', 'org.bluealsa.Manager1', 'org.bluealsa')
     BUS.add_signal_receiver(lambda path, ifaces: on_added(path, ifaces['org.bluealsa.PCM1'])
                             if 'org.bluealsa.PCM1' in ifaces else None,
                             'InterfacesAdded', 'org.freedesktop.DBus.ObjectManager', 'org.bluealsa')
+    BUS.add_signal_receiver(on_transport, 'PropertiesChanged', PROPS, BLUEZ, path_keyword='path')
     ctx = GLib.MainContext.default()
     t_start = time.monotonic()
     deadline = t_start + seconds
     path, props = find_pcm(hci, addr)      # one left from before ends at once; harmless
     if path:
-        added.append((path, props))
+        on_added(path, props)
     open(ready, 'w').close()
     segments = []
     cur = None
     end = 'timeout'
+
+    def open_next():
+        path, props, active_at_add = added.pop(0)
+        opening.update(path=path, props=props, active_at_add=active_at_add,
+                       states_at_add=len(seen['states']), sent=time.monotonic())
+        obj(path, 'org.bluealsa').get_dbus_method('Open', 'org.bluealsa.PCM1')(
+            timeout=10,
+            reply_handler=lambda fd, ctl: opening.update(fd=fd, ctl=ctl,
+                                                         active_at_reply=seen['active'],
+                                                         states_at_reply=len(seen['states'])),
+            error_handler=lambda e: opening.update(err=e))
+
     while True:
         while ctx.pending():
             ctx.iteration(False)
@@ -414,38 +472,21 @@ def cmd_capture(hci, addr, wav, ready, seconds):
             break
         if now >= deadline:
             break
-        if flags['finish'] is not None and (
+        if flags['finish'] is not None and not opening and (
                 (cur is None and not added and now - flags['finish'] > 1.0) or
                 now - flags['finish'] > 10):
             end = 'finished' if cur is None else 'finish-timeout'
             break
-        if cur is None and added:
-            path, props = added.pop(0)
-            # Once the sink's transport is active, bluez-alsa reads the audio
-            # and drops what no reader takes: a PCM opened only then may have
-            # missed the start, which is the harness's loss, not the player's.
-            # Asked before the Open: asked after, a transport that became
-            # active a moment after a timely Open would look late.
-            state = transport_states(hci, addr)
-            try:
-                pcm = obj(path, 'org.bluealsa')
-                # Open first: the audio may already be flowing
-                fd, ctl = pcm.Open(dbus_interface='org.bluealsa.PCM1', timeout=10)
-                try:
-                    pcm.Set('org.bluealsa.PCM1', 'SoftVolume', dbus.Boolean(False),
-                            signature='ssv', dbus_interface=PROPS, timeout=5)
-                except dbus.DBusException as e:
-                    log('SoftVolume: %s' % e)
-            except dbus.DBusException as e:
-                log('open %s: %s' % (path, e))
-                continue
-            fd, ctl = fd.take(), ctl.take()
-            grow_pipe(fd)
-            cur = {'path': path, 'rate': pcm_rate(props), 'channels': int(props['Channels']),
-                   'format': int(props['Format']), 'fd': fd, 'ctl': ctl,
-                   'data': bytearray(), 'reads': [], 'opened': now - t_start,
-                   'codec': str(props.get('Codec', '?')), 'state_before_open': state}
-            log('opened %s rate %d (sink transport %s before the Open)' % (path, cur['rate'], state))
+        if cur is None and added and not opening:
+            open_next()
+            continue
+        if 'err' in opening:
+            log('open %s: %s' % (opening['path'], opening['err']))
+            opening.clear()
+            continue
+        if 'fd' in opening:
+            cur = opened_segment(opening, seen, now - t_start)
+            opening.clear()
             continue
         if cur is None:
             time.sleep(0.01)
@@ -493,8 +534,10 @@ def cmd_capture(hci, addr, wav, ready, seconds):
     out('capture_pcm', '%s rate %d channels %d format 0x%04x' % (
         best['path'], best['rate'], best['channels'], best['format']))
     out('capture_frames', n // frame)
-    out('capture_late', 'yes' if 'active' in best['state_before_open'] else 'no')
-    out('capture_state_before_open', best['state_before_open'])
+    out('capture_late', 'yes' if best['late'] else 'no')
+    out('capture_states_before_open', best['states'])
+    out('capture_open_ms', '%.0f' % best['open_ms'])
+    out('capture_transport_states', ','.join(seen['states']) or 'none')
     out('capture_format_bytes', pcm_bytes(best['format']))
     out('capture_rate', best['rate'])
     out('capture_first_data_uptime', '%.3f' % best['reads'][0][0])

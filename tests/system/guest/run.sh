@@ -310,20 +310,23 @@ capture_stop() {
 
 # play NAME FILE [DEVICE]: plays FILE (in the share) with aplay through our
 # plugin while bluez-alsa's sink records what arrives: captures/NAME.wav.
-# A recorder that opened the sink's PCM only once its transport was active
-# (a starved guest; the player re-configured the link a moment before) may
-# have missed the start: that play is done once more, and says so.
+# A recorder whose Open of the sink's PCM was answered only after the sink's
+# transport went active (a starved guest; the player re-configured the link a
+# moment before) may have missed the start: that play is done again (at most
+# twice more), and says so.
 play() {
-	local rc
-	play_once "$@"
-	rc=$?
-	grep -q '^capture_late yes' $SHARE/steps/$1.capture 2> /dev/null || return $rc
-	kv retried "the sink's transport was $(sed -n 's/^capture_state_before_open //p' \
-		$SHARE/steps/$1.capture) before its recorder opened the PCM (the first try: *.try1.*)"
-	for f in $LOGS/$1.capture.log $LOGS/$1.aplay.err $SHARE/captures/$1.wav; do
-		mv $f ${f%.*}.try1.${f##*.} 2> /dev/null
+	local rc try
+	for try in 1 2 3; do
+		play_once "$@"
+		rc=$?
+		[ $try = 3 ] && break
+		grep -q '^capture_late yes' $SHARE/steps/$1.capture 2> /dev/null || break
+		kv retried "try $try: the sink's transport went active before its recorder's Open was answered ($(sed -n 's/^capture_open_ms //p' $SHARE/steps/$1.capture) ms; that try's files: *.try$try.*)"
+		for f in $LOGS/$1.capture.log $LOGS/$1.aplay.err $SHARE/captures/$1.wav; do
+			mv $f ${f%.*}.try$try.${f##*.} 2> /dev/null
+		done
 	done
-	play_once "$@"
+	return $rc
 }
 play_once() {
 	local name=$1 file=$2 dev=${3:-bluetooth:$DEVARGS} t0 t1 rc
@@ -374,28 +377,34 @@ pw_follow() {
 	rec=$!
 	wait_for 20 sh -c "$PW pw-link -i 2> /dev/null | grep -q '^alsabt-rec:input_FR'" ||
 		echo "the recorder has no input ports" >> $LOGS/$name.pw-node
-	$PW pw-link -m -o 2> /dev/null | while read -r line; do
+	$PW pw-link -m -o 2> /dev/null | { while read -r line; do
 		# a port there at the start ("=") or new ("+"): "+ name" in
 		# 0.3.65, "+name" in 1.x
 		port=${line#[=+]} port=${port# }
 		case $line in
 		[=+]*bluez_input*:capture_FR | [=+]*bluez_input*:output_FR)
 			echo "$port at $(now)" >> $LOGS/$name.pw-node
+			# What PipeWire made of the stream (its codec included), while
+			# the node lives: beside the links, not after them (pw-link has
+			# taken 6 to 12 s under TCG, past a 5 s stream's end).  A dump
+			# may come before the node's properties do: again.
+			(
+				part=$LOGS/$name.pw-dump.$BASHPID.part
+				for i in 1 2 3 4 5 6; do
+					$PW pw-dump > $part 2> /dev/null
+					grep -q '"api.bluez5.codec"' $part && break
+					sleep 0.5
+				done
+				mv $part $LOGS/$name.pw-dump.json
+			) &
 			# both channels at once (pw-link takes a while under TCG)
 			$PW pw-link "${port%_FR}_FL" alsabt-rec:input_FL >> $LOGS/$name.pw-node 2>&1 &
 			$PW pw-link "$port" alsabt-rec:input_FR >> $LOGS/$name.pw-node 2>&1
 			wait $!
 			echo "${port%:*} linked at $(now)" >> $LOGS/$name.pw-node
-			# what PipeWire made of the stream (its codec included); a
-			# dump taken right after the link may miss the node: again
-			for i in 1 2 3; do
-				$PW pw-dump > $LOGS/$name.pw-dump.json 2> /dev/null
-				grep -q '"node.name": "bluez_input' $LOGS/$name.pw-dump.json && break
-				sleep 1
-			done
 			;;
 		esac
-	done &
+	done; wait; } &
 	touch /run/$name.ready
 	wait_for 600 test -e /run/$name.stop
 	pkill -f 'pw-link -m -o'
