@@ -151,7 +151,7 @@ step_stack() {
 	start_controllers || return 1
 	kv controllers_up_s $(now)
 	# dbus-monitor first, so that the whole D-Bus conversation is on record.
-	dbus-monitor --system > $LOGS/dbus-monitor.log 2>&1 &
+	stdbuf -oL dbus-monitor --system > $LOGS/dbus-monitor.log 2>&1 &
 	# btmon -w (binary; btmon -r reads it) only when asked: it cannot keep up
 	# with the media packets under TCG and its load makes the link jitter.
 	[ -n "${BTMON:-}" ] && btmon -w $LOGS/btmon.snoop > /dev/null 2>&1 &
@@ -377,34 +377,35 @@ pw_follow() {
 	rec=$!
 	wait_for 20 sh -c "$PW pw-link -i 2> /dev/null | grep -q '^alsabt-rec:input_FR'" ||
 		echo "the recorder has no input ports" >> $LOGS/$name.pw-node
-	$PW pw-link -m -o 2> /dev/null | { while read -r line; do
+	$PW pw-link -m -o 2> /dev/null | while read -r line; do
 		# a port there at the start ("=") or new ("+"): "+ name" in
 		# 0.3.65, "+name" in 1.x
 		port=${line#[=+]} port=${port# }
 		case $line in
 		[=+]*bluez_input*:capture_FR | [=+]*bluez_input*:output_FR)
 			echo "$port at $(now)" >> $LOGS/$name.pw-node
-			# What PipeWire made of the stream (its codec included), while
-			# the node lives: beside the links, not after them (pw-link has
-			# taken 6 to 12 s under TCG, past a 5 s stream's end).  A dump
-			# may come before the node's properties do: again.
-			(
-				part=$LOGS/$name.pw-dump.$BASHPID.part
-				for i in 1 2 3 4 5 6; do
-					$PW pw-dump > $part 2> /dev/null
-					grep -q '"api.bluez5.codec"' $part && break
-					sleep 0.5
-				done
-				mv $part $LOGS/$name.pw-dump.json
-			) &
 			# both channels at once (pw-link takes a while under TCG)
 			$PW pw-link "${port%_FR}_FL" alsabt-rec:input_FL >> $LOGS/$name.pw-node 2>&1 &
 			$PW pw-link "$port" alsabt-rec:input_FR >> $LOGS/$name.pw-node 2>&1
 			wait $!
 			echo "${port%:*} linked at $(now)" >> $LOGS/$name.pw-node
+			# The codec BlueZ configured PipeWire's sink endpoint with
+			# (its path names it), the last before the links: from the bus
+			# log, no client of PipeWire's (a pw-dump beside pw-link made
+			# 0.3.65 drop the links; one after them has come after a
+			# 12 s stream's end).
+			echo "configured $(grep -o 'path=/MediaEndpoint/A2DPSink/[a-z_]*; interface=org.bluez.MediaEndpoint1; member=SetConfiguration' \
+				$LOGS/dbus-monitor.log | tail -1 | sed 's|.*A2DPSink/\([a-z_]*\);.*|\1|') at $(now)" >> $LOGS/$name.pw-node
+			# what PipeWire made of the stream (its codec included); a
+			# dump taken right after the link may miss the node: again
+			for i in 1 2 3; do
+				$PW pw-dump > $LOGS/$name.pw-dump.json 2> /dev/null
+				grep -q '"node.name": "bluez_input' $LOGS/$name.pw-dump.json && break
+				sleep 1
+			done
 			;;
 		esac
-	done; wait; } &
+	done &
 	touch /run/$name.ready
 	wait_for 600 test -e /run/$name.stop
 	pkill -f 'pw-link -m -o'
