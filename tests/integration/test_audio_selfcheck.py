@@ -267,6 +267,16 @@ def test_arrival_pacing():
     judge("44.1 kHz paced as 48 kHz", False, speed=48000 / 44100)
     judge("as fast as it goes", False, speed=20.0)
     judge("a 300 ms stall", False, late=lambda a: 0.3 if 1.0 < a < 1.3 else 0.0)
+    # The reader came 0.4 s after the audio: its first read drains a backlog.
+    t, frames = arrivals()
+    t = np.concatenate(([0.4], 0.4 + t))
+    frames = [int(0.4 * 44100)] + list(frames)
+    p = systest.pacing_of(t, frames, 44100)
+    check("arrival: a reader 0.4 s late, a backlog at its first read, passes",
+          systest.in_real_time(p), str(p))
+    t[len(t) // 2:] += 0.3
+    p = systest.pacing_of(t, frames, 44100)
+    check("arrival: ... but a 300 ms stall after it still fails", not systest.in_real_time(p), str(p))
 
 
 def test_speed():
