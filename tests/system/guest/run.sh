@@ -392,8 +392,8 @@ pw_follow() {
 			# The codec BlueZ configured PipeWire's sink endpoint with
 			# (its path names it), the last before the links: from the bus
 			# log, no client of PipeWire's (a pw-dump beside pw-link made
-			# 0.3.65 drop the links; one after them has come after a
-			# 12 s stream's end).
+			# 0.3.65 drop the links; one after them has come after the
+			# stream's end).
 			echo "configured $(grep -o 'path=/MediaEndpoint/A2DPSink/[a-z_]*; interface=org.bluez.MediaEndpoint1; member=SetConfiguration' \
 				$LOGS/dbus-monitor.log | tail -1 | sed 's|.*A2DPSink/\([a-z_]*\);.*|\1|') at $(now)" >> $LOGS/$name.pw-node
 			# what PipeWire made of the stream (its codec included); a
