@@ -25,16 +25,18 @@ DEP_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -ldl
 AV_CFLAGS  := $(shell pkg-config --cflags libavcodec libavutil 2>/dev/null)
 # The code both plugins share: the D-Bus client of bluetoothd (bluez/), the
 # codec table and codecs (codecs/), A2DP streams (a2dp/), headset voice
-# (hfp/), options and the per-device state file (common/).
-SHARED_DIRS := bluez codecs a2dp hfp common
+# (hfp/), options and the per-device state file (common/), and mixing several
+# programs on one speaker (mix/: the protocol, the mixer, and its program).
+SHARED_DIRS := bluez codecs a2dp hfp common mix
 ALL_CFLAGS := $(CFLAGS) -std=gnu11 -Wall -Wextra -fPIC -DPIC -pthread $(SHARED_DIRS:%=-I%) $(DEP_CFLAGS) $(AV_CFLAGS) \
 	$(if $(SANITIZE),-fsanitize=$(SANITIZE) -fno-omit-frame-pointer)
 ALL_LDFLAGS := $(LDFLAGS) -pthread $(if $(SANITIZE),-fsanitize=$(SANITIZE))
 
-SHARED_SRC := $(wildcard $(SHARED_DIRS:%=%/*.c))
+SHARED_SRC := $(filter-out mix/mixer_main.c,$(wildcard $(SHARED_DIRS:%=%/*.c)))
 SHARED_OBJ := $(SHARED_SRC:%.c=$(BUILD)/%.o)
 PCM_SO   := $(BUILD)/libasound_module_pcm_bluetooth.so
 CTL_SO   := $(BUILD)/libasound_module_ctl_bluetooth.so
+MIXER    := $(BUILD)/alsa-bt-mixer
 SINK     := $(BUILD)/rtp_sink
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/%)
@@ -43,7 +45,7 @@ TOOLS    := $(BUILD)/pcm_client $(BUILD)/ctl_client $(BUILD)/cycle_client $(BUIL
 	$(BUILD)/phone_source $(BUILD)/capture_client $(BUILD)/hfp_client $(BUILD)/sco_shim.so \
 	$(BUILD)/sco_headset $(BUILD)/duplex_client
 
-all: $(PCM_SO) $(CTL_SO) $(SINK) $(UNIT_BIN) $(TOOLS)
+all: $(PCM_SO) $(CTL_SO) $(MIXER) $(SINK) $(UNIT_BIN) $(TOOLS)
 
 $(BUILD)/%.o: %.c $(wildcard $(SHARED_DIRS:%=%/*.h) pcm_bt/*.h)
 	@mkdir -p $(dir $@)
@@ -52,7 +54,8 @@ $(BUILD)/%.o: %.c $(wildcard $(SHARED_DIRS:%=%/*.h) pcm_bt/*.h)
 $(BUILD)/libalsabt.a: $(SHARED_OBJ)
 	$(AR) rcs $@ $^
 
-PCM_OBJ  := $(BUILD)/pcm_bt/pcm_bluetooth.o $(BUILD)/pcm_bt/pcm_capture.o $(BUILD)/pcm_bt/pcm_voice.o
+PCM_OBJ  := $(BUILD)/pcm_bt/pcm_bluetooth.o $(BUILD)/pcm_bt/pcm_capture.o $(BUILD)/pcm_bt/pcm_voice.o \
+	$(BUILD)/pcm_bt/pcm_mix.o
 $(PCM_SO): $(PCM_OBJ) $(BUILD)/libalsabt.a common/exports.map
 	$(CC) -shared $(ALL_LDFLAGS) -Wl,--version-script=common/exports.map -Wl,-z,defs -Wl,-z,nodelete \
 		-o $@ $(PCM_OBJ) $(BUILD)/libalsabt.a $(DEP_LIBS)
@@ -60,6 +63,11 @@ $(PCM_SO): $(PCM_OBJ) $(BUILD)/libalsabt.a common/exports.map
 $(CTL_SO): $(BUILD)/ctl_bt/ctl_bluetooth.o $(BUILD)/libalsabt.a common/exports.map
 	$(CC) -shared $(ALL_LDFLAGS) -Wl,--version-script=common/exports.map -Wl,-z,defs -Wl,-z,nodelete \
 		-o $@ $(BUILD)/ctl_bt/ctl_bluetooth.o $(BUILD)/libalsabt.a $(DEP_LIBS)
+
+# The mixer of one speaker, started by the PCM (MIX=1); it sits beside the
+# plugin, where the PCM looks for it.
+$(MIXER): $(BUILD)/mix/mixer_main.o $(BUILD)/libalsabt.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
 
 # The test speaker links libfreeaptx's and libavcodec's decoders (the plugin
 # dlopens the encoders).
@@ -141,15 +149,17 @@ bench: all $(BENCH)
 $(BENCH): $(BUILD)/bench/bench_encode.o $(BUILD)/libalsabt.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS) $(shell pkg-config --libs libavcodec libavutil)
 
-install: $(PCM_SO) $(CTL_SO)
+install: $(PCM_SO) $(CTL_SO) $(MIXER)
 	install -d $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(CONFDIR) $(DESTDIR)$(SYSCONFDIR)/alsa/conf.d
 	install -m 0644 $(PCM_SO) $(CTL_SO) $(DESTDIR)$(PLUGINDIR)/
+	install -m 0755 $(MIXER) $(DESTDIR)$(PLUGINDIR)/
 	install -m 0644 conf/20-bluetooth.conf $(DESTDIR)$(CONFDIR)/
 	ln -sf $(CONFDIR)/20-bluetooth.conf $(DESTDIR)$(SYSCONFDIR)/alsa/conf.d/20-bluetooth.conf
 
 uninstall:
 	rm -f $(DESTDIR)$(PLUGINDIR)/libasound_module_pcm_bluetooth.so \
 		$(DESTDIR)$(PLUGINDIR)/libasound_module_ctl_bluetooth.so \
+		$(DESTDIR)$(PLUGINDIR)/alsa-bt-mixer \
 		$(DESTDIR)$(CONFDIR)/20-bluetooth.conf $(DESTDIR)$(SYSCONFDIR)/alsa/conf.d/20-bluetooth.conf
 
 deps:

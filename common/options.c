@@ -12,6 +12,7 @@
 #define MAX_TIMEOUT_MS 120000
 #define MIN_JITTER_MS 10
 #define MAX_JITTER_MS 500       /* the buffer holds 2 s: depth + slack fit */
+#define MAX_LINGER_MS 600000
 
 /* Integer options may come as integers or as strings (from @args). */
 static int get_long(snd_config_t *n, long *v)
@@ -158,9 +159,19 @@ static int parse_key(snd_config_t *n, const char *id, const char *plugin, struct
 	}
 	if (!strcmp(id, "on_pause"))
 		return parse_on_pause(n, plugin, o);
+	if (!strcmp(id, "mix")) {
+		if ((err = parse_ranged(n, plugin, "mix (0 plays alone, 1 mixes)", 0, 1, &v)) == 0)
+			o->mix = v;
+		return err;
+	}
+	if (!strcmp(id, "linger_ms")) {
+		if ((err = parse_ranged(n, plugin, "linger_ms", 0, MAX_LINGER_MS, &v)) == 0)
+			o->linger_ms = v;
+		return err;
+	}
 	if (!strcmp(id, "profile"))
 		return parse_profile(n, plugin, o);
-	SNDERR("%s: unknown option '%s' (known: device, adapter, profile, codec, ldac_quality, bitpool, connect_timeout, jitter_ms, on_pause)",
+	SNDERR("%s: unknown option '%s' (known: device, adapter, profile, codec, ldac_quality, bitpool, connect_timeout, jitter_ms, on_pause, mix, linger_ms)",
 	       plugin, id);
 	return -EINVAL;
 }
@@ -172,6 +183,7 @@ int bt_options_parse(snd_config_t *conf, const char *plugin, struct bt_options *
 	memset(o, 0, sizeof(*o));
 	o->connect_timeout_ms = BT_DEFAULT_CONNECT_TIMEOUT_MS;
 	o->jitter_ms = BT_DEFAULT_JITTER_MS;
+	o->linger_ms = BT_DEFAULT_LINGER_MS;
 	snd_config_for_each(i, next, conf) {
 		snd_config_t *n = snd_config_iterator_entry(i);
 		const char *id;

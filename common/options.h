@@ -6,6 +6,7 @@
 
 #define BT_DEFAULT_CONNECT_TIMEOUT_MS 10000
 #define BT_DEFAULT_JITTER_MS 60
+#define BT_DEFAULT_LINGER_MS 2000
 
 enum { BT_PROFILE_A2DP, BT_PROFILE_HFP };
 
@@ -20,6 +21,9 @@ struct bt_options {
 	unsigned jitter_ms;       /* the jitter buffer's depth */
 	int wait_on_pause;        /* ON_PAUSE=wait: no silence while the phone pauses */
 	int profile;              /* BT_PROFILE_A2DP (music) or BT_PROFILE_HFP (a headset's voice) */
+	/* Playback to a speaker. */
+	int mix;                  /* MIX=1: through the speaker's mixer, with other programs */
+	unsigned linger_ms;       /* how long the mixer waits for the next program */
 };
 
 /* Parses the plugin's compound; logs and returns -EINVAL on a bad or unknown key. */

@@ -1,7 +1,8 @@
 /*
  * pcm.bluetooth: the ALSA ioplug callbacks of playback, and the plugin's
  * entry point. Playback happens in a2dp/stream.c; the speaker is found and
- * connected by a2dp/endpoint.c. Capture (a phone plays to us) is
+ * connected by a2dp/speaker.c. Playing through the speaker's mixer with
+ * other programs (MIX=1) is pcm_mix.c. Capture (a phone plays to us) is
  * pcm_capture.c; a headset's voice (PROFILE=hfp), pcm_voice.c.
  */
 #include <errno.h>
@@ -12,14 +13,9 @@
 #include <alsa/asoundlib.h>
 #include <alsa/pcm_external.h>
 
-#include "../bluez/bluez.h"
-#include "../codecs/codec.h"
-#include "../bluez/dbus.h"
-#include "../a2dp/endpoint.h"
-#include "../common/options.h"
-#include "../a2dp/stream.h"
-#include "../common/volume.h"
+#include "../a2dp/speaker.h"
 #include "pcm_capture.h"
+#include "pcm_mix.h"
 #include "pcm_voice.h"
 
 #define MIN_PERIOD_FRAMES 128
@@ -28,12 +24,8 @@
 struct bt_pcm {
 	snd_pcm_ioplug_t io;
 	struct bt_options opt;
-	struct bluez *bz;
-	struct a2dp_endpoint *ep;
-	struct a2dp_stream *stream;
-	const struct a2dp_codec *codec;
-	struct volume_store volume;
-	int have_volume_store;
+	struct a2dp_speaker sp;
+	struct a2dp_stream *stream;    /* sp.stream */
 	unsigned avail_min;
 };
 
@@ -165,36 +157,19 @@ static int bt_poll_revents(snd_pcm_ioplug_t *io, struct pollfd *pfd, unsigned nf
 	return 0;
 }
 
-static struct volume_store *volume_store_of(struct bt_pcm *pcm)
-{
-	return pcm->have_volume_store ? &pcm->volume : NULL;
-}
-
 static int bt_reconnect_at(struct bt_pcm *pcm, unsigned rate)
 {
-	struct a2dp_codec_prefs prefs = { .rate = rate, .bitpool = pcm->opt.bitpool,
-					  .ldac_quality = pcm->opt.ldac_quality };
-	int err;
+	int err, err2;
 
-	a2dp_stream_free(pcm->stream);
-	pcm->stream = NULL;
 	pcm->io.poll_fd = -1;       /* not the freed stream's: poll() skips -1 */
-	err = a2dp_endpoint_reconfigure(pcm->ep, &prefs,
-					dbusx_now_ms() + pcm->opt.connect_timeout_ms);
-	if (err == 0)
-		err = a2dp_stream_new(&pcm->stream, pcm->ep, pcm->codec, volume_store_of(pcm));
-	if (err < 0)
+	err = a2dp_speaker_set_rate(&pcm->sp, rate);
+	pcm->stream = pcm->sp.stream;
+	if (!pcm->stream)
 		return err;         /* no stream: hw_params again tries again */
 	/* The new stream has a new event descriptor. */
 	pcm->io.poll_fd = a2dp_stream_event_fd(pcm->stream);
-	if ((err = snd_pcm_ioplug_reinit_status(&pcm->io)) < 0)
-		return err;
-	if (a2dp_stream_rate(pcm->stream) != rate) {
-		SNDERR("%s chose %u Hz when asked for %u Hz", pcm->ep->dev.address,
-		       a2dp_stream_rate(pcm->stream), rate);
-		return -EINVAL;
-	}
-	return 0;
+	err2 = snd_pcm_ioplug_reinit_status(&pcm->io);
+	return err < 0 ? err : err2;
 }
 
 static int bt_hw_params(snd_pcm_ioplug_t *io, snd_pcm_hw_params_t *params)
@@ -228,11 +203,7 @@ static int bt_sw_params(snd_pcm_ioplug_t *io, snd_pcm_sw_params_t *params)
 
 static void bt_free(struct bt_pcm *pcm)
 {
-	a2dp_stream_free(pcm->stream);
-	a2dp_endpoint_close(pcm->ep);
-	bluez_close(pcm->bz);
-	if (pcm->have_volume_store)
-		volume_store_close(&pcm->volume);
+	a2dp_speaker_close(&pcm->sp);
 	free(pcm);
 }
 
@@ -247,8 +218,8 @@ static void bt_dump(snd_pcm_ioplug_t *io, snd_output_t *out)
 	struct bt_pcm *pcm = io->private_data;
 
 	snd_output_printf(out, "Bluetooth A2DP to %s (%s) on %s, %s",
-			  pcm->ep->dev.address, pcm->ep->dev.name, pcm->ep->dev.adapter,
-			  pcm->codec->title);
+			  pcm->sp.ep->dev.address, pcm->sp.ep->dev.name, pcm->sp.ep->dev.adapter,
+			  pcm->sp.codec->title);
 	if (pcm->stream)            /* none after a failed reconfiguration */
 		snd_output_printf(out, " %u Hz %u ch", a2dp_stream_rate(pcm->stream),
 				  a2dp_stream_channels(pcm->stream));
@@ -283,15 +254,9 @@ static int bt_set_constraints(struct bt_pcm *pcm)
 	unsigned rates[8], ch = a2dp_stream_channels(pcm->stream);
 	unsigned bits = a2dp_stream_sample_bits(pcm->stream), frame = ch * bits / 8;
 	unsigned format[] = { bits == 32 ? SND_PCM_FORMAT_S32 : SND_PCM_FORMAT_S16 };
-	int n = pcm->codec->caps_rates(pcm->ep->sink_caps, pcm->ep->sink_caps_len, rates, 8);
+	int n = a2dp_speaker_rates(&pcm->sp, rates, 8);
 	int err;
 
-	/* The speaker configured us itself (not what we selected), or we never saw
-	 * its capabilities: only the rate it chose is on offer. */
-	if (n <= 0 || !a2dp_endpoint_config_is_ours(pcm->ep)) {
-		rates[0] = a2dp_stream_rate(pcm->stream);
-		n = 1;
-	}
 	if ((err = snd_pcm_ioplug_set_param_list(io, SND_PCM_IOPLUG_HW_ACCESS, 2, access)) < 0 ||
 	    (err = snd_pcm_ioplug_set_param_list(io, SND_PCM_IOPLUG_HW_FORMAT, 1, format)) < 0 ||
 	    (err = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_CHANNELS, ch, ch)) < 0 ||
@@ -304,72 +269,6 @@ static int bt_set_constraints(struct bt_pcm *pcm)
 	    (err = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_PERIODS, 2, 1024)) < 0)
 		return err;
 	return 0;
-}
-
-/* CODEC=, else the codec chosen in the mixer first, then ours best first. */
-static int codec_list(struct bt_pcm *pcm, const struct volume_state *st,
-		      const struct a2dp_codec **codecs)
-{
-	int n = a2dp_codec_parse_list(pcm->opt.codec, codecs, A2DP_MAX_CODECS, NULL);
-	const struct a2dp_codec *wanted;
-
-	if (n < 0 || pcm->opt.codec[0])
-		return n;     /* n < 0 cannot be: bt_options_parse checked CODEC= */
-	if (!(wanted = a2dp_codec_by_name(st->wanted)) || n >= A2DP_MAX_CODECS)
-		return n;
-	memmove(codecs + 1, codecs, sizeof(*codecs) * n);
-	codecs[0] = wanted;
-	for (int i = 1; i <= n; i++)
-		if (codecs[i] == wanted) {       /* it was listed: now it is first */
-			memmove(codecs + i, codecs + i + 1, sizeof(*codecs) * (n - i));
-			return n;
-		}
-	return n + 1;
-}
-
-/* The mixer shows the codec the speaker configured; the next open remembers
- * what the speaker offers. */
-static void note_codec(struct bt_pcm *pcm)
-{
-	if (pcm->have_volume_store)
-		volume_store_note_codec(&pcm->volume, pcm->codec->name, pcm->ep->offers);
-}
-
-static int bt_connect(struct bt_pcm *pcm)
-{
-	struct a2dp_codec_prefs prefs = { .rate = 44100, .bitpool = pcm->opt.bitpool,
-					  .ldac_quality = pcm->opt.ldac_quality };
-	int64_t deadline = dbusx_now_ms() + pcm->opt.connect_timeout_ms;
-	const struct a2dp_codec *codecs[A2DP_MAX_CODECS];
-	struct volume_state st = { .volume = VOLUME_DEFAULT };
-	struct bluez_device dev;
-	int err, n;
-
-	if ((err = bluez_open(&pcm->bz)) < 0 ||
-	    (err = bluez_find_device(pcm->bz, pcm->opt.adapter,
-				     pcm->opt.device[0] ? pcm->opt.device : NULL, deadline, &dev)) < 0)
-		return err;
-	/* Without a place for the state (no HOME), play at full volume, unmuted. */
-	pcm->have_volume_store = volume_store_open(&pcm->volume, dev.address, 1) == 0;
-	if (pcm->have_volume_store)
-		volume_store_load(&pcm->volume, &st);
-	if ((n = codec_list(pcm, &st, codecs)) < 0)
-		return n;
-	if ((err = a2dp_endpoint_open(pcm->bz, &dev, codecs, n, &prefs, st.offers, deadline,
-				      &pcm->ep)) < 0)
-		return err;
-	pcm->codec = pcm->ep->codec;
-	/* LDAC learns the link's MTU only now: too small, the next codec plays. */
-	while ((err = a2dp_stream_new(&pcm->stream, pcm->ep, pcm->codec, volume_store_of(pcm))) ==
-	       -EMSGSIZE) {
-		SNDERR("%s: the link's MTU (%u bytes) is too small for %s: playing with the next codec",
-		       dev.address, pcm->ep->write_mtu, pcm->codec->title);
-		if ((err = a2dp_endpoint_drop_codec(pcm->ep, deadline)) < 0)
-			return err;
-		pcm->codec = pcm->ep->codec;
-	}
-	note_codec(pcm);
-	return err;
 }
 
 SND_PCM_PLUGIN_DEFINE_FUNC(bluetooth)
@@ -389,7 +288,14 @@ SND_PCM_PLUGIN_DEFINE_FUNC(bluetooth)
 		free(pcm);
 		return err;
 	}
-	if ((err = bt_connect(pcm)) < 0)
+	/* Where no mixer can run, play alone (bt_mix_open said why). */
+	if (pcm->opt.mix && (err = bt_mix_open(pcmp, name, &pcm->opt, mode)) != -ENOEXEC) {
+		free(pcm);
+		return err;
+	}
+	err = a2dp_speaker_open(&pcm->sp, &pcm->opt);
+	pcm->stream = pcm->sp.stream;
+	if (err < 0)
 		goto fail;
 	pcm->io.version = SND_PCM_IOPLUG_VERSION;
 	pcm->io.name = "Bluetooth A2DP";

@@ -1,0 +1,697 @@
+/* One speaker's mixer: see mixer.h. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <alsa/asoundlib.h>
+
+#include "io_thread.h"
+#include "mix_spawn.h"
+#include "mixer.h"
+
+#define STREAM_BUFFER_PACKETS 8   /* room for packets that grow as the bitrate steps down */
+
+/* --- errors: alsa-lib's handler keeps the last line for the programs ------ */
+
+static pthread_mutex_t error_lock = PTHREAD_MUTEX_INITIALIZER;
+static char last_error[MIX_TEXT];
+
+static void on_alsa_error(const char *file, int line, const char *function, int err,
+			  const char *fmt, ...)
+{
+	va_list ap;
+
+	(void)file; (void)line; (void)function; (void)err;
+	pthread_mutex_lock(&error_lock);
+	va_start(ap, fmt);
+	vsnprintf(last_error, sizeof(last_error), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "alsa-bt-mixer: %s\n", last_error);
+	pthread_mutex_unlock(&error_lock);
+}
+
+void mixer_catch_errors(void)
+{
+	snd_lib_error_set_handler(on_alsa_error);
+}
+
+static void clear_last_error(void)
+{
+	pthread_mutex_lock(&error_lock);
+	last_error[0] = 0;
+	pthread_mutex_unlock(&error_lock);
+}
+
+static void copy_last_error(char *to, const char *otherwise)
+{
+	pthread_mutex_lock(&error_lock);
+	snprintf(to, MIX_TEXT, "%s", last_error[0] ? last_error : otherwise);
+	pthread_mutex_unlock(&error_lock);
+}
+
+/* --- the sum --------------------------------------------------------------- */
+
+void mix_add(int64_t *sum, const uint8_t *ring, unsigned bits, unsigned buffer, uint64_t from,
+	     unsigned n, unsigned nch)
+{
+	unsigned pos = from % buffer;
+
+	for (unsigned f = 0; f < n; f++, pos = pos + 1 == buffer ? 0 : pos + 1)
+		for (unsigned c = 0; c < nch; c++) {
+			size_t i = (size_t)pos * nch + c;
+
+			sum[(size_t)f * nch + c] += bits == 32 ? ((const int32_t *)ring)[i]
+							       : ((const int16_t *)ring)[i];
+		}
+}
+
+void mix_clamp(uint8_t *out, const int64_t *sum, unsigned bits, unsigned n)
+{
+	int64_t hi = bits == 32 ? INT32_MAX : INT16_MAX, lo = -hi - 1;
+
+	for (unsigned i = 0; i < n; i++) {
+		int64_t v = sum[i] > hi ? hi : sum[i] < lo ? lo : sum[i];
+
+		if (bits == 32)
+			((int32_t *)out)[i] = (int32_t)v;
+		else
+			((int16_t *)out)[i] = (int16_t)v;
+	}
+}
+
+/* --- the programs ---------------------------------------------------------- */
+
+static int n_clients(const struct mixer *m)
+{
+	int n = 0;
+
+	for (int i = 0; i < MIX_MAX_CLIENTS; i++)
+		n += m->clients[i].state != MC_FREE;
+	return n;
+}
+
+static int is_playing(const struct mix_client *c)
+{
+	return c->state == MC_RUNNING || c->state == MC_DRAINING;
+}
+
+static int any_playing(const struct mixer *m)
+{
+	for (int i = 0; i < MIX_MAX_CLIENTS; i++)
+		if (is_playing(&m->clients[i]))
+			return 1;
+	return 0;
+}
+
+static void poke(struct mix_client *c)
+{
+	if (c->event_fd >= 0)
+		io_poke(c->event_fd);
+}
+
+static void unmap_ring(struct mix_client *c)
+{
+	if (c->ring)
+		munmap(c->ring, c->map_size);
+	if (c->event_fd >= 0)
+		close(c->event_fd);
+	c->ring = NULL;
+	c->data = NULL;
+	c->event_fd = -1;
+}
+
+static void arm_timer(struct mixer *m, int64_t at_ns)
+{
+	struct itimerspec its = { .it_value = { at_ns / IO_NS, at_ns % IO_NS } };
+
+	if (!its.it_value.tv_sec && !its.it_value.tv_nsec)
+		its.it_value.tv_nsec = 1;
+	timerfd_settime(m->timer_fd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+static void drop_client(struct mixer *m, struct mix_client *c)
+{
+	unmap_ring(c);
+	close(c->fd);
+	memset(c, 0, sizeof(*c));
+	c->fd = c->event_fd = -1;
+	if (!n_clients(m)) {
+		m->idle_since_ns = io_now_ns();
+		arm_timer(m, m->idle_since_ns + (int64_t)m->linger_ms * 1000000);
+	}
+}
+
+static void add_client(struct mixer *m, int fd)
+{
+	for (int i = 0; i < MIX_MAX_CLIENTS; i++) {
+		struct mix_client *c = &m->clients[i];
+
+		if (c->state != MC_FREE)
+			continue;
+		c->state = MC_NEW;
+		c->fd = fd;
+		c->event_fd = -1;
+		m->idle_since_ns = 0;
+		return;
+	}
+	close(fd);      /* full: the program's HELLO sees the end, and says so */
+}
+
+/* --- the stream ------------------------------------------------------------ */
+
+static struct a2dp_stream *stream_of(struct mixer *m)
+{
+	return m->opened > 0 ? m->sp.stream : NULL;
+}
+
+static unsigned frame_bytes(struct mixer *m)
+{
+	struct a2dp_stream *s = m->sp.stream;
+
+	return a2dp_stream_channels(s) * a2dp_stream_sample_bits(s) / 8;
+}
+
+static unsigned packet_frames(struct mixer *m)
+{
+	return a2dp_stream_min_buffer(m->sp.stream) / 2;
+}
+
+/* After the stream was made (open, a new rate): its ring, and when it wakes us. */
+static int setup_stream(struct mixer *m)
+{
+	struct a2dp_stream *s = m->sp.stream;
+	unsigned buffer = STREAM_BUFFER_PACKETS * packet_frames(m);
+	int err;
+
+	if ((err = a2dp_stream_set_buffer(s, buffer)) < 0)
+		return err;
+	/* Woken once the ring holds less than MIX_AHEAD_PACKETS. */
+	a2dp_stream_set_avail_min(s, buffer - MIX_AHEAD_PACKETS * packet_frames(m) + 1);
+	free(m->sum);
+	m->sum_frames = buffer;
+	m->sum = calloc((size_t)buffer * a2dp_stream_channels(s), sizeof(*m->sum));
+	m->stream_on = SO_OFF;
+	return m->sum ? 0 : -ENOMEM;
+}
+
+/* Each program's view of the speaker's side of its delay. */
+static void publish_delay(struct mixer *m)
+{
+	struct a2dp_stream *s = stream_of(m);
+	int64_t d = s && m->stream_on != SO_OFF ? a2dp_stream_delay(s) : 0, now = io_now_ns();
+
+	for (int i = 0; i < MIX_MAX_CLIENTS; i++) {
+		struct mix_ring *r = m->clients[i].ring;
+
+		if (!r)
+			continue;
+		atomic_fetch_add(&r->seq, 1);
+		atomic_store(&r->delay_frames, d);
+		atomic_store(&r->delay_at_ns, now);
+		atomic_store(&r->clock_running, (uint32_t)(m->stream_on != SO_OFF));
+		atomic_fetch_add(&r->seq, 1);
+	}
+}
+
+/* n frames of every playing program into the stream's ring. */
+static void mix_packet(struct mixer *m, unsigned n)
+{
+	struct a2dp_stream *s = m->sp.stream;
+	unsigned nch = a2dp_stream_channels(s), bits = a2dp_stream_sample_bits(s);
+	unsigned fb = frame_bytes(m), buffer = m->sum_frames;
+	uint64_t appl = a2dp_stream_appl(s);
+	unsigned pos = appl % buffer, first = buffer - pos < n ? buffer - pos : n;
+	uint8_t *ring = a2dp_stream_ring(s);
+
+	memset(m->sum, 0, (size_t)n * nch * sizeof(*m->sum));
+	for (int i = 0; i < MIX_MAX_CLIENTS; i++) {
+		struct mix_client *c = &m->clients[i];
+		uint64_t hw, avail;
+		unsigned take;
+
+		if (!is_playing(c))
+			continue;
+		hw = atomic_load(&c->ring->hw);
+		avail = atomic_load(&c->ring->appl) - hw;
+		take = avail < n ? (unsigned)avail : n;
+		mix_add(m->sum, c->data, bits, c->buffer, hw, take, nch);
+		atomic_store(&c->ring->hw, hw + take);
+		if (take < n && c->state == MC_RUNNING) {
+			/* Its clock passed what it wrote: its underrun, no one else's. */
+			atomic_store(&c->ring->error, -EPIPE);
+			c->state = MC_STOPPED;
+		}
+	}
+	mix_clamp(ring + (size_t)pos * fb, m->sum, bits, first * nch);
+	mix_clamp(ring, m->sum + (size_t)first * nch, bits, (n - first) * nch);
+	a2dp_stream_commit(s, n);
+}
+
+static void start_stream(struct mixer *m);
+
+/* Keeps the stream's ring MIX_AHEAD_PACKETS ahead while anyone plays. */
+static void top_up(struct mixer *m)
+{
+	struct a2dp_stream *s = stream_of(m);
+
+	while (s && m->stream_on == SO_PLAYING && any_playing(m)) {
+		unsigned packet = packet_frames(m), buffer = m->sum_frames;
+		unsigned fill = (unsigned)(a2dp_stream_appl(s) - a2dp_stream_hw(s));
+
+		if (fill >= MIX_AHEAD_PACKETS * packet || fill >= buffer)
+			break;
+		mix_packet(m, packet < buffer - fill ? packet : buffer - fill);
+	}
+	publish_delay(m);
+}
+
+/* A stream draining is stopped and started again: it would end the new
+ * program's audio with the old. */
+static void start_stream(struct mixer *m)
+{
+	struct a2dp_stream *s = stream_of(m);
+
+	if (!s || m->stream_on == SO_PLAYING)
+		return;
+	a2dp_stream_prepare(s);
+	m->stream_on = SO_PLAYING;
+	top_up(m);              /* its ring first, then the clock */
+	a2dp_stream_start(s);
+}
+
+/* No one plays: what was mixed is played out (the codec's tail too). */
+static void idle_stream(struct mixer *m)
+{
+	struct a2dp_stream *s = stream_of(m);
+
+	if (!s || m->stream_on == SO_OFF || any_playing(m))
+		return;
+	m->stream_on = SO_DRAINING;
+	if (a2dp_stream_drain(s, 0) != -EAGAIN)
+		m->stream_on = SO_OFF;
+}
+
+/* Drains that are done by now; arms the timer for the next. */
+static void finish_drains(struct mixer *m)
+{
+	struct a2dp_stream *s = stream_of(m);
+	int64_t now = io_now_ns(), next = 0;
+
+	for (int i = 0; i < MIX_MAX_CLIENTS; i++) {
+		struct mix_client *c = &m->clients[i];
+
+		if (c->state != MC_DRAINING || atomic_load(&c->ring->appl) != atomic_load(&c->ring->hw))
+			continue;
+		if (!c->drain_end_ns) {
+			int64_t d = s && m->stream_on != SO_OFF ? a2dp_stream_delay(s) : 0;
+
+			c->drain_end_ns = now + d * IO_NS / a2dp_stream_rate(m->sp.stream);
+		}
+		if (c->drain_end_ns <= now) {
+			atomic_store(&c->ring->drained, 1);
+			c->state = MC_STOPPED;
+			c->drain_end_ns = 0;
+			poke(c);
+		} else if (!next || c->drain_end_ns < next) {
+			next = c->drain_end_ns;
+		}
+	}
+	if (next)
+		arm_timer(m, next);
+}
+
+static void wake_writers(struct mixer *m)
+{
+	for (int i = 0; i < MIX_MAX_CLIENTS; i++) {
+		struct mix_client *c = &m->clients[i];
+		struct mix_ring *r = c->ring;
+
+		if (r && (atomic_load(&r->error) ||
+			  c->buffer - (atomic_load(&r->appl) - atomic_load(&r->hw)) >=
+			  atomic_load(&r->avail_min)))
+			poke(c);
+	}
+}
+
+/* The speaker is gone: every program hears it, and the next open starts
+ * a new mixer. */
+static void lose_speaker(struct mixer *m)
+{
+	copy_last_error(m->open_text, "the speaker went away");
+	m->opened = -ENODEV;
+	m->stream_on = SO_OFF;
+	if (m->listen_fd >= 0) {
+		close(m->listen_fd);
+		m->listen_fd = -1;
+	}
+	for (int i = 0; i < MIX_MAX_CLIENTS; i++) {
+		struct mix_client *c = &m->clients[i];
+
+		if (!c->ring)
+			continue;
+		snprintf(c->ring->error_text, sizeof(c->ring->error_text), "%s", m->open_text);
+		atomic_store(&c->ring->error, -ENODEV);
+		poke(c);
+	}
+	if (!n_clients(m))
+		m->quit = 1;
+}
+
+static void on_stream_event(struct mixer *m)
+{
+	struct a2dp_stream *s = m->sp.stream;
+	int err;
+
+	a2dp_stream_ack_event(s);
+	if ((err = a2dp_stream_error(s)) == -ENODEV) {
+		lose_speaker(m);
+		return;
+	}
+	if (err == -EPIPE) {            /* we were late (stopped, starved of CPU) */
+		m->stream_on = SO_OFF;
+		if (any_playing(m))
+			start_stream(m);
+	}
+	if (m->stream_on == SO_DRAINING && a2dp_stream_drained(s))
+		m->stream_on = SO_OFF;
+	top_up(m);
+	finish_drains(m);
+	idle_stream(m);
+	wake_writers(m);
+}
+
+/* --- requests -------------------------------------------------------------- */
+
+static int on_hello(struct mixer *m, struct mix_client *c, const struct mix_hello *h,
+		    struct mix_msg *r)
+{
+	struct a2dp_stream *s;
+	int others = 0;
+
+	if (h->msg.version != MIX_VERSION || h->opt_size != sizeof(struct bt_options)) {
+		snprintf(r->text, sizeof(r->text), "the mixer playing to this speaker is of another "
+			 "alsa-bt version; it ends when its programs close");
+		return -EPROTO;
+	}
+	if (!m->opened) {
+		clear_last_error();
+		m->opened = a2dp_speaker_open(&m->sp, &h->opt);
+		if (m->opened == 0 && (m->opened = setup_stream(m)) == 0)
+			m->opened = 1;
+		else
+			copy_last_error(m->open_text, "the speaker could not be opened");
+	}
+	if (m->opened < 0) {
+		snprintf(r->text, sizeof(r->text), "%s", m->open_text);
+		return m->opened;
+	}
+	s = m->sp.stream;
+	for (int i = 0; i < MIX_MAX_CLIENTS; i++)
+		others += &m->clients[i] != c && m->clients[i].state >= MC_STOPPED;
+	r->rate = a2dp_stream_rate(s);
+	r->channels = a2dp_stream_channels(s);
+	r->sample_bits = a2dp_stream_sample_bits(s);
+	r->min_buffer = a2dp_stream_min_buffer(s);
+	if (others) {           /* the rate they play at, only */
+		r->rates[0] = r->rate;
+		r->n_rates = 1;
+	} else {
+		r->n_rates = (uint32_t)a2dp_speaker_rates(&m->sp, r->rates, MIX_MAX_RATES);
+	}
+	snprintf(r->text, sizeof(r->text), "%s (%s) on %s, %s", m->sp.ep->dev.address,
+		 m->sp.ep->dev.name, m->sp.ep->dev.adapter, m->sp.codec->title);
+	c->state = MC_STOPPED;
+	return 0;
+}
+
+static int set_rate(struct mixer *m, struct mix_client *c, unsigned rate, struct mix_msg *r)
+{
+	int err;
+
+	for (int i = 0; i < MIX_MAX_CLIENTS; i++)
+		if (&m->clients[i] != c && m->clients[i].ring) {
+			snprintf(r->text, sizeof(r->text), "%s plays at %u Hz for another program",
+				 m->sp.ep->dev.address, a2dp_stream_rate(m->sp.stream));
+			return -EBUSY;
+		}
+	clear_last_error();
+	err = a2dp_speaker_set_rate(&m->sp, rate);
+	if (err == 0)
+		err = setup_stream(m);
+	if (err < 0) {
+		copy_last_error(r->text, "the speaker refused the rate");
+		if (!m->sp.stream) {            /* no stream: this mixer is done */
+			m->opened = err;
+			snprintf(m->open_text, sizeof(m->open_text), "%s", r->text);
+		}
+	}
+	return err;
+}
+
+/* The program's ring: a sealed memfd of the size its header says. */
+static int map_ring(struct mixer *m, struct mix_client *c, const struct mix_msg *q, int memfd)
+{
+	unsigned fb = frame_bytes(m);
+	size_t size = MIX_RING_DATA + (size_t)q->buffer * fb;
+	struct stat st;
+	int seals = fcntl(memfd, F_GET_SEALS);
+	struct mix_ring *ring;
+
+	/* Unsealed, the program could shrink it under us: SIGBUS here. */
+	if (seals < 0 || !(seals & F_SEAL_SHRINK) || fstat(memfd, &st) < 0 ||
+	    (size_t)st.st_size < size || q->buffer < a2dp_stream_min_buffer(m->sp.stream) ||
+	    q->buffer > (64u << 20) / fb)
+		return -EINVAL;
+	ring = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+	if (ring == MAP_FAILED)
+		return -errno;
+	if (ring->magic != MIX_RING_MAGIC || ring->version != MIX_VERSION ||
+	    ring->buffer != q->buffer || ring->frame_bytes != fb) {
+		munmap(ring, size);
+		return -EINVAL;
+	}
+	unmap_ring(c);
+	c->ring = ring;
+	c->data = (uint8_t *)ring + MIX_RING_DATA;
+	c->map_size = size;
+	c->buffer = q->buffer;
+	return 0;
+}
+
+static int on_setup(struct mixer *m, struct mix_client *c, const struct mix_msg *q,
+		    const int *fds, int nfds, struct mix_msg *r)
+{
+	int err;
+
+	if (m->opened <= 0 || c->state == MC_NEW || nfds != 2)
+		return m->opened < 0 ? m->opened : -EBADFD;
+	if (is_playing(c) || c->state == MC_PAUSED)
+		return -EBUSY;
+	if (q->rate != a2dp_stream_rate(m->sp.stream) && (err = set_rate(m, c, q->rate, r)) < 0)
+		return err;
+	if ((err = map_ring(m, c, q, fds[0])) < 0)
+		return err;
+	c->event_fd = fcntl(fds[1], F_DUPFD_CLOEXEC, 0);
+	c->state = MC_STOPPED;
+	publish_delay(m);
+	return c->event_fd < 0 ? -errno : 0;
+}
+
+static void stop_client(struct mix_client *c)
+{
+	c->state = MC_STOPPED;
+	c->drain_end_ns = 0;
+	poke(c);
+}
+
+static int on_state(struct mixer *m, struct mix_client *c, const struct mix_msg *q)
+{
+	struct mix_ring *r = c->ring;
+
+	if (!r)
+		return -EBADFD;
+	if (atomic_load(&r->error) == -ENODEV || m->opened < 0)
+		return -ENODEV;
+	switch (q->type) {
+	case MIX_PREPARE:
+		stop_client(c);
+		atomic_store(&r->hw, 0);        /* the program has set appl to 0 */
+		atomic_store(&r->drained, 0);
+		atomic_store(&r->error, 0);
+		break;
+	case MIX_STOP:
+		stop_client(c);
+		break;
+	case MIX_START:
+		c->state = MC_RUNNING;
+		break;
+	case MIX_PAUSE:
+		if (q->value && c->state == MC_RUNNING)
+			c->state = MC_PAUSED;
+		else if (!q->value && c->state == MC_PAUSED)
+			c->state = MC_RUNNING;
+		break;
+	case MIX_DRAIN:
+		atomic_store(&r->drained, 0);
+		c->state = MC_DRAINING;
+		break;
+	}
+	if (any_playing(m))
+		start_stream(m);
+	top_up(m);
+	finish_drains(m);
+	idle_stream(m);
+	return 0;
+}
+
+static ssize_t recv_request(int fd, void *buf, size_t size, int *fds, int *nfds)
+{
+	char cbuf[CMSG_SPACE(2 * sizeof(int))];
+	struct iovec iov = { buf, size };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+			     .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+
+	*nfds = 0;
+	for (struct cmsghdr *cm = n >= 0 ? CMSG_FIRSTHDR(&mh) : NULL; cm; cm = CMSG_NXTHDR(&mh, cm))
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
+			for (size_t i = 0; i < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+				int f;
+
+				memcpy(&f, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+				if (*nfds < 2)
+					fds[(*nfds)++] = f;
+				else
+					close(f);
+			}
+	return n;
+}
+
+static void on_request(struct mixer *m, struct mix_client *c)
+{
+	union { struct mix_msg msg; struct mix_hello hello; } u;
+	struct mix_msg r = { .type = MIX_REPLY, .version = MIX_VERSION };
+	int fds[2], nfds;
+	ssize_t n = recv_request(c->fd, &u, sizeof(u), fds, &nfds);
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n < (ssize_t)sizeof(u.msg) || (u.msg.type == MIX_HELLO && n != sizeof(u.hello)) ||
+	    (u.msg.type != MIX_HELLO && c->state == MC_NEW)) {
+		for (int i = 0; i < nfds; i++)
+			close(fds[i]);
+		drop_client(m, c);      /* gone, or not speaking our protocol */
+		return;
+	}
+	r.type |= u.msg.type;
+	if (u.msg.type == MIX_HELLO)
+		r.value = on_hello(m, c, &u.hello, &r);
+	else if (u.msg.type == MIX_SETUP)
+		r.value = on_setup(m, c, &u.msg, fds, nfds, &r);
+	else if (u.msg.type >= MIX_PREPARE && u.msg.type <= MIX_DRAIN)
+		r.value = on_state(m, c, &u.msg);
+	else
+		r.value = -EINVAL;
+	for (int i = 0; i < nfds; i++)
+		close(fds[i]);
+	if (send(c->fd, &r, sizeof(r), MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		drop_client(m, c);
+	wake_writers(m);
+}
+
+/* --- the loop -------------------------------------------------------------- */
+
+static void on_connection(struct mixer *m)
+{
+	int fd = accept4(m->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (mix_check_peer(fd) < 0 || m->opened < 0) {
+		close(fd);      /* another user; or a mixer that is ending */
+		return;
+	}
+	add_client(m, fd);
+}
+
+static void on_timer(struct mixer *m)
+{
+	io_drain(m->timer_fd);
+	finish_drains(m);
+	idle_stream(m);
+	if (!n_clients(m) && (m->opened < 0 ||
+			      io_now_ns() - m->idle_since_ns >= (int64_t)m->linger_ms * 1000000))
+		m->quit = 1;
+}
+
+int mixer_init(struct mixer *m, int listen_fd, int first_fd, unsigned linger_ms)
+{
+	memset(m, 0, sizeof(*m));
+	for (int i = 0; i < MIX_MAX_CLIENTS; i++)
+		m->clients[i].fd = m->clients[i].event_fd = -1;
+	m->listen_fd = listen_fd;
+	m->linger_ms = linger_ms;
+	m->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (m->timer_fd < 0)
+		return -errno;
+	m->idle_since_ns = io_now_ns();
+	arm_timer(m, m->idle_since_ns + (int64_t)linger_ms * 1000000);
+	if (first_fd >= 0)
+		add_client(m, first_fd);
+	return 0;
+}
+
+void mixer_free(struct mixer *m)
+{
+	for (int i = 0; i < MIX_MAX_CLIENTS; i++)
+		if (m->clients[i].state != MC_FREE)
+			drop_client(m, &m->clients[i]);
+	if (m->opened > 0 && m->stream_on != SO_OFF)
+		a2dp_stream_drain(m->sp.stream, 1);
+	a2dp_speaker_close(&m->sp);
+	if (m->listen_fd >= 0)
+		close(m->listen_fd);
+	close(m->timer_fd);
+	free(m->sum);
+}
+
+void mixer_run(struct mixer *m)
+{
+	while (!m->quit) {
+		struct pollfd p[3 + MIX_MAX_CLIENTS];
+		struct mix_client *who[3 + MIX_MAX_CLIENTS] = { NULL };
+		struct a2dp_stream *s = stream_of(m);
+		int n = 3;
+
+		p[0] = (struct pollfd){ .fd = m->listen_fd, .events = POLLIN };
+		p[1] = (struct pollfd){ .fd = m->timer_fd, .events = POLLIN };
+		p[2] = (struct pollfd){ .fd = s ? a2dp_stream_event_fd(s) : -1, .events = POLLIN };
+		for (int i = 0; i < MIX_MAX_CLIENTS; i++)
+			if (m->clients[i].state != MC_FREE) {
+				who[n] = &m->clients[i];
+				p[n++] = (struct pollfd){ .fd = m->clients[i].fd, .events = POLLIN };
+			}
+		if (poll(p, n, -1) < 0)
+			continue;
+		if (p[2].revents)
+			on_stream_event(m);
+		for (int i = 3; i < n; i++)
+			if (p[i].revents && who[i]->state != MC_FREE && who[i]->fd == p[i].fd)
+				on_request(m, who[i]);
+		if (p[0].revents)
+			on_connection(m);
+		if (p[1].revents)
+			on_timer(m);
+	}
+}

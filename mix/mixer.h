@@ -1,0 +1,70 @@
+/*
+ * The mixer of one speaker: it holds the speaker (a2dp/speaker.h: endpoint,
+ * transport, the stream and its clock), and plays the sum of the programs
+ * connected to it. Each program keeps ALSA's semantics of its own: its
+ * ring, start, pause, drop, drain, underrun and delay; one program's
+ * trouble is no other's.
+ *
+ * The stream's ring is kept a little ahead of the clock (MIX_AHEAD_PACKETS):
+ * each time a packet has gone, the next is mixed from what every running
+ * program has written. A program that has not written enough by then has
+ * underrun, alone; the others play on.
+ */
+#ifndef MIX_MIXER_H
+#define MIX_MIXER_H
+
+#include <stdint.h>
+
+#include "mix_proto.h"
+#include "speaker.h"
+
+#define MIX_MAX_CLIENTS 16
+#define MIX_AHEAD_PACKETS 2
+#define MIX_DEFAULT_LINGER_MS 2000
+
+enum mix_client_state { MC_FREE, MC_NEW, MC_STOPPED, MC_RUNNING, MC_PAUSED, MC_DRAINING };
+enum mix_stream_state { SO_OFF, SO_PLAYING, SO_DRAINING };
+
+struct mix_client {
+	enum mix_client_state state;
+	int fd;                   /* the connection */
+	int event_fd;             /* the program's poll; -1 before SETUP */
+	struct mix_ring *ring;    /* NULL before SETUP */
+	uint8_t *data;
+	size_t map_size;
+	unsigned buffer;
+	int64_t drain_end_ns;     /* DRAINING with all mixed: when the last is heard */
+};
+
+struct mixer {
+	struct a2dp_speaker sp;
+	int opened;               /* the speaker: 1 open, 0 not tried, -errno failed */
+	char open_text[MIX_TEXT]; /* why not */
+	int listen_fd;            /* -1 for none (the tests drive a mixer directly) */
+	int timer_fd;             /* drain ends, the linger */
+	unsigned linger_ms;
+	struct mix_client clients[MIX_MAX_CLIENTS];
+	enum mix_stream_state stream_on;
+	int64_t *sum;
+	unsigned sum_frames;
+	int64_t idle_since_ns;    /* no program connected since then; 0 while one is */
+	int quit;
+};
+
+/* listen_fd: the bound, listening socket (or -1); first_fd: a first
+ * connection (or -1). */
+int mixer_init(struct mixer *m, int listen_fd, int first_fd, unsigned linger_ms);
+void mixer_free(struct mixer *m);
+/* Runs until no program has been connected for the linger time. */
+void mixer_run(struct mixer *m);
+
+/* The sum of n frames of nch channels of bits-bit samples, clamped. */
+void mix_add(int64_t *sum, const uint8_t *ring, unsigned bits, unsigned buffer, uint64_t from,
+	     unsigned n, unsigned nch);
+void mix_clamp(uint8_t *out, const int64_t *sum, unsigned bits, unsigned n);
+
+/* alsa-lib's errors (the shared code logs through SNDERR) go to stderr, and
+ * the last one to the programs, as the reason of a failure. */
+void mixer_catch_errors(void);
+
+#endif

@@ -1,0 +1,69 @@
+/*
+ * alsa-bt-mixer: the mixer of one speaker, started by the first program
+ * that opens it with mixing on (see mix_spawn.h, mixer.h). Not for people
+ * to run: its descriptor 3 is that program's connection.
+ *
+ *   alsa-bt-mixer ADAPTER ADDRESS LINGER_MS
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "mix_spawn.h"
+#include "mixer.h"
+
+#define FIRST_FD 3
+
+/* The name, bound: -EADDRINUSE when another mixer has it (it started at the
+ * same moment, and won). */
+static int listen_named(const char *adapter, const char *address)
+{
+	struct sockaddr_un sa;
+	socklen_t len = mix_socket_name(&sa, getuid(), adapter, address);
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), err;
+
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&sa, len) < 0 || listen(fd, MIX_MAX_CLIENTS) < 0) {
+		err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+int main(int argc, char **argv)
+{
+	struct mixer m;
+	int listen_fd;
+	pid_t pid;
+
+	if (argc != 4) {
+		fprintf(stderr, "%s is started by the alsa-bt plugin, not by hand\n", argv[0]);
+		return 2;
+	}
+	/* Out of the program's process tree: the program reaps this process. */
+	if ((pid = fork()) < 0)
+		return 1;
+	if (pid > 0)
+		_exit(0);
+	signal(SIGPIPE, SIG_IGN);
+	if (chdir("/") < 0)         /* not the program's directory: it may be unmounted */
+		return 1;
+	mixer_catch_errors();
+	if ((listen_fd = listen_named(argv[1], argv[2])) < 0) {
+		/* The program sees its connection end, and connects to the winner. */
+		if (listen_fd != -EADDRINUSE)
+			fprintf(stderr, "alsa-bt-mixer: cannot listen: %d\n", listen_fd);
+		return listen_fd == -EADDRINUSE ? 0 : 1;
+	}
+	if (mixer_init(&m, listen_fd, FIRST_FD, (unsigned)strtoul(argv[3], NULL, 10)) < 0)
+		return 1;
+	mixer_run(&m);
+	mixer_free(&m);
+	return 0;
+}

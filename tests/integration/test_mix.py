@@ -1,0 +1,331 @@
+"""Several programs on one speaker (MIX=1), against the mock bluetoothd: the
+sink decodes their sum; one program closing, killed or stopped leaves the
+others playing with no gap; the mixer killed ends every program with an
+error; reopening within the linger plays at once, with no new connection;
+another user cannot connect; where no mixer can run, the program plays alone.
+
+Each program plays a sweep of its own (rising, falling, over other bands),
+so each is found in the sum by cross-correlation, then taken out of it.
+"""
+import os
+import signal
+import socket
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import audio  # noqa: E402
+from harness import TIME_SCALE, Env, check, finish  # noqa: E402
+
+ADDR = '00:1B:66:AA:BB:CC'
+DEV = 'hci0/' + ADDR
+RATE = 44100
+CODEC_DELAY = 73
+SUM_MIN_DB = 40.0        # the sum of two sweeps through SBC, bitpool 53
+MIXED = 'bluetooth:DEV=%s,MIX=1' % ADDR
+
+
+def signal_of(k, seconds, amp=0.2):
+    """Program k's sweep: a band and a direction of its own."""
+    bands = [(200, 6000), (7000, 300), (400, 9000), (9500, 500),
+             (250, 4000), (5000, 220), (600, 10000), (8000, 700)]
+    f0, f1 = bands[k % len(bands)]
+    return audio.sweep(RATE, seconds, f0=f0, f1=f1, amp=amp)
+
+
+def write(env, name, sig):
+    path = os.path.join(env.tmp, name + '.wav')
+    audio.write_wav(path, sig, RATE)
+    return path
+
+
+def mixed_env(**kw):
+    env = Env(devices=[DEV + ',connected'], **kw)
+    return env
+
+
+def start(env, wav, dev=MIXED):
+    return env.spawn(['aplay', '-q', '-D', dev, wav])
+
+
+def placed(sig, lag, n):
+    """sig at lag in n frames (cut at both ends)."""
+    out = np.zeros((n, sig.shape[1]))
+    a, b = max(0, lag), min(n, lag + len(sig))
+    if b > a:
+        out[a:b] = sig[a - lag:b - lag]
+    return out
+
+
+def fit(got, sigs, hints):
+    """The lag of each signal in the sum: each is found in what is left once
+    the ones before are taken out. hints: (expected lag, search) each."""
+    rest = got.astype(np.float64)
+    lags = []
+    for sig, (expect, search) in zip(sigs, hints):
+        lag = audio.align(sig, rest.astype(np.int64), expected_lag=expect, search=search)
+        lags.append(lag)
+        rest = rest - placed(sig, lag, len(got))
+    return lags, rest
+
+
+def sum_snr(got, sigs, lags, a=0, b=None):
+    """SNR (dB) of got[a:b] against the signals at their lags."""
+    ref = sum(placed(s, lag, len(got)) for s, lag in zip(sigs, lags))
+    g = got[a:b].astype(np.float64)
+    r = ref[a:b]
+    err = np.sum((g - r) ** 2)
+    return float('inf') if err == 0 else float(10 * np.log10(np.sum(r * r) / err))
+
+
+def acquires(env):
+    """Acquire calls (not their '-> ok' lines)."""
+    return [e for e in env.events() if e.startswith('Acquire /')]
+
+
+def registrants(env):
+    """The bus names that registered endpoints: one per connection to the speaker."""
+    return {e.split()[1] for e in env.events() if e.startswith('RegisterEndpoint :')}
+
+
+def the_capture(env, name):
+    caps = env.captures()
+    check(name + ': one stream to the speaker for all the programs', len(caps) == 1,
+          '%d streams' % len(caps))
+    got, rate = audio.read_wav(caps[-1][0])
+    return got
+
+
+def mixer_pids(env):
+    """The mixers on this test's bus."""
+    pids = []
+    for d in os.listdir('/proc'):
+        if not d.isdigit():
+            continue
+        try:
+            with open('/proc/%s/cmdline' % d, 'rb') as f:
+                if not f.read().startswith(b'alsa-bt-mixer\0'):
+                    continue
+            with open('/proc/%s/environ' % d, 'rb') as f:
+                if ('DBUS_SYSTEM_BUS_ADDRESS=%s' % env.address).encode() in f.read().split(b'\0'):
+                    pids.append(int(d))
+        except OSError:
+            pass
+    return pids
+
+
+def test_sum():
+    """Two programs, the second 0.5 s after the first: the speaker gets their sum."""
+    with mixed_env() as env:
+        a, b = signal_of(0, 3.0), signal_of(1, 1.5)
+        pa = start(env, write(env, 'a', a))
+        time.sleep(0.5 * TIME_SCALE)
+        pb = start(env, write(env, 'b', b))
+        ra, rb = pa.wait(20), pb.wait(20)
+        check('sum: both programs play (no "busy")', ra.rc == 0 and rb.rc == 0,
+              'rc %s %s: %s | %s' % (ra.rc, rb.rc, ra.stderr[-300:], rb.stderr[-300:]))
+        got = the_capture(env, 'sum')
+        lags, _ = fit(got, [a, b], [(CODEC_DELAY, 64), (int(0.5 * RATE), RATE)])
+        check('sum: the first program at the codec delay', lags[0] == CODEC_DELAY,
+              'lag %d' % lags[0])
+        snr = sum_snr(got, [a, b], lags)
+        check('sum: the speaker plays the sum (SNR >= %g dB)' % SUM_MIN_DB, snr >= SUM_MIN_DB,
+              '%.1f dB; lags %s' % (snr, lags))
+        check('sum: one connection, one transport', len(acquires(env)) == 1 and
+              len(registrants(env)) == 1,
+              'Acquire x%d, endpoints of %s' % (len(acquires(env)), registrants(env)))
+
+
+def test_first_closes():
+    """The first program ends while the second plays: the second, no gap."""
+    with mixed_env() as env:
+        a, b = signal_of(2, 1.0), signal_of(3, 3.0)
+        pa = start(env, write(env, 'a', a))
+        time.sleep(0.3 * TIME_SCALE)
+        pb = start(env, write(env, 'b', b))
+        ra, rb = pa.wait(20), pb.wait(20)
+        check('first closes: both exit 0', ra.rc == 0 and rb.rc == 0,
+              '%s | %s' % (ra.stderr[-200:], rb.stderr[-200:]))
+        got = the_capture(env, 'first closes')
+        lags, rest = fit(got, [b, a], [(int(0.3 * RATE), RATE), (CODEC_DELAY, 64)])
+        snr = sum_snr(got, [b, a], lags)
+        check('first closes: the sum all through, the second without a gap (SNR >= %g dB)'
+              % SUM_MIN_DB, snr >= SUM_MIN_DB, '%.1f dB, lags %s' % (snr, lags))
+        check('first closes: no silence inside', not audio.gaps(got, RATE),
+              str(audio.gaps(got, RATE)[:5]))
+
+
+def test_killed():
+    """The first program is killed (SIGKILL) mid-song: the other plays on."""
+    with mixed_env() as env:
+        a, b = signal_of(4, 3.0), signal_of(5, 3.0)
+        pa = start(env, write(env, 'a', a))
+        time.sleep(0.3 * TIME_SCALE)
+        pb = start(env, write(env, 'b', b))
+        time.sleep(1.0 * TIME_SCALE)
+        pa.signal(signal.SIGKILL)
+        rb = pb.wait(20)
+        pa.wait(5)
+        check('killed: the other exits 0', rb.rc == 0, rb.stderr[-300:])
+        got = the_capture(env, 'killed')
+        lag_b = audio.align(b, got, expected_lag=int(0.3 * RATE), search=RATE)
+        # After the kill (and what the killed one had mixed ahead), b alone.
+        after = lag_b + int(1.6 * RATE)
+        snr = sum_snr(got, [b], [lag_b], after, lag_b + len(b) - 1024)
+        check('killed: the other plays on alone, no gap (SNR >= %g dB)' % SUM_MIN_DB,
+              snr >= SUM_MIN_DB, '%.1f dB from %.2f s' % (snr, after / RATE))
+        check('killed: no silence inside', not audio.gaps(got, RATE),
+              str(audio.gaps(got, RATE)[:5]))
+
+
+def test_stopped():
+    """The first program is stopped (SIGSTOP) for 1 s: only it underruns."""
+    with mixed_env() as env:
+        a, b = signal_of(6, 4.0), signal_of(7, 3.0)
+        pa = start(env, write(env, 'a', a))
+        time.sleep(0.3 * TIME_SCALE)
+        pb = start(env, write(env, 'b', b))
+        time.sleep(0.5 * TIME_SCALE)
+        pa.signal(signal.SIGSTOP)
+        time.sleep(1.0 * TIME_SCALE)
+        pa.signal(signal.SIGCONT)
+        ra, rb = pa.wait(20), pb.wait(20)
+        check('stopped: the other exits 0', rb.rc == 0, rb.stderr[-300:])
+        check('stopped: the stopped one underran and went on', ra.rc == 0 and
+              'underrun' in ra.stderr, 'rc %s: %s' % (ra.rc, ra.stderr[-300:]))
+        got = the_capture(env, 'stopped')
+        lag_b = audio.align(b, got, expected_lag=int(0.3 * RATE), search=RATE)
+        # b at one lag from start to end: check its first and last second.
+        first = audio.align(b[:RATE], got, expected_lag=lag_b, search=4096)
+        last = audio.align(b[-RATE:], got, expected_lag=lag_b + len(b) - RATE, search=4096)
+        check('stopped: the other at one lag all through (no gap, nothing lost)',
+              first == lag_b and last == lag_b + len(b) - RATE,
+              'lags %d, %d, %d' % (lag_b, first, last - len(b) + RATE))
+
+
+def test_mixer_killed():
+    """The mixer is killed: every program gets an error within a second."""
+    with mixed_env() as env:
+        a, b = signal_of(0, 4.0), signal_of(1, 4.0)
+        pa = start(env, write(env, 'a', a))
+        time.sleep(0.3 * TIME_SCALE)
+        pb = start(env, write(env, 'b', b))
+        time.sleep(0.7 * TIME_SCALE)
+        pids = mixer_pids(env)
+        check('mixer killed: one mixer runs', len(pids) == 1, str(pids))
+        t = time.monotonic()
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        ra, rb = pa.wait(5), pb.wait(5)
+        took = time.monotonic() - t
+        check('mixer killed: both programs end with an error', ra.rc != 0 and rb.rc != 0 and
+              not ra.timed_out and not rb.timed_out,
+              'rc %s %s: %s | %s' % (ra.rc, rb.rc, ra.stderr[-200:], rb.stderr[-200:]))
+        check('mixer killed: within 1 s', took < 1.0 * TIME_SCALE, '%.2f s' % took)
+        check('mixer killed: they say the mixer has gone', 'mixer' in ra.stderr,
+              ra.stderr[-300:])
+        r = env.run(['aplay', '-q', '-D', MIXED, write(env, 'c', signal_of(2, 0.5))],
+                    timeout=20)
+        check('mixer killed: the next program plays (a new mixer)', r.rc == 0, r.stderr[-300:])
+
+
+def test_reopen():
+    """A program that closes and opens again within the linger plays at once,
+    on the same connection; after the linger the mixer lets the speaker go."""
+    with mixed_env() as env:
+        wav = write(env, 'a', signal_of(0, 0.5))
+        r1 = env.run(['aplay', '-q', '-D', MIXED + ',LINGER_MS=1000', wav], timeout=20)
+        t = time.monotonic()
+        r2 = env.run(['aplay', '-q', '-D', MIXED + ',LINGER_MS=1000', wav], timeout=20)
+        took = time.monotonic() - t
+        check('reopen: both play', r1.rc == 0 and r2.rc == 0, r1.stderr + r2.stderr)
+        check('reopen: no new connection (one Acquire)', len(acquires(env)) == 1,
+              'Acquire x%d' % len(acquires(env)))
+        check('reopen: the second took the audio\'s time, not a connection\'s', took < 1.0 * TIME_SCALE,
+              '%.2f s for 0.5 s' % took)
+        deadline = time.monotonic() + 3.0 * TIME_SCALE
+        while mixer_pids(env) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        check('reopen: after the linger the mixer has ended', not mixer_pids(env),
+              str(mixer_pids(env)))
+        check('reopen: ... and released the transport', env.wait_event('^Release', 1.0) is not None,
+              str(env.events()[-5:]))
+
+
+def test_eight():
+    """Eight programs at once: all eight in the sum, one mixer, one stream."""
+    with mixed_env() as env:
+        sigs = [signal_of(k, 2.0, amp=0.1) for k in range(8)]
+        procs = [start(env, write(env, 's%d' % k, s)) for k, s in enumerate(sigs)]
+        rs = [p.wait(30) for p in procs]
+        check('eight: all exit 0', all(r.rc == 0 for r in rs),
+              ' | '.join(r.stderr[-100:] for r in rs if r.rc))
+        got = the_capture(env, 'eight')
+        lags, _ = fit(got, sigs, [(CODEC_DELAY + RATE // 4, RATE // 2)] * 8)
+        snr = sum_snr(got, sigs, lags)
+        check('eight: the speaker plays the sum of all eight (SNR >= 30 dB)', snr >= 30,
+              '%.1f dB, lags %s' % (snr, lags))
+
+
+def test_other_user():
+    """Another user cannot connect to a user's mixer."""
+    with mixed_env() as env:
+        p = start(env, write(env, 'a', signal_of(0, 2.0)))
+        time.sleep(0.7 * TIME_SCALE)
+        name = mixer_name(env)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            try:
+                os.setgid(65534)
+                os.setuid(65534)
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                s.connect(name)
+                s.settimeout(2)
+                s.send(b'\1' + b'\0' * 300)
+                got = s.recv(512)
+                os.write(w, b'answered' if got else b'closed')
+            except OSError as e:
+                os.write(w, ('refused %s' % e).encode())
+            os._exit(0)
+        os.close(w)
+        os.waitpid(pid, 0)
+        said = os.read(r, 200).decode()
+        os.close(r)
+        check('other user: connection closed without an answer',
+              said.startswith('closed') or said.startswith('refused'), said)
+        check('other user: the owner plays on', p.wait(20).rc == 0)
+
+
+def mixer_name(env):
+    """The abstract socket name (mix/mix_spawn.c), as the mixer computes it."""
+    h = 0xcbf29ce484222325
+    for ch in env.address.encode():
+        h = ((h ^ ch) * 0x100000001b3) & 0xffffffffffffffff
+    return '\0alsa-bt/mix/%d/%016x/hci0/%s' % (os.getuid(), h, ADDR)
+
+
+def test_fallback():
+    """No mixer program: one line says so, and the program plays alone."""
+    with mixed_env() as env:
+        env.environ['ALSABT_MIXER'] = '/nonexistent/alsa-bt-mixer'
+        r = env.run(['aplay', '-q', '-D', MIXED, write(env, 'a', signal_of(0, 0.5))], timeout=20)
+        check('fallback: plays alone', r.rc == 0, r.stderr[-300:])
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        check('fallback: one line says why', len(lines) == 1 and 'cannot mix' in lines[0],
+              r.stderr[-300:])
+
+
+test_sum()
+test_first_closes()
+test_killed()
+test_stopped()
+test_mixer_killed()
+test_reopen()
+test_eight()
+test_other_user()
+test_fallback()
+finish()
