@@ -8,9 +8,11 @@ Each program plays a sweep of its own (rising, falling, over other bands),
 so each is found in the sum by cross-correlation, then taken out of it.
 """
 import os
+import re
 import signal
 import socket
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -18,6 +20,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import audio  # noqa: E402
 from harness import TIME_SCALE, Env, check, finish  # noqa: E402
+from test_pcm_semantics import Capture, first, lines, parse, run_client, PACING_STALL_MS  # noqa: E402
 
 ADDR = '00:1B:66:AA:BB:CC'
 DEV = 'hci0/' + ADDR
@@ -25,6 +28,8 @@ RATE = 44100
 CODEC_DELAY = 73
 SUM_MIN_DB = 40.0        # the sum of two sweeps through SBC, bitpool 53
 MIXED = 'bluetooth:DEV=%s,MIX=1' % ADDR
+MIXED_RAW = 'bluetooth_raw:DEV=%s,MIX=1' % ADDR
+AHEAD_PACKETS = 2        # mix/mixer.h MIX_AHEAD_PACKETS: what the mixer adds
 
 
 def signal_of(k, seconds, amp=0.2):
@@ -41,9 +46,39 @@ def write(env, name, sig):
     return path
 
 
-def mixed_env(**kw):
-    env = Env(devices=[DEV + ',connected'], **kw)
-    return env
+SANITIZER_REPORT = re.compile(r'ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|'
+                              r'WARNING: ThreadSanitizer|ERROR: ThreadSanitizer')
+
+
+class mixed_env(Env):
+    """The mock speaker, connected; the mixer's stderr (its errors, and in
+    a sanitizer build the sanitizer's reports) kept in a log that is checked
+    once the mixer has ended."""
+
+    def __init__(self, **kw):
+        super().__init__(devices=[DEV + ',connected'], **kw)
+        fd, self.mixer_log = tempfile.mkstemp(prefix='alsabt-mixer-', suffix='.log')
+        os.close(fd)
+
+    def _start(self):
+        super()._start()
+        self.environ['ALSABT_MIXER_LOG'] = self.mixer_log
+
+    def close(self):
+        pids = mixer_pids(self) if self.address else []
+        super().close()                 # the bus goes: a mixer left ends
+        deadline = time.monotonic() + 5.0 * TIME_SCALE
+        while pids and time.monotonic() < deadline:
+            pids = [p for p in pids if os.path.exists('/proc/%d' % p)]
+            time.sleep(0.05)
+        if os.path.exists(self.mixer_log):
+            with open(self.mixer_log, errors='replace') as f:
+                text = f.read()
+            os.unlink(self.mixer_log)
+            bad = SANITIZER_REPORT.search(text)
+            if bad or pids:
+                check('the mixer ended cleanly (no sanitizer report, gone with the bus)',
+                      False, 'left %s; %s' % (pids, text[max(0, bad.start() - 200) if bad else 0:][:1500]))
 
 
 def start(env, wav, dev=MIXED):
@@ -160,19 +195,24 @@ def test_first_closes():
 def test_killed():
     """The first program is killed (SIGKILL) mid-song: the other plays on."""
     with mixed_env() as env:
-        a, b = signal_of(4, 3.0), signal_of(5, 3.0)
+        # long enough that both play on past the kill at any time scale
+        a, b = signal_of(4, 2.0 + 2 * TIME_SCALE), signal_of(5, 2.0 + 1.5 * TIME_SCALE)
         pa = start(env, write(env, 'a', a))
         time.sleep(0.3 * TIME_SCALE)
         pb = start(env, write(env, 'b', b))
         time.sleep(1.0 * TIME_SCALE)
         pa.signal(signal.SIGKILL)
-        rb = pb.wait(20)
+        t_kill = time.monotonic()
+        rb = pb.wait(30)
         pa.wait(5)
         check('killed: the other exits 0', rb.rc == 0, rb.stderr[-300:])
         got = the_capture(env, 'killed')
+        cap = Capture(env)
         lag_b = audio.align(b, got, expected_lag=int(0.3 * RATE), search=RATE)
-        # After the kill (and what the killed one had mixed ahead), b alone.
-        after = lag_b + int(1.6 * RATE)
+        # From what had reached the sink at the kill, plus what the mixer had
+        # mixed ahead and a stall: b alone.
+        after = cap.arrived(t_kill) + CODEC_DELAY + (AHEAD_PACKETS + 2) * cap.packet_frames() + \
+            int(PACING_STALL_MS * RATE / 1000)
         snr = sum_snr(got, [b], [lag_b], after, lag_b + len(b) - 1024)
         check('killed: the other plays on alone, no gap (SNR >= %g dB)' % SUM_MIN_DB,
               snr >= SUM_MIN_DB, '%.1f dB from %.2f s' % (snr, after / RATE))
@@ -203,6 +243,55 @@ def test_stopped():
         check('stopped: the other at one lag all through (no gap, nothing lost)',
               first == lag_b and last == lag_b + len(b) - RATE,
               'lags %d, %d, %d' % (lag_b, first, last - len(b) + RATE))
+
+
+def test_delay_and_drain():
+    """One program's snd_pcm_delay and drain while another plays on: the
+    delay counts its own frames not yet heard, the drain ends when its own
+    last frame has been played."""
+    with mixed_env() as env:
+        a, b = signal_of(0, 4.0), signal_of(1, 2.0)
+        pa = start(env, write(env, 'a', a))
+        time.sleep(0.4 * TIME_SCALE)
+        log = os.path.join(env.tmp, 'delay.log')
+        r, ev = run_client(env, MIXED_RAW, write(env, 'b', b), '--delay-log', log)
+        pa.wait(20)
+        cap = Capture(env)
+        check('delay: the program ran', r.rc == 0 and cap.ok, r.stdout[-300:] + r.stderr[-300:])
+        if not cap.ok:
+            return
+        (lag_a, lag_b), _ = fit(cap.got, [a, b], [(CODEC_DELAY, 64), (int(0.4 * RATE), RATE)])
+        offset = lag_b - CODEC_DELAY           # b's first frame in the stream
+        with open(log) as f:
+            recs = [d for d in lines(parse(f.read()), 'DELAY')
+                    if d['state'] == 'RUNNING' and isinstance(d['frames'], int)]
+        mine = lambda t: max(0, cap.arrived(t) - offset)     # noqa: E731
+        over_lo = np.array([d['frames'] - (d['written'] - mine(d['t'] + 0.003)) for d in recs])
+        over_hi = np.array([d['frames'] - (d['written'] - mine(d['t'])) for d in recs])
+        pkt = cap.packet_frames()
+        bound = (2 + AHEAD_PACKETS) * pkt + CODEC_DELAY + 32
+        stall = max(pkt, round(PACING_STALL_MS * RATE / 1000)) * TIME_SCALE
+        check('delay: enough samples', len(recs) >= 15, '%d' % len(recs))
+        if len(recs) < 15:
+            return
+        print('# delay: beyond its frames not yet at the sink: %d..%d, median %.0f (packet %d)'
+              % (over_lo.min(), over_hi.max(), np.median(over_hi), pkt))
+        check('delay: >= its frames written but not yet at the sink', over_lo.min() >= 0,
+              'min %d' % over_lo.min())
+        check('delay: <= that + %d packets + codec delay (95%%; all within a stall more)'
+              % (2 + AHEAD_PACKETS), np.percentile(over_hi, 95) <= bound and
+              over_hi.max() <= bound + stall,
+              '95%% %d, max %d, bound %d' % (np.percentile(over_hi, 95), over_hi.max(), bound))
+        end = first(ev, 'DRAIN_END')
+        cum = np.cumsum(cap.frames)
+        idx = int(np.searchsorted(cum, offset + len(b)))
+        if end is None or idx >= len(cap.t):
+            check('drain: ended, and its last frame reached the sink', False, str(end))
+            return
+        t_last = float(cap.t[idx])
+        check('drain: ends once its last frame has been played, while the other plays on',
+              t_last - 0.003 <= end['t'] <= t_last + (AHEAD_PACKETS + 2) * pkt / RATE + 0.05 * TIME_SCALE,
+              'DRAIN_END %.4f s after its last frame reached the sink' % (end['t'] - t_last))
 
 
 def test_mixer_killed():
@@ -323,6 +412,7 @@ test_sum()
 test_first_closes()
 test_killed()
 test_stopped()
+test_delay_and_drain()
 test_mixer_killed()
 test_reopen()
 test_eight()
