@@ -320,6 +320,81 @@ def test_mixer_killed():
         check('mixer killed: the next program plays (a new mixer)', r.rc == 0, r.stderr[-300:])
 
 
+def rms_db(x):
+    return 20 * np.log10(np.sqrt(np.mean(np.asarray(x, np.float64) ** 2)) / 32768 + 1e-12)
+
+
+def amixer(env, *args):
+    return env.run(['amixer', '-D', 'bluetooth:DEV=' + ADDR, *args], timeout=10)
+
+
+def test_volume():
+    """The mixer (alsamixer, amixer) with the mix: a speaker without absolute
+    volume has the sum scaled by the element's dB, changed while two programs
+    play; mute silences the sum; a speaker with absolute volume is told the
+    value and the sum is left alone."""
+    want_db = -50.0 * (127 - 64) / 127            # the element's dB curve
+    length = 2.0 + 2 * TIME_SCALE
+    with mixed_env() as env:
+        a, b = signal_of(6, length), signal_of(7, length)
+        pa, pb = start(env, write(env, 'a', a)), start(env, write(env, 'b', b))
+        time.sleep(1.0 * TIME_SCALE)
+        r = amixer(env, 'set', 'A2DP', '64')
+        check('volume: amixer set while two programs play', r.rc == 0, r.stderr)
+        ra, rb = pa.wait(30), pb.wait(30)
+        check('volume: both play on', ra.rc == 0 and rb.rc == 0,
+              '%s | %s' % (ra.stderr[-200:], rb.stderr[-200:]))
+        got = the_capture(env, 'volume')
+        lags, _ = fit(got, [a, b], [(CODEC_DELAY, RATE // 2), (CODEC_DELAY, RATE // 2)])
+        ref = sum(placed(s, lag, len(got)) for s, lag in zip([a, b], lags))
+        start_f = max(lags)
+        early = slice(start_f + int(0.1 * RATE), start_f + int(0.7 * RATE))
+        late = slice(start_f + int((length - 0.9) * RATE), start_f + int((length - 0.2) * RATE))
+        snr = sum_snr(got, [a, b], lags, early.start, early.stop)
+        check('volume: the sum at full volume before the change (SNR >= 30 dB)', snr >= 30,
+              '%.1f dB, lags %s' % (snr, lags))
+        level = rms_db(got[late]) - rms_db(ref[late])
+        check('volume: after the change the sum is %.1f dB down, within 0.5 dB' % want_db,
+              abs(level - want_db) < 0.5, '%.2f dB' % level)
+        err = got[late] - ref[late] * 10 ** (want_db / 20)
+        scaled = rms_db(ref[late] * 10 ** (want_db / 20)) - rms_db(err)
+        check('volume: ... and is the sum scaled (SNR >= 25 dB)', scaled >= 25, '%.1f dB' % scaled)
+        check('volume: nothing asked of a speaker without absolute volume',
+              not any(e.startswith('SetVolume') for e in env.events()))
+    with mixed_env(volume=100) as env:
+        a, b = signal_of(0, length), signal_of(1, length)
+        pa, pb = start(env, write(env, 'a', a)), start(env, write(env, 'b', b))
+        time.sleep(1.0 * TIME_SCALE)
+        amixer(env, 'set', 'A2DP', '64')
+        asked = wait_events(env, lambda e: e.startswith('SetVolume 64 '))
+        check('volume, AVRCP speaker: the speaker is asked for 64', asked,
+              str([e for e in env.events() if 'Volume' in e]))
+        r = amixer(env, 'set', 'A2DP', 'mute')
+        check('volume, AVRCP speaker: mute', r.rc == 0, r.stderr)
+        ra, rb = pa.wait(30), pb.wait(30)
+        check('volume, AVRCP speaker: both play on', ra.rc == 0 and rb.rc == 0,
+              '%s | %s' % (ra.stderr[-200:], rb.stderr[-200:]))
+        got = the_capture(env, 'volume, AVRCP speaker')
+        lags, _ = fit(got, [a, b], [(CODEC_DELAY, RATE // 2), (CODEC_DELAY, RATE // 2)])
+        start_f = max(lags)
+        early = slice(start_f + int(0.1 * RATE), start_f + int(0.7 * RATE))
+        late = slice(start_f + int((length - 0.9) * RATE), start_f + int((length - 0.2) * RATE))
+        snr = sum_snr(got, [a, b], lags, early.start, early.stop)
+        check('volume, AVRCP speaker: the sum unscaled (the speaker scales it; SNR >= 30 dB)',
+              snr >= 30, '%.1f dB' % snr)
+        muted = rms_db(got[late])
+        check('volume, AVRCP speaker: muted, the sum is silent', muted < -80, '%.1f dBFS' % muted)
+
+
+def wait_events(env, pred, timeout=2.0):
+    deadline = time.monotonic() + timeout * TIME_SCALE
+    while time.monotonic() < deadline:
+        if any(pred(e) for e in env.events()):
+            return True
+        time.sleep(0.02)
+    return any(pred(e) for e in env.events())
+
+
 def test_reopen():
     """A program that closes and opens again within the linger plays at once,
     on the same connection; after the linger the mixer lets the speaker go."""
@@ -415,6 +490,7 @@ test_stopped()
 test_delay_and_drain()
 test_mixer_killed()
 test_reopen()
+test_volume()
 test_eight()
 test_other_user()
 test_fallback()
