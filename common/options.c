@@ -198,3 +198,27 @@ int bt_options_parse(snd_config_t *conf, const char *plugin, struct bt_options *
 	}
 	return 0;
 }
+
+/* Options from another process (a program's HELLO to the mixer): the same
+ * ranges as parsed ones, every string ended. */
+int bt_options_check(struct bt_options *o)
+{
+	const struct a2dp_codec *list[A2DP_MAX_CODECS];
+	const char *bad;
+
+	o->device[sizeof(o->device) - 1] = 0;
+	o->adapter[sizeof(o->adapter) - 1] = 0;
+	o->codec[sizeof(o->codec) - 1] = 0;
+	if (o->device[0] && !bluez_valid_address(o->device))
+		return -EINVAL;
+	if (o->adapter[strspn(o->adapter, "abcdefghijklmnopqrstuvwxyzABCDEF0123456789:")])
+		return -EINVAL;
+	if (o->codec[0] && a2dp_codec_parse_list(o->codec, list, A2DP_MAX_CODECS, &bad) < 0)
+		return -EINVAL;
+	if (o->bitpool > MAX_BITPOOL || o->ldac_quality < 0 || o->ldac_quality > 3 ||
+	    o->connect_timeout_ms < 100 || o->connect_timeout_ms > MAX_TIMEOUT_MS ||
+	    o->jitter_ms > MAX_JITTER_MS || (o->wait_on_pause & ~1) ||
+	    o->profile != BT_PROFILE_A2DP || (o->mix & ~1) || o->linger_ms > MAX_LINGER_MS)
+		return -EINVAL;
+	return 0;
+}

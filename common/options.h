@@ -28,5 +28,8 @@ struct bt_options {
 
 /* Parses the plugin's compound; logs and returns -EINVAL on a bad or unknown key. */
 int bt_options_parse(snd_config_t *conf, const char *plugin, struct bt_options *o);
+/* Options from another process: their strings ended, every value in its
+ * range; -EINVAL if one is not. */
+int bt_options_check(struct bt_options *o);
 
 #endif

@@ -393,7 +393,7 @@ static void on_stream_event(struct mixer *m)
 
 /* --- requests -------------------------------------------------------------- */
 
-static int on_hello(struct mixer *m, struct mix_client *c, const struct mix_hello *h,
+static int on_hello(struct mixer *m, struct mix_client *c, struct mix_hello *h,
 		    struct mix_msg *r)
 {
 	struct a2dp_stream *s;
@@ -403,6 +403,10 @@ static int on_hello(struct mixer *m, struct mix_client *c, const struct mix_hell
 		snprintf(r->text, sizeof(r->text), "the mixer playing to this speaker is of another "
 			 "alsa-bt version; it ends when its programs close");
 		return -EPROTO;
+	}
+	if (bt_options_check(&h->opt) < 0) {
+		snprintf(r->text, sizeof(r->text), "the mixer was sent options out of range");
+		return -EINVAL;
 	}
 	if (!m->opened) {
 		clear_last_error();

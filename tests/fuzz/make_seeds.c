@@ -683,6 +683,89 @@ static void text_seeds(void)
 	write_text("fuzz_options", "assign", "device = \"00:1b:66:aa:bb:cc\"; bitpool = 0;");
 }
 
+/* fuzz_mix_proto: byte 0 the stand-in speaker's behaviour, then [op a b c]
+ * records (see the target): two programs through HELLO, SETUP with a ring,
+ * PREPARE, writes, START, the clock, DRAIN, hang-ups. */
+struct mix_seed { uint8_t b[512]; size_t n; };
+
+static void mix_rec(struct mix_seed *m, int op, int a, int b, int c)
+{
+	uint8_t r[4] = { (uint8_t)op, (uint8_t)a, (uint8_t)b, (uint8_t)c };
+
+	if (m->n + 4 <= sizeof(m->b)) {
+		memcpy(m->b + m->n, r, 4);
+		m->n += 4;
+	}
+}
+
+static void mix_two_programs(struct mix_seed *m, int setup_flags)
+{
+	mix_rec(m, 0, 0, 0, 0);
+	mix_rec(m, 0, 1, 0, 0);
+	for (int p = 0; p < 2; p++) {
+		mix_rec(m, 1, p, 0, 0);                 /* HELLO */
+		mix_rec(m, 1, p, 0x09, setup_flags);    /* SETUP, 512 frames */
+		mix_rec(m, 1, p, 2, 0);                 /* PREPARE */
+		mix_rec(m, 3, p, 0, 10);                /* 370 frames written */
+		mix_rec(m, 1, p, 3, 0);                 /* START */
+	}
+	for (int t = 0; t < 6; t++) {
+		mix_rec(m, 4, 3, 0, 0);                 /* 256 frames played */
+		mix_rec(m, 3, 0, 0, 5);
+		mix_rec(m, 3, 1, 0, 5);
+	}
+}
+
+static void mix_seeds(void)
+{
+	struct mix_seed m = { .b = { 0 }, .n = 1 };
+
+	mix_two_programs(&m, 0x04);
+	mix_rec(&m, 1, 0, 6, 0);                        /* DRAIN */
+	for (int t = 0; t < 4; t++)
+		mix_rec(&m, 4, 7, 0, 0);
+	mix_rec(&m, 7, 0, 0, 0);
+	mix_rec(&m, 6, 1, 0, 0);
+	mix_rec(&m, 6, 0, 0, 0);
+	write_file("fuzz_mix_proto", "two_play_drain", m.b, m.n);
+
+	m = (struct mix_seed){ .b = { 4 }, .n = 1 };    /* 32-bit samples */
+	mix_two_programs(&m, 0x04);
+	mix_rec(&m, 1, 0x14, 5, 0);                     /* PAUSE (program 20 % 20: 0) */
+	mix_rec(&m, 4, 3, 0, 0);
+	mix_rec(&m, 3, 1, 4, 1);                        /* a hostile appl */
+	mix_rec(&m, 3, 1, 2, 9);                        /* it writes hw */
+	mix_rec(&m, 4, 3, 0, 0);
+	mix_rec(&m, 5, 0, 0, 0);                        /* the stream late: -EPIPE */
+	mix_rec(&m, 5, 1, 0, 0);                        /* the speaker gone */
+	mix_rec(&m, 1, 0, 3, 0);
+	write_file("fuzz_mix_proto", "pause_hostile_gone", m.b, m.n);
+
+	m = (struct mix_seed){ .b = { 0 }, .n = 1 };
+	mix_rec(&m, 0, 0, 0, 0);
+	mix_rec(&m, 1, 0, 0, 0x80);                     /* HELLO, options unended */
+	mix_rec(&m, 1, 0, 0, 0x01);                     /* another version */
+	mix_rec(&m, 0, 1, 0, 0);
+	mix_rec(&m, 1, 1, 0, 0);
+	mix_rec(&m, 1, 1, 0x09, 0x04 | 0x08);           /* an unsealed ring */
+	mix_rec(&m, 1, 1, 0x09, 0x04 | 0x10);           /* a ring too small */
+	mix_rec(&m, 1, 1, 0x09, 0x04 | 0x20);           /* a wrong magic */
+	mix_rec(&m, 1, 1, 0x09, 0x04 | 0x40);           /* another rate */
+	mix_rec(&m, 1, 1, 0x01, 0x80 | 0x04);           /* a huge buffer */
+	mix_rec(&m, 2, 1, 8, 0);                        /* a short raw request */
+	memcpy(m.b + m.n, "\x03\0\0\0\x01\0\0\0", 8);
+	m.n += 8;
+	mix_rec(&m, 1, 1, 7, 0);                        /* an unknown type */
+	write_file("fuzz_mix_proto", "refusals", m.b, m.n);
+
+	m = (struct mix_seed){ .b = { 1 }, .n = 1 };    /* the speaker cannot be opened */
+	mix_rec(&m, 0, 0, 0, 0);
+	mix_rec(&m, 1, 0, 0, 0);
+	mix_rec(&m, 1, 0, 0x09, 0x04);
+	mix_rec(&m, 7, 0, 0, 0);
+	write_file("fuzz_mix_proto", "no_speaker", m.b, m.n);
+}
+
 int main(int argc, char **argv)
 {
 	root = argc > 1 ? argv[1] : "tests/fuzz/corpus";
@@ -691,6 +774,7 @@ int main(int argc, char **argv)
 	sbc_seeds();
 	rtp_seeds();
 	text_seeds();
+	mix_seeds();
 	printf("make_seeds: wrote the corpora under %s\n", root);
 	return 0;
 }
