@@ -29,8 +29,12 @@ Runs the plugin against the mock bluetoothd of the integration tests
     loops a headset's microphone to its earpiece, per second of call, CVSD
     and mSBC, and the latency the plugin adds to that loop.
 
---only capture runs section 5 alone, --only voice section 7, --only vm
-section 6 (a quicker iteration).
+ 8. Several programs on one speaker (MIX=1, bench/mix.py): CPU with 1, 2
+    and 8 programs against one alone, the latency the mix adds, and reopen
+    -> first packet with and without the mixer's linger.
+
+--only capture runs section 5 alone, --only voice section 7, --only mix
+section 8, --only vm section 6 (a quicker iteration).
 bench/README.md says how each figure is obtained and how to read it.
 Takes about 90 s, and the VM of section 6 some minutes more.
 """
@@ -52,8 +56,8 @@ if '--only' in ARGS:
     i = ARGS.index('--only')
     ONLY = ARGS[i + 1] if i + 1 < len(ARGS) else None
     del ARGS[i:i + 2]
-    if ONLY not in ('capture', 'voice', 'vm'):
-        sys.exit('usage: bench.py [BUILD] [--only capture|voice|vm]')
+    if ONLY not in ('capture', 'voice', 'vm', 'mix'):
+        sys.exit('usage: bench.py [BUILD] [--only capture|voice|vm|mix]')
 BUILD = os.path.abspath(ARGS[0] if ARGS else os.path.join(REPO, 'build'))
 os.environ['ALSABT_BUILD'] = BUILD          # read by harness at import
 sys.path.insert(0, os.path.join(REPO, 'tests', 'integration'))
@@ -64,6 +68,7 @@ import numpy as np                           # noqa: E402
 import audio                                 # noqa: E402
 from harness import Env                      # noqa: E402
 import voice                                 # noqa: E402
+import mix as mix_bench                      # noqa: E402
 
 DEV = '00:1B:66:AA:BB:CC'
 DEVICES = ['hci0/%s,connected' % DEV]
@@ -603,7 +608,7 @@ def report_head(m):
           '8 subbands, bitpool 53), MTU 672 = 5 SBC frames (640 PCM frames) per packet')
 
 
-def report(m, cpu, lat, opens, cap, vm, started, voice_rows=None):
+def report(m, cpu, lat, opens, cap, vm, started, voice_rows=None, mixed=None):
     report_head(m)
 
     print()
@@ -758,6 +763,9 @@ def report(m, cpu, lat, opens, cap, vm, started, voice_rows=None):
     if voice_rows:
         print()
         print('\n'.join(voice.report(voice_rows)))
+    if mixed:
+        print()
+        print('\n'.join(mix_bench.report(mixed)))
     report_vm(vm)
     report_end(started)
 
@@ -925,6 +933,13 @@ def main():
             print('\n'.join(voice.report(rows)))
             report_end(started)
             return
+        if ONLY == 'mix':
+            mixed = mix_bench.section(sys.modules[__name__], tmp)
+            report_head(m)
+            print()
+            print('\n'.join(mix_bench.report(mixed)))
+            report_end(started)
+            return
         if ONLY == 'vm':
             vm = section_vm()
             report_head(m)
@@ -941,12 +956,13 @@ def main():
             opens = section_open(wavs[SHORT_S])
         cap = section_capture(tmp)
         voice_rows = voice.section(spawn, tmp)
+        mixed = mix_bench.section(sys.modules[__name__], tmp)
         vm = section_vm()
     except (RuntimeError, subprocess.TimeoutExpired) as e:
         sys.exit('bench: %s' % e)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    report(m, cpu, lat, opens, cap, vm, started, voice_rows)
+    report(m, cpu, lat, opens, cap, vm, started, voice_rows, mixed)
 
 
 if __name__ == '__main__':

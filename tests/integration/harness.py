@@ -425,6 +425,24 @@ class Env:
         return [(os.path.join(self.outdir, 'capture-%d.wav' % k),
                  os.path.join(self.outdir, 'capture-%d.csv' % k)) for k in sorted(found)]
 
+    def mixer_pids(self):
+        """The speakers' mixers (alsa-bt-mixer, MIX=1) on this Env's bus."""
+        pids = []
+        want = ('DBUS_SYSTEM_BUS_ADDRESS=%s' % self.address).encode()
+        for d in os.listdir('/proc'):
+            if not d.isdigit():
+                continue
+            try:
+                with open('/proc/%s/cmdline' % d, 'rb') as f:
+                    if not f.read().startswith(b'alsa-bt-mixer\0'):
+                        continue
+                with open('/proc/%s/environ' % d, 'rb') as f:
+                    if want in f.read().split(b'\0'):
+                        pids.append(int(d))
+            except OSError:
+                pass
+        return pids
+
     # -- running commands
 
     def run(self, argv, timeout, input=None):

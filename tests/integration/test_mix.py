@@ -65,7 +65,7 @@ class mixed_env(Env):
         self.environ['ALSABT_MIXER_LOG'] = self.mixer_log
 
     def close(self):
-        pids = mixer_pids(self) if self.address else []
+        pids = self.mixer_pids() if self.address else []
         super().close()                 # the bus goes: a mixer left ends
         deadline = time.monotonic() + 5.0 * TIME_SCALE
         while pids and time.monotonic() < deadline:
@@ -131,24 +131,6 @@ def the_capture(env, name):
           '%d streams' % len(caps))
     got, rate = audio.read_wav(caps[-1][0])
     return got
-
-
-def mixer_pids(env):
-    """The mixers on this test's bus."""
-    pids = []
-    for d in os.listdir('/proc'):
-        if not d.isdigit():
-            continue
-        try:
-            with open('/proc/%s/cmdline' % d, 'rb') as f:
-                if not f.read().startswith(b'alsa-bt-mixer\0'):
-                    continue
-            with open('/proc/%s/environ' % d, 'rb') as f:
-                if ('DBUS_SYSTEM_BUS_ADDRESS=%s' % env.address).encode() in f.read().split(b'\0'):
-                    pids.append(int(d))
-        except OSError:
-            pass
-    return pids
 
 
 def test_sum():
@@ -302,7 +284,7 @@ def test_mixer_killed():
         time.sleep(0.3 * TIME_SCALE)
         pb = start(env, write(env, 'b', b))
         time.sleep(0.7 * TIME_SCALE)
-        pids = mixer_pids(env)
+        pids = env.mixer_pids()
         check('mixer killed: one mixer runs', len(pids) == 1, str(pids))
         t = time.monotonic()
         for pid in pids:
@@ -410,10 +392,10 @@ def test_reopen():
         check('reopen: the second took the audio\'s time, not a connection\'s', took < 1.0 * TIME_SCALE,
               '%.2f s for 0.5 s' % took)
         deadline = time.monotonic() + 3.0 * TIME_SCALE
-        while mixer_pids(env) and time.monotonic() < deadline:
+        while env.mixer_pids() and time.monotonic() < deadline:
             time.sleep(0.05)
-        check('reopen: after the linger the mixer has ended', not mixer_pids(env),
-              str(mixer_pids(env)))
+        check('reopen: after the linger the mixer has ended', not env.mixer_pids(),
+              str(env.mixer_pids()))
         check('reopen: ... and released the transport', env.wait_event('^Release', 1.0) is not None,
               str(env.events()[-5:]))
 
