@@ -137,6 +137,39 @@ def snr_db(ref, got, lag, rate=None, trim_ms=20):
     return float(10 * np.log10(num / den))
 
 
+
+def placed(sig, lag, n):
+    """sig at lag in n frames (cut at both ends), as float."""
+    sig = _2d(sig)
+    out = np.zeros((n, sig.shape[1]))
+    a, b = max(0, lag), min(n, lag + len(sig))
+    if b > a:
+        out[a:b] = sig[a - lag:b - lag]
+    return out
+
+
+def fit_sum(got, sigs, hints):
+    """The lag of each of sigs in got, their sum: each is found in what is
+    left once the ones before are taken out. hints: (expected lag, search)
+    each. Returns (lags, what is left)."""
+    rest = _2d(got).astype(np.float64)
+    lags = []
+    for sig, (expect, search) in zip(sigs, hints):
+        lag = align(sig, rest.astype(np.int64), expected_lag=expect, search=search)
+        lags.append(lag)
+        rest = rest - placed(sig, lag, len(rest))
+    return lags, rest
+
+
+def sum_snr(got, sigs, lags, a=0, b=None):
+    """SNR (dB) of got[a:b] against the sum of sigs at their lags."""
+    got = _2d(got)
+    ref = sum(placed(s, lag, len(got)) for s, lag in zip(sigs, lags))
+    g = got[a:b].astype(np.float64)
+    r = ref[a:b]
+    err = np.sum((g - r) ** 2)
+    return float('inf') if err == 0 else float(10 * np.log10(np.sum(r * r) / err))
+
 def gaps(got, rate, min_ms=5):
     """Runs of exact digital silence (every channel 0) of at least min_ms, inside the audio.
 

@@ -85,36 +85,6 @@ def start(env, wav, dev=MIXED):
     return env.spawn(['aplay', '-q', '-D', dev, wav])
 
 
-def placed(sig, lag, n):
-    """sig at lag in n frames (cut at both ends)."""
-    out = np.zeros((n, sig.shape[1]))
-    a, b = max(0, lag), min(n, lag + len(sig))
-    if b > a:
-        out[a:b] = sig[a - lag:b - lag]
-    return out
-
-
-def fit(got, sigs, hints):
-    """The lag of each signal in the sum: each is found in what is left once
-    the ones before are taken out. hints: (expected lag, search) each."""
-    rest = got.astype(np.float64)
-    lags = []
-    for sig, (expect, search) in zip(sigs, hints):
-        lag = audio.align(sig, rest.astype(np.int64), expected_lag=expect, search=search)
-        lags.append(lag)
-        rest = rest - placed(sig, lag, len(got))
-    return lags, rest
-
-
-def sum_snr(got, sigs, lags, a=0, b=None):
-    """SNR (dB) of got[a:b] against the signals at their lags."""
-    ref = sum(placed(s, lag, len(got)) for s, lag in zip(sigs, lags))
-    g = got[a:b].astype(np.float64)
-    r = ref[a:b]
-    err = np.sum((g - r) ** 2)
-    return float('inf') if err == 0 else float(10 * np.log10(np.sum(r * r) / err))
-
-
 def acquires(env):
     """Acquire calls (not their '-> ok' lines)."""
     return [e for e in env.events() if e.startswith('Acquire /')]
@@ -144,10 +114,10 @@ def test_sum():
         check('sum: both programs play (no "busy")', ra.rc == 0 and rb.rc == 0,
               'rc %s %s: %s | %s' % (ra.rc, rb.rc, ra.stderr[-300:], rb.stderr[-300:]))
         got = the_capture(env, 'sum')
-        lags, _ = fit(got, [a, b], [(CODEC_DELAY, 64), (int(0.5 * RATE), RATE)])
+        lags, _ = audio.fit_sum(got, [a, b], [(CODEC_DELAY, 64), (int(0.5 * RATE), RATE)])
         check('sum: the first program at the codec delay', lags[0] == CODEC_DELAY,
               'lag %d' % lags[0])
-        snr = sum_snr(got, [a, b], lags)
+        snr = audio.sum_snr(got, [a, b], lags)
         check('sum: the speaker plays the sum (SNR >= %g dB)' % SUM_MIN_DB, snr >= SUM_MIN_DB,
               '%.1f dB; lags %s' % (snr, lags))
         check('sum: one connection, one transport', len(acquires(env)) == 1 and
@@ -166,8 +136,8 @@ def test_first_closes():
         check('first closes: both exit 0', ra.rc == 0 and rb.rc == 0,
               '%s | %s' % (ra.stderr[-200:], rb.stderr[-200:]))
         got = the_capture(env, 'first closes')
-        lags, rest = fit(got, [b, a], [(int(0.3 * RATE), RATE), (CODEC_DELAY, 64)])
-        snr = sum_snr(got, [b, a], lags)
+        lags, rest = audio.fit_sum(got, [b, a], [(int(0.3 * RATE), RATE), (CODEC_DELAY, 64)])
+        snr = audio.sum_snr(got, [b, a], lags)
         check('first closes: the sum all through, the second without a gap (SNR >= %g dB)'
               % SUM_MIN_DB, snr >= SUM_MIN_DB, '%.1f dB, lags %s' % (snr, lags))
         check('first closes: no silence inside', not audio.gaps(got, RATE),
@@ -195,7 +165,7 @@ def test_killed():
         # mixed ahead and a stall: b alone.
         after = cap.arrived(t_kill) + CODEC_DELAY + (AHEAD_PACKETS + 2) * cap.packet_frames() + \
             int(PACING_STALL_MS * RATE / 1000)
-        snr = sum_snr(got, [b], [lag_b], after, lag_b + len(b) - 1024)
+        snr = audio.sum_snr(got, [b], [lag_b], after, lag_b + len(b) - 1024)
         check('killed: the other plays on alone, no gap (SNR >= %g dB)' % SUM_MIN_DB,
               snr >= SUM_MIN_DB, '%.1f dB from %.2f s' % (snr, after / RATE))
         check('killed: no silence inside', not audio.gaps(got, RATE),
@@ -242,7 +212,8 @@ def test_delay_and_drain():
         check('delay: the program ran', r.rc == 0 and cap.ok, r.stdout[-300:] + r.stderr[-300:])
         if not cap.ok:
             return
-        (lag_a, lag_b), _ = fit(cap.got, [a, b], [(CODEC_DELAY, 64), (int(0.4 * RATE), RATE)])
+        (lag_a, lag_b), _ = audio.fit_sum(cap.got, [a, b],
+                                          [(CODEC_DELAY, 64), (int(0.4 * RATE), RATE)])
         offset = lag_b - CODEC_DELAY           # b's first frame in the stream
         with open(log) as f:
             recs = [d for d in lines(parse(f.read()), 'DELAY')
@@ -327,12 +298,12 @@ def test_volume():
         check('volume: both play on', ra.rc == 0 and rb.rc == 0,
               '%s | %s' % (ra.stderr[-200:], rb.stderr[-200:]))
         got = the_capture(env, 'volume')
-        lags, _ = fit(got, [a, b], [(CODEC_DELAY, RATE // 2), (CODEC_DELAY, RATE // 2)])
-        ref = sum(placed(s, lag, len(got)) for s, lag in zip([a, b], lags))
+        lags, _ = audio.fit_sum(got, [a, b], [(CODEC_DELAY, RATE // 2), (CODEC_DELAY, RATE // 2)])
+        ref = sum(audio.placed(s, lag, len(got)) for s, lag in zip([a, b], lags))
         start_f = max(lags)
         early = slice(start_f + int(0.1 * RATE), start_f + int(0.7 * RATE))
         late = slice(start_f + int((length - 0.9) * RATE), start_f + int((length - 0.2) * RATE))
-        snr = sum_snr(got, [a, b], lags, early.start, early.stop)
+        snr = audio.sum_snr(got, [a, b], lags, early.start, early.stop)
         check('volume: the sum at full volume before the change (SNR >= 30 dB)', snr >= 30,
               '%.1f dB, lags %s' % (snr, lags))
         level = rms_db(got[late]) - rms_db(ref[late])
@@ -357,11 +328,11 @@ def test_volume():
         check('volume, AVRCP speaker: both play on', ra.rc == 0 and rb.rc == 0,
               '%s | %s' % (ra.stderr[-200:], rb.stderr[-200:]))
         got = the_capture(env, 'volume, AVRCP speaker')
-        lags, _ = fit(got, [a, b], [(CODEC_DELAY, RATE // 2), (CODEC_DELAY, RATE // 2)])
+        lags, _ = audio.fit_sum(got, [a, b], [(CODEC_DELAY, RATE // 2), (CODEC_DELAY, RATE // 2)])
         start_f = max(lags)
         early = slice(start_f + int(0.1 * RATE), start_f + int(0.7 * RATE))
         late = slice(start_f + int((length - 0.9) * RATE), start_f + int((length - 0.2) * RATE))
-        snr = sum_snr(got, [a, b], lags, early.start, early.stop)
+        snr = audio.sum_snr(got, [a, b], lags, early.start, early.stop)
         check('volume, AVRCP speaker: the sum unscaled (the speaker scales it; SNR >= 30 dB)',
               snr >= 30, '%.1f dB' % snr)
         muted = rms_db(got[late])
@@ -409,8 +380,8 @@ def test_eight():
         check('eight: all exit 0', all(r.rc == 0 for r in rs),
               ' | '.join(r.stderr[-100:] for r in rs if r.rc))
         got = the_capture(env, 'eight')
-        lags, _ = fit(got, sigs, [(CODEC_DELAY + RATE // 4, RATE // 2)] * 8)
-        snr = sum_snr(got, sigs, lags)
+        lags, _ = audio.fit_sum(got, sigs, [(CODEC_DELAY + RATE // 4, RATE // 2)] * 8)
+        snr = audio.sum_snr(got, sigs, lags)
         check('eight: the speaker plays the sum of all eight (SNR >= 30 dB)', snr >= 30,
               '%.1f dB, lags %s' % (snr, lags))
 

@@ -182,6 +182,15 @@ class Run:
         self.extra_s += 20
         self.steps.append('voice:' + name)
 
+    def mix(self, name, a, b, rate):
+        """mix:NAME (guest/run.sh step_mix): a and b played at once, 0.5 s
+        apart, through the speaker's mixer (MIX=1); the sink records the sum."""
+        self.plays[name] = '%s %s' % (self._write(name + '_a', a, rate),
+                                      self._write(name + '_b', b, rate))
+        self.refs[name] = (a, b, rate)
+        self.extra_s += 10
+        self.steps.append('mix:' + name)
+
     def fault(self, kind):
         """fault:KIND (guest/run.sh step_fault): a song, the fault, the recovery."""
         self.steps.append('fault:' + kind)

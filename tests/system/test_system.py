@@ -811,6 +811,9 @@ def run_stack(stack, build, times):
     run.play('noise', noise, 48000)
     run.play('raw', raw, 48000, device='bluetooth_raw:' + systest.DEVARGS)
     run.volume('vol', vol, 44100)
+    mix_a = audio.sweep(44100, 3.0, f0=200, f1=6000, amp=0.2)
+    mix_b = audio.sweep(44100, 2.0, f0=7000, f1=300, amp=0.2)
+    run.mix('mix', mix_a, mix_b, 44100)
     run.steps.append('mixer_open')
     for kind, _ in FAULTS:
         run.fault(kind)
@@ -856,6 +859,7 @@ def run_stack(stack, build, times):
         check('the lag is the same in every stream (%s frames)' % sorted(set(lags)),
               len(set(lags)) == 1, 'lags %s' % lags)
     check_volume(res, vol)
+    check_mix(res, 'mix', mix_a, mix_b, 44100)
 
     mo = res.step('mixer_open')
     check('faults: amixer -D bluetooth events holds the mixer open', 'mixer_pid' in mo,
@@ -886,6 +890,45 @@ def run_stack(stack, build, times):
         run.cleanup()
     elif _failed:
         print('kept %s (guest.log, console.log, logs/, captures/, steps/)' % run.share)
+
+
+MIX_SUM_MIN_DB = 30.0
+
+
+def check_mix(res, name, a, b, rate):
+    """Two programs at once through the speaker's mixer: both exit 0, one
+    mixing process of the user, the sink gets their sum (each found at its
+    lag, the sum's SNR), amixer works meanwhile, the process ends within
+    its linger."""
+    s = res.step(name)
+    check('%s: two aplays at once (MIX=1) both exit 0' % name,
+          s.get('aplay_rc_a') == '0' and s.get('aplay_rc_b') == '0',
+          '%s; %s | %s' % (s, res.log(name + '.a.err')[-300:], res.log(name + '.b.err')[-300:]),
+          info='')
+    check('%s: one mixing process, the user\'s, while they play' % name,
+          s.get('mixers_while_playing') == '1', str(s),
+          info='user %s' % s.get('mixer_user', '?').strip())
+    check('%s: amixer sets and reads the volume meanwhile' % name,
+          s.get('amixer_set_rc') == '0' and s.get('amixer_get') == '127',
+          '%s; %s' % (s, res.log(name + '.amixer')[-300:]), info='')
+    cap = os.path.join(res.share, 'captures', name + '.wav')
+    if not check('%s: the sink received audio' % name, os.path.exists(cap),
+                 'no capture: %s; %s' % (s.get('capture_error', '?'),
+                                         res.log(name + '.capture.log')[-300:]), info=''):
+        return
+    got = audio.read_wav(cap)[0]
+    lags, _ = audio.fit_sum(got, [a, b], [(73, rate // 10), (rate, rate)])
+    snr = audio.sum_snr(got, [a, b], lags)
+    check('%s: the sink plays the sum of both (SNR >= %g dB)' % (name, MIX_SUM_MIN_DB),
+          snr >= MIX_SUM_MIN_DB, '%.1f dB; lags %s' % (snr, lags),
+          info='%.1f dB; the second joined %.2f s into the first' % (
+              snr, (lags[1] - lags[0]) / float(rate)))
+    span = slice(max(0, lags[0]), lags[0] + len(a))
+    holes = audio.gaps(got[span], rate)
+    check('%s: no gaps in the mixed stream' % name, not holes, str(holes[:5]), info='')
+    check('%s: the mixing process ended within its linger (2 s) after the last program' % name,
+          s.get('mixers_left') == '0' and float(s.get('mixer_gone_after_s', '99')) < 2.0 + 3.0,
+          str(s), info='%s s' % s.get('mixer_gone_after_s'))
 
 
 VOLUME_LATE_START_S = 0.5

@@ -466,6 +466,43 @@ step_volume() {
 	return $rc
 }
 
+# mix:NAME: two programs on one speaker at once (MIX=1), and amixer while
+# they play.  PLAY_NAME="FILE_A FILE_B": aplay of A, of B 0.5 s later, both
+# through the speaker's mixing process (alsa-bt-mixer, started by the first,
+# as the user's); the sink records the one stream (captures/NAME.wav).  The
+# volume is set to 127 (unity whether the speaker or the plugin applies it)
+# before, and set and read again while both play.  Then the mixing process
+# must end within its linger (LINGER_MS, 2 s) after the last program.
+step_mix() {
+	local name=$1 a b pa pb t0
+	read -r a b <<< "$(eval echo "\${PLAY_$name}")"
+	cp "$SHARE/$a" /tmp/mix_a.wav && cp "$SHARE/$b" /tmp/mix_b.wav || return 1
+	amixer -D bluetooth:$DEVARGS set A2DP 127 > $LOGS/$name.amixer 2>&1
+	capture_start $name || return 1
+	kv aplay_start $(now)
+	aplay -D bluetooth:$DEVARGS,MIX=1 /tmp/mix_a.wav > $LOGS/$name.a.out 2> $LOGS/$name.a.err &
+	pa=$!
+	sleep 0.5
+	aplay -D bluetooth:$DEVARGS,MIX=1 /tmp/mix_b.wav > $LOGS/$name.b.out 2> $LOGS/$name.b.err &
+	pb=$!
+	sleep 1
+	kv mixers_while_playing $(pgrep -c -x alsa-bt-mixer)
+	kv mixer_user $(ps -o user= -C alsa-bt-mixer | sort -u | tr '\n' ' ')
+	amixer -D bluetooth:$DEVARGS set A2DP 127 >> $LOGS/$name.amixer 2>&1
+	kv amixer_set_rc $?
+	kv amixer_get "$(amixer -D bluetooth:$DEVARGS get A2DP 2>&1 | sed -n 's/.*Playback \([0-9]*\) \[.*/\1/p' | head -1)"
+	wait $pa
+	kv aplay_rc_a $?
+	wait $pb
+	kv aplay_rc_b $?
+	t0=$(now)
+	kv aplay_end $t0
+	capture_stop
+	wait_for 10 sh -c '! pgrep -x alsa-bt-mixer > /dev/null'
+	kv mixer_gone_after_s $(calc "$(now) - $t0")
+	kv mixers_left $(pgrep -c -x alsa-bt-mixer)
+}
+
 # ---------------------------------------------------------------- the phone
 
 # phone:NAME: hci1 is the phone, our capture on hci0 records it.
