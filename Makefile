@@ -55,7 +55,7 @@ $(BUILD)/libalsabt.a: $(SHARED_OBJ)
 	$(AR) rcs $@ $^
 
 PCM_OBJ  := $(BUILD)/pcm_bt/pcm_bluetooth.o $(BUILD)/pcm_bt/pcm_capture.o $(BUILD)/pcm_bt/pcm_voice.o \
-	$(BUILD)/pcm_bt/pcm_mix.o
+	$(BUILD)/pcm_bt/pcm_mix.o $(BUILD)/pcm_bt/hw_limits.o
 $(PCM_SO): $(PCM_OBJ) $(BUILD)/libalsabt.a common/exports.map
 	$(CC) -shared $(ALL_LDFLAGS) -Wl,--version-script=common/exports.map -Wl,-z,defs -Wl,-z,nodelete \
 		-o $@ $(PCM_OBJ) $(BUILD)/libalsabt.a $(DEP_LIBS)

@@ -13,6 +13,7 @@
 #include <alsa/asoundlib.h>
 #include <alsa/pcm_external.h>
 
+#include "hw_limits.h"
 #include "../a2dp/speaker.h"
 #include "pcm_capture.h"
 #include "pcm_mix.h"
@@ -248,27 +249,18 @@ static const snd_pcm_ioplug_callback_t bt_callbacks = {
 
 static int bt_set_constraints(struct bt_pcm *pcm)
 {
-	static const unsigned access[] = { SND_PCM_ACCESS_RW_INTERLEAVED,
-					   SND_PCM_ACCESS_MMAP_INTERLEAVED };
-	snd_pcm_ioplug_t *io = &pcm->io;
-	unsigned rates[8], ch = a2dp_stream_channels(pcm->stream);
-	unsigned bits = a2dp_stream_sample_bits(pcm->stream), frame = ch * bits / 8;
-	unsigned format[] = { bits == 32 ? SND_PCM_FORMAT_S32 : SND_PCM_FORMAT_S16 };
+	unsigned rates[8];
 	int n = a2dp_speaker_rates(&pcm->sp, rates, 8);
-	int err;
+	struct hw_limits l = {
+		.channels = a2dp_stream_channels(pcm->stream),
+		.sample_bits = a2dp_stream_sample_bits(pcm->stream),
+		.rates = rates, .n_rates = n > 0 ? (unsigned)n : 0,
+		.min_period_frames = MIN_PERIOD_FRAMES,
+		.min_buffer_frames = a2dp_stream_min_buffer(pcm->stream),
+		.max_buffer_bytes = MAX_BUFFER_BYTES,
+	};
 
-	if ((err = snd_pcm_ioplug_set_param_list(io, SND_PCM_IOPLUG_HW_ACCESS, 2, access)) < 0 ||
-	    (err = snd_pcm_ioplug_set_param_list(io, SND_PCM_IOPLUG_HW_FORMAT, 1, format)) < 0 ||
-	    (err = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_CHANNELS, ch, ch)) < 0 ||
-	    (err = snd_pcm_ioplug_set_param_list(io, SND_PCM_IOPLUG_HW_RATE, n, rates)) < 0 ||
-	    (err = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_PERIOD_BYTES,
-						   MIN_PERIOD_FRAMES * frame, MAX_BUFFER_BYTES / 2)) < 0 ||
-	    (err = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_BUFFER_BYTES,
-						   a2dp_stream_min_buffer(pcm->stream) * frame,
-						   MAX_BUFFER_BYTES)) < 0 ||
-	    (err = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_PERIODS, 2, 1024)) < 0)
-		return err;
-	return 0;
+	return hw_limits_set(&pcm->io, &l);
 }
 
 SND_PCM_PLUGIN_DEFINE_FUNC(bluetooth)

@@ -11,6 +11,7 @@
 #include <alsa/asoundlib.h>
 #include <alsa/pcm_external.h>
 
+#include "hw_limits.h"
 #include "../bluez/bluez.h"
 #include "../a2dp/capture.h"
 #include "../codecs/codec.h"
@@ -244,25 +245,16 @@ static const snd_pcm_ioplug_callback_t cap_callbacks = {
 /* The phone chose the configuration: its rate and channels are all there is. */
 static int set_constraints(struct bt_capture *pcm)
 {
-	static const unsigned access[] = { SND_PCM_ACCESS_RW_INTERLEAVED,
-					   SND_PCM_ACCESS_MMAP_INTERLEAVED };
-	snd_pcm_ioplug_t *io = &pcm->io;
-	unsigned ch = a2dp_capture_channels(pcm->cap), rate = a2dp_capture_rate(pcm->cap);
-	unsigned bits = a2dp_capture_sample_bits(pcm->cap), frame = ch * bits / 8;
-	unsigned format[] = { bits == 32 ? SND_PCM_FORMAT_S32 : SND_PCM_FORMAT_S16 };
-	int err;
+	unsigned rate = a2dp_capture_rate(pcm->cap);
+	struct hw_limits l = {
+		.channels = a2dp_capture_channels(pcm->cap),
+		.sample_bits = a2dp_capture_sample_bits(pcm->cap),
+		.rates = &rate, .n_rates = 1,
+		.min_period_frames = MIN_PERIOD_FRAMES, .min_buffer_frames = MIN_BUFFER_FRAMES,
+		.max_buffer_bytes = MAX_BUFFER_BYTES,
+	};
 
-	if ((err = snd_pcm_ioplug_set_param_list(io, SND_PCM_IOPLUG_HW_ACCESS, 2, access)) < 0 ||
-	    (err = snd_pcm_ioplug_set_param_list(io, SND_PCM_IOPLUG_HW_FORMAT, 1, format)) < 0 ||
-	    (err = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_CHANNELS, ch, ch)) < 0 ||
-	    (err = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_RATE, rate, rate)) < 0 ||
-	    (err = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_PERIOD_BYTES,
-						   MIN_PERIOD_FRAMES * frame, MAX_BUFFER_BYTES / 2)) < 0 ||
-	    (err = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_BUFFER_BYTES,
-						   MIN_BUFFER_FRAMES * frame, MAX_BUFFER_BYTES)) < 0 ||
-	    (err = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_PERIODS, 2, 1024)) < 0)
-		return err;
-	return 0;
+	return hw_limits_set(&pcm->io, &l);
 }
 
 /* CODEC= (or every codec we have); the endpoint keeps those that decode. */

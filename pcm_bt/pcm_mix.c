@@ -20,6 +20,7 @@
 #include <alsa/asoundlib.h>
 #include <alsa/pcm_external.h>
 
+#include "hw_limits.h"
 #include "../bluez/bluez.h"
 #include "../bluez/dbus.h"
 #include "../common/io_thread.h"
@@ -453,26 +454,15 @@ static const snd_pcm_ioplug_callback_t mix_callbacks = {
 
 static int set_constraints(struct mix_pcm *pcm)
 {
-	static const unsigned access[] = { SND_PCM_ACCESS_RW_INTERLEAVED,
-					   SND_PCM_ACCESS_MMAP_INTERLEAVED };
-	snd_pcm_ioplug_t *io = &pcm->io;
 	const struct mix_msg *h = &pcm->hello;
-	unsigned format[] = { h->sample_bits == 32 ? SND_PCM_FORMAT_S32 : SND_PCM_FORMAT_S16 };
-	unsigned frame = frame_bytes(pcm), n = h->n_rates < MIX_MAX_RATES ? h->n_rates : MIX_MAX_RATES;
-	int err;
+	struct hw_limits l = {
+		.channels = h->channels, .sample_bits = h->sample_bits, .rates = h->rates,
+		.n_rates = h->n_rates < MIX_MAX_RATES ? h->n_rates : MIX_MAX_RATES,
+		.min_period_frames = MIN_PERIOD_FRAMES, .min_buffer_frames = h->min_buffer,
+		.max_buffer_bytes = MAX_BUFFER_BYTES,
+	};
 
-	if ((err = snd_pcm_ioplug_set_param_list(io, SND_PCM_IOPLUG_HW_ACCESS, 2, access)) < 0 ||
-	    (err = snd_pcm_ioplug_set_param_list(io, SND_PCM_IOPLUG_HW_FORMAT, 1, format)) < 0 ||
-	    (err = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_CHANNELS, h->channels,
-						   h->channels)) < 0 ||
-	    (err = snd_pcm_ioplug_set_param_list(io, SND_PCM_IOPLUG_HW_RATE, n, h->rates)) < 0 ||
-	    (err = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_PERIOD_BYTES,
-						   MIN_PERIOD_FRAMES * frame, MAX_BUFFER_BYTES / 2)) < 0 ||
-	    (err = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_BUFFER_BYTES,
-						   h->min_buffer * frame, MAX_BUFFER_BYTES)) < 0 ||
-	    (err = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_PERIODS, 2, 1024)) < 0)
-		return err;
-	return 0;
+	return hw_limits_set(&pcm->io, &l);
 }
 
 static int hello(struct mix_pcm *pcm)

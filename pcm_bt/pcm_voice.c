@@ -13,6 +13,7 @@
 #include <alsa/asoundlib.h>
 #include <alsa/pcm_external.h>
 
+#include "hw_limits.h"
 #include "../common/alsa_pointer.h"
 #include "../hfp/link.h"
 #include "../hfp/slc.h"
@@ -268,24 +269,14 @@ static const snd_pcm_ioplug_callback_t voice_callbacks = {
 
 static int set_constraints(struct bt_voice *v)
 {
-	static const unsigned access[] = { SND_PCM_ACCESS_RW_INTERLEAVED,
-					   SND_PCM_ACCESS_MMAP_INTERLEAVED };
-	static const unsigned format[] = { SND_PCM_FORMAT_S16 };
-	snd_pcm_ioplug_t *io = &v->io;
 	unsigned rate = v->link->rate;
-	int err;
+	struct hw_limits l = {
+		.channels = 1, .sample_bits = 16, .rates = &rate, .n_rates = 1,
+		.min_period_frames = MIN_PERIOD_FRAMES, .min_buffer_frames = MIN_BUFFER_FRAMES,
+		.max_buffer_bytes = MAX_BUFFER_FRAMES * 2,
+	};
 
-	if ((err = snd_pcm_ioplug_set_param_list(io, SND_PCM_IOPLUG_HW_ACCESS, 2, access)) < 0 ||
-	    (err = snd_pcm_ioplug_set_param_list(io, SND_PCM_IOPLUG_HW_FORMAT, 1, format)) < 0 ||
-	    (err = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_CHANNELS, 1, 1)) < 0 ||
-	    (err = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_RATE, rate, rate)) < 0 ||
-	    (err = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_PERIOD_BYTES,
-						   MIN_PERIOD_FRAMES * 2, MAX_BUFFER_FRAMES)) < 0 ||
-	    (err = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_BUFFER_BYTES,
-						   MIN_BUFFER_FRAMES * 2, MAX_BUFFER_FRAMES * 2)) < 0 ||
-	    (err = snd_pcm_ioplug_set_param_minmax(io, SND_PCM_IOPLUG_HW_PERIODS, 2, 1024)) < 0)
-		return err;
-	return 0;
+	return hw_limits_set(&v->io, &l);
 }
 
 int bt_voice_open(snd_pcm_t **pcmp, const char *name, const struct bt_options *opt,
