@@ -53,7 +53,7 @@ int mix_check_peer(int fd)
 	return 0;
 }
 
-static int connect_named(const char *adapter, const char *address)
+int mix_socket_at(const char *adapter, const char *address, int backlog)
 {
 	struct sockaddr_un sa;
 	socklen_t len = mix_socket_name(&sa, getuid(), adapter, address);
@@ -61,12 +61,13 @@ static int connect_named(const char *adapter, const char *address)
 
 	if (fd < 0)
 		return -errno;
-	if (connect(fd, (struct sockaddr *)&sa, len) < 0) {
+	if (backlog ? bind(fd, (struct sockaddr *)&sa, len) < 0 || listen(fd, backlog) < 0
+		    : connect(fd, (struct sockaddr *)&sa, len) < 0) {
 		err = -errno;
 		close(fd);
 		return err;
 	}
-	if ((err = mix_check_peer(fd)) < 0) {
+	if (!backlog && (err = mix_check_peer(fd)) < 0) {
 		close(fd);
 		return err;
 	}
@@ -174,7 +175,7 @@ int mix_connect(const char *adapter, const char *address, char *const argv[],
 	char path[4096];
 	int fd, sv[2], err;
 
-	if ((fd = connect_named(adapter, address)) >= 0 || fd != -ECONNREFUSED)
+	if ((fd = mix_socket_at(adapter, address, 0)) >= 0 || fd != -ECONNREFUSED)
 		return fd;
 	/* A set-uid program would start the mixer as its owner, with a clean
 	 * environment that is not the user's: keep to playing alone. */

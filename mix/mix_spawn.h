@@ -27,6 +27,11 @@
 socklen_t mix_socket_name(struct sockaddr_un *sa, uid_t uid, const char *adapter,
 			  const char *address);
 
+/* The mixer's socket of (adapter, address) for this user: bound and
+ * listening with backlog > 0 (-EADDRINUSE: another mixer has it; it started
+ * at the same moment, and won), else connected, its peer checked. */
+int mix_socket_at(const char *adapter, const char *address, int backlog);
+
 /* 0 if the peer of fd runs as this process's user, else -EACCES. */
 int mix_check_peer(int fd);
 

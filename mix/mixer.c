@@ -17,6 +17,7 @@
 #include <alsa/asoundlib.h>
 
 #include "io_thread.h"
+#include "mix_msg.h"
 #include "mix_spawn.h"
 #include "mixer.h"
 
@@ -559,35 +560,12 @@ static int on_state(struct mixer *m, struct mix_client *c, const struct mix_msg 
 	return 0;
 }
 
-static ssize_t recv_request(int fd, void *buf, size_t size, int *fds, int *nfds)
-{
-	char cbuf[CMSG_SPACE(2 * sizeof(int))];
-	struct iovec iov = { buf, size };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
-			     .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
-	ssize_t n = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-
-	*nfds = 0;
-	for (struct cmsghdr *cm = n >= 0 ? CMSG_FIRSTHDR(&mh) : NULL; cm; cm = CMSG_NXTHDR(&mh, cm))
-		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
-			for (size_t i = 0; i < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
-				int f;
-
-				memcpy(&f, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-				if (*nfds < 2)
-					fds[(*nfds)++] = f;
-				else
-					close(f);
-			}
-	return n;
-}
-
 static void on_request(struct mixer *m, struct mix_client *c)
 {
 	union { struct mix_msg msg; struct mix_hello hello; } u;
 	struct mix_msg r = { .type = MIX_REPLY, .version = MIX_VERSION };
-	int fds[2], nfds;
-	ssize_t n = recv_request(c->fd, &u, sizeof(u), fds, &nfds);
+	int fds[MIX_MAX_FDS], nfds;
+	ssize_t n = mix_recv(c->fd, &u, sizeof(u), fds, &nfds, MSG_DONTWAIT);
 
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;

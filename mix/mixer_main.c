@@ -18,24 +18,6 @@
 
 #define FIRST_FD 3
 
-/* The name, bound: -EADDRINUSE when another mixer has it (it started at the
- * same moment, and won). */
-static int listen_named(const char *adapter, const char *address)
-{
-	struct sockaddr_un sa;
-	socklen_t len = mix_socket_name(&sa, getuid(), adapter, address);
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), err;
-
-	if (fd < 0)
-		return -errno;
-	if (bind(fd, (struct sockaddr *)&sa, len) < 0 || listen(fd, MIX_MAX_CLIENTS) < 0) {
-		err = -errno;
-		close(fd);
-		return err;
-	}
-	return fd;
-}
-
 int main(int argc, char **argv)
 {
 	struct mixer m;
@@ -55,7 +37,7 @@ int main(int argc, char **argv)
 	if (chdir("/") < 0)         /* not the program's directory: it may be unmounted */
 		return 1;
 	mixer_catch_errors();
-	if ((listen_fd = listen_named(argv[1], argv[2])) < 0) {
+	if ((listen_fd = mix_socket_at(argv[1], argv[2], MIX_MAX_CLIENTS)) < 0) {
 		/* The program sees its connection end, and connects to the winner. */
 		if (listen_fd != -EADDRINUSE)
 			fprintf(stderr, "alsa-bt-mixer: cannot listen: %d\n", listen_fd);

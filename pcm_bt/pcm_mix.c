@@ -24,6 +24,7 @@
 #include "../bluez/bluez.h"
 #include "../bluez/dbus.h"
 #include "../common/io_thread.h"
+#include "../mix/mix_msg.h"
 #include "../mix/mix_proto.h"
 #include "../mix/mix_spawn.h"
 #include "pcm_mix.h"
@@ -47,26 +48,6 @@ struct mix_pcm {
 };
 
 /* --- requests -------------------------------------------------------------- */
-
-static int send_request(int fd, const void *msg, size_t len, const int *fds, int nfds)
-{
-	char cbuf[CMSG_SPACE(2 * sizeof(int))] = { 0 };
-	struct iovec iov = { (void *)msg, len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-
-	if (nfds) {
-		struct cmsghdr *cm;
-
-		mh.msg_control = cbuf;
-		mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-		cm = CMSG_FIRSTHDR(&mh);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-		memcpy(CMSG_DATA(cm), fds, nfds * sizeof(int));
-	}
-	return sendmsg(fd, &mh, MSG_NOSIGNAL) < 0 ? -errno : 0;
-}
 
 /* The mixer's answer, or -ECONNRESET if it is gone. */
 static int wait_reply(int fd, uint32_t type, int timeout_ms, struct mix_msg *r)
@@ -96,7 +77,7 @@ static int request(struct mix_pcm *pcm, struct mix_msg *q, const int *fds, int n
 	int err;
 
 	q->version = MIX_VERSION;
-	if ((err = send_request(pcm->fd, q, sizeof(*q), fds, nfds)) < 0 ||
+	if ((err = mix_send(pcm->fd, q, sizeof(*q), fds, nfds, 0)) < 0 ||
 	    (err = wait_reply(pcm->fd, q->type, REPLY_TIMEOUT_MS, &r)) < 0) {
 		SNDERR("%s: the mixer playing to it has gone (%s)", pcm->opt.device, strerror(-err));
 		return -ENODEV;
@@ -472,7 +453,7 @@ static int hello(struct mix_pcm *pcm)
 	int err;
 
 	/* The first program's HELLO waits for the mixer to connect the speaker. */
-	if ((err = send_request(pcm->fd, &q, sizeof(q), NULL, 0)) < 0 ||
+	if ((err = mix_send(pcm->fd, &q, sizeof(q), NULL, 0, 0)) < 0 ||
 	    (err = wait_reply(pcm->fd, MIX_HELLO, pcm->opt.connect_timeout_ms + REPLY_TIMEOUT_MS,
 			      &pcm->hello)) < 0)
 		return err == -EPIPE ? -ECONNRESET : err;

@@ -256,26 +256,6 @@ static int make_ring(struct program *p, unsigned buffer, unsigned flags)
 	return fd;
 }
 
-static void send_msg(struct program *p, const void *msg, size_t len, const int *fds, int nfds)
-{
-	char cbuf[CMSG_SPACE(2 * sizeof(int))];
-	struct iovec iov = { (void *)msg, len };
-	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-
-	if (nfds) {
-		struct cmsghdr *cm;
-
-		mh.msg_control = cbuf;
-		mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-		cm = CMSG_FIRSTHDR(&mh);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-		memcpy(CMSG_DATA(cm), fds, nfds * sizeof(int));
-	}
-	sendmsg(p->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
-}
-
 /* The mixer takes the request; we check what came back. */
 static void exchange(struct program *p, uint32_t type)
 {
@@ -327,7 +307,7 @@ static void request(struct program *p, uint8_t a, uint8_t b, uint8_t c)
 		fds[1] = eventfd(0, EFD_CLOEXEC);
 		nfds = fds[0] >= 0 && fds[1] >= 0 ? 2 : 0;
 	}
-	send_msg(p, &h, len, fds, nfds);
+	mix_send(p->fd, &h, len, fds, nfds, MSG_DONTWAIT);
 	for (int i = 0; i < 2; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
@@ -344,7 +324,7 @@ static void raw(struct program *p, const uint8_t *d, size_t len, uint8_t c)
 		fds[1] = eventfd(0, EFD_CLOEXEC);
 		nfds = fds[0] >= 0 && fds[1] >= 0 ? 2 : 0;
 	}
-	send_msg(p, d, len, fds, nfds);
+	mix_send(p->fd, d, len, fds, nfds, MSG_DONTWAIT);
 	for (int i = 0; i < 2; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
