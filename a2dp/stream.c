@@ -22,6 +22,7 @@
 #define RAISE_AFTER_NS NS             /* raise one step after 1 s of empty queue */
 #define DRAIN_FLUSH_NS NS             /* how long drain waits for the socket to empty */
 #define DRAIN_POLL_NS (5 * NS / 1000)
+#define SOURCE_RETRY_NS (NS / 1000)   /* a source whose lock was busy is asked again */
 /* The socket holds QUEUE_PACKETS packets (about 116 ms at 44.1 kHz): enough
  * for a radio's jitter, never seconds of audio. The kernel charges each
  * packet its buffers' overhead, and L2CAP fragments a packet into ACL-sized
@@ -50,6 +51,8 @@ struct a2dp_stream {
 	/* Set by the application thread while the stream is stopped. */
 	uint8_t *ring;
 	unsigned buffer;
+	a2dp_stream_source source;
+	void *source_arg;
 
 	/* Written by the application thread. */
 	_Atomic uint64_t appl;
@@ -409,13 +412,32 @@ static int underrun(struct a2dp_stream *s, unsigned avail, int64_t now)
 	return -1;
 }
 
+/* A source's frames for the packet about to go: 0 (with what it gave
+ * committed), or -EAGAIN with the timer armed to ask again. */
+static int ask_source(struct a2dp_stream *s, unsigned want, int must, int64_t now)
+{
+	uint64_t fill = atomic_load(&s->appl) - atomic_load(&s->hw);
+
+	if (!s->source || s->state != ST_RUNNING || fill >= want)
+		return 0;
+	if (s->source(s->source_arg, want - (unsigned)fill, must) != -EAGAIN)
+		return 0;
+	arm_timer(s, now + SOURCE_RETRY_NS);
+	return -EAGAIN;
+}
+
 /* The packet whose time has come: 1 sent (or look again), 0 waiting (timer
  * armed), -1 stopped. */
 static int send_due_packet(struct a2dp_stream *s, int64_t now)
 {
-	uint64_t appl = atomic_load(&s->appl), hw = atomic_load(&s->hw);
-	unsigned avail = appl - hw, n = packet_frames(s), fs = s->frame_samples;
+	uint64_t appl, hw;
+	unsigned avail, n = packet_frames(s), fs = s->frame_samples;
 
+	if (ask_source(s, n, 1, now) < 0)
+		return 0;
+	appl = atomic_load(&s->appl);
+	hw = atomic_load(&s->hw);
+	avail = appl - hw;
 	if (avail >= n)
 		return send_packet(s, n, n, now);
 	if (s->state == ST_DRAINING)
@@ -448,7 +470,7 @@ static int send_early_packet(struct a2dp_stream *s, int64_t due, int64_t now)
 	int r;
 
 	if (s->state != ST_RUNNING || now < due - frames_ns(s, n) ||
-	    atomic_load(&s->appl) - atomic_load(&s->hw) < n)
+	    ask_source(s, n, 0, now) < 0 || atomic_load(&s->appl) - atomic_load(&s->hw) < n)
 		return 0;
 	s->early = 1;
 	r = send_packet(s, n, n, now);
@@ -703,6 +725,13 @@ uint64_t a2dp_stream_hw(struct a2dp_stream *s)
 {
 	return visible_hw(s, atomic_load(&s->hw), clock_now(s));
 }
+
+uint64_t a2dp_stream_unshown(struct a2dp_stream *s)
+{
+	uint64_t appl = atomic_load(&s->appl);
+
+	return appl - visible_hw(s, appl, clock_now(s));
+}
 int a2dp_stream_error(const struct a2dp_stream *s) { return atomic_load(&s->error); }
 int a2dp_stream_drained(const struct a2dp_stream *s) { return atomic_load(&s->drained); }
 int a2dp_stream_event_fd(const struct a2dp_stream *s) { return s->io.event_fd; }
@@ -713,6 +742,12 @@ void a2dp_stream_commit(struct a2dp_stream *s, unsigned frames)
 	atomic_store(&s->appl, atomic_load(&s->appl) + frames);
 	if (atomic_load(&s->starved))
 		io_poke(s->io.wake_fd);
+}
+
+void a2dp_stream_set_source(struct a2dp_stream *s, a2dp_stream_source fn, void *arg)
+{
+	s->source = fn;
+	s->source_arg = arg;
 }
 
 void a2dp_stream_set_avail_min(struct a2dp_stream *s, unsigned frames)

@@ -48,7 +48,19 @@ uint64_t a2dp_stream_appl(const struct a2dp_stream *s);
 void a2dp_stream_commit(struct a2dp_stream *s, unsigned frames);
 /* The ring pointer: frames the application may write over again. */
 uint64_t a2dp_stream_hw(struct a2dp_stream *s);
+/* Of the frames committed, those beyond what the ring pointer may show by
+ * now, running or not: a packet sent early, or a source's packet about to be. */
+uint64_t a2dp_stream_unshown(struct a2dp_stream *s);
 void a2dp_stream_set_avail_min(struct a2dp_stream *s, unsigned frames);
+
+/* Instead of an application writing ahead, a source that fills the ring just
+ * in time, called by the I/O thread while running: when a packet is due
+ * (must = 1) it commits the `frames` still missing; for a packet that could
+ * go one packet early (must = 0) it may decline. It returns the frames it
+ * committed, or -EAGAIN to be asked again in a moment (its lock is held by
+ * a thread that may be waiting on this stream). Set while stopped. */
+typedef int (*a2dp_stream_source)(void *arg, unsigned frames, int must);
+void a2dp_stream_set_source(struct a2dp_stream *s, a2dp_stream_source fn, void *arg);
 
 void a2dp_stream_prepare(struct a2dp_stream *s);
 void a2dp_stream_start(struct a2dp_stream *s);

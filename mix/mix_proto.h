@@ -22,7 +22,7 @@
 
 #include "options.h"
 
-#define MIX_VERSION 1
+#define MIX_VERSION 2
 #define MIX_RING_MAGIC 0x6d697872u     /* "mixr" */
 #define MIX_MAX_RATES 8
 #define MIX_TEXT 200
@@ -78,6 +78,11 @@ struct mix_ring {
 	_Atomic int64_t delay_frames;            /* mixed, not yet heard */
 	_Atomic int64_t delay_at_ns;             /* CLOCK_MONOTONIC of the measure */
 	_Atomic uint32_t clock_running;          /* the delay goes down with the clock */
+	/* Of hw, the frames the pointer does not show yet (a packet mixed
+	 * before its time): it goes down with the clock too, so that the
+	 * pointer runs no further ahead of the clock than a card's. Under seq
+	 * with hw, as the mixer moves both at once. */
+	_Atomic int64_t unshown_frames;
 	char error_text[MIX_TEXT];               /* why error became -ENODEV */
 };
 

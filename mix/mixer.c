@@ -188,7 +188,9 @@ static unsigned packet_frames(struct mixer *m)
 	return a2dp_stream_min_buffer(m->sp.stream) / 2;
 }
 
-/* After the stream was made (open, a new rate): its ring, and when it wakes us. */
+static int pull_mix(void *arg, unsigned frames, int must);
+
+/* After the stream was made (open, a new rate): its ring, and its source. */
 static int setup_stream(struct mixer *m)
 {
 	struct a2dp_stream *s = m->sp.stream;
@@ -197,8 +199,10 @@ static int setup_stream(struct mixer *m)
 
 	if ((err = a2dp_stream_set_buffer(s, buffer)) < 0)
 		return err;
-	/* Woken once the ring holds less than MIX_AHEAD_PACKETS. */
-	a2dp_stream_set_avail_min(s, buffer - MIX_AHEAD_PACKETS * packet_frames(m) + 1);
+	/* The I/O thread mixes each packet as it goes (pull_mix): the ring never
+	 * fills, and its room is no reason to wake us. */
+	a2dp_stream_set_avail_min(s, buffer + 1);
+	a2dp_stream_set_source(s, pull_mix, m);
 	free(m->sum);
 	m->sum_frames = buffer;
 	m->sum = calloc((size_t)buffer * a2dp_stream_channels(s), sizeof(*m->sum));
@@ -206,26 +210,45 @@ static int setup_stream(struct mixer *m)
 	return m->sum ? 0 : -ENOMEM;
 }
 
-/* Each program's view of the speaker's side of its delay. */
-static void publish_delay(struct mixer *m)
+/* Each program's view of the speaker: its side of the delay, and how much
+ * of the program's pointer it may show. Opened (seq odd) before a mix moves
+ * the programs' hw, closed after, so a program never reads one without the
+ * other. */
+static void publish_open(struct mixer *m)
+{
+	for (int i = 0; i < MIX_MAX_CLIENTS; i++)
+		if (m->clients[i].ring)
+			atomic_fetch_add(&m->clients[i].ring->seq, 1);
+}
+
+static void publish_close(struct mixer *m)
 {
 	struct a2dp_stream *s = stream_of(m);
-	int64_t d = s && m->stream_on != SO_OFF ? a2dp_stream_delay(s) : 0, now = io_now_ns();
+	int on = s && m->stream_on != SO_OFF;
+	int64_t d = on ? a2dp_stream_delay(s) : 0, now = io_now_ns();
+	int64_t unshown = on ? (int64_t)a2dp_stream_unshown(s) : 0;
 
 	for (int i = 0; i < MIX_MAX_CLIENTS; i++) {
 		struct mix_ring *r = m->clients[i].ring;
 
 		if (!r)
 			continue;
-		atomic_fetch_add(&r->seq, 1);
 		atomic_store(&r->delay_frames, d);
+		atomic_store(&r->unshown_frames, unshown);
 		atomic_store(&r->delay_at_ns, now);
-		atomic_store(&r->clock_running, (uint32_t)(m->stream_on != SO_OFF));
+		atomic_store(&r->clock_running, (uint32_t)on);
 		atomic_fetch_add(&r->seq, 1);
 	}
 }
 
-/* n frames of every playing program into the stream's ring. */
+static void publish_delay(struct mixer *m)
+{
+	publish_open(m);
+	publish_close(m);
+}
+
+/* n frames of every playing program into the stream's ring. A program that
+ * ran out (its underrun, or the end of its drain) needs the loop. */
 static void mix_packet(struct mixer *m, unsigned n)
 {
 	struct a2dp_stream *s = m->sp.stream;
@@ -252,6 +275,9 @@ static void mix_packet(struct mixer *m, unsigned n)
 			/* Its clock passed what it wrote: its underrun, no one else's. */
 			atomic_store(&c->ring->error, -EPIPE);
 			c->state = MC_STOPPED;
+			m->ran_out = 1;
+		} else if (take == avail && c->state == MC_DRAINING) {
+			m->ran_out = 1;
 		}
 	}
 	mix_clamp(ring + (size_t)pos * fb, m->sum, bits, first * nch);
@@ -259,26 +285,50 @@ static void mix_packet(struct mixer *m, unsigned n)
 	a2dp_stream_commit(s, n);
 }
 
-static void start_stream(struct mixer *m);
+static void wake_writers(struct mixer *m);
 
-/* Keeps the stream's ring MIX_AHEAD_PACKETS ahead while anyone plays. */
-static void top_up(struct mixer *m)
+/* Every program that plays has a packet written (or is draining its last). */
+static int all_ready(struct mixer *m, unsigned n)
 {
-	struct a2dp_stream *s = stream_of(m);
+	for (int i = 0; i < MIX_MAX_CLIENTS; i++) {
+		struct mix_client *c = &m->clients[i];
 
-	while (s && m->stream_on == SO_PLAYING && any_playing(m)) {
-		unsigned packet = packet_frames(m), buffer = m->sum_frames;
-		unsigned fill = (unsigned)(a2dp_stream_appl(s) - a2dp_stream_hw(s));
-
-		if (fill >= MIX_AHEAD_PACKETS * packet || fill >= buffer)
-			break;
-		mix_packet(m, packet < buffer - fill ? packet : buffer - fill);
+		if (c->state == MC_RUNNING && atomic_load(&c->ring->appl) - atomic_load(&c->ring->hw) < n)
+			return 0;
 	}
-	publish_delay(m);
+	return 1;
+}
+
+/* The stream's source, in its I/O thread: the packet about to go is mixed
+ * now, so a program's frames are taken when they are played, as a card's
+ * DMA takes them, and the mix adds no latency of its own. A packet that
+ * could go early waits unless every program has written it. The loop's
+ * lock is only tried: the loop may hold it while it waits on the stream. */
+static int pull_mix(void *arg, unsigned frames, int must)
+{
+	struct mixer *m = arg;
+	struct a2dp_stream *s;
+	int n = 0;
+
+	if (pthread_mutex_trylock(&m->lock))
+		return -EAGAIN;
+	s = stream_of(m);
+	if (s && m->stream_on == SO_PLAYING && any_playing(m) && (must || all_ready(m, frames))) {
+		m->ran_out = 0;
+		publish_open(m);
+		mix_packet(m, frames);
+		publish_close(m);
+		n = (int)frames;
+		wake_writers(m);
+		if (m->ran_out)
+			a2dp_stream_notify(s);  /* drains to end, underruns to see */
+	}
+	pthread_mutex_unlock(&m->lock);
+	return n;
 }
 
 /* A stream draining is stopped and started again: it would end the new
- * program's audio with the old. */
+ * program's audio with the old. Its first packet is mixed at once. */
 static void start_stream(struct mixer *m)
 {
 	struct a2dp_stream *s = stream_of(m);
@@ -287,7 +337,6 @@ static void start_stream(struct mixer *m)
 		return;
 	a2dp_stream_prepare(s);
 	m->stream_on = SO_PLAYING;
-	top_up(m);              /* its ring first, then the clock */
 	a2dp_stream_start(s);
 }
 
@@ -332,15 +381,21 @@ static void finish_drains(struct mixer *m)
 		arm_timer(m, next);
 }
 
+/* Programs whose avail, as their pointer shows it, reached their avail_min. */
 static void wake_writers(struct mixer *m)
 {
 	for (int i = 0; i < MIX_MAX_CLIENTS; i++) {
 		struct mix_client *c = &m->clients[i];
 		struct mix_ring *r = c->ring;
+		uint64_t hw, unshown;
 
-		if (r && (atomic_load(&r->error) ||
-			  c->buffer - (atomic_load(&r->appl) - atomic_load(&r->hw)) >=
-			  atomic_load(&r->avail_min)))
+		if (!r)
+			continue;
+		hw = atomic_load(&r->hw);
+		unshown = (uint64_t)atomic_load(&r->unshown_frames);
+		hw -= unshown < hw ? unshown : hw;
+		if (atomic_load(&r->error) ||
+		    c->buffer - (atomic_load(&r->appl) - hw) >= atomic_load(&r->avail_min))
 			poke(c);
 	}
 }
@@ -386,7 +441,7 @@ static void on_stream_event(struct mixer *m)
 	}
 	if (m->stream_on == SO_DRAINING && a2dp_stream_drained(s))
 		m->stream_on = SO_OFF;
-	top_up(m);
+	publish_delay(m);
 	finish_drains(m);
 	idle_stream(m);
 	wake_writers(m);
@@ -554,7 +609,7 @@ static int on_state(struct mixer *m, struct mix_client *c, const struct mix_msg 
 	}
 	if (any_playing(m))
 		start_stream(m);
-	top_up(m);
+	publish_delay(m);
 	finish_drains(m);
 	idle_stream(m);
 	return 0;
@@ -624,6 +679,7 @@ int mixer_init(struct mixer *m, int listen_fd, int first_fd, unsigned linger_ms)
 		m->clients[i].fd = m->clients[i].event_fd = -1;
 	m->listen_fd = listen_fd;
 	m->linger_ms = linger_ms;
+	pthread_mutex_init(&m->lock, NULL);
 	m->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	if (m->timer_fd < 0)
 		return -errno;
@@ -636,6 +692,7 @@ int mixer_init(struct mixer *m, int listen_fd, int first_fd, unsigned linger_ms)
 
 void mixer_free(struct mixer *m)
 {
+	pthread_mutex_lock(&m->lock);
 	for (int i = 0; i < MIX_MAX_CLIENTS; i++)
 		if (m->clients[i].state != MC_FREE)
 			drop_client(m, &m->clients[i]);
@@ -646,6 +703,8 @@ void mixer_free(struct mixer *m)
 		close(m->listen_fd);
 	close(m->timer_fd);
 	free(m->sum);
+	pthread_mutex_unlock(&m->lock);
+	pthread_mutex_destroy(&m->lock);
 }
 
 void mixer_run(struct mixer *m)
@@ -666,6 +725,7 @@ void mixer_run(struct mixer *m)
 			}
 		if (poll(p, n, -1) < 0)
 			continue;
+		pthread_mutex_lock(&m->lock);
 		if (p[2].revents)
 			on_stream_event(m);
 		for (int i = 3; i < n; i++)
@@ -675,5 +735,6 @@ void mixer_run(struct mixer *m)
 			on_connection(m);
 		if (p[1].revents)
 			on_timer(m);
+		pthread_mutex_unlock(&m->lock);
 	}
 }

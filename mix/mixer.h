@@ -5,21 +5,25 @@
  * ring, start, pause, drop, drain, underrun and delay; one program's
  * trouble is no other's.
  *
- * The stream's ring is kept a little ahead of the clock (MIX_AHEAD_PACKETS):
- * each time a packet has gone, the next is mixed from what every running
- * program has written. A program that has not written enough by then has
- * underrun, alone; the others play on.
+ * Each packet is mixed when it is about to go, in the stream's I/O thread
+ * (a2dp_stream_set_source), from what every running program has written: a
+ * program's frames leave its ring when they are played, as from a card, and
+ * the mix adds no latency. A program that has not written enough by then
+ * has underrun, alone; the others play on.
+ *
+ * Threads: the loop (mixer_run) holds `lock` while it handles anything; the
+ * I/O thread only tries it, since the loop may be waiting on the stream.
  */
 #ifndef MIX_MIXER_H
 #define MIX_MIXER_H
 
+#include <pthread.h>
 #include <stdint.h>
 
 #include "mix_proto.h"
 #include "speaker.h"
 
 #define MIX_MAX_CLIENTS 16
-#define MIX_AHEAD_PACKETS 2
 #define MIX_DEFAULT_LINGER_MS 2000
 
 enum mix_client_state { MC_FREE, MC_NEW, MC_STOPPED, MC_RUNNING, MC_PAUSED, MC_DRAINING };
@@ -49,6 +53,8 @@ struct mixer {
 	unsigned sum_frames;
 	int64_t idle_since_ns;    /* no program connected since then; 0 while one is */
 	int quit;
+	pthread_mutex_t lock;     /* all of the above, between the loop and the I/O thread */
+	int ran_out;              /* the last mix ended a drain or made an underrun */
 };
 
 /* listen_fd: the bound, listening socket (or -1); first_fd: a first

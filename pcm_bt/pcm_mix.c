@@ -43,6 +43,7 @@ struct mix_pcm {
 	size_t map_size;
 	struct mix_msg hello;       /* the mixer's answer: rates, format, the speaker */
 	unsigned avail_min;
+	uint64_t shown;             /* the pointer last shown: it never goes back */
 	int draining;
 	int told_error;             /* the reason of -ENODEV, logged once */
 };
@@ -191,6 +192,7 @@ static int mix_prepare(snd_pcm_ioplug_t *io)
 	if (ring_error(pcm) == -ENODEV)
 		return -ENODEV;
 	pcm->draining = 0;
+	pcm->shown = 0;
 	atomic_store(&pcm->ring->appl, 0);
 	return simple_request(pcm, MIX_PREPARE, 0);
 }
@@ -213,6 +215,50 @@ static int mix_pause(snd_pcm_ioplug_t *io, int enable)
 	return simple_request(io->private_data, MIX_PAUSE, enable);
 }
 
+/* The mixer's last measure of the speaker, gone down with the clock since. */
+struct speaker_view {
+	uint64_t hw;                /* frames mixed */
+	int64_t unshown;            /* of them, not yet to be shown */
+	int64_t delay;              /* the speaker's side of the delay */
+};
+
+static struct speaker_view view_speaker(struct mix_pcm *pcm)
+{
+	struct mix_ring *r = pcm->ring;
+	struct speaker_view v;
+	int64_t at, gone = 0;
+	uint32_t seq, running;
+
+	do {
+		while ((seq = atomic_load(&r->seq)) & 1)
+			;
+		v.hw = atomic_load(&r->hw);
+		v.unshown = atomic_load(&r->unshown_frames);
+		v.delay = atomic_load(&r->delay_frames);
+		at = atomic_load(&r->delay_at_ns);
+		running = atomic_load(&r->clock_running);
+	} while (atomic_load(&r->seq) != seq);
+	if (running)
+		gone = (int64_t)io_frames_in(io_now_ns() - at, pcm->io.rate);
+	v.unshown = v.unshown > gone ? v.unshown - gone : 0;
+	v.delay = v.delay > gone ? v.delay - gone : 0;
+	return v;
+}
+
+/* The ring pointer: what the mixer took, less what the speaker's clock has
+ * not reached (as a card's pointer runs at most a packet ahead of its
+ * clock, so the program refills no sooner and its latency is a card's);
+ * never backwards. */
+static uint64_t shown_hw(struct mix_pcm *pcm)
+{
+	struct speaker_view v = view_speaker(pcm);
+	uint64_t hw = v.hw - ((uint64_t)v.unshown < v.hw ? (uint64_t)v.unshown : v.hw);
+
+	if (hw > pcm->shown)
+		pcm->shown = hw;
+	return pcm->shown;
+}
+
 static snd_pcm_sframes_t mix_pointer(snd_pcm_ioplug_t *io)
 {
 	struct mix_pcm *pcm = io->private_data;
@@ -221,7 +267,7 @@ static snd_pcm_sframes_t mix_pointer(snd_pcm_ioplug_t *io)
 
 	if (!pcm->ring)
 		return 0;
-	hw = atomic_load(&pcm->ring->hw);
+	hw = shown_hw(pcm);
 	if ((err = ring_error(pcm)) == -EPIPE)
 		return -EPIPE;
 	if (err == -ENODEV)
@@ -260,33 +306,16 @@ static snd_pcm_sframes_t mix_transfer(snd_pcm_ioplug_t *io, const snd_pcm_channe
 	return size;
 }
 
-/* The speaker's side, as the mixer measured it, gone down with the clock. */
-static int64_t speaker_delay(struct mix_pcm *pcm)
-{
-	struct mix_ring *r = pcm->ring;
-	int64_t d, at;
-	uint32_t seq, running;
-
-	do {
-		while ((seq = atomic_load(&r->seq)) & 1)
-			;
-		d = atomic_load(&r->delay_frames);
-		at = atomic_load(&r->delay_at_ns);
-		running = atomic_load(&r->clock_running);
-	} while (atomic_load(&r->seq) != seq);
-	if (running)
-		d -= (int64_t)io_frames_in(io_now_ns() - at, pcm->io.rate);
-	return d > 0 ? d : 0;
-}
 
 static int mix_delay(snd_pcm_ioplug_t *io, snd_pcm_sframes_t *delayp)
 {
 	struct mix_pcm *pcm = io->private_data;
+	struct speaker_view v;
 
 	if (!pcm->ring || ring_error(pcm) == -ENODEV)
 		return pcm->ring ? -ENODEV : -EBADFD;
-	*delayp = (snd_pcm_sframes_t)(atomic_load(&pcm->ring->appl) - atomic_load(&pcm->ring->hw) +
-				      speaker_delay(pcm));
+	v = view_speaker(pcm);
+	*delayp = (snd_pcm_sframes_t)(atomic_load(&pcm->ring->appl) - v.hw + v.delay);
 	return 0;
 }
 
@@ -356,7 +385,7 @@ static int mix_poll_revents(snd_pcm_ioplug_t *io, struct pollfd *pfd, unsigned n
 		*revents = POLLERR;
 		return 0;
 	}
-	used = atomic_load(&pcm->ring->appl) - atomic_load(&pcm->ring->hw);
+	used = atomic_load(&pcm->ring->appl) - shown_hw(pcm);
 	*revents = 0;
 	if (io->state == SND_PCM_STATE_DRAINING ? atomic_load(&pcm->ring->drained)
 						: io->buffer_size - used >= pcm->avail_min) {

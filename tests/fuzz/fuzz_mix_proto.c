@@ -40,6 +40,8 @@ struct a2dp_stream {
 	uint8_t *ring;
 	uint64_t appl, hw;
 	int error, draining, running, event_fd;
+	a2dp_stream_source source;
+	void *source_arg;
 };
 
 static const struct a2dp_codec fake_codec = { .title = "SBC" };
@@ -120,7 +122,15 @@ void *a2dp_stream_ring(struct a2dp_stream *s) { return s->ring; }
 unsigned a2dp_stream_sample_bits(const struct a2dp_stream *s) { return s->bits; }
 uint64_t a2dp_stream_appl(const struct a2dp_stream *s) { return s->appl; }
 uint64_t a2dp_stream_hw(struct a2dp_stream *s) { return s->hw; }
+uint64_t a2dp_stream_unshown(struct a2dp_stream *s) { return s->appl - s->hw; }
 void a2dp_stream_set_avail_min(struct a2dp_stream *s, unsigned frames) { s->avail_min = frames; }
+void a2dp_stream_notify(struct a2dp_stream *s) { io_poke(s->event_fd); }
+
+void a2dp_stream_set_source(struct a2dp_stream *s, a2dp_stream_source fn, void *arg)
+{
+	s->source = fn;
+	s->source_arg = arg;
+}
 int a2dp_stream_error(const struct a2dp_stream *s) { return s->error; }
 int a2dp_stream_event_fd(const struct a2dp_stream *s) { return s->event_fd; }
 void a2dp_stream_ack_event(struct a2dp_stream *s) { io_drain(s->event_fd); }
@@ -356,6 +366,11 @@ static void tick(unsigned frames)
 
 	if (!s || mx.opened <= 0)
 		return;
+	if (s->running && s->source && s->appl - s->hw < frames) {
+		unsigned want = frames - (unsigned)(s->appl - s->hw), room = s->buffer - (unsigned)(s->appl - s->hw);
+
+		s->source(s->source_arg, want < room ? want : room, (frames & 64) != 0);
+	}
 	if (s->running)
 		s->hw += frames < s->appl - s->hw ? frames : s->appl - s->hw;
 	on_stream_event(&mx);
