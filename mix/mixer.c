@@ -707,8 +707,11 @@ void mixer_free(struct mixer *m)
 	pthread_mutex_destroy(&m->lock);
 }
 
+/* The loop holds the lock but while it waits: pull_mix changes clients'
+ * states too. */
 void mixer_run(struct mixer *m)
 {
+	pthread_mutex_lock(&m->lock);
 	while (!m->quit) {
 		struct pollfd p[3 + MIX_MAX_CLIENTS];
 		struct mix_client *who[3 + MIX_MAX_CLIENTS] = { NULL };
@@ -723,9 +726,11 @@ void mixer_run(struct mixer *m)
 				who[n] = &m->clients[i];
 				p[n++] = (struct pollfd){ .fd = m->clients[i].fd, .events = POLLIN };
 			}
-		if (poll(p, n, -1) < 0)
-			continue;
+		pthread_mutex_unlock(&m->lock);
+		n = poll(p, n, -1) < 0 ? 0 : n;
 		pthread_mutex_lock(&m->lock);
+		if (!n)
+			continue;
 		if (p[2].revents)
 			on_stream_event(m);
 		for (int i = 3; i < n; i++)
@@ -735,6 +740,6 @@ void mixer_run(struct mixer *m)
 			on_connection(m);
 		if (p[1].revents)
 			on_timer(m);
-		pthread_mutex_unlock(&m->lock);
 	}
+	pthread_mutex_unlock(&m->lock);
 }
