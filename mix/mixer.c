@@ -102,15 +102,29 @@ static int n_clients(const struct mixer *m)
 	return n;
 }
 
+static uint64_t ring_avail(const struct mix_client *c)
+{
+	return atomic_load(&c->ring->appl) - atomic_load(&c->ring->hw);
+}
+
+/* A program the speaker plays for: running, or draining what it has left. */
 static int is_playing(const struct mix_client *c)
 {
-	return c->state == MC_RUNNING || c->state == MC_DRAINING;
+	return c->state == MC_RUNNING || (c->state == MC_DRAINING && ring_avail(c));
 }
 
 static int any_playing(const struct mixer *m)
 {
 	for (int i = 0; i < MIX_MAX_CLIENTS; i++)
 		if (is_playing(&m->clients[i]))
+			return 1;
+	return 0;
+}
+
+static int any_in(const struct mixer *m, enum mix_client_state st)
+{
+	for (int i = 0; i < MIX_MAX_CLIENTS; i++)
+		if (m->clients[i].state == st)
 			return 1;
 	return 0;
 }
@@ -224,9 +238,10 @@ static void publish_open(struct mixer *m)
 static void publish_close(struct mixer *m)
 {
 	struct a2dp_stream *s = stream_of(m);
-	int on = s && m->stream_on != SO_OFF;
-	int64_t d = on ? a2dp_stream_delay(s) : 0, now = io_now_ns();
-	int64_t unshown = on ? (int64_t)a2dp_stream_unshown(s) : 0;
+	int on = m->stream_on == SO_PLAYING || m->stream_on == SO_DRAINING;
+	/* Stopped, it is still the codec's and the speaker's delay. */
+	int64_t d = s ? a2dp_stream_delay(s) : 0, now = io_now_ns();
+	int64_t unshown = s ? (int64_t)a2dp_stream_unshown(s) : 0;
 
 	for (int i = 0; i < MIX_MAX_CLIENTS; i++) {
 		struct mix_ring *r = m->clients[i].ring;
@@ -247,9 +262,11 @@ static void publish_delay(struct mixer *m)
 	publish_close(m);
 }
 
-/* n frames of every playing program into the stream's ring. A program that
- * ran out (its underrun, or the end of its drain) needs the loop. */
-static void mix_packet(struct mixer *m, unsigned n)
+/* n frames of every playing program into the stream's ring; with `short`
+ * (a packet cut short: no program had written it all), every running one
+ * underran. A program that ran out (its underrun, or the end of its drain)
+ * needs the loop. */
+static void mix_packet(struct mixer *m, unsigned n, int short_packet)
 {
 	struct a2dp_stream *s = m->sp.stream;
 	unsigned nch = a2dp_stream_channels(s), bits = a2dp_stream_sample_bits(s);
@@ -271,7 +288,7 @@ static void mix_packet(struct mixer *m, unsigned n)
 		take = avail < n ? (unsigned)avail : n;
 		mix_add(m->sum, c->data, bits, c->buffer, hw, take, nch);
 		atomic_store(&c->ring->hw, hw + take);
-		if (take < n && c->state == MC_RUNNING) {
+		if ((take < n || short_packet) && c->state == MC_RUNNING) {
 			/* Its clock passed what it wrote: its underrun, no one else's. */
 			atomic_store(&c->ring->error, -EPIPE);
 			c->state = MC_STOPPED;
@@ -287,16 +304,24 @@ static void mix_packet(struct mixer *m, unsigned n)
 
 static void wake_writers(struct mixer *m);
 
-/* Every program that plays has a packet written (or is draining its last). */
+/* Every running program has n frames written. */
 static int all_ready(struct mixer *m, unsigned n)
 {
-	for (int i = 0; i < MIX_MAX_CLIENTS; i++) {
-		struct mix_client *c = &m->clients[i];
-
-		if (c->state == MC_RUNNING && atomic_load(&c->ring->appl) - atomic_load(&c->ring->hw) < n)
+	for (int i = 0; i < MIX_MAX_CLIENTS; i++)
+		if (m->clients[i].state == MC_RUNNING && ring_avail(&m->clients[i]) < n)
 			return 0;
-	}
 	return 1;
+}
+
+/* What the fullest playing program has written, up to n. */
+static unsigned most_written(struct mixer *m, unsigned n)
+{
+	uint64_t most = 0;
+
+	for (int i = 0; i < MIX_MAX_CLIENTS; i++)
+		if (is_playing(&m->clients[i]) && ring_avail(&m->clients[i]) > most)
+			most = ring_avail(&m->clients[i]);
+	return most < n ? (unsigned)most : n;
 }
 
 /* The stream's source, in its I/O thread: the packet about to go is mixed
@@ -313,15 +338,20 @@ static int pull_mix(void *arg, unsigned frames, int must)
 	if (pthread_mutex_trylock(&m->lock))
 		return -EAGAIN;
 	s = stream_of(m);
-	if (s && m->stream_on == SO_PLAYING && any_playing(m) && (must || all_ready(m, frames))) {
+	/* When no program has written the whole packet, it carries what the
+	 * fullest has, and the stream pads it to a codec frame as it would for
+	 * one program alone (its underrun, or its drain's end). */
+	if (s && m->stream_on == SO_PLAYING && (n = (int)most_written(m, frames)) > 0 &&
+	    (must || ((unsigned)n == frames && all_ready(m, frames)))) {
 		m->ran_out = 0;
 		publish_open(m);
-		mix_packet(m, frames);
+		mix_packet(m, (unsigned)n, (unsigned)n < frames);
 		publish_close(m);
-		n = (int)frames;
 		wake_writers(m);
 		if (m->ran_out)
 			a2dp_stream_notify(s);  /* drains to end, underruns to see */
+	} else {
+		n = 0;
 	}
 	pthread_mutex_unlock(&m->lock);
 	return n;
@@ -335,18 +365,38 @@ static void start_stream(struct mixer *m)
 
 	if (!s || m->stream_on == SO_PLAYING)
 		return;
-	a2dp_stream_prepare(s);
+	if (m->stream_on == SO_PAUSED)
+		a2dp_stream_pause(s, 0);
+	else {
+		a2dp_stream_prepare(s);
+		a2dp_stream_start(s);
+	}
 	m->stream_on = SO_PLAYING;
-	a2dp_stream_start(s);
 }
 
-/* No one plays: what was mixed is played out (the codec's tail too). */
+/* No one plays. If one paused (and no drain waits for the clock), the
+ * speaker's clock pauses, as for a program alone, and resumes seamlessly.
+ * If one drained, what was mixed is played out (the codec's tail too).
+ * Else (underrun, drop, close) the stream runs out by itself, as a lone
+ * program's would: what it holds is sent, padded to a codec frame, and it
+ * stops; a program that starts before then plays on without a gap. */
 static void idle_stream(struct mixer *m)
 {
 	struct a2dp_stream *s = stream_of(m);
 
 	if (!s || m->stream_on == SO_OFF || any_playing(m))
 		return;
+	if (any_in(m, MC_PAUSED) && !any_in(m, MC_DRAINING)) {
+		if (m->stream_on == SO_PLAYING) {
+			a2dp_stream_pause(s, 1);
+			m->stream_on = SO_PAUSED;
+		}
+		return;
+	}
+	if (!any_in(m, MC_DRAINING) && m->stream_on == SO_PLAYING)
+		return;
+	if (m->stream_on == SO_PAUSED)
+		a2dp_stream_pause(s, 0);
 	m->stream_on = SO_DRAINING;
 	if (a2dp_stream_drain(s, 0) != -EAGAIN)
 		m->stream_on = SO_OFF;
@@ -364,7 +414,7 @@ static void finish_drains(struct mixer *m)
 		if (c->state != MC_DRAINING || atomic_load(&c->ring->appl) != atomic_load(&c->ring->hw))
 			continue;
 		if (!c->drain_end_ns) {
-			int64_t d = s && m->stream_on != SO_OFF ? a2dp_stream_delay(s) : 0;
+			int64_t d = s ? a2dp_stream_delay(s) : 0;
 
 			c->drain_end_ns = now + d * IO_NS / a2dp_stream_rate(m->sp.stream);
 		}
@@ -434,7 +484,9 @@ static void on_stream_event(struct mixer *m)
 		lose_speaker(m);
 		return;
 	}
-	if (err == -EPIPE) {            /* we were late (stopped, starved of CPU) */
+	/* It ran out: no one played (idle_stream), or we were late (stopped,
+	 * starved of CPU). */
+	if (err == -EPIPE) {
 		m->stream_on = SO_OFF;
 		if (any_playing(m))
 			start_stream(m);
@@ -556,7 +608,7 @@ static int on_setup(struct mixer *m, struct mix_client *c, const struct mix_msg 
 
 	if (m->opened <= 0 || c->state == MC_NEW || nfds != 2)
 		return m->opened < 0 ? m->opened : -EBADFD;
-	if (is_playing(c) || c->state == MC_PAUSED)
+	if (c->state == MC_RUNNING || c->state == MC_DRAINING || c->state == MC_PAUSED)
 		return -EBUSY;
 	if (q->rate != a2dp_stream_rate(m->sp.stream) && (err = set_rate(m, c, q->rate, r)) < 0)
 		return err;
@@ -696,6 +748,8 @@ void mixer_free(struct mixer *m)
 	for (int i = 0; i < MIX_MAX_CLIENTS; i++)
 		if (m->clients[i].state != MC_FREE)
 			drop_client(m, &m->clients[i]);
+	if (m->opened > 0 && m->stream_on == SO_PAUSED)
+		a2dp_stream_pause(m->sp.stream, 0);
 	if (m->opened > 0 && m->stream_on != SO_OFF)
 		a2dp_stream_drain(m->sp.stream, 1);
 	a2dp_speaker_close(&m->sp);

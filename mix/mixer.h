@@ -27,7 +27,7 @@
 #define MIX_DEFAULT_LINGER_MS 2000
 
 enum mix_client_state { MC_FREE, MC_NEW, MC_STOPPED, MC_RUNNING, MC_PAUSED, MC_DRAINING };
-enum mix_stream_state { SO_OFF, SO_PLAYING, SO_DRAINING };
+enum mix_stream_state { SO_OFF, SO_PLAYING, SO_PAUSED, SO_DRAINING };
 
 struct mix_client {
 	enum mix_client_state state;

@@ -475,17 +475,21 @@ static int set_constraints(struct mix_pcm *pcm)
 	return hw_limits_set(&pcm->io, &l);
 }
 
-static int hello(struct mix_pcm *pcm)
+/* The mixer's answer: 0, or its -errno (said here, once); *answered is 0
+ * when there was none (the mixer gone: -ECONNRESET, or silent). */
+static int hello(struct mix_pcm *pcm, int *answered)
 {
 	struct mix_hello q = { .msg = { .type = MIX_HELLO, .version = MIX_VERSION },
 			       .opt_size = sizeof(struct bt_options), .opt = pcm->opt };
 	int err;
 
+	*answered = 0;
 	/* The first program's HELLO waits for the mixer to connect the speaker. */
 	if ((err = mix_send(pcm->fd, &q, sizeof(q), NULL, 0, 0)) < 0 ||
 	    (err = wait_reply(pcm->fd, MIX_HELLO, pcm->opt.connect_timeout_ms + REPLY_TIMEOUT_MS,
 			      &pcm->hello)) < 0)
 		return err == -EPIPE ? -ECONNRESET : err;
+	*answered = 1;
 	if (pcm->hello.value < 0)
 		SNDERR("%s", pcm->hello.text[0] ? pcm->hello.text : strerror(-pcm->hello.value));
 	return pcm->hello.value;
@@ -516,12 +520,12 @@ static int connect_mixer(struct mix_pcm *pcm)
 {
 	char linger[16], why[160];
 	char *argv[] = { MIX_MIXER_NAME, pcm->opt.adapter, pcm->opt.device, linger, NULL };
-	int err = -ECONNRESET;
+	int err = -ECONNRESET, answered = 0;
 
 	snprintf(linger, sizeof(linger), "%u", pcm->opt.linger_ms);
 	/* A mixer that lost the race to start, or was just ending, closes the
 	 * connection: the next try finds the one that runs, or starts one. */
-	for (int tries = 0; tries < 3 && err == -ECONNRESET; tries++) {
+	for (int tries = 0; tries < 3 && !answered && err == -ECONNRESET; tries++) {
 		if (pcm->fd >= 0)
 			close(pcm->fd);
 		why[0] = 0;
@@ -533,9 +537,9 @@ static int connect_mixer(struct mix_pcm *pcm)
 		}
 		if (pcm->fd < 0)
 			return pcm->fd;
-		err = hello(pcm);
+		err = hello(pcm, &answered);
 	}
-	if (err == -ECONNRESET || err == -ETIMEDOUT) {
+	if (!answered && (err == -ECONNRESET || err == -ETIMEDOUT)) {
 		SNDERR("%s: its mixer did not answer (%s)", pcm->opt.device, strerror(-err));
 		return -EIO;
 	}

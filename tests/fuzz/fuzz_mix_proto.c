@@ -151,6 +151,7 @@ void a2dp_stream_prepare(struct a2dp_stream *s)
 }
 
 void a2dp_stream_start(struct a2dp_stream *s) { s->running = 1; }
+void a2dp_stream_pause(struct a2dp_stream *s, int enable) { s->running = !enable; }
 
 int a2dp_stream_drain(struct a2dp_stream *s, int wait)
 {
