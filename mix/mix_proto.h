@@ -36,6 +36,7 @@ enum mix_msg_type {
 	MIX_PAUSE,        /* value 1 pause, 0 resume */
 	MIX_DRAIN,
 	MIX_REPLY = 0x100,
+	MIX_NOTICE = 0x200,  /* the mixer, unasked: a line for the program to log (text) */
 };
 
 struct mix_msg {

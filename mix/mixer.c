@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -25,8 +26,16 @@
 
 /* --- errors: alsa-lib's handler keeps the last line for the programs ------ */
 
+/* What the speaker's code logs (a codec it fell back from, a radio not
+ * keeping up) is the programs' to say: each line is queued here, from
+ * whichever thread, and sent to them as a notice (flush_notices). */
+#define MAX_NOTICES 8
+
 static pthread_mutex_t error_lock = PTHREAD_MUTEX_INITIALIZER;
 static char last_error[MIX_TEXT];
+static char notices[MAX_NOTICES][MIX_TEXT];
+static unsigned n_notices;
+static int notice_fd = -1;     /* poked when a line is queued */
 
 static void on_alsa_error(const char *file, int line, const char *function, int err,
 			  const char *fmt, ...)
@@ -39,6 +48,10 @@ static void on_alsa_error(const char *file, int line, const char *function, int 
 	vsnprintf(last_error, sizeof(last_error), fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "alsa-bt-mixer: %s\n", last_error);
+	if (n_notices < MAX_NOTICES)
+		memcpy(notices[n_notices++], last_error, MIX_TEXT);
+	if (notice_fd >= 0)
+		io_poke(notice_fd);
 	pthread_mutex_unlock(&error_lock);
 }
 
@@ -133,6 +146,36 @@ static void poke(struct mix_client *c)
 {
 	if (c->event_fd >= 0)
 		io_poke(c->event_fd);
+}
+
+/* The queued lines to every program that has said HELLO, and to `to` (one
+ * saying it now); not a line equal to `skip` (an error's reason, which the
+ * program hears with the error). */
+static void flush_notices(struct mixer *m, struct mix_client *to, const char *skip)
+{
+	char lines[MAX_NOTICES][MIX_TEXT];
+	unsigned n;
+
+	if (notice_fd >= 0)
+		io_drain(notice_fd);
+	pthread_mutex_lock(&error_lock);
+	n = n_notices;
+	memcpy(lines, notices, sizeof(lines[0]) * n);
+	n_notices = 0;
+	pthread_mutex_unlock(&error_lock);
+	for (unsigned k = 0; k < n; k++) {
+		struct mix_msg msg = { .type = MIX_NOTICE, .version = MIX_VERSION };
+
+		if (skip && !strcmp(lines[k], skip))
+			continue;
+		memcpy(msg.text, lines[k], MIX_TEXT);
+		for (int i = 0; i < MIX_MAX_CLIENTS; i++) {
+			struct mix_client *c = &m->clients[i];
+
+			if (c == to || (c->state != MC_FREE && c->state != MC_NEW))
+				send(c->fd, &msg, sizeof(msg), MSG_DONTWAIT | MSG_NOSIGNAL);
+		}
+	}
 }
 
 static void unmap_ring(struct mix_client *c)
@@ -455,6 +498,7 @@ static void wake_writers(struct mixer *m)
 static void lose_speaker(struct mixer *m)
 {
 	copy_last_error(m->open_text, "the speaker went away");
+	flush_notices(m, NULL, m->open_text);
 	m->opened = -ENODEV;
 	m->stream_on = SO_OFF;
 	if (m->listen_fd >= 0) {
@@ -684,8 +728,10 @@ static void on_request(struct mixer *m, struct mix_client *c)
 		return;
 	}
 	r.type |= u.msg.type;
-	if (u.msg.type == MIX_HELLO)
+	if (u.msg.type == MIX_HELLO) {
 		r.value = on_hello(m, c, &u.hello, &r);
+		flush_notices(m, c, r.value < 0 ? r.text : NULL);
+	}
 	else if (u.msg.type == MIX_SETUP)
 		r.value = on_setup(m, c, &u.msg, fds, nfds, &r);
 	else if (u.msg.type >= MIX_PREPARE && u.msg.type <= MIX_DRAIN)
@@ -735,6 +781,7 @@ int mixer_init(struct mixer *m, int listen_fd, int first_fd, unsigned linger_ms)
 	m->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	if (m->timer_fd < 0)
 		return -errno;
+	notice_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	m->idle_since_ns = io_now_ns();
 	arm_timer(m, m->idle_since_ns + (int64_t)linger_ms * 1000000);
 	if (first_fd >= 0)
@@ -756,6 +803,9 @@ void mixer_free(struct mixer *m)
 	if (m->listen_fd >= 0)
 		close(m->listen_fd);
 	close(m->timer_fd);
+	if (notice_fd >= 0)
+		close(notice_fd);
+	notice_fd = -1;
 	free(m->sum);
 	pthread_mutex_unlock(&m->lock);
 	pthread_mutex_destroy(&m->lock);
@@ -767,14 +817,15 @@ void mixer_run(struct mixer *m)
 {
 	pthread_mutex_lock(&m->lock);
 	while (!m->quit) {
-		struct pollfd p[3 + MIX_MAX_CLIENTS];
-		struct mix_client *who[3 + MIX_MAX_CLIENTS] = { NULL };
+		struct pollfd p[4 + MIX_MAX_CLIENTS];
+		struct mix_client *who[4 + MIX_MAX_CLIENTS] = { NULL };
 		struct a2dp_stream *s = stream_of(m);
-		int n = 3;
+		int n = 4;
 
 		p[0] = (struct pollfd){ .fd = m->listen_fd, .events = POLLIN };
 		p[1] = (struct pollfd){ .fd = m->timer_fd, .events = POLLIN };
 		p[2] = (struct pollfd){ .fd = s ? a2dp_stream_event_fd(s) : -1, .events = POLLIN };
+		p[3] = (struct pollfd){ .fd = notice_fd, .events = POLLIN };
 		for (int i = 0; i < MIX_MAX_CLIENTS; i++)
 			if (m->clients[i].state != MC_FREE) {
 				who[n] = &m->clients[i];
@@ -787,9 +838,11 @@ void mixer_run(struct mixer *m)
 			continue;
 		if (p[2].revents)
 			on_stream_event(m);
-		for (int i = 3; i < n; i++)
+		for (int i = 4; i < n; i++)
 			if (p[i].revents && who[i]->state != MC_FREE && who[i]->fd == p[i].fd)
 				on_request(m, who[i]);
+		if (p[3].revents)
+			flush_notices(m, NULL, NULL);
 		if (p[0].revents)
 			on_connection(m);
 		if (p[1].revents)

@@ -50,7 +50,25 @@ struct mix_pcm {
 
 /* --- requests -------------------------------------------------------------- */
 
-/* The mixer's answer, or -ECONNRESET if it is gone. */
+/* A line the mixer logged for us: the speaker's code, in its process. */
+static void say_notice(struct mix_msg *m)
+{
+	if (m->type != MIX_NOTICE)
+		return;
+	m->text[MIX_TEXT - 1] = 0;
+	SNDERR("%s", m->text);
+}
+
+/* Notices that came between requests (the connection polled readable). */
+static void read_notices(int fd)
+{
+	struct mix_msg m;
+
+	while (recv(fd, &m, sizeof(m), MSG_DONTWAIT) == sizeof(m))
+		say_notice(&m);
+}
+
+/* The mixer's answer (its notices said on the way), or -ECONNRESET if it is gone. */
 static int wait_reply(int fd, uint32_t type, int timeout_ms, struct mix_msg *r)
 {
 	int64_t deadline = dbusx_now_ms() + timeout_ms;
@@ -69,6 +87,8 @@ static int wait_reply(int fd, uint32_t type, int timeout_ms, struct mix_msg *r)
 			return -ECONNRESET;
 		if (n == sizeof(*r) && r->type == (MIX_REPLY | type))
 			return 0;
+		if (n == sizeof(*r))
+			say_notice(r);
 	}
 }
 
@@ -367,6 +387,8 @@ static int mix_poll_revents(snd_pcm_ioplug_t *io, struct pollfd *pfd, unsigned n
 	int err;
 
 	io_drain(pcm->event_fd);
+	if (nfds > 1 && (pfd[1].revents & POLLIN))
+		read_notices(pcm->fd);
 	if (nfds > 1 && (pfd[1].revents & (POLLHUP | POLLERR))) {
 		if (!pcm->told_error++)
 			SNDERR("%s: the mixer playing to it has gone", pcm->opt.device);

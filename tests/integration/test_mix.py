@@ -424,6 +424,25 @@ def mixer_name(env):
     return '\0alsa-bt/mix/%d/%016x/hci0/%s' % (os.getuid(), h, ADDR)
 
 
+def test_notices():
+    """What the speaker's code logs in the mixer (here: LDAC refused at the
+    default MTU, SBC plays) reaches the program that opened it as its one
+    line; a program that joins later does not hear it again."""
+    sbc, ldac = '00:ffff0250', 'ff:2d010000aa003007'
+    with mixed_env(sink_seps=[sbc, ldac]) as env:
+        pa = start(env, write(env, 'a', signal_of(0, 2.0)))
+        time.sleep(0.5 * TIME_SCALE)
+        rb = env.run(['aplay', '-q', '-D', MIXED, write(env, 'b', signal_of(1, 0.5))], timeout=20)
+        ra = pa.wait(20)
+        la = [ln for ln in ra.stderr.splitlines() if ln.startswith('ALSA lib')]
+        lb = [ln for ln in rb.stderr.splitlines() if ln.startswith('ALSA lib')]
+        check('notices: the first program says why LDAC did not play, in one line',
+              ra.rc == 0 and len(la) == 1 and 'MTU (672 bytes) is too small for LDAC' in la[0],
+              ra.stderr[-400:])
+        check('notices: the one that joined plays and says nothing', rb.rc == 0 and not lb,
+              rb.stderr[-400:])
+
+
 def test_fallback():
     """No mixer program: one line says so, and the program plays alone."""
     with mixed_env() as env:
@@ -445,5 +464,6 @@ test_reopen()
 test_volume()
 test_eight()
 test_other_user()
+test_notices()
 test_fallback()
 finish()
