@@ -42,6 +42,24 @@ static void note_codec(struct a2dp_speaker *sp)
 		volume_store_note_codec(&sp->volume, sp->codec->name, sp->ep->offers);
 }
 
+const struct a2dp_codec *a2dp_speaker_first_choice(struct a2dp_speaker *sp,
+						   const struct bt_options *opt)
+{
+	const struct a2dp_codec *codecs[A2DP_MAX_CODECS], *offered[A2DP_MAX_CODECS];
+	struct a2dp_speaker with = { .opt = *opt };
+	struct volume_state st = { .volume = VOLUME_DEFAULT };
+	int n, k;
+
+	if (sp->have_volume_store)
+		volume_store_load(&sp->volume, &st);
+	n = codec_list(&with, &st, codecs);
+	k = a2dp_codec_parse_list(sp->ep->offers, offered, A2DP_MAX_CODECS, NULL);
+	for (int i = 0; i < n; i++)
+		if (a2dp_codec_listed(offered, k, codecs[i]))
+			return codecs[i];
+	return sp->codec;
+}
+
 int a2dp_speaker_open(struct a2dp_speaker *sp, const struct bt_options *opt)
 {
 	struct a2dp_codec_prefs prefs = { .rate = 44100, .bitpool = opt->bitpool,

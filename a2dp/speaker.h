@@ -32,6 +32,12 @@ void a2dp_speaker_close(struct a2dp_speaker *sp);
 /* Negotiates the link again for another rate and makes a new stream (the old
  * one is freed first: its event descriptor changes). */
 int a2dp_speaker_set_rate(struct a2dp_speaker *sp, unsigned rate);
+/* The codec an open with opt would try first among those the speaker
+ * offers (CODEC=, else the mixer's choice, else ours best first), or the
+ * one it plays with when none is offered: a mixer that holds the speaker
+ * opens it again for a program that would choose another. */
+const struct a2dp_codec *a2dp_speaker_first_choice(struct a2dp_speaker *sp,
+						   const struct bt_options *opt);
 /* The rates a program may ask for: the speaker's, or only the one it chose
  * when it configured us itself. */
 int a2dp_speaker_rates(const struct a2dp_speaker *sp, unsigned *rates, int max);

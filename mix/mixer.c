@@ -545,6 +545,21 @@ static void on_stream_event(struct mixer *m)
 
 /* --- requests -------------------------------------------------------------- */
 
+/* A program that comes while the speaker lingers with no other program,
+ * and would choose another codec (the mixer element's choice changed, or
+ * its CODEC=), has the speaker opened again for it, as playing alone. */
+static void reopen_for(struct mixer *m, struct mix_client *c, const struct bt_options *opt)
+{
+	for (int i = 0; i < MIX_MAX_CLIENTS; i++)
+		if (&m->clients[i] != c && m->clients[i].state != MC_FREE)
+			return;
+	if (m->opened <= 0 || a2dp_speaker_first_choice(&m->sp, opt) == m->choice)
+		return;
+	a2dp_speaker_close(&m->sp);
+	m->opened = 0;
+	m->stream_on = SO_OFF;
+}
+
 static int on_hello(struct mixer *m, struct mix_client *c, struct mix_hello *h,
 		    struct mix_msg *r)
 {
@@ -560,13 +575,16 @@ static int on_hello(struct mixer *m, struct mix_client *c, struct mix_hello *h,
 		snprintf(r->text, sizeof(r->text), "the mixer was sent options out of range");
 		return -EINVAL;
 	}
+	reopen_for(m, c, &h->opt);
 	if (!m->opened) {
 		clear_last_error();
 		m->opened = a2dp_speaker_open(&m->sp, &h->opt);
-		if (m->opened == 0 && (m->opened = setup_stream(m)) == 0)
+		if (m->opened == 0 && (m->opened = setup_stream(m)) == 0) {
 			m->opened = 1;
-		else
+			m->choice = a2dp_speaker_first_choice(&m->sp, &h->opt);
+		} else {
 			copy_last_error(m->open_text, "the speaker could not be opened");
+		}
 	}
 	if (m->opened < 0) {
 		snprintf(r->text, sizeof(r->text), "%s", m->open_text);

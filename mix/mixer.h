@@ -43,6 +43,7 @@ struct mix_client {
 struct mixer {
 	struct a2dp_speaker sp;
 	int opened;               /* the speaker: 1 open, 0 not tried, -errno failed */
+	const struct a2dp_codec *choice;  /* the codec it was opened trying first */
 	char open_text[MIX_TEXT]; /* why not */
 	int listen_fd;            /* -1 for none (the tests drive a mixer directly) */
 	int timer_fd;             /* drain ends, the linger */

@@ -80,6 +80,16 @@ int a2dp_speaker_open(struct a2dp_speaker *sp, const struct bt_options *opt)
 	return 0;
 }
 
+/* Bit 3 of the behaviour: a program with an odd bitpool would choose
+ * another codec (the mixer opens the speaker again for it when idle). */
+static const struct a2dp_codec fake_other_codec = { .title = "aptX" };
+
+const struct a2dp_codec *a2dp_speaker_first_choice(struct a2dp_speaker *sp,
+						   const struct bt_options *opt)
+{
+	return (fake_flags & 8) && (opt->bitpool & 1) ? &fake_other_codec : sp->codec;
+}
+
 void a2dp_speaker_close(struct a2dp_speaker *sp)
 {
 	fake_stream_free(sp->stream);

@@ -443,6 +443,31 @@ def test_notices():
               rb.stderr[-400:])
 
 
+def sep_configured(env):
+    """The speaker SEPs we were configured with, in order (sep1, sep2...)."""
+    return [e.split()[1].split('/')[-2] for e in env.events() if e.startswith('SetConfiguration /org/bluez')]
+
+
+def test_codec_choice():
+    """The mixer element's codec choice, made while the speaker lingers, is
+    what the next program plays with (as alone); with no change the next
+    program takes the lingering speaker without connecting again."""
+    seps = ['00:ffff0235', 'ff:4f000000010032']            # SBC (sep1), aptX (sep2)
+    with mixed_env(sink_seps=seps) as env:
+        wav = write(env, 'a', signal_of(0, 0.3))
+        ok = [env.run(['aplay', '-q', '-D', MIXED, wav], timeout=20).rc == 0]
+        ok.append(env.run(['aplay', '-q', '-D', MIXED, wav], timeout=20).rc == 0)
+        same = sep_configured(env)
+        r = env.run(['amixer', '-D', 'bluetooth:DEV=' + ADDR, 'cset', "name='A2DP Codec'", 'sbc'],
+                    timeout=10)
+        ok.append(env.run(['aplay', '-q', '-D', MIXED, wav], timeout=20).rc == 0)
+        check('codec choice: all three played', all(ok) and r.rc == 0, r.stderr[-300:])
+        check('codec choice: unchanged, the next program took the lingering speaker (aptX once)',
+              same == ['sep2'], str(same))
+        check('codec choice: SBC chosen while it lingered, the next program plays SBC',
+              sep_configured(env) == ['sep2', 'sep1'], str(sep_configured(env)))
+
+
 def test_fallback():
     """No mixer program: one line says so, and the program plays alone."""
     with mixed_env() as env:
@@ -465,5 +490,6 @@ test_volume()
 test_eight()
 test_other_user()
 test_notices()
+test_codec_choice()
 test_fallback()
 finish()
