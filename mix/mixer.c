@@ -545,6 +545,20 @@ static void on_stream_event(struct mixer *m)
 
 /* --- requests -------------------------------------------------------------- */
 
+/* m->opened: 1, or -errno with why in open_text. */
+static int open_speaker(struct mixer *m, const struct bt_options *opt)
+{
+	clear_last_error();
+	m->opened = a2dp_speaker_open(&m->sp, opt);
+	if (m->opened == 0 && (m->opened = setup_stream(m)) == 0) {
+		m->opened = 1;
+		m->choice = a2dp_speaker_first_choice(&m->sp, opt);
+	} else {
+		copy_last_error(m->open_text, "the speaker could not be opened");
+	}
+	return m->opened;
+}
+
 /* A program that comes while the speaker lingers with no other program,
  * and would choose another codec (the mixer element's choice changed, or
  * its CODEC=), has the speaker opened again for it, as playing alone. */
@@ -575,17 +589,10 @@ static int on_hello(struct mixer *m, struct mix_client *c, struct mix_hello *h,
 		snprintf(r->text, sizeof(r->text), "the mixer was sent options out of range");
 		return -EINVAL;
 	}
+	c->opt = h->opt;
 	reopen_for(m, c, &h->opt);
-	if (!m->opened) {
-		clear_last_error();
-		m->opened = a2dp_speaker_open(&m->sp, &h->opt);
-		if (m->opened == 0 && (m->opened = setup_stream(m)) == 0) {
-			m->opened = 1;
-			m->choice = a2dp_speaker_first_choice(&m->sp, &h->opt);
-		} else {
-			copy_last_error(m->open_text, "the speaker could not be opened");
-		}
-	}
+	if (!m->opened)
+		open_speaker(m, &h->opt);
 	if (m->opened < 0) {
 		snprintf(r->text, sizeof(r->text), "%s", m->open_text);
 		return m->opened;
@@ -625,9 +632,12 @@ static int set_rate(struct mixer *m, struct mix_client *c, unsigned rate, struct
 		err = setup_stream(m);
 	if (err < 0) {
 		copy_last_error(r->text, "the speaker refused the rate");
-		if (!m->sp.stream) {            /* no stream: this mixer is done */
-			m->opened = err;
-			snprintf(m->open_text, sizeof(m->open_text), "%s", r->text);
+		/* No stream is left: closed, the next SETUP opens it again (as
+		 * hw_params again does for a program alone). */
+		if (!m->sp.stream) {
+			a2dp_speaker_close(&m->sp);
+			m->opened = 0;
+			m->stream_on = SO_OFF;
 		}
 	}
 	return err;
@@ -668,6 +678,9 @@ static int on_setup(struct mixer *m, struct mix_client *c, const struct mix_msg 
 {
 	int err;
 
+	/* Closed by a failed change of rate: opened again with this program's options. */
+	if (m->opened == 0 && c->state != MC_NEW && nfds == 2 && open_speaker(m, &c->opt) < 0)
+		snprintf(r->text, sizeof(r->text), "%s", m->open_text);
 	if (m->opened <= 0 || c->state == MC_NEW || nfds != 2)
 		return m->opened < 0 ? m->opened : -EBADFD;
 	if (c->state == MC_RUNNING || c->state == MC_DRAINING || c->state == MC_PAUSED)
@@ -697,6 +710,8 @@ static int on_state(struct mixer *m, struct mix_client *c, const struct mix_msg 
 		return -EBADFD;
 	if (atomic_load(&r->error) == -ENODEV || m->opened < 0)
 		return -ENODEV;
+	if (!m->opened)                 /* closed by a failed change of rate: SETUP first */
+		return -EBADFD;
 	switch (q->type) {
 	case MIX_PREPARE:
 		stop_client(c);

@@ -38,6 +38,7 @@ struct mix_client {
 	size_t map_size;
 	unsigned buffer;
 	int64_t drain_end_ns;     /* DRAINING with all mixed: when the last is heard */
+	struct bt_options opt;    /* its HELLO's */
 };
 
 struct mixer {

@@ -239,6 +239,11 @@ static void connect_program(void)
 			continue;
 		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
 			return;
+		/* A program whose client the mixer dropped (closing its end) may
+		 * not have read the end yet: its number is the new client's now. */
+		for (int k = 0; k < MAX_PROGRAMS; k++)
+			if (progs[k].mixer_fd == sv[1])
+				progs[k].mixer_fd = -1;
 		progs[i].fd = sv[0];
 		progs[i].mixer_fd = sv[1];
 		add_client(&mx, sv[1]);
