@@ -51,7 +51,7 @@ struct a2dp_stream {
 	/* Set by the application thread while the stream is stopped. */
 	uint8_t *ring;
 	unsigned buffer;
-	a2dp_stream_source source;
+	const struct a2dp_stream_source *source;
 	void *source_arg;
 
 	/* Written by the application thread. */
@@ -335,6 +335,8 @@ static int send_packet(struct a2dp_stream *s, unsigned frames, unsigned padded, 
 	if (s->buffer - (atomic_load(&s->appl) - (s->early ? hw : hw + frames)) >=
 	    atomic_load(&s->avail_min))
 		a2dp_stream_notify(s);
+	if (s->source && frames)
+		s->source->sent(s->source_arg);
 	return 1;
 }
 
@@ -420,7 +422,7 @@ static int ask_source(struct a2dp_stream *s, unsigned want, int must, int64_t no
 
 	if (!s->source || s->state != ST_RUNNING || fill >= want)
 		return 0;
-	if (s->source(s->source_arg, want - (unsigned)fill, must) != -EAGAIN)
+	if (s->source->fill(s->source_arg, want - (unsigned)fill, must) != -EAGAIN)
 		return 0;
 	arm_timer(s, now + SOURCE_RETRY_NS);
 	return -EAGAIN;
@@ -744,9 +746,10 @@ void a2dp_stream_commit(struct a2dp_stream *s, unsigned frames)
 		io_poke(s->io.wake_fd);
 }
 
-void a2dp_stream_set_source(struct a2dp_stream *s, a2dp_stream_source fn, void *arg)
+void a2dp_stream_set_source(struct a2dp_stream *s, const struct a2dp_stream_source *src,
+			    void *arg)
 {
-	s->source = fn;
+	s->source = src;
 	s->source_arg = arg;
 }
 

@@ -54,13 +54,19 @@ uint64_t a2dp_stream_unshown(struct a2dp_stream *s);
 void a2dp_stream_set_avail_min(struct a2dp_stream *s, unsigned frames);
 
 /* Instead of an application writing ahead, a source that fills the ring just
- * in time, called by the I/O thread while running: when a packet is due
- * (must = 1) it commits the `frames` still missing; for a packet that could
- * go one packet early (must = 0) it may decline. It returns the frames it
- * committed, or -EAGAIN to be asked again in a moment (its lock is held by
- * a thread that may be waiting on this stream). Set while stopped. */
-typedef int (*a2dp_stream_source)(void *arg, unsigned frames, int must);
-void a2dp_stream_set_source(struct a2dp_stream *s, a2dp_stream_source fn, void *arg);
+ * in time, called by the I/O thread while running. fill: when a packet is
+ * due (must = 1) it commits the `frames` still missing; for a packet that
+ * could go one packet early (must = 0) it may decline; it returns the
+ * frames it committed, or -EAGAIN to be asked again in a moment (its lock
+ * is held by a thread that may be waiting on this stream). sent: a packet
+ * has gone to the socket, when an application would be woken. Set while
+ * stopped. */
+struct a2dp_stream_source {
+	int (*fill)(void *arg, unsigned frames, int must);
+	void (*sent)(void *arg);
+};
+void a2dp_stream_set_source(struct a2dp_stream *s, const struct a2dp_stream_source *src,
+			    void *arg);
 
 void a2dp_stream_prepare(struct a2dp_stream *s);
 void a2dp_stream_start(struct a2dp_stream *s);

@@ -246,6 +246,8 @@ static unsigned packet_frames(struct mixer *m)
 }
 
 static int pull_mix(void *arg, unsigned frames, int must);
+static void mix_sent(void *arg);
+static const struct a2dp_stream_source mix_source = { pull_mix, mix_sent };
 
 /* After the stream was made (open, a new rate): its ring, and its source. */
 static int setup_stream(struct mixer *m)
@@ -259,7 +261,7 @@ static int setup_stream(struct mixer *m)
 	/* The I/O thread mixes each packet as it goes (pull_mix): the ring never
 	 * fills, and its room is no reason to wake us. */
 	a2dp_stream_set_avail_min(s, buffer + 1);
-	a2dp_stream_set_source(s, pull_mix, m);
+	a2dp_stream_set_source(s, &mix_source, m);
 	free(m->sum);
 	m->sum_frames = buffer;
 	m->sum = calloc((size_t)buffer * a2dp_stream_channels(s), sizeof(*m->sum));
@@ -390,7 +392,6 @@ static int pull_mix(void *arg, unsigned frames, int must)
 		publish_open(m);
 		mix_packet(m, (unsigned)n, (unsigned)n < frames);
 		publish_close(m);
-		wake_writers(m);
 		if (m->ran_out)
 			a2dp_stream_notify(s);  /* drains to end, underruns to see */
 	} else {
@@ -398,6 +399,19 @@ static int pull_mix(void *arg, unsigned frames, int must)
 	}
 	pthread_mutex_unlock(&m->lock);
 	return n;
+}
+
+/* A mixed packet has gone: programs are woken now, as a card's would be
+ * (before, a program could look at the speaker between the mix and the
+ * send, and see its frames neither in the ring nor sent). */
+static void mix_sent(void *arg)
+{
+	struct mixer *m = arg;
+
+	if (pthread_mutex_trylock(&m->lock))
+		return;         /* the loop wakes them once it is done */
+	wake_writers(m);
+	pthread_mutex_unlock(&m->lock);
 }
 
 /* A stream draining is stopped and started again: it would end the new
@@ -880,6 +894,7 @@ void mixer_run(struct mixer *m)
 			on_connection(m);
 		if (p[1].revents)
 			on_timer(m);
+		wake_writers(m);        /* what mix_sent could not, the lock being ours */
 	}
 	pthread_mutex_unlock(&m->lock);
 }

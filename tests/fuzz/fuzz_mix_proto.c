@@ -40,7 +40,7 @@ struct a2dp_stream {
 	uint8_t *ring;
 	uint64_t appl, hw;
 	int error, draining, running, event_fd;
-	a2dp_stream_source source;
+	const struct a2dp_stream_source *source;
 	void *source_arg;
 };
 
@@ -136,9 +136,10 @@ uint64_t a2dp_stream_unshown(struct a2dp_stream *s) { return s->appl - s->hw; }
 void a2dp_stream_set_avail_min(struct a2dp_stream *s, unsigned frames) { s->avail_min = frames; }
 void a2dp_stream_notify(struct a2dp_stream *s) { io_poke(s->event_fd); }
 
-void a2dp_stream_set_source(struct a2dp_stream *s, a2dp_stream_source fn, void *arg)
+void a2dp_stream_set_source(struct a2dp_stream *s, const struct a2dp_stream_source *src,
+			    void *arg)
 {
-	s->source = fn;
+	s->source = src;
 	s->source_arg = arg;
 }
 int a2dp_stream_error(const struct a2dp_stream *s) { return s->error; }
@@ -385,7 +386,8 @@ static void tick(unsigned frames)
 	if (s->running && s->source && s->appl - s->hw < frames) {
 		unsigned want = frames - (unsigned)(s->appl - s->hw), room = s->buffer - (unsigned)(s->appl - s->hw);
 
-		s->source(s->source_arg, want < room ? want : room, (frames & 64) != 0);
+		if (s->source->fill(s->source_arg, want < room ? want : room, (frames & 64) != 0) > 0)
+			s->source->sent(s->source_arg);
 	}
 	if (s->running)
 		s->hw += frames < s->appl - s->hw ? frames : s->appl - s->hw;
