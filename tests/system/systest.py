@@ -187,8 +187,7 @@ class Run:
         apart, through the speaker's mixer (MIX=1); the sink records the sum."""
         self.plays[name] = '%s %s' % (self._write(name + '_a', a, rate),
                                       self._write(name + '_b', b, rate))
-        self.refs[name] = (a, b, rate)
-        self.extra_s += 10
+        self.extra_s += 10 + len(a) / float(rate) + 0.5
         self.steps.append('mix:' + name)
 
     def fault(self, kind):
