@@ -57,7 +57,7 @@ def programs(b, env, dev, wav, n):
 def cpu_rows(b, wav):
     rows = []
     with b.Env(devices=b.DEVICES) as env:
-        alone, _ = programs(b, env, RAW % b.DEV, wav, 1)
+        alone, _ = programs(b, env, RAW % b.DEV + ',MIX=0', wav, 1)
         rows.append(('alone (MIX=0)', 1, alone[0]['cpu'], 0.0, alone[0]['csw']))
     for n in COUNTS:
         b.progress('mix: %d program%s at once' % (n, 's' if n > 1 else ''))
@@ -129,10 +129,10 @@ def section(b, tmp):
     r = {'cpu': cpu_rows(b, wav)}
     b.progress('mix: latency, alone and mixed')
     r['lat_alone'] = latency(b, b.PLUG)
-    r['lat_mixed'] = latency(b, b.PLUG + ',MIX=1')
+    r['lat_mixed'] = latency(b, 'bluetooth:DEV=%s,MIX=1' % b.DEV)
     b.progress('mix: reopen -> first packet')
     r['reopen'] = [(label, reopen(b, RAW % b.DEV + args, short)) for label, args in (
-        ('alone (MIX=0)', ''), ('mixed, LINGER_MS=0', ',MIX=1,LINGER_MS=0'),
+        ('alone (MIX=0)', ',MIX=0'), ('mixed, LINGER_MS=0', ',MIX=1,LINGER_MS=0'),
         ('mixed, linger 2 s (default)', ',MIX=1'))]
     return r
 

@@ -184,6 +184,7 @@ int bt_options_parse(snd_config_t *conf, const char *plugin, struct bt_options *
 	o->connect_timeout_ms = BT_DEFAULT_CONNECT_TIMEOUT_MS;
 	o->jitter_ms = BT_DEFAULT_JITTER_MS;
 	o->linger_ms = BT_DEFAULT_LINGER_MS;
+	o->mix = BT_DEFAULT_MIX;
 	snd_config_for_each(i, next, conf) {
 		snd_config_t *n = snd_config_iterator_entry(i);
 		const char *id;

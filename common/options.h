@@ -7,6 +7,8 @@
 #define BT_DEFAULT_CONNECT_TIMEOUT_MS 10000
 #define BT_DEFAULT_JITTER_MS 60
 #define BT_DEFAULT_LINGER_MS 2000
+/* Playback mixes: a second program plays too, as on a card with dmix. */
+#define BT_DEFAULT_MIX 1
 
 enum { BT_PROFILE_A2DP, BT_PROFILE_HFP };
 

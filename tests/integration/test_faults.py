@@ -59,6 +59,11 @@ DEV = 'hci0/' + ADDR
 CONNECTED = [DEV + ',connected']
 PLUG = 'bluetooth:DEV=' + ADDR
 RAW = 'bluetooth_raw:DEV=' + ADDR
+# Playing alone (MIX=0), where a test is of one program's own connection:
+# what it does at close, the busy speaker, what one process keeps after it.
+# The mixed path's own are in test_mix.py and test_mixed_cycles below.
+PLUG_ALONE = PLUG + ',MIX=0'
+RAW_ALONE = RAW + ',MIX=0'
 RATE = 44100
 CODEC_DELAY = 73
 MTU = 672                          # the mock's default
@@ -369,7 +374,7 @@ def close_fault(name, faults, limit):
     with Env(devices=CONNECTED, sink=None) as env:
         for method, action in faults:
             env.mock('SetFault', method, action)
-        p = env.spawn([cycle_client(), '-D', '%s,TIMEOUT=%d' % (PLUG, TIMEOUT_MS), '-n', '2',
+        p = env.spawn([cycle_client(), '-D', '%s,TIMEOUT=%d' % (PLUG_ALONE, TIMEOUT_MS), '-n', '2',
                        '--times', '--every', '1'])
         r, t_exit, left = end_of(p, 20.0)
         cyc = parse_kv(r.stdout, 'CYCLE')
@@ -472,12 +477,12 @@ def test_malformed():
 def test_second_opener_while_first_holds():
     name = 'second program while the first is between open and first write'
     with Env(devices=CONNECTED) as env:
-        first = env.spawn([cycle_client(), '-D', PLUG, '-n', '1', '--hold', '1.0',
+        first = env.spawn([cycle_client(), '-D', PLUG_ALONE, '-n', '1', '--hold', '1.0',
                            '--burst-ms', '300', '--times'])
         deadline = time.monotonic() + 5.0
         while 'OPENED' not in first.output() and time.monotonic() < deadline:
             time.sleep(0.01)
-        second = env.spawn(['aplay', '-q', '-D', '%s,TIMEOUT=%d' % (PLUG, TIMEOUT_MS),
+        second = env.spawn(['aplay', '-q', '-D', '%s,TIMEOUT=%d' % (PLUG_ALONE, TIMEOUT_MS),
                             write_input(env, audio.sweep(RATE, 0.3))])
         r2, t_exit, left = end_of(second, 10.0)
         took = t_exit - second.start if t_exit is not None else float('inf')
@@ -500,7 +505,7 @@ def test_second_opener_while_first_holds():
         check(name + ': the first then plays its 300 ms and closes cleanly',
               r1.rc == 0 and cyc and cyc[0]['rc'] == 0 and len(got) >= 0.29 * RATE,
               '%r %s; %d frames at the sink' % (r1, r1.stdout[-300:], len(got)))
-        r3 = env.run(['aplay', '-q', '-D', PLUG, write_input(env, audio.sweep(RATE, 0.3))], 10)
+        r3 = env.run(['aplay', '-q', '-D', PLUG_ALONE, write_input(env, audio.sweep(RATE, 0.3))], 10)
         check(name + ': afterwards the speaker is free again', r3.rc == 0, r3.stderr[-300:])
         row('second program opens while the first holds the PCM (no write yet)',
             '%s; %s' % (open_errno(r2.stderr), short(errs[0]) if errs else 'no SNDERR'), ms(took))
@@ -515,8 +520,10 @@ HEAP_DRIFT_MAX = 8192       # bytes over the last 900 cycles (least-squares slop
 VALGRIND_CYCLES = 50
 
 
-def test_cycles():
-    name = '%d open/play/close cycles in one process' % CYCLES
+def run_cycles(name, dev, cycles, path_check):
+    """cycles open/play/close in one process: each succeeds, and fds, threads
+    and heap come back; path_check(counts of the mock's calls) -> (ok, what)
+    says whether each cycle took the speaker's path it should."""
     client = cycle_client()
     with Env(devices=CONNECTED, sink=None) as env:
         # glibc's tcache keeps up to 7 freed chunks per size class per thread,
@@ -524,7 +531,7 @@ def test_cycles():
         # creep (measured +24 KB over 1000 cycles, levelling off). Without
         # it, the count is flat (131-137 KB over 1000 cycles).
         env.environ['GLIBC_TUNABLES'] = 'glibc.malloc.tcache_count=0'
-        r = env.run([client, '-D', RAW, '-n', str(CYCLES), '--every', str(STAT_EVERY),
+        r = env.run([client, '-D', dev, '-n', str(cycles), '--every', str(STAT_EVERY),
                      '--burst-ms', '20'], timeout=240)
         del env.environ['GLIBC_TUNABLES']
         stats = parse_kv(r.stdout, 'STAT')
@@ -533,19 +540,12 @@ def test_cycles():
         check(name + ': every cycle succeeded',
               r.rc == 0 and done and done[0]['errors'] == 0 and not r.timed_out,
               '%r %s %s' % (r, r.stdout[-400:], r.stderr[-600:]))
-        full = {k: count(ev, k) for k in ('RegisterEndpoint -> ok', 'ConnectProfile -> ok',
-                                          'SetConfiguration -> ok', 'Acquire -> ok',
-                                          'Release -> ok', 'UnregisterEndpoint -> ok')}
-        # One endpoint per codec: five (LDAC, aptX HD, aptX, AAC, SBC) when BlueZ
-        # does not yet know the speaker's endpoints, one (SBC) when it does;
-        # each unregistered.
-        eps = full.pop('RegisterEndpoint -> ok')
-        check(name + ': each cycle took the full path (Register, Connect, Acquire, Release, '
-              'Unregister)', all(v == CYCLES for k, v in full.items() if k != 'UnregisterEndpoint -> ok')
-              and CYCLES <= eps <= 5 * CYCLES and full['UnregisterEndpoint -> ok'] == eps,
-              '%s, %d registered' % (full, eps))
+        ok, what = path_check({k: count(ev, k) for k in (
+            'RegisterEndpoint -> ok', 'ConnectProfile -> ok', 'SetConfiguration -> ok',
+            'Acquire -> ok', 'Release -> ok', 'UnregisterEndpoint -> ok')})
+        check(name + ': ' + what, ok[0], ok[1])
         by = {s['cycle']: s for s in stats}
-        if BASELINE not in by or CYCLES not in by:
+        if BASELINE not in by or cycles not in by:
             check(name + ': STAT lines printed', False, r.stdout[-400:])
             return
         base = by[BASELINE]
@@ -555,8 +555,8 @@ def test_cycles():
              'heap %d rss %d kB (%s)'
              % (name, done[0]['per_cycle_ms'] if done else -1, done[0]['total_s'] if done else -1,
                 by[0]['fds'], by[0]['threads'], by[0]['heap'], BASELINE, base['fds'],
-                base['threads'], base['heap'], base['rss_kb'], CYCLES, by[CYCLES]['fds'],
-                by[CYCLES]['threads'], by[CYCLES]['heap'], by[CYCLES]['rss_kb'],
+                base['threads'], base['heap'], base['rss_kb'], cycles, by[cycles]['fds'],
+                by[cycles]['threads'], by[cycles]['heap'], by[cycles]['rss_kb'],
                 base['heap_src']))
         check(name + ': open file descriptors back to the baseline after every cycle',
               all(s['fds'] == base['fds'] for s in after),
@@ -564,29 +564,61 @@ def test_cycles():
         check(name + ': threads back to the baseline after every cycle',
               all(s['threads'] == base['threads'] for s in after),
               str([(s['cycle'], s['threads']) for s in after if s['threads'] != base['threads']][:5]))
-        tail = [s for s in stats if s['cycle'] >= CYCLES - 900]
+        span = cycles - 100
+        tail = [s for s in stats if s['cycle'] >= cycles - span]
         x = np.array([s['cycle'] for s in tail], float)
         y = np.array([s['heap'] for s in tail], float)
         slope = float(np.polyfit(x, y, 1)[0]) if len(tail) >= 3 else float('inf')
+        drift_max = HEAP_DRIFT_MAX * span / 900
         info('%s: heap over cycles %d..%d: %d..%d bytes, slope %.2f bytes/cycle '
-             '(%+.0f bytes over 900 cycles; a leak of one 32-byte chunk per cycle would be '
-             '+28800)' % (name, x[0], x[-1], y.min(), y.max(), slope, slope * 900))
-        check(name + ': heap in use does not grow (drift over the last 900 cycles < %d bytes)'
-              % HEAP_DRIFT_MAX, slope * 900 < HEAP_DRIFT_MAX,
+             '(%+.0f bytes over %d cycles; a leak of one 32-byte chunk per cycle would be '
+             '%+d)' % (name, x[0], x[-1], y.min(), y.max(), slope, slope * span, span, 32 * span))
+        check(name + ': heap in use does not grow (drift over the last %d cycles < %d bytes)'
+              % (span, drift_max), slope * span < drift_max,
               '%.2f bytes/cycle: %s' % (slope, [(s['cycle'], s['heap']) for s in tail]))
         if SANITIZER == 'asan':
             # LeakSanitizer runs at exit (exitcode 99 in ASAN_OPTIONS).
             check(name + ': LeakSanitizer finds no leak at exit',
                   r.rc == 0 and 'LeakSanitizer' not in r.stderr, r.stderr[-1500:])
-        row('%d open/play/close cycles in one process' % CYCLES,
-            'fds %d -> %d, threads %d -> %d, heap %+.0f B over 900 cycles'
-            % (base['fds'], by[CYCLES]['fds'], base['threads'], by[CYCLES]['threads'],
-               slope * 900),
+        row(name, 'fds %d -> %d, threads %d -> %d, heap %+.0f B over %d cycles'
+            % (base['fds'], by[cycles]['fds'], base['threads'], by[cycles]['threads'],
+               slope * span, span),
             '%.1f ms a cycle' % done[0]['per_cycle_ms'] if done else '?')
 
 
+def test_cycles():
+    def full_path(n):
+        # One endpoint per codec: five (LDAC, aptX HD, aptX, AAC, SBC) when
+        # BlueZ does not yet know the speaker's endpoints, one (SBC) when it
+        # does; each unregistered.
+        eps = n.pop('RegisterEndpoint -> ok')
+        return ((all(v == CYCLES for k, v in n.items() if k != 'UnregisterEndpoint -> ok')
+                 and CYCLES <= eps <= 5 * CYCLES and n['UnregisterEndpoint -> ok'] == eps,
+                 '%s, %d registered' % (n, eps)),
+                'each cycle took the full path (Register, Connect, Acquire, Release, Unregister)')
+    run_cycles('%d open/play/close cycles in one process' % CYCLES, RAW_ALONE, CYCLES, full_path)
+
+
+MIXED_CYCLES = 1000
+
+
+def test_mixed_cycles():
+    """The default, through the speaker's mixer: the program's side of it
+    (its socket, its ring, its eventfd) leaves nothing behind either, and
+    every reopen finds the speaker still held."""
+    def one_connection(n):
+        return ((n['Acquire -> ok'] == 1 and n['ConnectProfile -> ok'] <= 1, str(n)),
+                'the mixer held the speaker through every cycle (one Acquire)')
+    run_cycles('%d open/play/close cycles in one process, mixed' % MIXED_CYCLES, RAW,
+               MIXED_CYCLES, one_connection)
+
+
 def test_valgrind():
-    name = '%d cycles under valgrind' % VALGRIND_CYCLES
+    valgrind_cycles('%d cycles under valgrind' % VALGRIND_CYCLES, RAW_ALONE, VALGRIND_CYCLES)
+    valgrind_cycles('%d cycles under valgrind, mixed' % VALGRIND_CYCLES, RAW, 1)
+
+
+def valgrind_cycles(name, dev, acquires):
     if SANITIZER:
         # valgrind cannot run a sanitizer runtime; this pass has its own
         # leak check (asan: LeakSanitizer above; tsan: the heap drift above).
@@ -599,7 +631,7 @@ def test_valgrind():
         # No suppressions: alsa-lib's and libdbus's global caches are still
         # reachable at exit, not lost, so they do not count as definite leaks.
         r = env.run(['valgrind', '--leak-check=full', '--errors-for-leak-kinds=definite',
-                     '--error-exitcode=1', '--num-callers=40', cycle_client(), '-D', RAW,
+                     '--error-exitcode=1', '--num-callers=40', cycle_client(), '-D', dev,
                      '-n', str(VALGRIND_CYCLES), '--every', '10'], timeout=240)
         done = parse_kv(r.stdout, 'DONE')
         lost = re.search(r'definitely lost: ([\d,]+) bytes', r.stderr)
@@ -610,7 +642,7 @@ def test_valgrind():
              % (name, r.rc, done[0] if done else 'no DONE', lost.group(1) if lost else '?',
                 errors.group(1) if errors else '?', r.elapsed))
         check(name + ': all cycles ran', done and done[0]['errors'] == 0 and
-              count(env.events(), 'Acquire -> ok') == VALGRIND_CYCLES, r.stdout[-400:])
+              count(env.events(), 'Acquire -> ok') == acquires, r.stdout[-400:])
         check(name + ': no definite leak inside the plugin', not ours, '\n'.join(ours)[:3000])
         check(name + ': no definite leak at all, no memory error (exit 0)',
               r.rc == 0 and errors and errors.group(1) == '0' and
@@ -858,7 +890,8 @@ def main():
             finish()
     start = time.monotonic()
     tests = [test_mid_play, test_open_faults, test_close_faults, test_malformed,
-             test_second_opener_while_first_holds, test_cycles, test_valgrind, test_congestion]
+             test_second_opener_while_first_holds, test_cycles, test_mixed_cycles, test_valgrind,
+             test_congestion]
     # Arguments pick tests by part of their name: test_faults.py congestion cycles
     chosen = [t for t in tests if not sys.argv[1:] or any(a in t.__name__ for a in sys.argv[1:])]
     try:

@@ -18,6 +18,7 @@ from harness import TIME_SCALE, Env, check, finish  # noqa: E402
 ADDR = '00:1B:66:AA:BB:CC'
 DEV = 'hci0/' + ADDR
 CONNECTED = [DEV + ',connected']
+ALONE = 'bluetooth:DEV=%s,MIX=0' % ADDR      # one program's own connection
 CODEC_DELAY = 73
 SWEEP_MIN_DB = 60.0      # measured 65.2 dB
 NOISE_MIN_DB = 11.0      # measured 12.7 dB at 44.1 kHz, 11.4 dB at 48 kHz (bitpool 51)
@@ -143,16 +144,26 @@ def test_default_device():
 
 
 def test_cleanup():
-    with Env(devices=CONNECTED) as env:
-        path = env.tmp + '/in.wav'
-        audio.write_wav(path, audio.sweep(44100, 0.5), 44100)
-        play(env, path)
-        ev = [e.split()[0] for e in env.events()]
-        want = ['RegisterEndpoint', 'ConnectProfile', 'SelectConfiguration', 'SetConfiguration',
-                'Acquire', 'Release', 'UnregisterEndpoint']
-        order = [ev.index(w) if w in ev else -1 for w in want]
-        check('open registers, connects, acquires; close releases and unregisters, in order',
-              -1 not in order and order == sorted(order), str(list(zip(want, order))))
+    """Alone, close lets the speaker go; mixed (the default), the mixing
+    process lets it go when its linger after the last program is over."""
+    want = ['RegisterEndpoint', 'ConnectProfile', 'SelectConfiguration', 'SetConfiguration',
+            'Acquire', 'Release', 'UnregisterEndpoint']
+    for how, dev, linger_s in (('alone (MIX=0)', ALONE, 0.0),
+                               ('mixed, after its linger', 'bluetooth:DEV=' + ADDR, 2.0)):
+        with Env(devices=CONNECTED) as env:
+            path = env.tmp + '/in.wav'
+            audio.write_wav(path, audio.sweep(44100, 0.5), 44100)
+            r = play(env, path, dev=dev)
+            t = time.monotonic()
+            env.wait_event(r'^UnregisterEndpoint', timeout=(linger_s + 2.0) * TIME_SCALE)
+            gone = time.monotonic() - t
+            ev = [e.split()[0] for e in env.events()]
+            order = [ev.index(w) if w in ev else -1 for w in want]
+            check('%s: open registers, connects, acquires; close releases and unregisters, '
+                  'in order' % how, r.rc == 0 and -1 not in order and order == sorted(order),
+                  '%s %s' % (list(zip(want, order)), r.stderr[-300:]))
+            check('%s: the speaker is let go %.0f s after the close' % (how, linger_s),
+                  linger_s - 0.1 <= gone <= linger_s + 1.0 * TIME_SCALE, '%.2f s' % gone)
 
 
 def open_error(name, env_kw, dev, errno_text, pattern, extra_conf='', max_s=1.0):
@@ -244,12 +255,22 @@ def test_busy_second_program():
     with Env(devices=CONNECTED) as env:
         path = env.tmp + '/in.wav'
         audio.write_wav(path, audio.sweep(44100, 2.0), 44100)
-        first = env.spawn(['aplay', '-q', '-D', 'bluetooth:DEV=' + ADDR, path])
+        # Playing alone (MIX=0): by default the second one mixes (test_mix.py).
+        first = env.spawn(['aplay', '-q', '-D', ALONE, path])
         env.wait_event(r'^Acquire -> ok', timeout=5)
-        r = play(env, path)
+        r = play(env, path, dev=ALONE)
         check('a second program gets EBUSY while the first plays',
               r.rc != 0 and 'Device or resource busy' in r.stderr, r.stderr[-300:])
         check('the first one plays on', first.wait(10).rc == 0)
+    with Env(devices=CONNECTED) as env:
+        path = env.tmp + '/in.wav'
+        audio.write_wav(path, audio.sweep(44100, 2.0), 44100)
+        first = env.spawn(['aplay', '-q', '-D', 'bluetooth:DEV=' + ADDR, path])
+        env.wait_event(r'^Acquire -> ok', timeout=5)
+        r = play(env, path)
+        check('by default a second program plays too, mixed with the first (one Acquire)',
+              r.rc == 0 and first.wait(10).rc == 0 and
+              sum(e.startswith('Acquire -> ok') for e in env.events()) == 1, r.stderr[-300:])
 
 
 test_matrix()

@@ -963,8 +963,9 @@ step_cpu() {
 	case $kind in
 	null) in_player $SPAWN aplay -q -D null /tmp/play.wav ;;
 	encoder) in_player $BUILD/bench_encode encode /tmp/play.wav --mode libsbc --min-cpu 0 --rounds 1 ;;
-	alsabt) in_player $SPAWN aplay -q -D "bluetooth:$DEVARGS" /tmp/play.wav ;;
-	alsabt_sbc) in_player $SPAWN aplay -q -D "bluetooth:$DEVARGS,CODEC=sbc" /tmp/play.wav ;;
+	# alone (MIX=0): the program's own encoder and clock, what is compared
+	alsabt) in_player $SPAWN aplay -q -D "bluetooth:$DEVARGS,MIX=0" /tmp/play.wav ;;
+	alsabt_sbc) in_player $SPAWN aplay -q -D "bluetooth:$DEVARGS,MIX=0,CODEC=sbc" /tmp/play.wav ;;
 	bluealsa) in_player $SPAWN aplay -q -D "bluealsa:DEV=$SINK_ADDR,PROFILE=a2dp,SRV=org.bluealsa.source" \
 		/tmp/play.wav ;;
 	*) kv error "no such kind: $kind"; return 1 ;;
