@@ -46,31 +46,44 @@ struct mix_pcm {
 	uint64_t shown;             /* the pointer last shown: it never goes back */
 	int draining;
 	int told_error;             /* the reason of -ENODEV, logged once */
+	char said[MIX_TEXT];        /* the last line said: the same reason may come
+				     * as a notice and with the error */
 };
 
 /* --- requests -------------------------------------------------------------- */
 
+/* Said once, not again right after: the mixer sends the reason of a lost
+ * speaker as a notice and in the ring, and either may reach us first. */
+static void say_once(struct mix_pcm *pcm, const char *text)
+{
+	if (!strcmp(pcm->said, text))
+		return;
+	snprintf(pcm->said, sizeof(pcm->said), "%s", text);
+	SNDERR("%s", text);
+}
+
 /* A line the mixer logged for us: the speaker's code, in its process. */
-static void say_notice(struct mix_msg *m)
+static void say_notice(struct mix_pcm *pcm, struct mix_msg *m)
 {
 	if (m->type != MIX_NOTICE)
 		return;
 	m->text[MIX_TEXT - 1] = 0;
-	SNDERR("%s", m->text);
+	say_once(pcm, m->text);
 }
 
 /* Notices that came between requests (the connection polled readable). */
-static void read_notices(int fd)
+static void read_notices(struct mix_pcm *pcm)
 {
 	struct mix_msg m;
 
-	while (recv(fd, &m, sizeof(m), MSG_DONTWAIT) == sizeof(m))
-		say_notice(&m);
+	while (recv(pcm->fd, &m, sizeof(m), MSG_DONTWAIT) == sizeof(m))
+		say_notice(pcm, &m);
 }
 
 /* The mixer's answer (its notices said on the way), or -ECONNRESET if it is gone. */
-static int wait_reply(int fd, uint32_t type, int timeout_ms, struct mix_msg *r)
+static int wait_reply(struct mix_pcm *pcm, uint32_t type, int timeout_ms, struct mix_msg *r)
 {
+	int fd = pcm->fd;
 	int64_t deadline = dbusx_now_ms() + timeout_ms;
 
 	for (;;) {
@@ -88,7 +101,7 @@ static int wait_reply(int fd, uint32_t type, int timeout_ms, struct mix_msg *r)
 		if (n == sizeof(*r) && r->type == (MIX_REPLY | type))
 			return 0;
 		if (n == sizeof(*r))
-			say_notice(r);
+			say_notice(pcm, r);
 	}
 }
 
@@ -99,7 +112,7 @@ static int request(struct mix_pcm *pcm, struct mix_msg *q, const int *fds, int n
 
 	q->version = MIX_VERSION;
 	if ((err = mix_send(pcm->fd, q, sizeof(*q), fds, nfds, 0)) < 0 ||
-	    (err = wait_reply(pcm->fd, q->type, REPLY_TIMEOUT_MS, &r)) < 0) {
+	    (err = wait_reply(pcm, q->type, REPLY_TIMEOUT_MS, &r)) < 0) {
 		SNDERR("%s: the mixer playing to it has gone (%s)", pcm->opt.device, strerror(-err));
 		return -ENODEV;
 	}
@@ -164,8 +177,12 @@ static int ring_error(struct mix_pcm *pcm)
 	int err = pcm->ring ? atomic_load(&pcm->ring->error) : 0;
 
 	if (err == -ENODEV && !pcm->told_error) {
+		char text[MIX_TEXT];
+
 		pcm->told_error = 1;
-		SNDERR("%s", pcm->ring->error_text);
+		memcpy(text, pcm->ring->error_text, sizeof(text));
+		text[sizeof(text) - 1] = 0;
+		say_once(pcm, text);
 	}
 	return err;
 }
@@ -388,7 +405,7 @@ static int mix_poll_revents(snd_pcm_ioplug_t *io, struct pollfd *pfd, unsigned n
 
 	io_drain(pcm->event_fd);
 	if (nfds > 1 && (pfd[1].revents & POLLIN))
-		read_notices(pcm->fd);
+		read_notices(pcm);
 	if (nfds > 1 && (pfd[1].revents & (POLLHUP | POLLERR))) {
 		if (!pcm->told_error++)
 			SNDERR("%s: the mixer playing to it has gone", pcm->opt.device);
@@ -508,7 +525,7 @@ static int hello(struct mix_pcm *pcm, int *answered)
 	*answered = 0;
 	/* The first program's HELLO waits for the mixer to connect the speaker. */
 	if ((err = mix_send(pcm->fd, &q, sizeof(q), NULL, 0, 0)) < 0 ||
-	    (err = wait_reply(pcm->fd, MIX_HELLO, pcm->opt.connect_timeout_ms + REPLY_TIMEOUT_MS,
+	    (err = wait_reply(pcm, MIX_HELLO, pcm->opt.connect_timeout_ms + REPLY_TIMEOUT_MS,
 			      &pcm->hello)) < 0)
 		return err == -EPIPE ? -ECONNRESET : err;
 	*answered = 1;

@@ -272,6 +272,29 @@ def test_mixer_killed():
         check('mixer killed: the next program plays (a new mixer)', r.rc == 0, r.stderr[-300:])
 
 
+def test_speaker_vanishes():
+    """The speaker goes mid-song: every program gets "No such device" and
+    says why in one line (the mixer sends the reason as a notice and with
+    the error; the program says it once)."""
+    with mixed_env() as env:
+        pa = start(env, write(env, 'a', signal_of(0, 4.0)))
+        time.sleep(0.3 * TIME_SCALE)
+        pb = start(env, write(env, 'b', signal_of(1, 4.0)))
+        time.sleep(0.7 * TIME_SCALE)
+        t = time.monotonic()
+        env.mock('Vanish')
+        ra, rb = pa.wait(5), pb.wait(5)
+        took = time.monotonic() - t
+        check('speaker vanishes: both programs end with "No such device"',
+              all(r.rc != 0 and not r.timed_out and 'No such device' in r.stderr for r in (ra, rb)),
+              'rc %s %s: %s | %s' % (ra.rc, rb.rc, ra.stderr[-200:], rb.stderr[-200:]))
+        check('speaker vanishes: within 1 s', took < 1.0 * TIME_SCALE, '%.2f s' % took)
+        for who, r in (('first', ra), ('second', rb)):
+            said = [ln for ln in r.stderr.splitlines() if ln.startswith('ALSA lib')]
+            check('speaker vanishes: the %s program says why in one line' % who,
+                  len(said) == 1 and 'speaker' in said[0], str(said))
+
+
 def rms_db(x):
     return 20 * np.log10(np.sqrt(np.mean(np.asarray(x, np.float64) ** 2)) / 32768 + 1e-12)
 
@@ -485,6 +508,7 @@ test_killed()
 test_stopped()
 test_delay_and_drain()
 test_mixer_killed()
+test_speaker_vanishes()
 test_reopen()
 test_volume()
 test_eight()
