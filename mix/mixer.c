@@ -573,19 +573,23 @@ static int open_speaker(struct mixer *m, const struct bt_options *opt)
 	return m->opened;
 }
 
-/* A program that comes while the speaker lingers with no other program,
- * and would choose another codec (the mixer element's choice changed, or
- * its CODEC=), has the speaker opened again for it, as playing alone. */
-static void reopen_for(struct mixer *m, struct mix_client *c, const struct bt_options *opt)
+/* Closed, not failed: the next HELLO or SETUP opens it again. */
+static void close_speaker(struct mixer *m)
 {
-	for (int i = 0; i < MIX_MAX_CLIENTS; i++)
-		if (&m->clients[i] != c && m->clients[i].state != MC_FREE)
-			return;
-	if (m->opened <= 0 || a2dp_speaker_first_choice(&m->sp, opt) == m->choice)
-		return;
 	a2dp_speaker_close(&m->sp);
 	m->opened = 0;
 	m->stream_on = SO_OFF;
+}
+
+/* A program that comes while the speaker lingers with no other program
+ * (it is the one client), and would choose another codec (the mixer
+ * element's choice changed, or its CODEC=), has the speaker opened again
+ * for it, as playing alone. */
+static void reopen_for(struct mixer *m, const struct bt_options *opt)
+{
+	if (n_clients(m) == 1 && m->opened > 0 &&
+	    a2dp_speaker_first_choice(&m->sp, opt) != m->choice)
+		close_speaker(m);
 }
 
 static int on_hello(struct mixer *m, struct mix_client *c, struct mix_hello *h,
@@ -604,7 +608,7 @@ static int on_hello(struct mixer *m, struct mix_client *c, struct mix_hello *h,
 		return -EINVAL;
 	}
 	c->opt = h->opt;
-	reopen_for(m, c, &h->opt);
+	reopen_for(m, &h->opt);
 	if (!m->opened)
 		open_speaker(m, &h->opt);
 	if (m->opened < 0) {
@@ -648,11 +652,8 @@ static int set_rate(struct mixer *m, struct mix_client *c, unsigned rate, struct
 		copy_last_error(r->text, "the speaker refused the rate");
 		/* No stream is left: closed, the next SETUP opens it again (as
 		 * hw_params again does for a program alone). */
-		if (!m->sp.stream) {
-			a2dp_speaker_close(&m->sp);
-			m->opened = 0;
-			m->stream_on = SO_OFF;
-		}
+		if (!m->sp.stream)
+			close_speaker(m);
 	}
 	return err;
 }
