@@ -520,10 +520,10 @@ HEAP_DRIFT_MAX = 8192       # bytes over the last 900 cycles (least-squares slop
 VALGRIND_CYCLES = 50
 
 
-def run_cycles(name, dev, cycles, path_check):
+def run_cycles(name, dev, cycles, path, path_ok):
     """cycles open/play/close in one process: each succeeds, and fds, threads
-    and heap come back; path_check(counts of the mock's calls) -> (ok, what)
-    says whether each cycle took the speaker's path it should."""
+    and heap come back; path_ok(counts of the mock's calls) -> (ok, detail)
+    says whether the cycles took the speaker's path `path` says."""
     client = cycle_client()
     with Env(devices=CONNECTED, sink=None) as env:
         # glibc's tcache keeps up to 7 freed chunks per size class per thread,
@@ -540,10 +540,10 @@ def run_cycles(name, dev, cycles, path_check):
         check(name + ': every cycle succeeded',
               r.rc == 0 and done and done[0]['errors'] == 0 and not r.timed_out,
               '%r %s %s' % (r, r.stdout[-400:], r.stderr[-600:]))
-        ok, what = path_check({k: count(ev, k) for k in (
+        ok, detail = path_ok({k: count(ev, k) for k in (
             'RegisterEndpoint -> ok', 'ConnectProfile -> ok', 'SetConfiguration -> ok',
             'Acquire -> ok', 'Release -> ok', 'UnregisterEndpoint -> ok')})
-        check(name + ': ' + what, ok[0], ok[1])
+        check(name + ': ' + path, ok, detail)
         by = {s['cycle']: s for s in stats}
         if BASELINE not in by or cycles not in by:
             check(name + ': STAT lines printed', False, r.stdout[-400:])
@@ -592,11 +592,12 @@ def test_cycles():
         # BlueZ does not yet know the speaker's endpoints, one (SBC) when it
         # does; each unregistered.
         eps = n.pop('RegisterEndpoint -> ok')
-        return ((all(v == CYCLES for k, v in n.items() if k != 'UnregisterEndpoint -> ok')
-                 and CYCLES <= eps <= 5 * CYCLES and n['UnregisterEndpoint -> ok'] == eps,
-                 '%s, %d registered' % (n, eps)),
-                'each cycle took the full path (Register, Connect, Acquire, Release, Unregister)')
-    run_cycles('%d open/play/close cycles in one process' % CYCLES, RAW_ALONE, CYCLES, full_path)
+        return (all(v == CYCLES for k, v in n.items() if k != 'UnregisterEndpoint -> ok')
+                and CYCLES <= eps <= 5 * CYCLES and n['UnregisterEndpoint -> ok'] == eps,
+                '%s, %d registered' % (n, eps))
+    run_cycles('%d open/play/close cycles in one process' % CYCLES, RAW_ALONE, CYCLES,
+               'each cycle took the full path (Register, Connect, Acquire, Release, Unregister)',
+               full_path)
 
 
 MIXED_CYCLES = 1000
@@ -606,11 +607,9 @@ def test_mixed_cycles():
     """The default, through the speaker's mixer: the program's side of it
     (its socket, its ring, its eventfd) leaves nothing behind either, and
     every reopen finds the speaker still held."""
-    def one_connection(n):
-        return ((n['Acquire -> ok'] == 1 and n['ConnectProfile -> ok'] <= 1, str(n)),
-                'the mixer held the speaker through every cycle (one Acquire)')
     run_cycles('%d open/play/close cycles in one process, mixed' % MIXED_CYCLES, RAW,
-               MIXED_CYCLES, one_connection)
+               MIXED_CYCLES, 'the mixer held the speaker through every cycle (one Acquire)',
+               lambda n: (n['Acquire -> ok'] == 1 and n['ConnectProfile -> ok'] <= 1, str(n)))
 
 
 def test_valgrind():

@@ -246,14 +246,19 @@ def test_delay_and_drain():
               'DRAIN_END %.4f s after its last frame reached the sink' % (end['t'] - t_last))
 
 
+def two_playing(env):
+    """Two 4 s programs, the second 0.3 s after the first, both 0.7 s in."""
+    pa = start(env, write(env, 'a', signal_of(0, 4.0)))
+    time.sleep(0.3 * TIME_SCALE)
+    pb = start(env, write(env, 'b', signal_of(1, 4.0)))
+    time.sleep(0.7 * TIME_SCALE)
+    return pa, pb
+
+
 def test_mixer_killed():
     """The mixer is killed: every program gets an error within a second."""
     with mixed_env() as env:
-        a, b = signal_of(0, 4.0), signal_of(1, 4.0)
-        pa = start(env, write(env, 'a', a))
-        time.sleep(0.3 * TIME_SCALE)
-        pb = start(env, write(env, 'b', b))
-        time.sleep(0.7 * TIME_SCALE)
+        pa, pb = two_playing(env)
         pids = env.mixer_pids()
         check('mixer killed: one mixer runs', len(pids) == 1, str(pids))
         t = time.monotonic()
@@ -277,10 +282,7 @@ def test_speaker_vanishes():
     says why in one line (the mixer sends the reason as a notice and with
     the error; the program says it once)."""
     with mixed_env() as env:
-        pa = start(env, write(env, 'a', signal_of(0, 4.0)))
-        time.sleep(0.3 * TIME_SCALE)
-        pb = start(env, write(env, 'b', signal_of(1, 4.0)))
-        time.sleep(0.7 * TIME_SCALE)
+        pa, pb = two_playing(env)
         t = time.monotonic()
         env.mock('Vanish')
         ra, rb = pa.wait(5), pb.wait(5)
