@@ -468,7 +468,7 @@ static void finish_drains(struct mixer *m)
 	for (int i = 0; i < MIX_MAX_CLIENTS; i++) {
 		struct mix_client *c = &m->clients[i];
 
-		if (c->state != MC_DRAINING || atomic_load(&c->ring->appl) != atomic_load(&c->ring->hw))
+		if (c->state != MC_DRAINING || ring_avail(c))
 			continue;
 		if (!c->drain_end_ns) {
 			int64_t d = s ? a2dp_stream_delay(s) : 0;
