@@ -211,7 +211,7 @@ class Run:
         stack = vm.prepare(self.stack)
         cap = int(self.max_audio_s + 60)
         env = dict(env or {})
-        for k in ('BLUETOOTHD_DEBUG', 'BTMON'):         # ALSABT_BTMON=1 ...
+        for k in ('BLUETOOTHD_DEBUG', 'BTMON', 'WP_DEBUG'):   # ALSABT_BTMON=1 ...
             if os.environ.get('ALSABT_' + k):
                 env[k] = os.environ['ALSABT_' + k]
         with open(os.path.join(self.share, 'job.env'), 'w') as f:

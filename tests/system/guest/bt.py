@@ -146,7 +146,7 @@ def cmd_agent():
 
 # ---------------------------------------------------------------- pairing
 
-def cmd_pair(hci, addr, peer_hci, peer_addr):
+def cmd_pair(hci, addr, peer_hci, peer_addr, sink_too=''):
     """Pairs HCI (the source, ADDR) with PEER_HCI (the sink, PEER_ADDR), trusts
     both ways, and warms A2DP up in both directions with a throw-away source
     endpoint on HCI.  Why (BlueZ 5.66 talking to itself; see tests/system/README):
@@ -155,16 +155,24 @@ def cmd_pair(hci, addr, peer_hci, peer_addr):
       - the sink side connects to the source once and caches its SEPs.
         Otherwise, whenever the source connects, the sink "reverse discovers"
         inside SET_CONFIGURATION and answers it with the wrong AVDTP
-        transaction label (fixed in BlueZ 5.72): every connection times out."""
+        transaction label (fixed in BlueZ 5.72): every connection times out.
+    sink_too 'sink-too' (PipeWire as the phone): a throw-away SBC sink
+    endpoint too, registered first, so that it has the SEID our capture's
+    one SBC sink will have (BlueZ gives an adapter's lowest free SEID), and
+    the sink side caches it: a PipeWire source knows a sink's codecs only
+    from its remote endpoints, which BlueZ 5.66 makes from that cache alone
+    (it never discovers again), and with none it finds no codec to stream."""
     a, b = '/org/bluez/' + hci, '/org/bluez/' + peer_hci
     ep_path = '/org/alsabt/warmup'
-    ep = Endpoint(ep_path)
     media = obj(a)
-    media.RegisterEndpoint(dbus.ObjectPath(ep_path),
-                           dbus.Dictionary({'UUID': A2DP_SOURCE_UUID, 'Codec': dbus.Byte(0),
-                                            'Capabilities': dbus.Array(SBC_CAPS, signature='y')},
-                                           signature='sv'),
-                           signature='oa{sv}', dbus_interface='org.bluez.Media1', timeout=10)
+    paths = []
+    if sink_too == 'sink-too':
+        Endpoint(ep_path + '_sink')
+        register_endpoint(media, ep_path + '_sink', A2DP_SINK_UUID)
+        paths.append(ep_path + '_sink')
+    ep = Endpoint(ep_path)
+    register_endpoint(media, ep_path, A2DP_SOURCE_UUID)
+    paths.append(ep_path)
     for p in (a, b):
         set_prop(p, 'org.bluez.Adapter1', 'Powered', dbus.Boolean(True))
         set_prop(p, 'org.bluez.Adapter1', 'Pairable', dbus.Boolean(True))
@@ -212,9 +220,19 @@ def cmd_pair(hci, addr, peer_hci, peer_addr):
     # Warm-up 2: the source connects to the sink, as the plugin will.
     ok2 = warm(ep, dev, A2DP_SINK_UUID, 'warmup_source_to_sink')
     disconnect(hci, peer_addr)
-    call_async(media, 'UnregisterEndpoint', 'org.bluez.Media1', [dbus.ObjectPath(ep_path)], 10)
+    for path in paths:
+        call_async(media, 'UnregisterEndpoint', 'org.bluez.Media1', [dbus.ObjectPath(path)], 10)
     out('warmup', 'ok' if ok1 and ok2 else 'failed')
     return 0 if ok1 and ok2 else 1
+
+
+def register_endpoint(media, path, uuid):
+    """A throw-away SBC endpoint of the warm-up at path, for uuid's role."""
+    media.RegisterEndpoint(dbus.ObjectPath(path),
+                           dbus.Dictionary({'UUID': uuid, 'Codec': dbus.Byte(0),
+                                            'Capabilities': dbus.Array(SBC_CAPS, signature='y')},
+                                           signature='sv'),
+                           signature='oa{sv}', dbus_interface='org.bluez.Media1', timeout=10)
 
 
 def warm(ep, dev, uuid, label, tries=3):
@@ -246,7 +264,7 @@ SBC_CONFIG = [0x21, 0x15, 2, 53]       # 44.1 kHz joint stereo, 16 blocks, 8 sub
 
 
 class Endpoint(dbus.service.Object):
-    """The throw-away A2DP source endpoint of the warm-up."""
+    """A throw-away A2DP endpoint of the warm-up."""
 
     def __init__(self, path):
         super().__init__(BUS, path)

@@ -280,12 +280,17 @@ start_pipewire() {
 	PW="$PW DBUS_SESSION_BUS_ADDRESS=$(cat $PW_DIR/session-bus)"
 	$PW pipewire > $LOGS/pipewire.log 2>&1 &
 	wait_for 20 test -S $PW_DIR/pipewire-0 || { kv error "pipewire did not start"; return 1; }
-	$PW wireplumber > $LOGS/wireplumber.log 2>&1 &
+	# WP_DEBUG: WirePlumber's log levels (WIREPLUMBER_DEBUG, e.g. spa.bluez5:4)
+	$PW ${WP_DEBUG:+WIREPLUMBER_DEBUG=$WP_DEBUG} wireplumber > $LOGS/wireplumber.log 2>&1 &
 	kv pipewire_up_s $(now)
 }
 
+# With PipeWire as the phone, hci1 must cache a sink SEP of ours too (bt.py
+# cmd_pair: sink-too).
 step_pair() {
-	$BT pair $SRC_HCI $SRC_ADDR $SINK_HCI $SINK_ADDR >> $OUT 2> $LOGS/pair.log
+	local sink_too=
+	[ "${SINK:-bluealsa}" = pipewire ] && [ -n "${PHONE:-}" ] && sink_too=sink-too
+	$BT pair $SRC_HCI $SRC_ADDR $SINK_HCI $SINK_ADDR $sink_too >> $OUT 2> $LOGS/pair.log
 }
 
 # capture_start NAME: bluez-alsa's sink records what arrives into
@@ -626,9 +631,11 @@ for o in json.load(sys.stdin):
                 print(o["id"], p.get("index"))
 ' "$1"
 }
-# phone_profile: the card offers the SBC A2DP profile (into
-# /run/phone.profile), or the recorder is gone
-phone_profile() {
+# phone_ready: PipeWire has its bluez output (into /run/phone.out), or its
+# card offers the SBC A2DP profile (into /run/phone.profile), or the
+# recorder is gone
+phone_ready() {
+	phone_output && [ -s /run/phone.out ] && return 0
 	pw_card_profile a2dp-sink-sbc > /run/phone.profile
 	[ -s /run/phone.profile ] || ! kill -0 $PHONE_REC 2> /dev/null
 }
@@ -639,18 +646,19 @@ phone_profile() {
 phone_pipewire() {
 	local name=$1 id node card idx rc
 	# WirePlumber gives the card the a2dp-sink profile with the codec
-	# "auto": PipeWire then wants its preferred codec (aptX HD), cannot
-	# switch to it (BlueZ 5.66 has no remote endpoints: -ENODEV; our
-	# CODEC=sbc offers SBC only) and falls back to no profile: no output.
-	# The profile for the codec the stream has, a2dp-sink-sbc, needs no
-	# switch: chosen as a user would (pavucontrol, wpctl set-profile).
-	if wait_for 20 phone_profile && read -r card idx < /run/phone.profile && [ -n "${idx:-}" ]; then
+	# "auto" (PipeWire 1.6 then makes its output: the codec it prefers of
+	# those our sink offers, SBC, is the stream's). PipeWire 0.3.65 falls
+	# back to no profile instead; its a2dp-sink-sbc profile, the codec the
+	# stream has, is then chosen as a user would (pavucontrol, wpctl
+	# set-profile).
+	rm -f /run/phone.out /run/phone.profile
+	wait_for 20 phone_ready
+	if ! [ -s /run/phone.out ] && read -r card idx < /run/phone.profile && [ -n "${idx:-}" ]; then
 		$PW pw-cli set-param $card Profile "{ index: $idx, save: false }" >> $LOGS/$name.pw-profile 2>&1
 		kv pw_profile_set "$card $idx a2dp-sink-sbc"
-	else
-		kv pw_profiles "$(pw_card_profile '*')"
 	fi
-	wait_for 20 phone_output
+	[ -s /run/phone.out ] || wait_for 20 phone_output
+	kv pw_profiles "$(pw_card_profile '*')"
 	read -r id node < /run/phone.out
 	if [ -z "${id:-}" ]; then
 		$PW pw-dump > $LOGS/$name.pw-dump.json 2> /dev/null
