@@ -111,6 +111,8 @@ static int parse_packet(struct a2dp_capture *c, size_t len, struct rtp_packet *p
 	}
 	if (rtp_parse(c->packet, len, p) < 0)
 		return -EINVAL;
+	if (jitter_late(&c->jb, p->seq))
+		return -EALREADY;          /* reordered or repeated: dropped undecoded */
 	/* RFC 3016's marker ends a frame; a phone that never sets it sends
 	 * whole frames as far as we can tell, so packets are taken as fragments
 	 * only once the stream has shown a marker. */
@@ -133,8 +135,13 @@ static void on_packet(struct a2dp_capture *c, size_t len)
 	struct rtp_packet p;
 	unsigned flags;
 	ssize_t frames;
+	int err = parse_packet(c, len, &p, &flags);
 
-	if (parse_packet(c, len, &p, &flags) < 0 ||
+	if (err == -EALREADY) {            /* late: dropped, not a bad packet */
+		count_packet(c, 0);
+		return;
+	}
+	if (err < 0 ||
 	    (frames = c->codec->decode(c->dec, p.payload, p.payload_len, flags, c->pcm,
 				       c->max_frames)) < 0 ||
 	    (frames == 0 && !(flags & A2DP_DECODE_MORE))) {
@@ -189,9 +196,11 @@ static void follow_transport(struct a2dp_capture *c)
 		lose(c, "the phone or bluetoothd ended the audio stream (disconnected?)");
 		return;
 	}
-	/* Waiting through a pause, a phone whose timestamps ran on during it
-	 * must not be answered with the pause as silence. */
-	if (c->opts.wait_on_pause && atomic_load(&c->ep->state) == A2DP_IDLE)
+	/* A pause the phone announced is no loss and no stall: what comes after
+	 * starts a new origin, so that a phone whose timestamps ran on is not
+	 * answered with the pause as silence (ON_PAUSE=wait), and one that
+	 * resumes with a burst loses none of it. */
+	if (atomic_load(&c->ep->state) == A2DP_IDLE)
 		jitter_new_origin(&c->jb);
 	if (c->ep->fd < 0 && atomic_load(&c->ep->state) == A2DP_PENDING &&
 	    a2dp_endpoint_try_acquire(c->ep) < 0)

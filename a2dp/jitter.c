@@ -34,12 +34,13 @@ void jitter_reset(struct jitter *j)
 {
 	j->head = j->level = 0;
 	j->filled = j->started = 0;
-	j->dry_frames = 0;
+	j->dry_frames = j->owed_frames = 0;
 }
 
 void jitter_new_origin(struct jitter *j)
 {
 	j->started = 0;
+	j->owed_frames = 0;
 }
 
 static void drop_oldest(struct jitter *j, unsigned n)
@@ -98,26 +99,60 @@ static int64_t gap_before(struct jitter *j, uint16_t seq, uint32_t ts, unsigned 
 	return d;
 }
 
+int jitter_late(struct jitter *j, uint16_t seq)
+{
+	if (!j->started || (uint16_t)(seq - j->next_seq) < 0x8000)
+		return 0;
+	j->late_packets++;
+	return 1;
+}
+
+/* Audio that came in a burst after the buffer ran dry: the oldest, up to
+ * the silence given in its place, is dropped (see jitter.h). */
+static void repay_owed(struct jitter *j)
+{
+	unsigned n;
+
+	if (!j->owed_frames || j->level <= j->target + j->packet_frames)
+		return;
+	n = j->level - j->target;
+	if (n > j->owed_frames)
+		n = (unsigned)j->owed_frames;
+	drop_oldest(j, n);
+	j->owed_frames -= n;
+	j->dropped_frames += n;
+	j->late_frames += n;
+}
+
 int jitter_put(struct jitter *j, uint16_t seq, uint32_t ts, const void *pcm, unsigned frames)
 {
-	int64_t gap = 0;
+	int64_t gap = 0, dry = (int64_t)j->dry_frames;
+	int started = j->started;
 
-	if (j->started && (gap = gap_before(j, seq, ts, frames)) < 0) {
+	if (started && (gap = gap_before(j, seq, ts, frames)) < 0) {
 		j->late_packets++;
 		return -1;
 	}
 	j->started = 1;
 	if (gap) {
+		/* What the buffer's running dry already delivered as silence
+		 * counts against the gap. */
+		int64_t fill = gap > dry ? gap - dry : 0;
+
 		j->lost_frames += gap;
-		/* What the buffer's running dry already delivered as silence. */
-		gap = gap > (int64_t)j->dry_frames ? gap - (int64_t)j->dry_frames : 0;
-		append(j, NULL, (unsigned)gap);
+		dry -= gap - fill;
+		append(j, NULL, (unsigned)fill);
+		gap = fill;
 	}
+	/* The silence no gap accounts for stood in for audio now late. */
+	if (started)
+		j->owed_frames += (uint64_t)dry;
 	j->dry_frames = 0;
 	append(j, pcm, frames);
 	j->next_ts = ts + frames;
 	j->next_seq = seq + 1;
 	j->packet_frames = frames;
+	repay_owed(j);
 	if (j->level >= j->target)
 		j->filled = 1;
 	return (int)gap;
@@ -146,6 +181,8 @@ unsigned jitter_get(struct jitter *j, void *out, unsigned n, int fill)
 	uint8_t *dst = out;
 	unsigned got = 0;
 
+	if (jitter_ready(j))
+		j->owed_frames = 0;          /* delivering again: late audio is kept */
 	while (jitter_ready(j) && got < n) {
 		unsigned run = j->capacity - j->head;
 

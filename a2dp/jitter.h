@@ -13,6 +13,15 @@
  * when the buffer runs dry (the phone paused, or packets later than the
  * depth) it fills to `target` again first.
  *
+ * Late audio: the silence delivered while the buffer was dry stood in for
+ * the audio that was late (a radio that stalled, then sends what it held at
+ * once). When that audio comes in a burst, raising the level above `target`
+ * plus a packet, the oldest of it, up to the silence given, is dropped: what
+ * follows keeps the lag it had before the stall (within a packet). Audio
+ * that comes back at its normal pace (a phone that stopped sending, then
+ * resumed where it was) is all kept. Nothing is owed across a new origin
+ * (jitter_new_origin: a pause the transport announced).
+ *
  * Drift: our clock and the phone's differ by some ppm. A phone slower than
  * us runs the buffer dry now and then (one rebuffer of silence); a faster one
  * raises the level: measured after each delivery, above `target` + `slack`
@@ -39,8 +48,10 @@ struct jitter {
 	uint32_t next_ts;                 /* RTP timestamp the next packet should carry */
 	uint16_t next_seq;
 	uint64_t dry_frames;              /* silence delivered since it ran dry */
+	uint64_t owed_frames;             /* of it, what late audio may still repay */
 	/* Counters, for the log and the tests. */
 	uint64_t lost_frames, late_packets, dropped_frames, rebuffers;
+	uint64_t late_frames;             /* dropped as late after a stall (in dropped_frames too) */
 };
 
 int jitter_init(struct jitter *j, unsigned frame_bytes, unsigned capacity, unsigned target,
@@ -52,6 +63,11 @@ void jitter_reset(struct jitter *j);
 /* The next packet sets a new time origin: no silence for the time before it
  * (ON_PAUSE=wait after the phone paused: the pause is not audio). */
 void jitter_new_origin(struct jitter *j);
+
+/* Is a packet with this sequence number older than what was written (late,
+ * reordered, repeated)? Then it is counted dropped. Asked before decoding:
+ * a decoder with state (SBC's filter bank) must not see such a packet. */
+int jitter_late(struct jitter *j, uint16_t seq);
 
 /* A decoded packet of `frames` frames. Returns the frames of silence put
  * before it (a gap), or -1 if it was dropped (late). */

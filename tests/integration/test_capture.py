@@ -2,7 +2,8 @@
 SBC, aptX, aptX HD or AAC from tests/tools/phone_source in real time) plays
 into the real arecord, checked as audio: aligned, SNR against the codec's
 library alone, duration, gaps; packet loss (SBC, aptX HD, AAC fragments),
-AAC frames spanning packets, a pause and resume (ON_PAUSE=silence and =wait), the link lost, the
+packets out of order, bursts (the phone's packets held back, then sent at
+once), AAC frames spanning packets, a pause and resume (ON_PAUSE=silence and =wait), the link lost, the
 delay, file descriptors and threads after close, and the open-time errors.
 
 Packets at MTU 672: 5 SBC frames of 128 samples, 640 frames (14.5 ms).
@@ -277,16 +278,87 @@ def test_loss():
               len(gaps) == len(drops) and all(abs(a - b) < 1.0 for a, b in zip(lens, want)),
               f'gaps {gaps}, want {want} ms')
         # Away from the losses (two packets either side), the rest is aligned.
-        keep = np.ones(len(sig), bool)
-        for k, n in drops:
-            a, b = lost_region(0, k - 2, n + 4)
-            keep[max(0, a + audio.SBC_DELAY):b + audio.SBC_DELAY] = False
-        idx = np.flatnonzero(keep)
-        idx = idx[idx + lag < len(got)]
-        ref, cap = sig[idx].astype(float), got[idx + lag].astype(float)
-        snr = 10 * np.log10(np.sum(ref ** 2) / max(np.sum((ref - cap) ** 2), 1e-9))
+        snr = aligned_snr(sig, got, lag, drops)
         print(f'loss: lag {lag}, SNR away from the losses {snr:.1f} dB, gaps {gaps}')
         check('loss: the rest aligned at one lag (>= 55 dB)', snr >= 55.0, f'{snr:.1f} dB')
+
+
+def aligned_snr(sig, got, lag, skip=()):
+    """SNR of the capture at one lag, leaving out the packets in skip
+    ((k, n): packets k..k+n-1, two either side too)."""
+    keep = np.ones(len(sig), bool)
+    for k, n in skip:
+        a, b = lost_region(0, k - 2, n + 4)
+        keep[max(0, a + audio.SBC_DELAY):b + audio.SBC_DELAY] = False
+    idx = np.flatnonzero(keep)
+    idx = idx[idx + lag < len(got)]
+    ref, cap = sig[idx].astype(float), got[idx + lag].astype(float)
+    return 10 * np.log10(np.sum(ref ** 2) / max(np.sum((ref - cap) ** 2), 1e-9))
+
+
+def test_reordered():
+    """Packets sent out of order (--late K:N: packet K after packet K+N).
+    A Bluetooth link delivers in order; a source that does not is kept to
+    time: the packet after the missing one leaves the missing one's time as
+    silence, and the missing one, late, is dropped before it is decoded
+    (SBC's decoder has state). One, two and twelve places late: one gap of
+    a packet each, the rest aligned at one lag."""
+    sig, path = prepared('reordered')
+    late = [(40, 1), (100, 2), (160, 12)]
+    with phone_env(path, '--late ' + ','.join('%d:%d' % kn for kn in late)) as env:
+        r, got = arecord(env, 4)
+        check('reordered: arecord succeeded', r.rc == 0, r.stderr[-500:])
+        if len(got) < 3 * RATE:
+            check('reordered: audio captured', False, f'{len(got)} frames')
+            return
+        lag = audio.align(sig, got, LAG_GUESS, LAG_SEARCH)
+        gaps = audio.gaps(got[lag:lag + len(sig)], RATE, min_ms=5)
+        silent = [bool(np.all(got[a + 8:b - 8] == 0))
+                  for a, b in (lost_region(lag, k, 1) for k, _ in late)]
+        want = PACKET * 1000.0 / RATE
+        snr = aligned_snr(sig, got, lag, [(k, 1) for k, _ in late])
+        print(f'reordered: lag {lag}, gaps {gaps}, SNR away from them {snr:.1f} dB')
+        check('reordered: silence of one packet where each late one belonged',
+              all(silent) and len(gaps) == len(late) and all(abs(g[1] - want) < 1.0 for g in gaps),
+              f'silent {silent}, gaps {gaps}, want {len(late)} of {want:.1f} ms')
+        check('reordered: the rest aligned at one lag (>= 55 dB)', snr >= 55.0, f'{snr:.1f} dB')
+
+
+def test_burst(hold_ms):
+    """The phone's packets held for hold_ms, then sent at once (a radio
+    retransmitting, then catching up). Within the buffer (120 ms): no gap,
+    one lag. Beyond it: the buffer runs dry and silence stands in for the
+    late audio; when the burst comes, the audio whose time passed is dropped
+    and the rest keeps the lag it had (within a packet)."""
+    sig, path = prepared('burst%d' % hold_ms)
+    name = 'burst of %d ms' % hold_ms
+    with phone_env(path, '--hold-at 1.0 --hold-for %.3f' % (hold_ms / 1000.0)) as env:
+        r, got = arecord(env, 4)
+        check(name + ': arecord succeeded', r.rc == 0, r.stderr[-500:])
+        if len(got) < 3 * RATE:
+            check(name + ': audio captured', False, f'{len(got)} frames')
+            return
+        lag1 = audio.align(sig[:RATE], got, LAG_GUESS, LAG_SEARCH)
+        skip = 3 * RATE // 2
+        lag2 = audio.align(sig[skip:], got, lag1 + skip, RATE // 4) - skip
+        gaps = audio.gaps(got[lag1:lag1 + len(sig)], RATE, min_ms=2)
+        shift = (lag2 - lag1) * 1000.0 / RATE
+        s1 = seg_snr(sig, got, lag1, 0, RATE)
+        s2 = seg_snr(sig, got, lag2, skip, len(sig) - PACKET)
+        print(f'{name}: lag {lag1} then {lag2} ({shift:+.1f} ms), SNR {s1:.1f} / {s2:.1f} dB, '
+              f'gaps {gaps}')
+        check(name + ': the audio before and after it (>= %.0f dB each)' % SWEEP_MIN_DB,
+              s1 >= SWEEP_MIN_DB and s2 >= SWEEP_MIN_DB, f'{s1:.1f} / {s2:.1f} dB')
+        if hold_ms < 120:
+            check(name + ': absorbed: no gap, one lag', not gaps and lag1 == lag2,
+                  f'gaps {gaps}, shift {shift:.1f} ms')
+        else:
+            want = hold_ms - 120
+            check(name + ': one silence where the late audio was (%d ms, +- a packet)' % want,
+                  len(gaps) == 1 and abs(gaps[0][1] - want) <= 15 * TIME_SCALE,
+                  f'gaps {gaps}')
+            check(name + ': the audio after it keeps its lag (within a packet)',
+                  0 <= lag2 - lag1 <= PACKET, f'shift {shift:.1f} ms')
 
 
 def test_reader_stopped():
@@ -616,6 +688,9 @@ test_clean(('-M', '-N'))
 test_plug_conversion()
 codec_tests()
 test_loss()
+test_reordered()
+test_burst(80)
+test_burst(300)
 test_reader_stopped()
 test_pause(wait=False)
 test_pause(wait=True)

@@ -4,8 +4,8 @@
  * the other end of the transport socket it hands the capture PCM.
  *
  *   phone_source --fd 3 --wav in.wav --config HEX [--codec sbc|aptx|aptx_hd|aac]
- *                [--mtu 672] [--bitrate N] [--marker 0] [--drop 20,21]
- *                [--pause-at S --pause-for S] [--log out.csv]
+ *                [--mtu 672] [--bitrate N] [--marker 0] [--drop 20,21] [--late 30:1]
+ *                [--pause-at S --pause-for S] [--hold-at S --hold-for S] [--log out.csv]
  *
  * It encodes with the libraries themselves, not with the plugin's encoders,
  * as a phone would: SBC (libsbc) in RTP with its payload header; aptX
@@ -21,7 +21,11 @@
  * skipped, as a radio loses them). --pause-at/--pause-for: nothing is sent
  * for that long (the audio itself is not skipped: it continues after, with
  * timestamps that continue too; with --clock-runs 1 they jump by the pause,
- * as a phone whose RTP clock keeps running). --log: "index,seq,timestamp,frames,sent_ns".
+ * as a phone whose RTP clock keeps running). --late K:N: packet K is sent
+ * right after packet K + N instead (reordered; N 1 swaps two). --hold-at/
+ * --hold-for: the packets due in that window are held and sent at its end,
+ * at once (a radio retransmitting, then catching up: a burst).
+ * --log: "index,seq,timestamp,frames,sent_ns,dropped" in the order sent.
  * After the file it keeps the socket open, silent, until killed.
  */
 #include <endian.h>
@@ -43,6 +47,7 @@
 #include "../../a2dp/rtp.h"
 
 #define MAX_DROPS 64
+#define MAX_LATE 8
 #define NS 1000000000LL
 
 struct opts {
@@ -55,8 +60,10 @@ struct opts {
 	int no_marker;
 	long drops[MAX_DROPS];
 	int ndrops;
-	double pause_at, pause_for;
+	double pause_at, pause_for, hold_at, hold_for;
 	int clock_runs;
+	long late[MAX_LATE], late_by[MAX_LATE];     /* --late K:N,... */
+	int nlate;
 };
 
 static int parse_config(const char *hex, struct opts *o)
@@ -73,6 +80,25 @@ static int parse_config(const char *hex, struct opts *o)
 	}
 	o->config_len = n;
 	return 0;
+}
+
+/* "K:N,K:N": packet K sent after packet K + N; the windows must not overlap. */
+static int parse_late(const char *v, struct opts *o)
+{
+	char *end = (char *)v;
+
+	while (*end && o->nlate < MAX_LATE) {
+		o->late[o->nlate] = strtol(end, &end, 10);
+		if (*end++ != ':')
+			return -1;
+		o->late_by[o->nlate] = strtol(end, &end, 10);
+		if (o->late[o->nlate] < 0 || o->late_by[o->nlate] <= 0)
+			return -1;
+		o->nlate++;
+		if (*end == ',')
+			end++;
+	}
+	return o->nlate ? 0 : -1;
 }
 
 static int parse_args(int argc, char **argv, struct opts *o)
@@ -107,6 +133,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			o->pause_for = atof(v);
 		else if (!strcmp(k, "--clock-runs"))
 			o->clock_runs = atoi(v);
+		else if (!strcmp(k, "--hold-at"))
+			o->hold_at = atof(v);
+		else if (!strcmp(k, "--hold-for"))
+			o->hold_for = atof(v);
+		else if (!strcmp(k, "--late") && parse_late(v, o) == 0)
+			continue;
 		else if (!strcmp(k, "--drop")) {
 			char *end = (char *)v;
 
@@ -157,6 +189,36 @@ static int64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec * NS + ts.tv_nsec;
+}
+
+/* A packet on its way: sent (unless --drop names it) and logged. */
+struct packet {
+	uint8_t data[8192];
+	size_t len;
+	long index;
+	unsigned seq, frames;
+	uint32_t ts;
+};
+
+/* The --late entry that holds packet k back, or that releases it after k; -1. */
+static int late_entry(const struct opts *o, long k, int after)
+{
+	for (int i = 0; i < o->nlate; i++)
+		if (k == o->late[i] + (after ? o->late_by[i] : 0))
+			return i;
+	return -1;
+}
+
+static int emit(const struct opts *o, FILE *log, const struct packet *p)
+{
+	int drop = dropped(o, p->index);
+
+	if (!drop && send(o->fd, p->data, p->len, MSG_NOSIGNAL) < 0 && errno == EPIPE)
+		return -1;
+	if (log)
+		fprintf(log, "%ld,%u,%u,%u,%lld,%d\n", p->index, p->seq & 0xffff, p->ts, p->frames,
+			(long long)now_ns(), drop);
+	return 0;
 }
 
 static void sleep_until(int64_t t)
@@ -391,17 +453,19 @@ int main(int argc, char **argv)
 {
 	struct opts o;
 	struct phone ph = { .o = &o };
-	static uint8_t unit[8192], packet[8192];
+	static uint8_t unit[8192];
+	static struct packet pk, held[MAX_LATE];     /* --late's packets, until their turn */
 	size_t len, pos = 0, frame_bytes = 4;   /* the tests' WAVs: S16 stereo */
 	uint8_t *pcm;
 	unsigned seq = 1000;
 	uint32_t ts = 50000;
 	long sent = 0;
+	int i;
 	int64_t t0;
 	FILE *log = NULL;
 
 	if (parse_args(argc, argv, &o) < 0 || !(pcm = read_wav(o.wav, &len))) {
-		fprintf(stderr, "usage: phone_source --fd N --wav F --config HEX [--codec sbc|aptx|aptx_hd|aac] [--mtu N] [--bitrate N] [--drop i,j] [--pause-at S --pause-for S] [--log F]\n");
+		fprintf(stderr, "usage: phone_source --fd N --wav F --config HEX [--codec sbc|aptx|aptx_hd|aac] [--mtu N] [--bitrate N] [--drop i,j] [--late K:N] [--pause-at S --pause-for S] [--hold-at S --hold-for S] [--log F]\n");
 		return 2;
 	}
 	if (setup(&ph) < 0) {
@@ -436,6 +500,9 @@ int main(int argc, char **argv)
 				o.clock_runs = 0;
 			}
 		}
+		if (o.hold_for > 0 && due >= t0 + (int64_t)(o.hold_at * NS) &&
+		    due < t0 + (int64_t)((o.hold_at + o.hold_for) * NS))
+			due = t0 + (int64_t)((o.hold_at + o.hold_for) * NS);
 		sleep_until(due);
 		if ((n = encode_unit(&ph, pcm + pos, unit, sizeof(unit))) < 0) {
 			fprintf(stderr, "phone_source: %s: encoding failed\n", o.codec);
@@ -448,17 +515,22 @@ int main(int argc, char **argv)
 			int last = off + part == (size_t)n;
 
 			if (ph.rtp) {
-				rtp_write_header(packet, seq, ts, 1);
+				rtp_write_header(pk.data, seq, ts, 1);
 				if (last && ph.aac && !o.no_marker)
-					rtp_set_marker(packet);
+					rtp_set_marker(pk.data);
 			}
-			memcpy(packet + head, unit + off, part);
-			if (!dropped(&o, sent) && send(o.fd, packet, head + part, MSG_NOSIGNAL) < 0 &&
-			    errno == EPIPE)
+			memcpy(pk.data + head, unit + off, part);
+			pk.len = head + part;
+			pk.index = sent;
+			pk.seq = seq;
+			pk.ts = ts;
+			pk.frames = last ? ph.step : 0;
+			if ((i = late_entry(&o, sent, 0)) >= 0)
+				held[i] = pk;
+			else if (emit(&o, log, &pk) < 0)
 				goto out;
-			if (log)
-				fprintf(log, "%ld,%u,%u,%u,%lld,%d\n", sent, seq & 0xffff, ts,
-					last ? ph.step : 0, (long long)now_ns(), dropped(&o, sent));
+			if ((i = late_entry(&o, sent, 1)) >= 0 && emit(&o, log, &held[i]) < 0)
+				goto out;
 			seq++;
 		}
 		if (n)

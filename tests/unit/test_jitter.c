@@ -52,7 +52,10 @@ static void test_gap_and_late(void)
 	CHECK(jitter_put(&j, 3, 1008, in, 4) == 4, "one lost packet: 4 frames of silence");
 	CHECK(jitter_get(&j, out, 12, 1) == 12 && is_run(out, 4, 100, 1) && is_run(out + 8, 4, 0, 0) &&
 	      is_run(out + 16, 4, 108, 1), "audio, silence where the packet was, audio");
-	CHECK(jitter_put(&j, 2, 1004, in, 4) == -1 && j.late_packets == 1, "the late packet is dropped");
+	CHECK(!jitter_late(&j, 4) && !jitter_late(&j, 9) && j.late_packets == 0,
+	      "the next sequence number and later ones are not late");
+	CHECK(jitter_late(&j, 2) && j.late_packets == 1, "an older one is, and counted");
+	CHECK(jitter_put(&j, 2, 1004, in, 4) == -1 && j.late_packets == 2, "put anyway, it is dropped");
 	/* Timestamps that do not count frames: the sequence decides. */
 	CHECK(jitter_put(&j, 4, 1008, in, 4) == 0, "contiguous sequence, stuck timestamp: no gap");
 	CHECK(jitter_put(&j, 7, 5, in, 4) == 8, "two lost, nonsense timestamp: two packets of silence");
@@ -79,6 +82,62 @@ static void test_dry(void)
 	CHECK(jitter_put(&j, 3, 1012, in, 4) == 2, "the gap less what was delivered as silence");
 	CHECK(jitter_get(&j, out, 4, 0) == 4, "wait mode: audio once at the depth");
 	CHECK(jitter_get(&j, out, 4, 0) == 2, "wait mode: no silence when dry");
+	jitter_free(&j);
+}
+
+/* The buffer runs dry; the late audio comes in a burst (the oldest, up to
+ * the silence given, dropped) or at its pace (all kept). */
+static void test_stall(void)
+{
+	struct jitter j;
+	int16_t in[8], out[64];
+
+	for (int burst = 1; burst >= 0; burst--) {
+		jitter_init(&j, FB, 64, 8, 4);
+		for (int k = 0; k < 2; k++) {
+			frames_of(in, 4, 100 + 4 * k);
+			jitter_put(&j, k, 4 * k, in, 4);
+		}
+		jitter_get(&j, out, 8, 1);
+		CHECK(jitter_get(&j, out, 12, 1) == 12 && j.dry_frames == 12,
+		      "%s: dry, 12 frames of silence given", burst ? "burst" : "pace");
+		if (burst) {
+			for (int k = 2; k < 7; k++) {
+				frames_of(in, 4, 100 + 4 * k);
+				jitter_put(&j, k, 4 * k, in, 4);
+			}
+			CHECK(j.late_frames == 8 && j.level == 12,
+			      "burst: 8 of the 20 late frames dropped, a packet over the depth kept "
+			      "(late %llu, level %u)", (unsigned long long)j.late_frames, j.level);
+			CHECK(jitter_get(&j, out, 12, 1) == 12 && is_run(out, 12, 116, 1),
+			      "burst: the newest audio, the lag within a packet of before");
+		} else {
+			frames_of(in, 4, 108);
+			jitter_put(&j, 2, 8, in, 4);
+			jitter_get(&j, out, 4, 1);
+			frames_of(in, 4, 112);
+			jitter_put(&j, 3, 12, in, 4);
+			CHECK(jitter_get(&j, out, 8, 1) == 8 && is_run(out, 8, 108, 1) && j.late_frames == 0,
+			      "pace: all the late audio kept");
+			frames_of(in, 4, 116);
+			for (int k = 4; k < 7; k++)
+				jitter_put(&j, k, 4 * k, in, 4);
+			CHECK(j.late_frames == 0, "pace: once delivering again, nothing is owed");
+		}
+		jitter_free(&j);
+	}
+	/* A gap while dry: the silence given counts against it, nothing owed. */
+	jitter_init(&j, FB, 64, 8, 4);
+	frames_of(in, 4, 100);
+	jitter_put(&j, 0, 0, in, 4);
+	jitter_put(&j, 1, 4, in, 4);
+	jitter_get(&j, out, 8, 1);
+	jitter_get(&j, out, 12, 1);
+	for (int k = 5; k < 10; k++)
+		jitter_put(&j, k, 4 * k, in, 4);
+	CHECK(j.late_frames == 0 && j.lost_frames == 12 && j.level == 20,
+	      "the phone's clock ran on: its gap was the silence given (late %llu, lost %llu, level %u)",
+	      (unsigned long long)j.late_frames, (unsigned long long)j.lost_frames, j.level);
 	jitter_free(&j);
 }
 
@@ -125,6 +184,7 @@ int main(void)
 	test_in_order();
 	test_gap_and_late();
 	test_dry();
+	test_stall();
 	test_trim();
 	test_wrap();
 	return check_finish();
