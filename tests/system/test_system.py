@@ -39,10 +39,14 @@ from systest import audio, vm          # noqa: E402
 
 _passed, _failed = [], []
 _stack = ['']           # the stack whose checks these are: their prefix
+_collect = [None]       # a list: check() collects (name, ok, detail, info) into it
 
 
 def check(name, ok, detail='', info=None):
     """PASS name[: info] or FAIL name: detail (info defaults to a one-line detail)."""
+    if _collect[0] is not None:
+        _collect[0].append((name, bool(ok), detail, info))
+        return bool(ok)
     if _stack[0]:
         name = '%s: %s' % (_stack[0], name)
     if ok:
@@ -222,7 +226,7 @@ def check_pipewire(build, stack):
     for name, codec, snr in PW_STREAMS:
         check_pipewire_codec(res, name, ref, snr, codec)
     if phone is not None:
-        res.phone = check_phone(res, phone, 'pipewire')
+        res.phone = check_phones(res, phone, 'pipewire')
     if not _failed and not os.environ.get('ALSABT_KEEP_TMP'):
         run.cleanup()
     return res
@@ -419,6 +423,9 @@ PHONE = {
     'pipewire': (28, 'CODEC=sbc,JITTER_MS=300', 60),
 }
 PHONE_PAD_S = {'bluealsa': (0.0, 0.0), 'pipewire': (3.0, 1.0)}
+# PipeWire under TCG now and then stalls for longer than the capture's
+# buffer (as in its speaker streams): two attempts, one must pass whole.
+PHONE_ATTEMPTS = {'bluealsa': 1, 'pipewire': 2}
 
 
 # Both phones are on: ALSABT_SYSTEM_PHONE=0 leaves bluez-alsa's out,
@@ -432,20 +439,49 @@ def phone_enabled(who='bluealsa'):
 
 
 def add_phone(run, who):
-    """The phone step of a boot (who: bluealsa or pipewire); its reference."""
+    """The phone steps of a boot (who: bluealsa or pipewire): (the reference,
+    the steps' names)."""
     seconds, args, _ = PHONE[who]
     ref = audio.sweep(44100, PHONE_SWEEP_S)
     before, after = (np.zeros((int(44100 * s), ref.shape[1]), dtype=ref.dtype)
                      for s in PHONE_PAD_S[who])
-    run.phone('phone', np.concatenate([before, ref, after]), 44100, seconds, args)
-    return ref
+    names = ['phone'] + ['phone_%d' % k for k in range(2, PHONE_ATTEMPTS[who] + 1)]
+    for name in names:
+        run.phone(name, np.concatenate([before, ref, after]), 44100, seconds, args)
+    return ref, names
 
 
-def capture_times(res):
+def check_phones(res, phone, who):
+    """check_phone of each attempt: the first that passes whole is reported
+    (with how many came before it), else every attempt's checks."""
+    ref, names = phone
+    tries = []
+    for name in names:
+        _collect[0] = []
+        try:
+            a = check_phone(res, ref, who, name)
+        finally:
+            got, _collect[0] = _collect[0], None
+        tries.append((name, got, a))
+    good = [t for t in tries if t[1] and all(ok for _, ok, _, _ in t[1])]
+    for name, got, a in good[:1] or tries:
+        for label, ok, detail, info in got:
+            if len(tries) > 1:
+                label = '%s (attempt %d of %d)' % (label, names.index(name) + 1, len(tries))
+            check(label, ok, detail, info)
+    for name, got, _ in tries:
+        bad = [label for label, ok, _, _ in got if not ok]
+        if bad and good:
+            print('     %s: %s failed (another attempt passed): %s' % (name, len(bad), bad), flush=True)
+    return (good[:1] or tries)[0][2]
+
+
+def capture_times(res, since=None, until=None):
     """From dbus-monitor's log: when BlueZ configured our sink endpoint (the
     last SetConfiguration to /org/alsa_bt/a2dp_sink*), when we took the
     transport (TryAcquire: the phone's audio started) and when we released
-    it (the close); seconds, one clock, or None."""
+    it (the close); seconds, one clock (the guest's wall clock), or None.
+    since, until: only calls in that span (one phone step's)."""
     head = re.compile(r'^method call time=([0-9.]+) sender=\S+ -> destination=\S+ serial=\S+ '
                       r'path=(\S+); interface=(\S+); member=(\S+)')
     t_conf = t_acq = t_rel = None
@@ -457,6 +493,8 @@ def capture_times(res):
                 if not m:
                     continue
                 t, path, iface, member = float(m.group(1)), m.group(2), m.group(3), m.group(4)
+                if (since is not None and t < since) or (until is not None and t > until):
+                    continue
                 if member == 'SetConfiguration' and path.startswith('/org/alsa_bt/a2dp_sink'):
                     t_conf, t_acq, t_rel = t, None, None
                 elif t_conf is not None and path.startswith(dev) and \
@@ -555,7 +593,8 @@ def check_phone(res, ref, who, name='phone', rate=44100):
     # recording's length plus hw_params, start and close.  (arecord's own
     # start-up before the open, alsa-lib reading its configuration, takes
     # 2-3 s under TCG: not ours.)
-    t_conf, t_acq, t_rel = capture_times(res)
+    t_conf, t_acq, t_rel = capture_times(res, f(s.get('arecord_wall'), None),
+                                         f(s.get('arecord_end_wall'), None))
     took = t_rel - t_conf if t_conf is not None and t_rel is not None else float('nan')
     check('%s: delivered in real time (%d s recorded between our open and close)' % (label, seconds),
           seconds - 0.05 <= took <= seconds + 1.0,
@@ -613,7 +652,7 @@ def check_codecs(build, stack):
         for name, direction, _ in voice_signals():
             check_voice(res, name, direction)
     if phone is not None:
-        res.phone = check_phone(res, phone, 'bluealsa')
+        res.phone = check_phones(res, phone, 'bluealsa')
     if not _failed and not os.environ.get('ALSABT_KEEP_TMP'):
         run.cleanup()
     return res

@@ -532,6 +532,7 @@ step_phone() {
 	# the mixer shares; playback to the same address wrote it too)
 	kv volume_store_before "$(tr '\n' ' ' < $XDG_STATE_HOME/alsa-bt/${SINK_ADDR//:/_} 2> /dev/null)"
 	kv arecord_start $(now)
+	kv arecord_wall $(date +%s.%N)     # dbus-monitor's clock: this step's span in its log
 	# (its exit time kept as it comes: the step goes on with the phone)
 	rm -f /run/$name.arecord_end
 	( timeout -k 2 $((secs + 40)) arecord -q -D "$dev" -f S16_LE -c 2 -r $rate -s $((rate * secs)) \
@@ -551,6 +552,7 @@ step_phone() {
 	wait $PHONE_REC
 	rc=$?
 	kv arecord_end "$(cat /run/$name.arecord_end 2> /dev/null)"
+	kv arecord_end_wall $(date +%s.%N)
 	kv arecord_rc $rc
 	[ $rc = 0 ] || kv error "arecord exited $rc: $(tail -c 300 $LOGS/$name.arecord.err | tr '\n' ' ')"
 	cp /tmp/$name.wav $SHARE/captures/$name.wav 2> /dev/null
