@@ -35,7 +35,7 @@ struct a2dp_capture {
 	struct a2dp_capture_opts opts;
 	unsigned rate, channels, sample_bytes, frame_bytes, max_frames;
 	struct device_volume volume;   /* the phone's slider, as gain */
-	struct io_thread io;           /* its descriptors, thread, lock (stats too) and state requests */
+	struct io_thread io;           /* its descriptors, thread, lock and state requests */
 
 	/* Set by the application thread while the capture is stopped. */
 	uint8_t *ring;
@@ -63,7 +63,6 @@ struct a2dp_capture {
 	int seen_packet;               /* RTP: last_seq is set */
 	int seen_marker;               /* RTP: a packet had the marker bit */
 	uint16_t last_seq;
-	struct a2dp_capture_stats stats;   /* under io.lock */
 };
 
 void a2dp_capture_notify(struct a2dp_capture *c)
@@ -83,18 +82,6 @@ static void lose(struct a2dp_capture *c, const char *why)
 		SNDERR("%s: %s; capture stopped", c->ep->dev.address, why);
 	atomic_store(&c->error, -ENODEV);
 	a2dp_capture_notify(c);
-}
-
-static void count_packet(struct a2dp_capture *c, int bad)
-{
-	pthread_mutex_lock(&c->io.lock);
-	c->stats.packets++;
-	c->stats.bad_packets += bad;
-	c->stats.lost_frames = c->jb.lost_frames;
-	c->stats.late_packets = c->jb.late_packets;
-	c->stats.dropped_frames = c->jb.dropped_frames;
-	c->stats.rebuffers = c->jb.rebuffers;
-	pthread_mutex_unlock(&c->io.lock);
 }
 
 /* The packet as RTP: parsed, or (a codec with RAW framing: aptX) given a
@@ -135,30 +122,18 @@ static void on_packet(struct a2dp_capture *c, size_t len)
 	struct rtp_packet p;
 	unsigned flags;
 	ssize_t frames;
-	int err = parse_packet(c, len, &p, &flags);
 
-	if (err == -EALREADY) {            /* late: dropped, not a bad packet */
-		count_packet(c, 0);
-		return;
-	}
-	if (err < 0 ||
+	/* Late (reordered, repeated): dropped by parse_packet, undecoded. */
+	if (parse_packet(c, len, &p, &flags) < 0 ||
 	    (frames = c->codec->decode(c->dec, p.payload, p.payload_len, flags, c->pcm,
-				       c->max_frames)) < 0 ||
-	    (frames == 0 && !(flags & A2DP_DECODE_MORE))) {
-		count_packet(c, 1);
+				       c->max_frames)) <= 0)
 		return;
-	}
-	if (frames == 0) {
-		count_packet(c, 0);
-		return;
-	}
 	c->raw_seq++;
 	c->raw_ts += frames;
 	jitter_put(&c->jb, p.seq, p.timestamp, c->pcm, frames);
 	if (c->state != ST_RUNNING)
 		jitter_trim(&c->jb, 0);
 	atomic_store(&c->buffered, c->jb.level);
-	count_packet(c, 0);
 }
 
 static void read_packets(struct a2dp_capture *c)
@@ -475,11 +450,4 @@ void a2dp_capture_stop(struct a2dp_capture *c)
 void a2dp_capture_pause(struct a2dp_capture *c, int enable)
 {
 	io_request(&c->io, enable ? ST_PAUSED : ST_RUNNING);
-}
-
-void a2dp_capture_get_stats(struct a2dp_capture *c, struct a2dp_capture_stats *st)
-{
-	pthread_mutex_lock(&c->io.lock);
-	*st = c->stats;
-	pthread_mutex_unlock(&c->io.lock);
 }

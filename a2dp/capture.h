@@ -25,10 +25,6 @@ struct a2dp_capture_opts {
 	int wait_on_pause;        /* nothing to deliver: wait (else deliver silence) */
 };
 
-struct a2dp_capture_stats {
-	uint64_t packets, lost_frames, late_packets, dropped_frames, rebuffers, bad_packets;
-};
-
 /* ep: configured as a Sink (a2dp_endpoint_open_sink); it must outlive the
  * capture. vs: the phone's volume and mute, applied as gain (the phone's
  * AVRCP volume slider, or the mixer), or NULL for none; it must outlive the
@@ -64,6 +60,5 @@ unsigned a2dp_capture_buffered(const struct a2dp_capture *c);
 int a2dp_capture_event_fd(const struct a2dp_capture *c);
 void a2dp_capture_ack_event(struct a2dp_capture *c);
 void a2dp_capture_notify(struct a2dp_capture *c);
-void a2dp_capture_get_stats(struct a2dp_capture *c, struct a2dp_capture_stats *st);
 
 #endif
