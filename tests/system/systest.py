@@ -182,6 +182,16 @@ class Run:
         self.extra_s += 20
         self.steps.append('voice:' + name)
 
+    def pwvoice(self, name, samples, rate, direction):
+        """pwvoice:NAME (guest/run.sh step_pwvoice, a boot with SINK=pipewire
+        PW_HFP=1 HEADSET=1): samples over SCO between our Audio Gateway and
+        PipeWire's Hands-Free on hci1; direction 'play' (aplay through ours,
+        pw-record records PipeWire's bluez input) or 'record' (pw-play into
+        PipeWire's bluez output, arecord through ours)."""
+        self.plays[name] = '%s %d %s' % (self._write(name, samples, rate), rate, direction)
+        self.extra_s += 40 + len(samples) / float(rate)
+        self.steps.append('pwvoice:' + name)
+
     def mix(self, name, a, b, rate):
         """mix:NAME (guest/run.sh step_mix): a and b played at once, 0.5 s
         apart, through the speaker's mixer (MIX=1); the sink records the sum."""

@@ -750,6 +750,89 @@ def check_voice(res, name, direction):
               '%d frames; lag %s' % (len(got), lag))
 
 
+# PipeWire the headset: its Hands-Free (WirePlumber's hfp_hf role, the
+# native backend) against our Audio Gateway, on unstable only (the SCO of
+# btvirt), in a boot of its own (ALSABT_SYSTEM_PWVOICE=1).  PipeWire 1.6
+# offers no codec negotiation on the emulated adapter: CVSD, 8 kHz.  Its
+# nodes are made late (after the profile is set), hence the silence first.
+PWVOICE_RATE = 8000
+PWVOICE_MIN_SNR = 30
+PWVOICE_PAD_S = 15
+PWVOICE_RECORD_S = 30
+
+
+def pwvoice_sweep():
+    return audio.sweep(PWVOICE_RATE, 4.0, f0=150, f1=3400, amp=0.4, channels=1)
+
+
+def pwvoice_signals():
+    sweep = pwvoice_sweep()
+    pad = np.zeros((PWVOICE_PAD_S * PWVOICE_RATE, 1), dtype=sweep.dtype)
+    tail = np.zeros((PWVOICE_RATE, 1), dtype=sweep.dtype)
+    return [('pwvoice_play', 'play', np.concatenate([pad, sweep, tail])),
+            ('pwvoice_record', 'record', np.concatenate([tail, sweep, tail]))]
+
+
+def check_pwvoice_boot(build, stack, directions=('play', 'record')):
+    """One boot: PipeWire on hci1 the headset (hfp_hf), our HFP AG on hci0."""
+    run = systest.Run(build, stack=stack)
+    for name, direction, samples in pwvoice_signals():
+        if direction in directions:
+            run.pwvoice(name, samples, PWVOICE_RATE, direction)
+    env = {'SINK': 'pipewire', 'PW_HFP': '1', 'HEADSET': '1',
+           'VOICE_RECORD_S': str(PWVOICE_RECORD_S)}
+    print('pwvoice share: %s' % run.share, flush=True)
+    try:
+        res = run.boot(env=env)
+    except vm.VMError as e:
+        check('pwvoice: VM', False, str(e))
+        return None
+    if not check('pwvoice: stack with PipeWire the headset (hfp_hf), paired',
+                 res.step_rc('stack') == 0 and res.step('pair').get('paired') == 'yes',
+                 '%s %s' % (res.step('stack'), res.step('pair')), info=''):
+        return res
+    for name, direction, _ in pwvoice_signals():
+        if direction in directions:
+            check_pwvoice(res, name, direction)
+    if not _failed and not os.environ.get('ALSABT_KEEP_TMP'):
+        run.cleanup()
+    return res
+
+
+def check_pwvoice(res, name, direction):
+    """What PipeWire's headset recorded (play) or what we recorded of what
+    PipeWire's headset played (record), checked as audio like check_voice."""
+    s = res.step(name)
+    label = {'play': 'pwvoice: aplay -D bluetooth:...,PROFILE=hfp to PipeWire\'s Hands-Free',
+             'record': 'pwvoice: arecord -D bluetooth:...,PROFILE=hfp from PipeWire\'s '
+                       'Hands-Free'}[direction]
+    check('%s: ours exits 0; PipeWire\'s nodes linked' % label,
+          s.get('ours_rc') == '0' and f(s.get('pw_links'), 0) >= 1,
+          'ours rc %s: %s; links %s: %s; %s' % (
+              s.get('ours_rc'), s.get('ours_stderr', '')[-300:], s.get('pw_links'),
+              s.get('pw_node', '')[-400:], s.get('error', '')),
+          info='ours said: %s; %s' % (s.get('ours_stderr', '').strip()[-200:] or 'nothing',
+                                      s.get('pw_node', '')[-300:]))
+    cap = os.path.join(res.share, 'captures', name + '.wav')
+    if not check('%s: a recording' % label, os.path.exists(cap), 'no capture', info=''):
+        return None
+    ref = pwvoice_sweep()
+    a = systest.analyse(ref, PWVOICE_RATE, cap, search_s=PWVOICE_RECORD_S + PWVOICE_PAD_S)
+    a['ref_rate'] = PWVOICE_RATE
+    print('     %s: %s' % (name, systest.fmt_analysis(a)), flush=True)
+    lag = a.get('lag')
+    check('%s: the sweep at one constant lag (no audio lost or repeated)' % label,
+          lag is not None and lag >= 0 and a['stable'],
+          'lag %s; piecewise (t s, lag) %s' % (lag, a.get('lag_changes', [])[:8]),
+          info='found %.2f s into the recording' % ((lag or 0) / float(PWVOICE_RATE)))
+    check('%s: SNR >= %d dB, the whole sweep, no gaps' % (label, PWVOICE_MIN_SNR),
+          a['snr_db'] >= PWVOICE_MIN_SNR and a['complete'] and not a['gaps'],
+          'SNR %.1f dB; complete %s (%.2f s after it); gaps %s' % (
+              a['snr_db'], a['complete'], a['extra_s'], a['gaps'][:5]),
+          info='%.1f dB' % a['snr_db'])
+    return a
+
+
 FAULTS = [
     ('bluetoothd', 'bluetoothd killed mid-song (kill -9)'),
     ('poweroff', 'the speaker\'s controller vanishes mid-song (its adapter powered off)'),
@@ -928,6 +1011,8 @@ def run_stack(stack, build, times):
     if os.environ.get('ALSABT_SYSTEM_PIPEWIRE', '1') != '0':
         pw = check_pipewire(build, stack)
     cod = check_codecs(build, stack)
+    if os.environ.get('ALSABT_SYSTEM_PWVOICE') == '1' and stack in VOICE_STACKS:
+        check_pwvoice_boot(build, stack)
 
     times.append((stack, prep_s, res, pw, cod, results, time.monotonic() - t0, st))
     if not _failed and not os.environ.get('ALSABT_KEEP_TMP'):

@@ -233,9 +233,9 @@ start_pipewire() {
 	monitor.bluez.properties = {
 	  bluez5.codecs = [ sbc sbc_xq aptx aptx_hd ]
 	  bluez5.enable-sbc-xq = true
-	  bluez5.hfphsp-backend = "none"
+	  bluez5.hfphsp-backend = "$([ -n "${PW_HFP:-}" ] && echo native || echo none)"
 	  bluez5.enable-hw-volume = true
-	  bluez5.roles = [ a2dp_sink${PHONE:+ a2dp_source} ]
+	  bluez5.roles = [ a2dp_sink${PHONE:+ a2dp_source}${PW_HFP:+ hfp_hf} ]
 	}
 	monitor.bluez.rules = [
 	  {
@@ -689,6 +689,94 @@ phone_pipewire() {
 	return $rc
 }
 
+# ---------------------------------------------------------------- PipeWire the headset
+
+# pwvoice:NAME, PLAY_NAME="FILE RATE DIR" (SINK=pipewire PW_HFP=1 HEADSET=1):
+# PipeWire on hci1 is the headset (WirePlumber's hfp_hf role, the native
+# backend), our HFP Audio Gateway on hci0 carries FILE over SCO.  Our side
+# opens first (its open brings the SLC and SCO up).  DIR play: aplay -D
+# bluetooth:...,PROFILE=hfp plays FILE; pw-record (--target 0, not linked
+# by WirePlumber) records PipeWire's bluez input (Audio/Source), linked by
+# pw_voice_links.  DIR record: pw-play (--target 0) plays FILE into
+# PipeWire's bluez output (a Stream/Input/Audio: no sink, pw-play --target
+# cannot reach it), linked by hand; arecord -D ...,PROFILE=hfp records.
+# WirePlumber makes the nodes, then removes and makes them again when it
+# sets the card's profile (audio-gateway): every new port is linked again.
+step_pwvoice() {
+	local name=$1 spec file rate dir dev ours rec mon
+	spec=$(eval echo "\${PLAY_$name}")
+	read -r file rate dir <<< "$spec"
+	cp "$SHARE/$file" $PW_DIR/$name.wav || return 1
+	chown nobody:nogroup $PW_DIR/$name.wav
+	cp "$SHARE/$file" /tmp/play.wav || return 1
+	mkdir -p $SHARE/captures
+	rm -f /run/$name.stop
+	: > $LOGS/$name.pw-node
+	dev="bluetooth:$DEVARGS,PROFILE=hfp"
+	if [ $dir = play ]; then
+		$PW pw-record --target 0 -P "{ node.name = alsabt-vrec }" --rate $rate --channels 1 \
+			--format s16 $PW_DIR/$name.pw.wav >> $LOGS/$name.pw-rec.log 2>&1 &
+		rec=$!
+		wait_for 20 sh -c "$PW pw-link -i 2> /dev/null | grep -q '^alsabt-vrec:input_MONO'" ||
+			{ kv error "pw-record has no input port"; kill -INT $rec; return 1; }
+		pw_voice_links $name -o bluez_input alsabt-vrec:input_MONO &
+	else
+		$PW pw-play --target 0 -P "{ node.name = alsabt-vplay }" $PW_DIR/$name.wav \
+			>> $LOGS/$name.pw-play.log 2>&1 &
+		rec=$!
+		wait_for 20 sh -c "$PW pw-link -o 2> /dev/null | grep -q '^alsabt-vplay:output_MONO'" ||
+			{ kv error "pw-play has no output port"; kill -INT $rec; return 1; }
+		pw_voice_links $name -i bluez_output alsabt-vplay:output_MONO &
+	fi
+	mon=$!
+	kv pw_ready $(now)
+	kv ours_start $(now)
+	if [ $dir = play ]; then
+		timeout -k 2 90 aplay -D "$dev" /tmp/play.wav > $LOGS/$name.ours.out 2> $LOGS/$name.ours.err
+		kv ours_rc $?
+		kv ours_end $(now)
+		sleep 1
+		kill -INT $rec 2> /dev/null; wait $rec; kv far_rc $?
+		cp $PW_DIR/$name.pw.wav $SHARE/captures/$name.wav 2> /dev/null
+	else
+		timeout -k 2 90 arecord -D "$dev" -f S16_LE -r $rate -c 1 -d ${VOICE_RECORD_S:-30} \
+			/tmp/$name.wav > $LOGS/$name.ours.out 2> $LOGS/$name.ours.err
+		kv ours_rc $?
+		kv ours_end $(now)
+		kill -0 $rec 2> /dev/null && { kv far_running_at_end yes; kill -INT $rec; }
+		wait $rec; kv far_rc $?
+		cp /tmp/$name.wav $SHARE/captures/$name.wav 2> /dev/null
+	fi
+	touch /run/$name.stop
+	pkill -f "pw-link -m $([ $dir = play ] && echo -o || echo -i)"
+	wait $mon
+	kv pw_links "$(grep -c linked $LOGS/$name.pw-node)"
+	kv pw_node "$(tr '\n' ' ' < $LOGS/$name.pw-node | cut -c1-600)"
+	kv ours_stderr "$(tr '\n' ' ' < $LOGS/$name.ours.err | cut -c1-400)"
+	grep -q '^ours_rc 0$' $OUT
+}
+
+# pw_voice_links NAME -o|-i NODE PORT: each port of PipeWire's NODE (bluez_input's
+# outputs with -o, bluez_output's inputs with -i) that appears, linked to PORT
+# (the recorder's input, the player's output), until /run/NAME.stop.
+pw_voice_links() {
+	local name=$1 dir=$2 node=$3 ours=$4 line port
+	$PW pw-link -m $dir 2> /dev/null | while read -r line; do
+		port=${line#[=+]} port=${port# }
+		case $line in
+		[=+]*$node*:*MONO)
+			echo "$port at $(now)" >> $LOGS/$name.pw-node
+			if [ $dir = -o ]; then
+				$PW pw-link "$port" "$ours" >> $LOGS/$name.pw-node 2>&1
+			else
+				$PW pw-link "$ours" "$port" >> $LOGS/$name.pw-node 2>&1
+			fi
+			echo "${port%:*} linked at $(now) rc $?" >> $LOGS/$name.pw-node
+			;;
+		esac
+	done
+}
+
 # ---------------------------------------------------------------- faults
 
 # mixer_open: amixer holds our ctl open through every fault that follows
@@ -1005,7 +1093,7 @@ for s in $STEPS; do
 	name=${s%%:*} arg=${s#*:}
 	[ "$arg" = "$s" ] && arg=
 	label=$name
-	case $name in play|pwplay|phone|cpu|voice) label=$arg ;; fault) label=fault_$arg ;; esac
+	case $name in play|pwplay|phone|cpu|voice|pwvoice) label=$arg ;; fault) label=fault_$arg ;; esac
 	OUT=$SHARE/steps/$label.out
 	: > $OUT
 	say "step $label"
