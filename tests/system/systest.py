@@ -387,6 +387,52 @@ def analyse(ref, rate, cap_wav, search_s=1.0):
     return a
 
 
+def frac_windows(ref, got, lag, rate, window_s=0.25, search=8.0, step=0.02, ctx=256):
+    """Fractional-delay windows: for each window_s of ref (mono), the delay
+    tau (got[lag + n] ~ gain * ref[n - tau], tau within +-search frames, to
+    step), its gain and SNR; [(t_s, lag + tau, gain, snr_db)]."""
+    ref = np.asarray(ref, float).reshape(len(ref), -1)[:, 0]
+    got = np.asarray(got, float).reshape(len(got), -1)[:, 0]
+    w = int(rate * window_s)
+    taus = np.arange(-search, search + step / 2, step)
+    out = []
+    pad = np.zeros(ctx)
+    refp = np.concatenate([pad, ref, pad])
+    taper = np.ones(w + 2 * ctx)
+    h = np.hanning(2 * (ctx // 2))
+    taper[:ctx // 2] = h[:ctx // 2]
+    taper[-(ctx // 2):] = h[ctx // 2:]
+    L = w + 2 * ctx
+    k = np.arange(L // 2 + 1)
+    ph = np.exp(-2j * np.pi * np.outer(taus, k) / L)
+    for s in range(0, len(ref) - w + 1, w):
+        r = ref[s:s + w]
+        if not r.any():
+            continue
+        g0 = lag + s
+        if g0 < 0 or g0 + w > len(got):
+            break
+        g = got[g0:g0 + w]
+        x = refp[s:s + L] * taper
+        ys = np.fft.irfft(np.fft.rfft(x)[None, :] * ph, n=L)[:, ctx:ctx + w]
+        num = ys @ g
+        den = np.einsum('ij,ij->i', ys, ys) + 1e-9
+        score = num * num / den
+        i = int(np.argmax(score))
+        # again around the best, 100 times finer
+        fine = taus[i] + np.arange(-step, step + step / 200, step / 100)
+        y2 = np.fft.irfft(np.fft.rfft(x)[None, :] *
+                          np.exp(-2j * np.pi * np.outer(fine, k) / L), n=L)[:, ctx:ctx + w]
+        num = y2 @ g
+        den = np.einsum('ij,ij->i', y2, y2) + 1e-9
+        j = int(np.argmax(num * num / den))
+        gain = num[j] / den[j]
+        res = g - gain * y2[j]
+        snr = 10 * np.log10((gain * gain * den[j]) / (res @ res + 1e-9))
+        out.append((s / float(rate), lag + fine[j], gain, snr))
+    return out
+
+
 def follow_windows(ref, got, rate, window_s=0.25):
     """For audio that is not sample-exact (resampled on the way, started
     late): where each window_s of got (channel 0, from its first sound) is
