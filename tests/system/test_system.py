@@ -760,30 +760,33 @@ def check_voice(res, name, direction):
 # low-pass above 2.8 kHz (gain 0.92 at 3.1 kHz, 0.77 at 3.3 kHz), hence a
 # sweep to 2.7 kHz.
 PWVOICE_RATE = 8000
+PWVOICE_RATES = {'cvsd': 8000, 'msbc': 16000}
 PWVOICE_MIN_SNR = 60
 PWVOICE_PAD_S = 10
 PWVOICE_RECORD_S = 30
 
 
-def pwvoice_sweep():
-    return audio.sweep(PWVOICE_RATE, 4.0, f0=150, f1=2700, amp=0.4, channels=1)
+def pwvoice_sweep(rate=PWVOICE_RATE):
+    return audio.sweep(rate, 4.0, f0=150, f1=rate * 27 // 80, amp=0.4, channels=1)
 
 
-def pwvoice_signals():
-    sweep = pwvoice_sweep()
-    pad = np.zeros((PWVOICE_PAD_S * PWVOICE_RATE, 1), dtype=sweep.dtype)
-    tail = np.zeros((PWVOICE_RATE, 1), dtype=sweep.dtype)
+def pwvoice_signals(rate=PWVOICE_RATE):
+    sweep = pwvoice_sweep(rate)
+    pad = np.zeros((PWVOICE_PAD_S * rate, 1), dtype=sweep.dtype)
+    tail = np.zeros((rate, 1), dtype=sweep.dtype)
     return [('pwvoice_play', 'play', np.concatenate([pad, sweep, tail])),
             ('pwvoice_record', 'record', np.concatenate([tail, sweep, tail]))]
 
 
-def check_pwvoice_boot(build, stack, directions=('play', 'record')):
-    """One boot: PipeWire on hci1 the headset (hfp_hf), our HFP AG on hci0."""
+def check_pwvoice_boot(build, stack, directions=('play', 'record'), codec='cvsd'):
+    """One boot: PipeWire on hci1 the headset (hfp_hf), our HFP AG on hci0.
+    codec 'msbc': PipeWire offers mSBC too (bluez5.codecs), at 16 kHz."""
+    rate = PWVOICE_RATES[codec]
     run = systest.Run(build, stack=stack)
-    for name, direction, samples in pwvoice_signals():
+    for name, direction, samples in pwvoice_signals(rate):
         if direction in directions:
-            run.pwvoice(name, samples, PWVOICE_RATE, direction)
-    env = {'SINK': 'pipewire', 'PW_HFP': '1', 'HEADSET': '1',
+            run.pwvoice(name, samples, rate, direction)
+    env = {'SINK': 'pipewire', 'PW_HFP': codec, 'HEADSET': '1',
            'VOICE_RECORD_S': str(PWVOICE_RECORD_S)}
     print('pwvoice share: %s' % run.share, flush=True)
     try:
@@ -795,15 +798,15 @@ def check_pwvoice_boot(build, stack, directions=('play', 'record')):
                  res.step_rc('stack') == 0 and res.step('pair').get('paired') == 'yes',
                  '%s %s' % (res.step('stack'), res.step('pair')), info=''):
         return res
-    for name, direction, _ in pwvoice_signals():
+    for name, direction, _ in pwvoice_signals(rate):
         if direction in directions:
-            check_pwvoice(res, name, direction)
+            check_pwvoice(res, name, direction, rate)
     if not _failed and not os.environ.get('ALSABT_KEEP_TMP'):
         run.cleanup()
     return res
 
 
-def check_pwvoice(res, name, direction):
+def check_pwvoice(res, name, direction, rate=PWVOICE_RATE):
     """What PipeWire's headset recorded (play) or what we recorded of what
     PipeWire's headset played (record), checked as audio like check_voice."""
     s = res.step(name)
@@ -820,15 +823,15 @@ def check_pwvoice(res, name, direction):
     cap = os.path.join(res.share, 'captures', name + '.wav')
     if not check('%s: a recording' % label, os.path.exists(cap), 'no capture', info=''):
         return None
-    ref = pwvoice_sweep()
-    a = systest.analyse(ref, PWVOICE_RATE, cap, search_s=PWVOICE_RECORD_S + PWVOICE_PAD_S)
-    a['ref_rate'] = PWVOICE_RATE
+    ref = pwvoice_sweep(rate)
+    a = systest.analyse(ref, rate, cap, search_s=PWVOICE_RECORD_S + PWVOICE_PAD_S)
+    a['ref_rate'] = rate
     print('     %s: %s' % (name, systest.fmt_analysis(a)), flush=True)
     lag = a.get('lag')
     wins = []
     if lag is not None and lag >= 0:
         got, _ = audio.read_wav(cap)
-        wins = systest.frac_windows(ref, got, lag, PWVOICE_RATE)
+        wins = systest.frac_windows(ref, got, lag, rate)
     lags = [w[1] for w in wins]
     snrs = [w[3] for w in wins]
     a['frac_lag'] = lags[0] if lags else None
@@ -842,7 +845,7 @@ def check_pwvoice(res, name, direction):
           len(wins) == 16 and max(lags) - min(lags) < 0.1,
           'lag %s; windows (t s, lag) %s' % (lag, [(w[0], round(w[1], 3)) for w in wins][:16]),
           info='found %.2f s into the recording, lag %.3f frames' % (
-              (lag or 0) / float(PWVOICE_RATE), lags[0] if lags else float('nan')))
+              (lag or 0) / float(rate), lags[0] if lags else float('nan')))
     check('%s: SNR >= %d dB in every 0.25 s (at the fractional lag), the whole sweep, no gaps'
           % (label, PWVOICE_MIN_SNR),
           len(wins) == 16 and a['window_snr_min'] >= PWVOICE_MIN_SNR and a['complete']
@@ -852,7 +855,7 @@ def check_pwvoice(res, name, direction):
           info='min %.1f dB, median %.1f dB' % (a['window_snr_min'], a['window_snr_median']))
     if direction == 'record':
         check('%s: %d s recorded' % (label, PWVOICE_RECORD_S),
-              a['frames'] == PWVOICE_RECORD_S * PWVOICE_RATE, '%d frames' % a['frames'])
+              a['frames'] == PWVOICE_RECORD_S * rate, '%d frames' % a['frames'])
     return a
 
 

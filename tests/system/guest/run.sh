@@ -231,7 +231,7 @@ start_pipewire() {
 	cat > $PW_DIR/home/.config/wireplumber/wireplumber.conf.d/51-alsabt.conf <<-EOF
 	wireplumber.profiles = { main = { monitor.bluez.seat-monitoring = disabled } }
 	monitor.bluez.properties = {
-	  bluez5.codecs = [ sbc sbc_xq aptx aptx_hd ]
+	  bluez5.codecs = [ sbc sbc_xq aptx aptx_hd$([ "${PW_HFP:-}" = msbc ] && echo ' cvsd msbc') ]
 	  bluez5.enable-sbc-xq = true
 	  bluez5.hfphsp-backend = "$([ -n "${PW_HFP:-}" ] && echo native || echo none)"
 	  bluez5.enable-hw-volume = true
