@@ -788,7 +788,8 @@ def check_pwvoice_boot(build, stack, directions=('play', 'record'), codec='cvsd'
     for name, direction, samples in pwvoice_signals(rate):
         if direction in directions:
             run.pwvoice(name, samples, rate, direction)
-    env = {'SINK': 'pipewire', 'PW_HFP': codec, 'HEADSET': '1',
+    # WirePlumber's info level: PipeWire logs the codec each node started with
+    env = {'SINK': 'pipewire', 'PW_HFP': codec, 'HEADSET': '1', 'WP_DEBUG': '3',
            'VOICE_RECORD_S': str(PWVOICE_RECORD_S)}
     print('pwvoice share: %s' % run.share, flush=True)
     try:
@@ -800,6 +801,10 @@ def check_pwvoice_boot(build, stack, directions=('play', 'record'), codec='cvsd'
                  res.step_rc('stack') == 0 and res.step('pair').get('paired') == 'yes',
                  '%s %s' % (res.step('stack'), res.step('pair')), info=''):
         return res
+    used = re.findall(r'using HFP codec (\w+)', res.log('wireplumber.log'))
+    check('pwvoice: PipeWire\'s nodes ran %s' % codec.upper(),
+          used and all(c == codec.upper() for c in used),
+          'wireplumber.log: %s' % (used or 'no "using HFP codec"'), info=' '.join(used))
     for name, direction, _ in pwvoice_signals(rate):
         if direction in directions:
             check_pwvoice(res, name, direction, rate)
