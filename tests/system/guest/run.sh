@@ -691,7 +691,7 @@ phone_pipewire() {
 
 # ---------------------------------------------------------------- PipeWire the headset
 
-# pwvoice:NAME, PLAY_NAME="FILE RATE DIR" (SINK=pipewire PW_HFP=1 HEADSET=1):
+# pwvoice:NAME, PLAY_NAME="FILE RATE DIR" (SINK=pipewire PW_HFP=cvsd|msbc HEADSET=1):
 # PipeWire on hci1 is the headset (WirePlumber's hfp_hf role, the native
 # backend), our HFP Audio Gateway on hci0 carries FILE over SCO.  Our side
 # opens first (its open brings the SLC and SCO up).  DIR play: aplay -D
