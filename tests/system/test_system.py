@@ -78,6 +78,17 @@ def finish():
     sys.exit(1 if _failed else 0)
 
 
+def boot(run, label='', env=None):
+    """run.boot(env), its share (logs, captures) said first; a VM that would
+    not run is a failed check and None."""
+    print('%sshare (logs, captures): %s' % (label and label + ' ', run.share), flush=True)
+    try:
+        return run.boot(env=env)
+    except vm.VMError as e:
+        check('%sVM' % (label and label + ': '), False, str(e))
+        return None
+
+
 def f(v, default=float('nan')):
     try:
         return float(v)
@@ -206,14 +217,11 @@ def check_pipewire(build, stack):
         # after the streams to it, PipeWire on hci1 is the phone
         phone = add_phone(run, 'pipewire')
         env['PHONE'] = '1'
-    print('pipewire share: %s' % run.share, flush=True)
-    try:
-        # One vCPU, as every boot: with two, the unstable kernel (7.2) now and
-        # then panics while it boots under multi-threaded TCG (an int3 oops in
-        # ktime_get_update_offsets_now, the kernel patching its own code).
-        res = run.boot(env=env)
-    except vm.VMError as e:
-        check('pipewire: VM', False, str(e))
+    # One vCPU, as every boot: with two, the unstable kernel (7.2) now and
+    # then panics while it boots under multi-threaded TCG (an int3 oops in
+    # ktime_get_update_offsets_now, the kernel patching its own code).
+    res = boot(run, 'pipewire', env)
+    if res is None:
         return None
     st = res.step('stack')
     check('a controller\'s set-up timed out: seen, btvirt restarted, stack up',
@@ -632,11 +640,8 @@ def check_codecs(build, stack):
         args = (args + ' -p a2dp-source').strip()
         env['PHONE'] = '1'
     env['BLUEALSA_ARGS'] = args
-    print('codecs share: %s' % run.share, flush=True)
-    try:
-        res = run.boot(env=env)
-    except vm.VMError as e:
-        check('codecs: VM', False, str(e))
+    res = boot(run, 'codecs', env)
+    if res is None:
         return None
     if not check('codecs: stack with bluez-alsa offering %s, paired' % args,
                  res.step_rc('stack') == 0 and res.step('pair').get('paired') == 'yes',
@@ -794,11 +799,8 @@ def check_pwvoice_boot(build, stack, directions=('play', 'record'), codec='cvsd'
     # WirePlumber's info level: PipeWire logs the codec each node started with
     env = {'SINK': 'pipewire', 'PW_HFP': codec, 'HEADSET': '1', 'WP_DEBUG': '3',
            'VOICE_RECORD_S': str(PWVOICE_RECORD_S)}
-    print('pwvoice share: %s' % run.share, flush=True)
-    try:
-        res = run.boot(env=env)
-    except vm.VMError as e:
-        check('pwvoice: VM', False, str(e))
+    res = boot(run, 'pwvoice', env)
+    if res is None:
         return None
     if not check('pwvoice: stack with PipeWire the headset (hfp_hf), paired',
                  res.step_rc('stack') == 0 and res.step('pair').get('paired') == 'yes',
@@ -983,11 +985,8 @@ def run_stack(stack, build, times):
         run.fault(kind)
         run.play('after_' + kind, back, 44100)
     run.steps.append('mixer_close')
-    print('share (logs, captures): %s' % run.share, flush=True)
-    try:
-        res = run.boot()
-    except vm.VMError as e:
-        check('VM', False, str(e))
+    res = boot(run)
+    if res is None:
         return
     v = res.vm
     if v.guest_rc is None:
