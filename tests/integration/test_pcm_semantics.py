@@ -434,9 +434,16 @@ def test_delay():
               abs(grow_pre - 6615) <= 5, 'before START %+d' % grow_pre)
         # During playback the samples fall at slightly different phases of
         # the packet clock in the two runs: measured +6613.5 .. +6618 on an
-        # idle machine, +6635 with both cores loaded (0.5 ms of jitter).
-        check(name + ': the same growth during playback (+- 64, 1.5 ms)',
-              abs(grow_run - 6615) <= 64 * TIME_SCALE, 'during playback %+.1f' % grow_run)
+        # idle machine, +6635 with both cores loaded (0.5 ms of jitter). And
+        # a sample either counts the packet the sink is receiving as arrived
+        # or not yet: the samples sit in two groups a packet apart, and a
+        # loaded machine moves the median from one to the other (seen in a
+        # CI-style run: median 7325 where most were 7965, +5977 here). So the
+        # growth is asked to be 6615 give or take 64, to a whole packet; the
+        # bounds above hold each sample to within two packets.
+        off = min(abs(grow_run - 6615 - k * pkt) for k in (-1, 0, 1))
+        check(name + ': the same growth during playback (+- 64, 1.5 ms, to a whole packet)',
+              off <= 64 * TIME_SCALE, 'during playback %+.1f' % grow_run)
 
 
 # ---------------------------------------------------------------- 6. pacing
