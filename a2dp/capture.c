@@ -98,7 +98,7 @@ static int parse_packet(struct a2dp_capture *c, size_t len, struct rtp_packet *p
 	}
 	if (rtp_parse(c->packet, len, p) < 0)
 		return -EINVAL;
-	if (jitter_late(&c->jb, p->seq))
+	if (jitter_late(&c->jb, p->seq, p->timestamp))
 		return -EALREADY;          /* reordered or repeated: dropped undecoded */
 	/* RFC 3016's marker ends a frame; a phone that never sets it sends
 	 * whole frames as far as we can tell, so packets are taken as fragments

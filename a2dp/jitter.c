@@ -77,6 +77,14 @@ static void append(struct jitter *j, const uint8_t *pcm, unsigned n)
 	}
 }
 
+/* Older than what was written: a sequence number behind the next one, at a
+ * time other than the one that follows (a source that numbers afresh while
+ * its timestamps run on is not late). */
+static int older(const struct jitter *j, uint16_t seq, uint32_t ts)
+{
+	return ts != j->next_ts && (uint16_t)(seq - j->next_seq) >= 0x8000;
+}
+
 /* Frames of silence a packet at ts needs before it; -1: it is late. */
 static int64_t gap_before(struct jitter *j, uint16_t seq, uint32_t ts, unsigned frames)
 {
@@ -88,8 +96,8 @@ static int64_t gap_before(struct jitter *j, uint16_t seq, uint32_t ts, unsigned 
 	/* Timestamps that do not count frames: trust the sequence. */
 	if (lost == 0)
 		return 0;
-	if (lost >= 0x8000)
-		return -1;                           /* older than what we have */
+	if (older(j, seq, ts))
+		return -1;
 	if (d < 0 || d > MAX_GAP_FRAMES) {
 		/* No sense in the timestamp: lost packets of this packet's size. */
 		uint64_t g = (uint64_t)lost * frames;
@@ -99,9 +107,9 @@ static int64_t gap_before(struct jitter *j, uint16_t seq, uint32_t ts, unsigned 
 	return d;
 }
 
-int jitter_late(struct jitter *j, uint16_t seq)
+int jitter_late(struct jitter *j, uint16_t seq, uint32_t ts)
 {
-	if (!j->started || (uint16_t)(seq - j->next_seq) < 0x8000)
+	if (!j->started || !older(j, seq, ts))
 		return 0;
 	j->late_packets++;
 	return 1;

@@ -64,10 +64,10 @@ void jitter_reset(struct jitter *j);
  * (ON_PAUSE=wait after the phone paused: the pause is not audio). */
 void jitter_new_origin(struct jitter *j);
 
-/* Is a packet with this sequence number older than what was written (late,
- * reordered, repeated)? Then it is counted dropped. Asked before decoding:
- * a decoder with state (SBC's filter bank) must not see such a packet. */
-int jitter_late(struct jitter *j, uint16_t seq);
+/* Is this packet older than what was written (late, reordered, repeated),
+ * the packet jitter_put would drop? Then it is counted dropped. Asked before
+ * decoding: a decoder with state (SBC's filter bank) must not see it. */
+int jitter_late(struct jitter *j, uint16_t seq, uint32_t ts);
 
 /* A decoded packet of `frames` frames. Returns the frames of silence put
  * before it (a gap), or -1 if it was dropped (late). */

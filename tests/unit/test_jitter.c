@@ -52,9 +52,11 @@ static void test_gap_and_late(void)
 	CHECK(jitter_put(&j, 3, 1008, in, 4) == 4, "one lost packet: 4 frames of silence");
 	CHECK(jitter_get(&j, out, 12, 1) == 12 && is_run(out, 4, 100, 1) && is_run(out + 8, 4, 0, 0) &&
 	      is_run(out + 16, 4, 108, 1), "audio, silence where the packet was, audio");
-	CHECK(!jitter_late(&j, 4) && !jitter_late(&j, 9) && j.late_packets == 0,
+	CHECK(!jitter_late(&j, 4, 1012) && !jitter_late(&j, 9, 1032) && j.late_packets == 0,
 	      "the next sequence number and later ones are not late");
-	CHECK(jitter_late(&j, 2) && j.late_packets == 1, "an older one is, and counted");
+	CHECK(!jitter_late(&j, 1, 1012) && j.late_packets == 0,
+	      "an older number at the time that follows (numbered afresh) is not late");
+	CHECK(jitter_late(&j, 2, 1004) && j.late_packets == 1, "an older one is, and counted");
 	CHECK(jitter_put(&j, 2, 1004, in, 4) == -1 && j.late_packets == 2, "put anyway, it is dropped");
 	/* Timestamps that do not count frames: the sequence decides. */
 	CHECK(jitter_put(&j, 4, 1008, in, 4) == 0, "contiguous sequence, stuck timestamp: no gap");
