@@ -710,7 +710,6 @@ step_pwvoice() {
 	chown nobody:nogroup $PW_DIR/$name.wav
 	cp "$SHARE/$file" /tmp/play.wav || return 1
 	mkdir -p $SHARE/captures
-	rm -f /run/$name.stop
 	: > $LOGS/$name.pw-node
 	dev="bluetooth:$DEVARGS,PROFILE=hfp"
 	if [ $dir = play ]; then
@@ -747,7 +746,6 @@ step_pwvoice() {
 		wait $rec; kv far_rc $?
 		cp /tmp/$name.wav $SHARE/captures/$name.wav 2> /dev/null
 	fi
-	touch /run/$name.stop
 	pkill -f "pw-link -m $([ $dir = play ] && echo -o || echo -i)"
 	wait $mon
 	kv pw_links "$(grep -c linked $LOGS/$name.pw-node)"
@@ -758,9 +756,9 @@ step_pwvoice() {
 
 # pw_voice_links NAME -o|-i NODE PORT: each port of PipeWire's NODE (bluez_input's
 # outputs with -o, bluez_output's inputs with -i) that appears, linked to PORT
-# (the recorder's input, the player's output), until /run/NAME.stop.
+# (the recorder's input, the player's output), until its pw-link -m is ended.
 pw_voice_links() {
-	local name=$1 dir=$2 node=$3 ours=$4 line port
+	local name=$1 dir=$2 node=$3 ours=$4 line port rc
 	$PW pw-link -m $dir 2> /dev/null | while read -r line; do
 		port=${line#[=+]} port=${port# }
 		case $line in
@@ -771,7 +769,8 @@ pw_voice_links() {
 			else
 				$PW pw-link "$ours" "$port" >> $LOGS/$name.pw-node 2>&1
 			fi
-			echo "${port%:*} linked at $(now) rc $?" >> $LOGS/$name.pw-node
+			rc=$?     # pw-link's: read after $(now), $? would be now's
+			echo "${port%:*} linked at $(now) rc $rc" >> $LOGS/$name.pw-node
 			;;
 		esac
 	done
