@@ -489,7 +489,8 @@ def check(name, condition, detail=''):
         print('PASS %s' % name, flush=True)
     else:
         _failed.append(name)
-        print('FAIL %s: %s' % (name, detail), flush=True)
+        # One line: run-all repeats FAIL lines at the end, and CI shows only that.
+        print('FAIL %s: %s' % (name, str(detail).replace('\n', ' | ')), flush=True)
     return bool(condition)
 
 

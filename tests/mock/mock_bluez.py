@@ -91,8 +91,8 @@ AF_UNIX stream socketpair: --headset gets one end as its fd 3, the
 registrant the other in Profile1.NewConnection(device, fd, {Version 0x0108,
 Features}), and ConnectProfile answers once NewConnection has (an error
 reply: Failed "br-connection-refused"). DisconnectProfile(Hands-Free):
-Profile1.RequestDisconnection, then the headset program is stopped (its
-end closes). The headset program exiting closes the channel from its side.
+Profile1.RequestDisconnection; once that is answered the headset program
+is stopped (its end closes). The headset program exiting closes the channel from its side.
 
 It takes the name org.bluez and prints READY on stdout once it serves.
 SIGTERM/SIGINT: stops the sinks (bounded) and exits 0.
@@ -1512,12 +1512,14 @@ class HfpLink:
         os.close(fd.take())
 
     def request_disconnection(self):
-        """Device1.DisconnectProfile: bluetoothd asks the owner to let go."""
+        """Device1.DisconnectProfile: bluetoothd asks the owner to let go.
+        The channel stays up until the owner answers, as in bluetoothd, so
+        the owner sees the request before its channel's end."""
         self.mock.log('RequestDisconnection %s %s' % (self.profile.path, self.device.short))
         self.mock.bus.call_async(self.profile.sender, self.profile.path, PROFILE,
                                  'RequestDisconnection', 'o', [dbus.ObjectPath(self.device.path)],
-                                 lambda *_: None, lambda *_: None, timeout=25)
-        self.end('DisconnectProfile')
+                                 lambda *_: self.end('DisconnectProfile'),
+                                 lambda *_: self.end('DisconnectProfile'), timeout=25)
 
     def end(self, why):
         """The RFCOMM channel closes: the headset program is stopped."""

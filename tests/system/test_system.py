@@ -58,7 +58,8 @@ def check(name, ok, detail='', info=None):
         print('PASS %s%s' % (name, (': ' + info) if info else ''), flush=True)
     else:
         _failed.append(name)
-        print('FAIL %s: %s' % (name, detail), flush=True)
+        # One line: run-all repeats FAIL lines at the end, and CI shows only that.
+        print('FAIL %s: %s' % (name, str(detail).replace('\n', ' | ')), flush=True)
     return bool(ok)
 
 
