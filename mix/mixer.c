@@ -76,31 +76,66 @@ static void copy_last_error(char *to, const char *otherwise)
 
 /* --- the sum --------------------------------------------------------------- */
 
+/* The loops run over contiguous samples, one loop a sample format: the
+ * mixing process runs them for every sample played, and a test of the
+ * format or of the ring's end at each sample cost more than the encoder. */
+static void add_samples(int64_t *sum, const uint8_t *ring, unsigned bits, size_t at, size_t n)
+{
+	if (bits == 32) {
+		const int32_t *p = (const int32_t *)ring + at;
+
+		for (size_t i = 0; i < n; i++)
+			sum[i] += p[i];
+	} else {
+		const int16_t *p = (const int16_t *)ring + at;
+
+		for (size_t i = 0; i < n; i++)
+			sum[i] += p[i];
+	}
+}
+
 void mix_add(int64_t *sum, const uint8_t *ring, unsigned bits, unsigned buffer, uint64_t from,
 	     unsigned n, unsigned nch)
 {
-	unsigned pos = from % buffer;
+	unsigned pos = from % buffer, first = buffer - pos < n ? buffer - pos : n;
 
-	for (unsigned f = 0; f < n; f++, pos = pos + 1 == buffer ? 0 : pos + 1)
-		for (unsigned c = 0; c < nch; c++) {
-			size_t i = (size_t)pos * nch + c;
-
-			sum[(size_t)f * nch + c] += bits == 32 ? ((const int32_t *)ring)[i]
-							       : ((const int16_t *)ring)[i];
-		}
+	add_samples(sum, ring, bits, (size_t)pos * nch, (size_t)first * nch);
+	add_samples(sum + (size_t)first * nch, ring, bits, 0, (size_t)(n - first) * nch);
 }
 
 void mix_clamp(uint8_t *out, const int64_t *sum, unsigned bits, unsigned n)
 {
-	int64_t hi = bits == 32 ? INT32_MAX : INT16_MAX, lo = -hi - 1;
+	if (bits == 32) {
+		int32_t *o = (int32_t *)out;
 
-	for (unsigned i = 0; i < n; i++) {
-		int64_t v = sum[i] > hi ? hi : sum[i] < lo ? lo : sum[i];
+		for (unsigned i = 0; i < n; i++)
+			o[i] = (int32_t)(sum[i] > INT32_MAX ? INT32_MAX : sum[i] < INT32_MIN ? INT32_MIN : sum[i]);
+	} else {
+		int16_t *o = (int16_t *)out;
 
-		if (bits == 32)
-			((int32_t *)out)[i] = (int32_t)v;
+		for (unsigned i = 0; i < n; i++)
+			o[i] = (int16_t)(sum[i] > INT16_MAX ? INT16_MAX : sum[i] < INT16_MIN ? INT16_MIN : sum[i]);
+	}
+}
+
+/* n frames of fb bytes from a ring of sbuf frames at `from` (or silence,
+ * src NULL) into a ring of dbuf frames at `to`, each wrapping at its end. */
+static void copy_frames(uint8_t *dst, unsigned dbuf, uint64_t to, const uint8_t *src, unsigned sbuf,
+			uint64_t from, unsigned n, unsigned fb)
+{
+	while (n) {
+		unsigned dp = to % dbuf, k = n < dbuf - dp ? n : dbuf - dp;
+		unsigned sp = src ? from % sbuf : 0;
+
+		if (src && k > sbuf - sp)
+			k = sbuf - sp;
+		if (src)
+			memcpy(dst + (size_t)dp * fb, src + (size_t)sp * fb, (size_t)k * fb);
 		else
-			((int16_t *)out)[i] = (int16_t)v;
+			memset(dst + (size_t)dp * fb, 0, (size_t)k * fb);
+		n -= k;
+		to += k;
+		from += k;
 	}
 }
 
@@ -319,19 +354,29 @@ static void mix_packet(struct mixer *m, unsigned n, int short_packet)
 	uint64_t appl = a2dp_stream_appl(s);
 	unsigned pos = appl % buffer, first = buffer - pos < n ? buffer - pos : n;
 	uint8_t *ring = a2dp_stream_ring(s);
+	struct mix_client *play[MIX_MAX_CLIENTS];
+	int playing = 0;
 
-	memset(m->sum, 0, (size_t)n * nch * sizeof(*m->sum));
-	for (int i = 0; i < MIX_MAX_CLIENTS; i++) {
-		struct mix_client *c = &m->clients[i];
+	for (int i = 0; i < MIX_MAX_CLIENTS; i++)
+		if (is_playing(&m->clients[i]))
+			play[playing++] = &m->clients[i];
+	/* One program (the usual case): its frames as they are, no sum. */
+	if (playing != 1)
+		memset(m->sum, 0, (size_t)n * nch * sizeof(*m->sum));
+	for (int i = 0; i < playing; i++) {
+		struct mix_client *c = play[i];
 		uint64_t hw, avail;
 		unsigned take;
 
-		if (!is_playing(c))
-			continue;
 		hw = atomic_load(&c->ring->hw);
 		avail = atomic_load(&c->ring->appl) - hw;
 		take = avail < n ? (unsigned)avail : n;
-		mix_add(m->sum, c->data, bits, c->buffer, hw, take, nch);
+		if (playing == 1) {
+			copy_frames(ring, buffer, appl, c->data, c->buffer, hw, take, fb);
+			copy_frames(ring, buffer, appl + take, NULL, 0, 0, n - take, fb);
+		} else {
+			mix_add(m->sum, c->data, bits, c->buffer, hw, take, nch);
+		}
 		atomic_store(&c->ring->hw, hw + take);
 		if ((take < n || short_packet) && c->state == MC_RUNNING) {
 			/* Its clock passed what it wrote: its underrun, no one else's. */
@@ -342,8 +387,10 @@ static void mix_packet(struct mixer *m, unsigned n, int short_packet)
 			m->ran_out = 1;
 		}
 	}
-	mix_clamp(ring + (size_t)pos * fb, m->sum, bits, first * nch);
-	mix_clamp(ring, m->sum + (size_t)first * nch, bits, (n - first) * nch);
+	if (playing != 1) {
+		mix_clamp(ring + (size_t)pos * fb, m->sum, bits, first * nch);
+		mix_clamp(ring, m->sum + (size_t)first * nch, bits, (n - first) * nch);
+	}
 	a2dp_stream_commit(s, n);
 }
 
