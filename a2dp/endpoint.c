@@ -590,6 +590,35 @@ static void cancel_acquire(struct a2dp_endpoint *ep)
 	ep->acquiring = NULL;
 }
 
+/* Every endpoint's UnregisterEndpoint at once, answered within one step: a
+ * hung bluetoothd costs 1 s, not 1 s each, and a slow one has them all
+ * before the RegisterEndpoint of a setup that follows (drop_codec). */
+static void unregister_endpoints(struct a2dp_endpoint *ep)
+{
+	DBusMessage *msgs[A2DP_MAX_CODECS];
+	int n = 0;
+
+	for (int i = 0; i < ep->nseps; i++) {
+		const char *path = ep->seps[i].path;
+		DBusMessage *msg;
+
+		/* never registered, or bluetoothd is gone: calling it would only wait */
+		if (!ep->seps[i].registered || !ep->bz->owner[0]) {
+			ep->seps[i].registered = 0;
+			continue;
+		}
+		ep->seps[i].registered = 0;
+		msg = bluez_method_call(ep->dev.adapter_path, "org.bluez.Media1", "UnregisterEndpoint");
+		if (msg && dbus_message_append_args(msg, DBUS_TYPE_OBJECT_PATH, &path, DBUS_TYPE_INVALID))
+			msgs[n++] = msg;
+		else if (msg)
+			dbus_message_unref(msg);
+	}
+	dbusx_call_all(ep->bz->conn, msgs, n, dbusx_now_ms() + CLOSE_STEP_MS);
+	for (int i = 0; i < n; i++)
+		dbus_message_unref(msgs[i]);
+}
+
 static void teardown(struct a2dp_endpoint *ep)
 {
 	int64_t deadline = dbusx_now_ms() + CLOSE_STEP_MS;
@@ -602,25 +631,7 @@ static void teardown(struct a2dp_endpoint *ep)
 			bluez_call_simple(ep->bz, ep->transport, TRANSPORT_IFACE, "Release", NULL,
 					  deadline, NULL, 0, NULL, 0);
 	}
-	/* One step for all our endpoints: a hung bluetoothd costs 1 s, not 1 s each. */
-	deadline = dbusx_now_ms() + CLOSE_STEP_MS;
-	for (int i = 0; i < ep->nseps; i++) {
-		const char *path = ep->seps[i].path;
-		DBusMessage *msg, *reply;
-
-		if (!ep->seps[i].registered || !ep->bz->owner[0]) {
-			/* never registered, or bluetoothd is gone: calling it would only wait */
-			ep->seps[i].registered = 0;
-			continue;
-		}
-		msg = bluez_method_call(ep->dev.adapter_path, "org.bluez.Media1", "UnregisterEndpoint");
-		if (msg && dbus_message_append_args(msg, DBUS_TYPE_OBJECT_PATH, &path, DBUS_TYPE_INVALID) &&
-		    dbusx_call(ep->bz->conn, msg, deadline, &reply) == 0)
-			dbus_message_unref(reply);
-		if (msg)
-			dbus_message_unref(msg);
-		ep->seps[i].registered = 0;
-	}
+	unregister_endpoints(ep);
 	ep->configured = 0;
 }
 

@@ -1,5 +1,6 @@
 /* libdbus helpers shared by the BlueZ client of both plugins. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -48,6 +49,27 @@ int dbusx_call(DBusConnection *conn, DBusMessage *msg, int64_t deadline_ms,
 	if (!*reply)
 		return -ECONNRESET;
 	return 0;
+}
+
+int dbusx_call_all(DBusConnection *conn, DBusMessage *const *msgs, int n, int64_t deadline_ms)
+{
+	DBusPendingCall **pending = calloc(n > 0 ? n : 1, sizeof(*pending));
+	int64_t left = deadline_ms - dbusx_now_ms();
+	int err = pending ? 0 : -ENOMEM;
+
+	for (int i = 0; i < n && !err; i++)
+		if (left <= 0 || !dbus_connection_send_with_reply(conn, msgs[i], &pending[i], (int)left))
+			err = left <= 0 ? -ETIMEDOUT : -ENOMEM;
+	for (int i = 0; i < n && !err; i++)
+		while (pending[i] && !dbus_pending_call_get_completed(pending[i]) && !err)
+			err = pump(conn, deadline_ms);
+	for (int i = 0; pending && i < n; i++)
+		if (pending[i]) {
+			dbus_pending_call_cancel(pending[i]);
+			dbus_pending_call_unref(pending[i]);
+		}
+	free(pending);
+	return err;
 }
 
 int dbusx_wait_flag(DBusConnection *conn, const volatile int *flag, int64_t deadline_ms)

@@ -16,6 +16,13 @@ int64_t dbusx_now_ms(void);
 int dbusx_call(DBusConnection *conn, DBusMessage *msg, int64_t deadline_ms,
 	       DBusMessage **reply);
 
+/* Sends every one of n calls at once, then waits until all are answered or
+ * deadline_ms passes (dispatching meanwhile); the replies are dropped. One
+ * slow answer then holds up none of the others, and a call made after this
+ * one reaches the peer after all of them. 0, -ETIMEDOUT, -ENOMEM or
+ * -ECONNRESET. */
+int dbusx_call_all(DBusConnection *conn, DBusMessage *const *msgs, int n, int64_t deadline_ms);
+
 /* Pumps the connection for up to timeout_ms, or until *flag becomes nonzero. */
 int dbusx_wait_flag(DBusConnection *conn, const volatile int *flag, int64_t deadline_ms);
 

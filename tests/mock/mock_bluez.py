@@ -106,6 +106,8 @@ Control interface: object /org/alsabt/mock, interface org.alsabt.Mock1
       action: ""                  clear
               "error:NAME:MESSAGE" the method replies that D-Bus error
               "noreply"           the method never replies (bluetoothd hung)
+              "slow:SECONDS"      the method does its work at once and
+                                  replies SECONDS later (a loaded bluetoothd)
               "busy"              (ConnectProfile) another audio service
                                   already streams: a foreign transport
                                   (State active) appears, reply success,
@@ -475,6 +477,14 @@ class Call:
         if self.done:
             return
         self.done = True
+        slow = self.mock.faults.get(self.method)
+        if slow.startswith('slow:'):
+            def later():
+                self.mock.log('%s -> ok (%s)' % (self.method, slow))
+                self._ok(*values)
+                return False
+            GLib.timeout_add(int(float(slow[5:]) * 1000), later)
+            return
         self.mock.log('%s -> ok' % self.method)
         self._ok(*values)
 
@@ -1634,6 +1644,11 @@ class Faults:
             return action in ('wrongtype', 'wrongsig')
         if action.startswith('error:'):
             return len(action.split(':', 2)) == 3 and '.' in action.split(':', 2)[1]
+        if action.startswith('slow:'):
+            try:
+                return float(action[5:]) >= 0
+            except ValueError:
+                return False
         return action == 'noreply' or (action == 'busy' and method == 'ConnectProfile')
 
 
