@@ -11,6 +11,8 @@ stereo noise is played
   encoder   bench_encode, libsbc alone        (the floor: the SBC encoder)
   alsabt    aplay -D bluetooth:...            (our plugin, one process)
   alsabt_sbc the same with CODEC=sbc          (no other codec's library)
+  alsabt_mix aplay -D bluetooth:... as a user types it: MIX=1, the
+            default, so a mixing process (in the player's group) streams
   bluealsa  aplay -D bluealsa:... + bluez-alsa's source daemon on hci0
 
 and each process's CPU is read from cgroup v2 (guest/run.sh step_cpu): the
@@ -40,6 +42,7 @@ RUNS = [('null_5', 'null', LONG_S), ('null_1', 'null', SHORT_S),
         ('encoder_5', 'encoder', LONG_S),
         ('alsabt_5', 'alsabt', LONG_S), ('alsabt_5b', 'alsabt', LONG_S),
         ('alsabt_sbc_5', 'alsabt_sbc', LONG_S), ('alsabt_sbc_5b', 'alsabt_sbc', LONG_S),
+        ('alsabt_mix_5', 'alsabt_mix', LONG_S), ('alsabt_mix_5b', 'alsabt_mix', LONG_S),
         ('bluealsa_5', 'bluealsa', LONG_S), ('bluealsa_5b', 'bluealsa', LONG_S)]
 WINDOW_S = 4.5 - 1.5          # guest/run.sh MID_FROM_S .. MID_TO_S
 # Under instruction counting the guest runs slower than the host's clock:
@@ -84,10 +87,13 @@ def measure(build, keep=False, share=None):
                  'error': st.get('error'), 'groups': groups, 'player': _kv(st.get('player'))}
             if st.get('mid1_csw') and st.get('mid2_csw'):
                 m1, m2 = _usage(st, 'mid1'), _usage(st, 'mid2')
-                r['window'] = {g: (m2[g] - m1[g]) / 1000.0 / WINDOW_S for g in GROUPS}
-                r['window']['csw'] = (int(st['mid2_csw']) - int(st['mid1_csw'])) / WINDOW_S
+                span = WINDOW_S
+                if st.get('mid1_t') and st.get('mid2_t'):
+                    span = float(st['mid2_t']) - float(st['mid1_t'])
+                r['window'] = {g: (m2[g] - m1[g]) / 1000.0 / span for g in GROUPS}
+                r['window']['csw'] = (int(st['mid2_csw']) - int(st['mid1_csw'])) / span
             cap = os.path.join(run.share, 'captures', name + '.wav')
-            if kind in ('alsabt', 'alsabt_sbc', 'bluealsa') and os.path.exists(cap):
+            if kind in ('alsabt', 'alsabt_sbc', 'alsabt_mix', 'bluealsa') and os.path.exists(cap):
                 r['analysis'] = systest.analyse(sigs[name], RATE, cap)
             out[name] = r
         return out
@@ -111,7 +117,12 @@ def _aplay(r):
 
 
 def _path(r):
-    """The path's own CPU (ms) in a run: aplay (wait4) and the daemon's group."""
+    """The path's own CPU (ms) in a run: aplay (wait4) and the daemon's
+    group; mixed, the player's group, which holds aplay and the mixing
+    process it started (wait4 does not see that one), less bench_encode
+    spawn's own start in it."""
+    if r['kind'] == 'alsabt_mix':
+        return r['groups']['player'] - 1000.0 * float(r['player'].get('self_cpu_s', 'nan'))
     a = _aplay(r)
     return (a['cpu'] if a else float('nan')) + r['groups']['daemon']
 
@@ -142,7 +153,7 @@ def summarise(m):
     # and handing over 4 s of audio, which every path does too.
     s['floor_whole'] = s['null_whole'] + (enc_ms or 0.0)
     s['floor'] = s['null_steady'] + (enc_ms or 0.0)
-    for kind in ('alsabt', 'alsabt_sbc', 'bluealsa'):
+    for kind in ('alsabt', 'alsabt_sbc', 'alsabt_mix', 'bluealsa'):
         runs = (kind + '_5', kind + '_5b')
         p = {'whole': [_path(m[n]) / LONG_S for n in runs],
              'steady': [steady(n) for n in runs],
@@ -181,7 +192,8 @@ def report(s):
              '   (Debian 12 stack; CPU of aplay and of its path\'s daemon per second of '
              '44.1 kHz stereo noise, SBC)', '']
     paths = (('bluealsa', 'aplay -> bluez-alsa plugin + daemon'), ('alsabt', 'aplay -> alsa-bt'),
-             ('alsabt_sbc', 'aplay -> alsa-bt, CODEC=sbc'))
+             ('alsabt_sbc', 'aplay -> alsa-bt, CODEC=sbc'),
+             ('alsabt_mix', 'aplay -> alsa-bt, mixed (the default)'))
     rows = [('path', 'whole 5 s run', 'again', 'steady (1.5-4.5 s)', 'again',
              'steady beyond the floor', 'open + close, a run', 'audio at the speaker')]
     for kind, label in paths:

@@ -1001,14 +1001,27 @@ player_csw() {
 	done
 	echo "csw $n"
 }
+# Every thread of the player group: "tasks TID:COMM:NS_ON_CPU:SWITCHES ..."
+# (schedstat, status), to say which thread the CPU went to.
+player_tasks() {
+	local p t line=
+	for p in $(cat $CG/player/cgroup.procs); do
+		for t in /proc/$p/task/*; do
+			line="$line ${t##*/}:$(tr -d ' :' < $t/comm):$(cut -d' ' -f1 $t/schedstat 2>/dev/null):$(awk '/ctxt_switches/ { s += $2 } END { print s + 0 }' $t/status 2>/dev/null)"
+		done
+	done
+	echo "tasks$line"
+}
 # Samples the groups at MID_FROM_S and MID_TO_S into the play (mid1_, mid2_):
 # the streaming alone, without opening, closing or the drain's end.
 MID_FROM_S=1.5 MID_TO_S=4.5
 mid_sampler() {
 	sleep $MID_FROM_S
-	{ cg_usage; player_csw; } | sed 's/^/mid1_/' >> $OUT
+	# The window is from the first group read to the second, timed: reading
+	# the threads (a few processes each) is outside it.
+	{ player_tasks; player_csw; echo "t $(now)"; cg_usage; } | sed 's/^/mid1_/' >> $OUT
 	sleep $(calc "$MID_TO_S - $MID_FROM_S")
-	{ cg_usage; player_csw; } | sed 's/^/mid2_/' >> $OUT
+	{ cg_usage; echo "t $(now)"; player_csw; player_tasks; } | sed 's/^/mid2_/' >> $OUT
 }
 # in_player CMD...: CMD in the player group
 in_player() { sh -c 'echo $$ > '$CG'/player/cgroup.procs && exec "$@"' sh "$@"; }
@@ -1063,6 +1076,8 @@ step_cpu() {
 	# alone (MIX=0): the program's own encoder and clock, what is compared
 	alsabt) in_player $SPAWN aplay -q -D "bluetooth:$DEVARGS,MIX=0" /tmp/play.wav ;;
 	alsabt_sbc) in_player $SPAWN aplay -q -D "bluetooth:$DEVARGS,MIX=0,CODEC=sbc" /tmp/play.wav ;;
+	# the default (MIX=1): the mixing process it starts is in the player group
+	alsabt_mix) in_player $SPAWN aplay -q -D "bluetooth:$DEVARGS" /tmp/play.wav ;;
 	bluealsa) in_player $SPAWN aplay -q -D "bluealsa:DEV=$SINK_ADDR,PROFILE=a2dp,SRV=org.bluealsa.source" \
 		/tmp/play.wav ;;
 	*) kv error "no such kind: $kind"; return 1 ;;
