@@ -1,4 +1,5 @@
 /* The playback clock, the I/O thread, congestion handling and delay accounting. */
+#define _GNU_SOURCE     /* ppoll */
 #include <errno.h>
 #include <poll.h>
 #include <stdatomic.h>
@@ -6,7 +7,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/timerfd.h>
 #include <unistd.h>
 #include <linux/sockios.h>
 
@@ -85,6 +85,9 @@ struct a2dp_stream {
 	int logged_congestion;
 	int early;                     /* the packet being sent is the wakeup's second */
 	size_t queued_before;          /* the socket's queue before the last packet */
+	long queue_seen;               /* the socket's queue this wakeup, -1: not read yet */
+	size_t charge_len;             /* the payload packet_charge was learnt with */
+	int64_t wake_ns;               /* the clock's next wakeup, 0: none */
 	/* packet_frames() as the I/O thread last saw it: the application's
 	 * thread reads this, never the encoder the I/O thread changes. */
 	_Atomic unsigned pkt_frames;
@@ -107,20 +110,17 @@ static uint64_t clock_frames(const struct a2dp_stream *s, int64_t t)
 	return io_frames_in(t - s->t0_ns, s->rate);
 }
 
+/* The clock is a deadline for the I/O thread's ppoll(), one-shot like a
+ * timer: a wakeup costs one system call, where a timerfd cost three (poll,
+ * read, re-arm). */
 static void arm_timer(struct a2dp_stream *s, int64_t at_ns)
 {
-	struct itimerspec its = { .it_value = { at_ns / NS, at_ns % NS } };
-
-	if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
-		its.it_value.tv_nsec = 1;   /* zero would disarm */
-	timerfd_settime(s->io.timer_fd, TFD_TIMER_ABSTIME, &its, NULL);
+	s->wake_ns = at_ns > 0 ? at_ns : 1;    /* zero would disarm */
 }
 
 static void disarm_timer(struct a2dp_stream *s)
 {
-	struct itimerspec its = { { 0, 0 }, { 0, 0 } };
-
-	timerfd_settime(s->io.timer_fd, TFD_TIMER_ABSTIME, &its, NULL);
+	s->wake_ns = 0;
 }
 
 void a2dp_stream_notify(struct a2dp_stream *s)
@@ -140,6 +140,28 @@ static size_t socket_queue_bytes(const struct a2dp_stream *s)
 	if (s->bluetooth_socket)
 		return n < atomic_load(&s->sndbuf) ? (size_t)(atomic_load(&s->sndbuf) - n) : 0;
 	return n;
+}
+
+/* The thread that runs the clock, so that a2dp_stream_delay() called from
+ * it (a source's callback) reads the queue as that thread knows it. */
+static __thread const struct a2dp_stream *io_thread_of;
+
+/* The queue for the I/O thread: read once a wakeup, then counted on by what
+ * it sends, not read again at each packet. */
+static size_t io_queue_bytes(struct a2dp_stream *s)
+{
+	if (s->queue_seen < 0)
+		s->queue_seen = (long)socket_queue_bytes(s);
+	return (size_t)s->queue_seen;
+}
+
+/* A payload of n bytes went: the queue holds one more packet's charge. */
+static void count_sent(struct a2dp_stream *s, size_t n)
+{
+	size_t charge = atomic_load(&s->packet_charge);
+
+	if (s->queue_seen >= 0)
+		s->queue_seen = charge && n == s->charge_len ? s->queue_seen + (long)charge : -1;
 }
 
 static void size_send_buffer(struct a2dp_stream *s, size_t packet_charge)
@@ -282,18 +304,18 @@ static int send_payload(struct a2dp_stream *s, size_t n, int64_t now)
 
 /* Packets the socket holds now, by the learned charge of one (0 before it is
  * learned: the queue was empty for the first packet). */
-static unsigned queued_packets(const struct a2dp_stream *s)
+static unsigned queued_packets(struct a2dp_stream *s)
 {
 	size_t charge = atomic_load(&s->packet_charge);
 
-	return charge ? (unsigned)((socket_queue_bytes(s) + charge / 2) / charge) : 0;
+	return charge ? (unsigned)((io_queue_bytes(s) + charge / 2) / charge) : 0;
 }
 
 /* Encodes `frames` from the ring, padded with silence to `padded`, and sends them. */
 static int send_packet(struct a2dp_stream *s, unsigned frames, unsigned padded, int64_t now)
 {
 	uint64_t hw = atomic_load(&s->hw);
-	size_t queued = s->queued_before = socket_queue_bytes(s), after;
+	size_t queued = s->queued_before = io_queue_bytes(s), after;
 	ssize_t n;
 	int r = 0;
 
@@ -319,11 +341,18 @@ static int send_packet(struct a2dp_stream *s, unsigned frames, unsigned padded, 
 	else if (r == 0 && !s->stats.packets++)
 		s->stats.first_packet_ns = now;
 	pthread_mutex_unlock(&s->io.lock);
-	/* Into an empty queue: what it holds now is one packet's charge. */
-	if (n > 0 && r == 0 && !queued && (after = socket_queue_bytes(s)) &&
-	    after != atomic_load(&s->packet_charge)) {
-		atomic_store(&s->packet_charge, after);
-		size_send_buffer(s, after);
+	if (n > 0 && r == 0)
+		count_sent(s, (size_t)n);
+	/* Into an empty queue: what it holds now is one packet's charge, learnt
+	 * again when the payload's size changes. */
+	if (n > 0 && r == 0 && !queued && (size_t)n != s->charge_len &&
+	    (after = socket_queue_bytes(s))) {
+		s->charge_len = (size_t)n;
+		s->queue_seen = (long)after;
+		if (after != atomic_load(&s->packet_charge)) {
+			atomic_store(&s->packet_charge, after);
+			size_send_buffer(s, after);
+		}
 	}
 	if (n > 0 && s->codec->on_packet) {
 		unsigned q = queued_packets(s);
@@ -486,6 +515,7 @@ static void service_clock(struct a2dp_stream *s)
 	int may_send_early = 0;
 
 	atomic_store(&s->starved, 0);
+	s->queue_seen = -1;
 	while (s->state == ST_RUNNING || s->state == ST_DRAINING) {
 		int64_t due = due_ns(s, atomic_load(&s->sent));
 
@@ -549,28 +579,36 @@ static int apply_requests(struct a2dp_stream *s)
 
 static void wait_events(struct a2dp_stream *s)
 {
-	struct pollfd p[5] = {
+	struct pollfd p[4] = {
 		{ .fd = s->io.wake_fd, .events = POLLIN },
-		{ .fd = s->io.timer_fd, .events = POLLIN },
 		{ .fd = s->transport_dead ? -1 : s->fd, .events = 0 },  /* HUP/ERR only */
 		{ .fd = a2dp_endpoint_bus_fd(s->ep), .events = POLLIN },
 		{ .fd = device_volume_fd(&s->volume), .events = POLLIN },
 	};
+	struct timespec left, *timeout = NULL;
+	int n;
 
-	if (poll(p, 5, -1) < 0)
+	if (s->wake_ns) {
+		int64_t ns = s->wake_ns - io_now_ns();
+
+		ns = ns > 0 ? ns : 0;
+		left = (struct timespec){ ns / NS, ns % NS };
+		timeout = &left;
+	}
+	if ((n = ppoll(p, 4, timeout, NULL)) == 0)
+		s->wake_ns = 0;        /* it fired */
+	if (n <= 0)
 		return;
 	if (p[0].revents)
 		io_drain(s->io.wake_fd);
-	if (p[1].revents)
-		io_drain(s->io.timer_fd);
-	if (p[2].revents & (POLLHUP | POLLERR | POLLNVAL))
+	if (p[1].revents & (POLLHUP | POLLERR | POLLNVAL))
 		lose_transport(s, "the speaker closed the audio link");
-	if (p[3].revents) {
+	if (p[2].revents) {
 		a2dp_endpoint_dispatch(s->ep);
 		if (atomic_load(&s->ep->gone) && !s->transport_dead)
 			lose_transport(s, "bluetoothd ended the audio stream (speaker disconnected?)");
 	}
-	if (p[3].revents || p[4].revents)
+	if (p[2].revents || p[3].revents)
 		device_volume_follow(&s->volume);
 }
 
@@ -578,6 +616,7 @@ static void *io_thread(void *arg)
 {
 	struct a2dp_stream *s = arg;
 
+	io_thread_of = s;
 	/* Messages read during open but not yet dispatched. */
 	a2dp_endpoint_dispatch(s->ep);
 	device_volume_follow(&s->volume);
@@ -848,7 +887,7 @@ int64_t a2dp_stream_delay(struct a2dp_stream *s)
 	struct a2dp_delay_parts p = {
 		.sent = atomic_load(&s->sent),
 		.in_ring = taken - hw,
-		.queued_bytes = socket_queue_bytes(s),
+		.queued_bytes = io_thread_of == s ? io_queue_bytes(s) : socket_queue_bytes(s),
 		.packet_charge = atomic_load(&s->packet_charge),
 		.packet_frames = atomic_load(&s->pkt_frames),
 		.codec_delay = s->codec_delay,
