@@ -94,13 +94,19 @@ static void add_samples(int64_t *sum, const uint8_t *ring, unsigned bits, size_t
 	}
 }
 
+/* The ring may be smaller than n (a program's ring is its own to size):
+ * as many runs as it takes. */
 void mix_add(int64_t *sum, const uint8_t *ring, unsigned bits, unsigned buffer, uint64_t from,
 	     unsigned n, unsigned nch)
 {
-	unsigned pos = from % buffer, first = buffer - pos < n ? buffer - pos : n;
+	while (n) {
+		unsigned pos = from % buffer, k = buffer - pos < n ? buffer - pos : n;
 
-	add_samples(sum, ring, bits, (size_t)pos * nch, (size_t)first * nch);
-	add_samples(sum + (size_t)first * nch, ring, bits, 0, (size_t)(n - first) * nch);
+		add_samples(sum, ring, bits, (size_t)pos * nch, (size_t)k * nch);
+		sum += (size_t)k * nch;
+		from += k;
+		n -= k;
+	}
 }
 
 void mix_clamp(uint8_t *out, const int64_t *sum, unsigned bits, unsigned n)
