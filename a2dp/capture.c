@@ -369,7 +369,7 @@ int a2dp_capture_new(struct a2dp_capture **out, struct a2dp_endpoint *ep,
 	c->opts = *opts;
 	atomic_init(&c->avail_min, 1);
 	device_volume_init(&c->volume, ep, vs, 1);
-	if ((err = io_thread_init(&c->io)) < 0 || (err = setup_decoding(c)) < 0 ||
+	if ((err = io_thread_init_timer(&c->io)) < 0 || (err = setup_decoding(c)) < 0 ||
 	    (err = io_thread_start(&c->io, io_thread, c)) < 0)
 		goto fail;
 	*out = c;

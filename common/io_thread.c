@@ -41,8 +41,18 @@ int io_thread_init(struct io_thread *t)
 	t->running = 0;
 	t->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	t->event_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	t->timer_fd = -1;
+	return t->wake_fd < 0 || t->event_fd < 0 ? -errno : 0;
+}
+
+int io_thread_init_timer(struct io_thread *t)
+{
+	int err = io_thread_init(t);
+
+	if (err)
+		return err;
 	t->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	return t->wake_fd < 0 || t->event_fd < 0 || t->timer_fd < 0 ? -errno : 0;
+	return t->timer_fd < 0 ? -errno : 0;
 }
 
 int io_thread_start(struct io_thread *t, void *(*fn)(void *), void *arg)

@@ -1,7 +1,8 @@
 /*
  * What the playback stream and the capture share about their I/O thread:
- * its three descriptors (a wake-up for it, an event for the application's
- * poll, a CLOCK_MONOTONIC timer), the thread itself, and the handshake by
+ * its descriptors (a wake-up for it, an event for the application's poll,
+ * and the capture's CLOCK_MONOTONIC tick; the playback stream's clock is a
+ * ppoll() deadline), the thread itself, and the handshake by
  * which the application asks for a state change and waits until the thread
  * has made it.
  */
@@ -17,7 +18,7 @@
 struct io_thread {
 	int wake_fd;          /* the application wakes the I/O thread */
 	int event_fd;         /* the I/O thread wakes the application's poll */
-	int timer_fd;         /* the media clock */
+	int timer_fd;         /* io_thread_init_timer()'s, or -1 */
 	pthread_t thread;
 	int running;
 	/* Also guards what the owner keeps beside the state (its clock, stats). */
@@ -40,6 +41,8 @@ void io_drain(int fd);
 
 /* Descriptors and lock; -errno if a descriptor cannot be made. */
 int io_thread_init(struct io_thread *t);
+/* The timer too (the capture's tick). */
+int io_thread_init_timer(struct io_thread *t);
 int io_thread_start(struct io_thread *t, void *(*fn)(void *), void *arg);
 /* Asks for quit_state and joins the thread (if started), then closes all. */
 void io_thread_destroy(struct io_thread *t, int quit_state);
