@@ -785,7 +785,11 @@ def pwvoice_signals(rate=PWVOICE_RATE):
     sweep = pwvoice_sweep(rate)
     pad = np.zeros((PWVOICE_PAD_S * rate, 1), dtype=sweep.dtype)
     tail = np.zeros((rate, 1), dtype=sweep.dtype)
-    return [('pwvoice_play', 'play', np.concatenate([pad, sweep, tail])),
+    # Played: the recording lost the last 1.0-1.3 s that our aplay had sent
+    # (three unstable CVSD boots; the same whether it was stopped 1, 3 or 6
+    # s after aplay: lost when the link closes, on PipeWire's side or ours,
+    # not yet known), so 3 s of silence follow the sweep.
+    return [('pwvoice_play', 'play', np.concatenate([pad, sweep, tail, tail, tail])),
             ('pwvoice_record', 'record', np.concatenate([tail, sweep, tail]))]
 
 

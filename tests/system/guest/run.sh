@@ -734,9 +734,7 @@ step_pwvoice() {
 		timeout -k 2 90 aplay -D "$dev" /tmp/play.wav > $LOGS/$name.ours.out 2> $LOGS/$name.ours.err
 		kv ours_rc $?
 		kv ours_end $(now)
-		# What aplay sent may still be on its way (the sweep's end came
-		# 1.3 s and 2.9 s after aplay's in two runs: not understood yet).
-		sleep 6
+		sleep 1
 		kill -INT $rec 2> /dev/null; wait $rec; kv far_rc $?
 		cp $PW_DIR/$name.pw.wav $SHARE/captures/$name.wav 2> /dev/null
 	else
