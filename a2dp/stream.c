@@ -83,7 +83,7 @@ struct a2dp_stream {
 	int64_t last_lower_ns, queue_empty_since_ns;
 	struct a2dp_stream_stats stats;
 	int logged_congestion;
-	int early;                     /* the packet being sent is the wakeup's second */
+	int early;                     /* packets this wakeup sent before their time */
 	size_t queued_before;          /* the socket's queue before the last packet */
 	long queue_seen;               /* the socket's queue this wakeup, -1: not read yet */
 	size_t charge_len;             /* the payload packet_charge was learnt with */
@@ -489,24 +489,27 @@ static int send_due_packet(struct a2dp_stream *s, int64_t now)
 	return underrun(s, avail, now);
 }
 
-/* The packet after the one just sent, one packet's time before its due time,
- * so that a wakeup sends two and the thread wakes half as often (each wakeup
- * costs as much CPU as the kernel's sending of a packet). Only a whole packet
+/* How long before its time a packet may go with the one that is due. A
+ * wakeup costs about what the kernel's send of a packet does, so a wakeup
+ * sends every whole packet falling due within this: at MTU 672 (SBC, aptX:
+ * 14.5-15 ms a packet) three, the thread waking a third as often. 30 ms
+ * early is well inside what a sink buffers against the radio's own
+ * retransmissions, which hand it bursts of that size and more. */
+#define EARLY_NS (30 * NS / 1000)
+
+/* A packet after the one just sent, before its due time. Only a whole packet
  * the application has written, while playing, and only when the socket was
  * empty at this wakeup: a radio that is behind gets one packet a wakeup, and
  * the congestion steps see what they saw before. */
 static int send_early_packet(struct a2dp_stream *s, int64_t due, int64_t now)
 {
 	unsigned n = packet_frames(s);
-	int r;
 
-	if (s->state != ST_RUNNING || now < due - frames_ns(s, n) ||
+	if (s->state != ST_RUNNING || due - now > EARLY_NS ||
 	    ask_source(s, n, 0, now) < 0 || atomic_load(&s->appl) - atomic_load(&s->hw) < n)
 		return 0;
-	s->early = 1;
-	r = send_packet(s, n, n, now);
-	s->early = 0;
-	return r;
+	s->early++;
+	return send_packet(s, n, n, now);
 }
 
 static void service_clock(struct a2dp_stream *s)
@@ -516,25 +519,25 @@ static void service_clock(struct a2dp_stream *s)
 
 	atomic_store(&s->starved, 0);
 	s->queue_seen = -1;
+	s->early = 0;
 	while (s->state == ST_RUNNING || s->state == ST_DRAINING) {
 		int64_t due = due_ns(s, atomic_load(&s->sent));
 
 		if (now < due) {
 			int r = may_send_early ? send_early_packet(s, due, now) : 0;
 
-			if (r > 0) {
-				may_send_early = 0;
+			if (r > 0)
 				continue;
-			}
 			if (r == 0)
 				arm_timer(s, due);
-			return;
+			break;
 		}
 		s->queued_before = SIZE_MAX;        /* unless a packet goes */
 		if (send_due_packet(s, now) <= 0)
 			return;
 		may_send_early = s->queued_before == 0;
 	}
+	s->early = 0;
 }
 
 /* --- state requests ------------------------------------------------------ */
@@ -751,8 +754,8 @@ static uint64_t clock_now(struct a2dp_stream *s)
 }
 
 /* The ring pointer the application sees: the frames taken from the ring,
- * but never more than one packet beyond the clock. A packet sent early
- * (send_early_packet) stays counted in the ring until its time, so the
+ * but never more than one packet beyond the clock. Packets sent early
+ * (send_early_packet) stay counted in the ring until their time, so the
  * program refills no sooner than before and its latency at a full buffer
  * is what it was. */
 static uint64_t visible_hw(const struct a2dp_stream *s, uint64_t taken, uint64_t clock)

@@ -56,7 +56,7 @@ void a2dp_stream_set_avail_min(struct a2dp_stream *s, unsigned frames);
 /* Instead of an application writing ahead, a source that fills the ring just
  * in time, called by the I/O thread while running. fill: when a packet is
  * due (must = 1) it commits the `frames` still missing; for a packet that
- * could go one packet early (must = 0) it may decline; it returns the
+ * could go early (must = 0) it may decline; it returns the
  * frames it committed, or -EAGAIN to be asked again in a moment (its lock
  * is held by a thread that may be waiting on this stream). sent: a packet
  * has gone to the socket, when an application would be woken. Set while

@@ -187,11 +187,15 @@ def read_csv(path):
 
 def played_at(t, nfr):
     """When a sink playing by a steady clock starts each packet (ns): at its
-    arrival, or, for a packet the plugin sent a packet early with the one
-    before it (a2dp/stream.c), when the one before has played out (that one
-    came when due: a wakeup sends one packet early at most)."""
-    after_prev = np.concatenate((t[:1], t[:-1] + nfr[:-1] * 1_000_000_000 // RATE))
-    return np.maximum(t, after_prev)
+    arrival, or, for a packet the plugin sent early with the ones before it
+    (a2dp/stream.c EARLY_NS: they arrive together), when the one before has
+    played out. The first of a wakeup's packets came when due."""
+    dur = nfr * 1_000_000_000 // RATE
+    out = np.array(t, dtype=np.int64)
+    for i in range(1, len(out)):
+        if t[i] - t[i - 1] < dur[i - 1] // 2:       # sent with the one before
+            out[i] = max(t[i], out[i - 1] + dur[i - 1])
+    return out
 
 
 def mock_times(env):

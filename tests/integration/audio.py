@@ -9,6 +9,8 @@ import wave
 import numpy as np
 
 SBC_DELAY = 73  # libsbc encoder + decoder delay with 8 subbands, in frames
+# How long before its time the plugin may send a packet (a2dp/stream.c EARLY_NS)
+EARLY_MS = 30.0
 
 
 def _2d(x):
@@ -217,11 +219,12 @@ def packet_report(csv_path, rate):
     pacing_p95_ms        float the same, 95th percentile (what a short stall of the
                          test machine, e.g. a virtual CPU's steal time, leaves alone)
     pacing_late_ms       float largest lateness (>= 0) against that offset
-    pacing_early_ms      float largest earliness (>= 0): one packet's time when
-                               the plugin sends a packet with the one before
+    pacing_early_ms      float largest earliness (>= 0): up to EARLY_MS when
+                               the plugin sends packets with the one that is due
     packet_ms            float the longest packet's audio
-    Each packet's arrival is taken as the later of its own and the next
-    packet's (a wakeup may send two, the second early).
+    Each packet's arrival is taken as the latest of its own and those of the
+    packets that could have gone with it (a wakeup may send the ones due
+    within EARLY_MS with the one that is due).
     """
     t, ln, seq, ts, ssrc, pcm, err = [], [], [], [], [], [], []
     with open(csv_path, newline="") as f:
@@ -277,12 +280,21 @@ def packet_report(csv_path, rate):
 
     before = np.concatenate(([0], np.cumsum(np.array(pcm, dtype=np.int64))[:-1]))
     dev = rel - before / float(rate)
-    # The plugin may send the next packet with the one that is due, a packet
-    # early (a2dp/stream.c, send_early_packet): each packet is measured by
-    # the later of it and the one after it, which is the clock whether or not
-    # a pair went together; a late packet still shows. How early a packet
-    # came is reported apart, against the same reference.
-    later = np.maximum(dev, np.append(dev[1:], dev[-2:-1])) if len(dev) > 1 else dev
+    # The plugin may send the packets due within EARLY_MS with the one that
+    # is due (a2dp/stream.c, send_early_packet): each packet is measured by
+    # the latest of it and the packets after it that could have gone with
+    # it, which is the clock whether or not they went together; a late
+    # packet still shows. How early a packet came is reported apart, against
+    # the same reference.
+    packet_s = max(pcm) / float(rate)
+    ahead = int(np.ceil(EARLY_MS / 1000.0 / packet_s)) + 1 if packet_s > 0 else 1
+    later = dev.copy()
+    for k in range(1, ahead + 1):
+        if len(dev) > k:
+            later[:-k] = np.maximum(later[:-k], dev[k:])
+    # The last ones have no packets after them: they are measured by the
+    # latest of the stream's last few, the last due packet among them.
+    later[-ahead:] = np.maximum(later[-ahead:], dev[-(ahead + 1):].max())
     ref = np.median(later)
     late = later - ref
     rep["pacing_ms"] = float(np.max(np.abs(late)) * 1000)
@@ -293,9 +305,9 @@ def packet_report(csv_path, rate):
     return rep
 
 
-def early_by_a_packet_at_most(rep, tolerance_ms):
-    """No packet came more than one packet's time (+ tolerance) before it was due."""
-    return rep["pacing_early_ms"] <= rep["packet_ms"] + tolerance_ms
+def early_within_bound(rep, tolerance_ms):
+    """No packet came more than EARLY_MS (+ tolerance) before it was due."""
+    return rep["pacing_early_ms"] <= EARLY_MS + tolerance_ms
 
 
 # ------------------------------------------------------- the codecs alone

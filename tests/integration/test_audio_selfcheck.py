@@ -214,6 +214,30 @@ def test_packet_report(tmp):
     check("report pairs: a late one still shows", 28 < r["pacing_late_ms"] < 32,
           "late %.2f" % r["pacing_late_ms"])
 
+    # Three a wakeup (a2dp/stream.c EARLY_NS at 14.5 ms packets), the last
+    # one of the stream early too.
+    triples = [row[:] for row in rows[:199]]
+    for i in range(len(triples)):
+        triples[i][0] = triples[i - i % 3][0] + (i % 3) * 50_000
+    write_csv(p, triples)
+    r = audio.packet_report(p, 44100)
+    check("report triples sent together: on time, the third two packets early",
+          r["pacing_ms"] <= 2.5 and abs(r["pacing_early_ms"] - 2 * pkt_ms) < 2.5 and
+          audio.early_within_bound(r, 2.5),
+          "pacing %.2f early %.2f" % (r["pacing_ms"], r["pacing_early_ms"]))
+    triples[99][0] += 30_000_000             # and one due one late among them
+    write_csv(p, triples)
+    r = audio.packet_report(p, 44100)
+    check("report triples: a late one still shows", 28 < r["pacing_late_ms"] < 32,
+          "late %.2f" % r["pacing_late_ms"])
+    triples = [row[:] for row in rows]
+    for i in range(len(triples)):
+        triples[i][0] = triples[i - i % 4][0] + (i % 4) * 50_000
+    write_csv(p, triples)
+    r = audio.packet_report(p, 44100)
+    check("report four together: the fourth beyond the 30 ms bound",
+          not audio.early_within_bound(r, 2.5), "early %.2f" % r["pacing_early_ms"])
+
     slow = synth_rows(100, jitter_ms=0)
     for i, row in enumerate(slow):
         row[0] += int(i * 0.5e6)             # sender 3.5 % slow: drift grows to ~50 ms

@@ -96,7 +96,7 @@ def check_audio(name, env, sig, rate, r, alone, lag_want, rtp, mtu=672, pacing_m
           abs(rep['duration_of_arrival_s'] - secs) < 0.25 * TIME_SCALE and
           rep['pacing_p95_ms'] < pacing_ms * TIME_SCALE and
           rep['pacing_ms'] < max(PACING_STALL_MS, 2 * pacing_ms) * TIME_SCALE and
-          audio.early_by_a_packet_at_most(rep, pacing_ms * TIME_SCALE),
+          audio.early_within_bound(rep, pacing_ms * TIME_SCALE),
           'arrival %.3f s for %s s, pacing %.2f ms (95%%), %.2f ms at most, %.2f ms early '
           '(a packet %.2f ms)' % (rep['duration_of_arrival_s'], secs, rep['pacing_p95_ms'],
                                   rep['pacing_ms'], rep['pacing_early_ms'], rep['packet_ms']))

@@ -70,7 +70,7 @@ def check_audio(name, env, sig, rate, r, min_db, mtu=672):
           abs(rep['duration_of_arrival_s'] - secs) < 0.25 * TIME_SCALE and
           rep['pacing_p95_ms'] < PACING_MAX_MS * TIME_SCALE and
           rep['pacing_ms'] < PACING_STALL_MS * TIME_SCALE and
-          audio.early_by_a_packet_at_most(rep, PACING_MAX_MS * TIME_SCALE),
+          audio.early_within_bound(rep, PACING_MAX_MS * TIME_SCALE),
           f"arrival {rep['duration_of_arrival_s']:.3f} s for {secs} s, pacing {rep['pacing_p95_ms']:.2f} ms "
           f"(95%), {rep['pacing_ms']:.2f} ms at most, {rep['pacing_early_ms']:.2f} ms early "
           f"(a packet {rep['packet_ms']:.2f} ms)")

@@ -404,16 +404,16 @@ def test_delay():
         check(name + ': delay >= frames written but not yet at the sink',
               over_lo.min() >= 0, 'min %d' % over_lo.min())
         # measured: max 713 / 7328 = 1 packet + 73 + sink Delay, when a
-        # wakeup sent one packet; a wakeup now sends the next one with it, a
-        # packet early (a2dp/stream.c): at the sink, not yet played, up to
-        # two packets (measured max 1341 / 7968). For 95% of the samples. A single one may count up to one stall
+        # wakeup sent one packet; a wakeup now sends those due within 30 ms
+        # with it (a2dp/stream.c EARLY_NS, two at MTU 672): at the sink, not
+        # yet played, up to three packets. For 95% of the samples. A single one may count up to one stall
         # more: the mock's socket is AF_UNIX, where a packet the sink has
         # received (its kernel timestamp) but not yet read still counts in
         # our queue, and this machine's vCPUs now and then stall for 10-45 ms
         # (seen in CI under TSan: one sample of 36 at +43 ms).
-        bound = 2 * pkt + CODEC_DELAY + sink + 32
+        bound = 3 * pkt + CODEC_DELAY + sink + 32
         stall = max(pkt, round(PACING_STALL_MS * RATE / 1000)) * TIME_SCALE
-        check(name + ': delay <= that + 2 packets + codec delay + sink Delay + 32 '
+        check(name + ': delay <= that + 3 packets + codec delay + sink Delay + 32 '
               '(95%%; all within %d frames more, one stall)' % stall,
               np.percentile(over_hi, 95) <= bound and over_hi.max() <= bound + stall,
               '95%% %d, max %d; bound %d' % (np.percentile(over_hi, 95), over_hi.max(), bound))
@@ -442,7 +442,7 @@ def test_delay():
         # balanced, between them (+6930.5). So what is compared is where the
         # samples sit within a packet (packet_phase), and the growth is asked
         # to be 6615 give or take 64, to a whole packet; the bounds above
-        # hold each sample to within two packets.
+        # hold each sample to within three packets.
         moved = packet_phase(cur[1], pkt) - packet_phase(base[1], pkt)
         off = abs((moved - 6615 + pkt / 2) % pkt - pkt / 2)
         check(name + ': the same growth during playback (+- 64, 1.5 ms, to a whole packet)',
@@ -507,10 +507,10 @@ def test_pacing():
                  'START->DRAIN_END %.3f s for %.3f s, SNR %.1f dB'
                  % (name, rep['pacing_ms'], rep['duration_of_arrival_s'], played, wall, secs, snr))
             check(name + ': packet arrival pacing < 5 ms (95%; every packet < 40 ms; none '
-                  'more than a packet early)',
+                  'more than 30 ms early)',
                   rep['pacing_p95_ms'] < PACING_MAX_MS * TIME_SCALE and
                   rep['pacing_ms'] < PACING_STALL_MS * TIME_SCALE and
-                  audio.early_by_a_packet_at_most(rep, PACING_MAX_MS * TIME_SCALE),
+                  audio.early_within_bound(rep, PACING_MAX_MS * TIME_SCALE),
                   '%.2f ms (95%%), %.2f ms at most, %.2f ms early (a packet %.2f ms)'
                   % (rep['pacing_p95_ms'], rep['pacing_ms'], rep['pacing_early_ms'],
                      rep['packet_ms']))
@@ -549,8 +549,9 @@ def test_avail_min():
         timeouts = [p for p in polls if 'timeout' in p]
         steady = [p for p in real if start['t'] < p['t'] < drain['t']]
         iv = np.diff([p['t'] for p in steady])
-        # Consumed two packets a wakeup (the due one and the next, early).
-        expect = -(-avail_min // (2 * pkt)) * 2 * pkt
+        # Consumed three packets a wakeup (the due one and the two after it,
+        # early: a2dp/stream.c EARLY_NS at 14.5 ms packets).
+        expect = -(-avail_min // (3 * pkt)) * 3 * pkt
         n_expect = (len(sig) - params['buffer']) / expect
         info('avail_min %d: %d POLLOUT wakeups (avail %s), %d without POLLOUT (avail %s), '
              '%d timeouts; median interval %.1f ms (expected %.1f ms = %d frames), %d wakeups '
@@ -560,7 +561,7 @@ def test_avail_min():
                 np.median(iv) * 1000 if len(iv) else 0, expect * 1000 / RATE, expect,
                 len(steady), n_expect))
         check('avail_min: set as asked', params['avail_min'] == avail_min, str(params))
-        # measured 3226-3843: about three wakeups of two packets (the pointer follows the clock)
+        # measured 3795-4505: two wakeups of three packets (the pointer follows the clock)
         check('avail_min: every POLLOUT wakeup has avail >= avail_min',
               real and all(p['avail'] >= avail_min for p in real),
               str([p for p in real if p['avail'] < avail_min][:5]))

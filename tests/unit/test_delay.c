@@ -36,6 +36,14 @@ int main(void)
 	CHECK(D(&p) == 640 + 73, "early packet in the socket, once %lld", D(&p));
 	p.queued_bytes = 4 * 1280;       /* and two more before them */
 	CHECK(D(&p) == 1920 + 73, "queued beyond the early packet %lld", D(&p));
+	p.sent = 7680;                   /* two sent early (EARLY_NS), both in the ring */
+	p.in_ring = 1280;
+	p.queued_bytes = 0;
+	CHECK(D(&p) == 640 + 73, "two early packets counted once %lld", D(&p));
+	p.queued_bytes = 3 * 1280;       /* all three still in the socket */
+	CHECK(D(&p) == 640 + 73, "two early packets in the socket, once %lld", D(&p));
+	p.queued_bytes = 5 * 1280;       /* and two more before them */
+	CHECK(D(&p) == 1920 + 73, "queued beyond the two early packets %lld", D(&p));
 	p.in_ring = 0;
 	p.sent = 6400;
 	p.played = 7000;
