@@ -169,7 +169,7 @@ static int is_playing(const struct mix_client *c)
 
 static int any_playing(const struct mixer *m)
 {
-	for (int i = 0; i < MIX_MAX_CLIENTS; i++)
+	for (int i = 0; i < m->top; i++)
 		if (is_playing(&m->clients[i]))
 			return 1;
 	return 0;
@@ -177,7 +177,7 @@ static int any_playing(const struct mixer *m)
 
 static int any_in(const struct mixer *m, enum mix_client_state st)
 {
-	for (int i = 0; i < MIX_MAX_CLIENTS; i++)
+	for (int i = 0; i < m->top; i++)
 		if (m->clients[i].state == st)
 			return 1;
 	return 0;
@@ -262,6 +262,8 @@ static void add_client(struct mixer *m, int fd)
 		c->fd = fd;
 		c->event_fd = -1;
 		m->idle_since_ns = 0;
+		if (i >= m->top)
+			m->top = i + 1;
 		return;
 	}
 	close(fd);      /* full: the program's HELLO sees the end, and says so */
@@ -316,7 +318,7 @@ static int setup_stream(struct mixer *m)
  * other. */
 static void publish_open(struct mixer *m)
 {
-	for (int i = 0; i < MIX_MAX_CLIENTS; i++)
+	for (int i = 0; i < m->top; i++)
 		if (m->clients[i].ring)
 			atomic_fetch_add(&m->clients[i].ring->seq, 1);
 }
@@ -329,7 +331,7 @@ static void publish_close(struct mixer *m)
 	int64_t d = s ? a2dp_stream_delay(s) : 0, now = io_now_ns();
 	int64_t unshown = s ? (int64_t)a2dp_stream_unshown(s) : 0;
 
-	for (int i = 0; i < MIX_MAX_CLIENTS; i++) {
+	for (int i = 0; i < m->top; i++) {
 		struct mix_ring *r = m->clients[i].ring;
 
 		if (!r)
@@ -363,7 +365,7 @@ static void mix_packet(struct mixer *m, unsigned n, int short_packet)
 	struct mix_client *play[MIX_MAX_CLIENTS];
 	int playing = 0;
 
-	for (int i = 0; i < MIX_MAX_CLIENTS; i++)
+	for (int i = 0; i < m->top; i++)
 		if (is_playing(&m->clients[i]))
 			play[playing++] = &m->clients[i];
 	/* One program (the usual case): its frames as they are, no sum. */
@@ -405,7 +407,7 @@ static void wake_writers(struct mixer *m);
 /* Every running program has n frames written. */
 static int all_ready(struct mixer *m, unsigned n)
 {
-	for (int i = 0; i < MIX_MAX_CLIENTS; i++)
+	for (int i = 0; i < m->top; i++)
 		if (m->clients[i].state == MC_RUNNING && ring_avail(&m->clients[i]) < n)
 			return 0;
 	return 1;
@@ -416,7 +418,7 @@ static unsigned most_written(struct mixer *m, unsigned n)
 {
 	uint64_t most = 0;
 
-	for (int i = 0; i < MIX_MAX_CLIENTS; i++)
+	for (int i = 0; i < m->top; i++)
 		if (is_playing(&m->clients[i]) && ring_avail(&m->clients[i]) > most)
 			most = ring_avail(&m->clients[i]);
 	return most < n ? (unsigned)most : n;
@@ -544,7 +546,7 @@ static void finish_drains(struct mixer *m)
 /* Programs whose avail, as their pointer shows it, reached their avail_min. */
 static void wake_writers(struct mixer *m)
 {
-	for (int i = 0; i < MIX_MAX_CLIENTS; i++) {
+	for (int i = 0; i < m->top; i++) {
 		struct mix_client *c = &m->clients[i];
 		struct mix_ring *r = c->ring;
 		uint64_t hw, unshown;

@@ -50,6 +50,9 @@ struct mixer {
 	int timer_fd;             /* drain ends, the linger */
 	unsigned linger_ms;
 	struct mix_client clients[MIX_MAX_CLIENTS];
+	/* 1 + the highest slot a program has had: the loops run at every
+	 * packet look no further (usually one slot, not 16). */
+	int top;
 	enum mix_stream_state stream_on;
 	int64_t *sum;
 	unsigned sum_frames;
