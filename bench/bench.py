@@ -23,7 +23,10 @@ Runs the plugin against the mock bluetoothd of the integration tests
     counted (bench/side_by_side.py): CPU of every process per second of
     audio, aplay through bluez-alsa's plugin and daemon against aplay through
     ours, into the same bluez-alsa speaker, and the floor (aplay -D null,
-    libsbc alone) in the same VM.
+    libsbc alone) in the same VM; then, in a second boot, receiving
+    (bench/side_by_side_capture.py): arecord through bluez-alsa's plugin and
+    sink daemon against arecord through ours, from the same phone, and the
+    floor (arecord -D null, libsbc's decoder alone).
 
  7. A headset's voice (PROFILE=hfp, bench/voice.py): CPU of a program that
     loops a headset's microphone to its earpiece, per second of call, CVSD
@@ -778,24 +781,32 @@ def report(m, cpu, lat, opens, cap, vm, started, voice_rows=None, mixed=None):
 
 
 def section_vm():
-    """Section 6 (bench/side_by_side.py); None, with a warning, if the VM
-    could not run it."""
+    """Section 6 (bench/side_by_side.py, playing; side_by_side_capture.py,
+    receiving: a boot each): {'play': ..., 'receive': ...}, a direction None
+    with a warning if the VM could not run it."""
     import side_by_side
-    progress('6. side by side with bluez-alsa in the VM (instructions counted; minutes)')
-    try:
-        return side_by_side.summarise(side_by_side.measure(BUILD))
-    except Exception as e:          # a VM that fails must not lose sections 1-5
-        warn('section 6 (the VM) did not run: %s' % e)
-        return None
+    import side_by_side_capture
+    out = {}
+    for key, mod, what in (('play', side_by_side, 'playing'),
+                           ('receive', side_by_side_capture, 'receiving')):
+        progress('6. side by side with bluez-alsa in the VM, %s (instructions counted; '
+                 'minutes)' % what)
+        try:
+            out[key] = mod.summarise(mod.measure(BUILD))
+        except Exception as e:      # a VM that fails must not lose sections 1-5
+            warn('section 6 (the VM, %s) did not run: %s' % (what, e))
+            out[key] = None
+    return out
 
 
 def report_vm(vm):
-    if vm is None:
-        return
     import side_by_side
-    print()
-    for line in side_by_side.report(vm):
-        print(line)
+    import side_by_side_capture
+    for key, mod in (('play', side_by_side), ('receive', side_by_side_capture)):
+        if vm and vm.get(key) is not None:
+            print()
+            for line in mod.report(vm[key]):
+                print(line)
 
 
 def report_end(started):

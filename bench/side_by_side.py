@@ -71,35 +71,50 @@ def measure(build, keep=False, share=None):
         sigs[name] = audio.noise(RATE, secs)
         run.cpu(name, sigs[name], RATE, kind)
     try:
-        if share:
-            res = systest.Result(share, vm.VMResult(0, 0, 0.0, False, ''), 0.0)
-        else:
-            res = run.boot(timeout=TIMEOUT_S, icount=True, env={'BUS_CONF': 'bench-bus.conf'})
-        if res.step_rc('stack') != 0 or res.step_rc('pair') != 0:
-            raise RuntimeError('the VM stack did not come up: %s; see %s' % (
-                res.step('stack').get('error') or res.step('pair').get('error'), run.share))
+        res = boot(run, share, {'BUS_CONF': 'bench-bus.conf'})
         out = {}
         for name, kind, secs in RUNS:
-            st = res.step(name)
-            before, after = _usage(st, 'before'), _usage(st, 'after')
-            groups = {g: (after[g] - before[g]) / 1000.0 for g in GROUPS}
-            r = {'kind': kind, 'seconds': secs, 'rc': res.step_rc(name),
-                 'error': st.get('error'), 'groups': groups, 'player': _kv(st.get('player'))}
-            if st.get('mid1_csw') and st.get('mid2_csw'):
-                m1, m2 = _usage(st, 'mid1'), _usage(st, 'mid2')
-                span = WINDOW_S
-                if st.get('mid1_t') and st.get('mid2_t'):
-                    span = float(st['mid2_t']) - float(st['mid1_t'])
-                r['window'] = {g: (m2[g] - m1[g]) / 1000.0 / span for g in GROUPS}
-                r['window']['csw'] = (int(st['mid2_csw']) - int(st['mid1_csw'])) / span
+            r = out[name] = step_figures(res, name, kind, secs)
             cap = os.path.join(run.share, 'captures', name + '.wav')
             if kind in ('alsabt', 'alsabt_sbc', 'alsabt_mix', 'bluealsa') and os.path.exists(cap):
                 r['analysis'] = systest.analyse(sigs[name], RATE, cap)
-            out[name] = r
         return out
     finally:
         if not keep and not share:
             run.cleanup()
+
+
+def boot(run, share, env):
+    """The boot's result, or a kept share's read again (share); RuntimeError
+    when the stack did not come up."""
+    if share:
+        res = systest.Result(share, vm.VMResult(0, 0, 0.0, False, ''), 0.0)
+    else:
+        res = run.boot(timeout=TIMEOUT_S, icount=True, env=env)
+    if res.step_rc('stack') != 0 or res.step_rc('pair') != 0:
+        raise RuntimeError('the VM stack did not come up: %s; see %s' % (
+            res.step('stack').get('error') or res.step('pair').get('error'), run.share))
+    return res
+
+
+def step_figures(res, name, kind, secs):
+    """One step's figures: kind, seconds, rc, error, st (its key/values),
+    groups {group: CPU ms over the run}, player (bench_encode's line), and
+    window {group: CPU ms per second, csw: the player's switches per
+    second} between the sampler's two reads."""
+    st = res.step(name)
+    before, after = _usage(st, 'before'), _usage(st, 'after')
+    r = {'kind': kind, 'seconds': secs, 'rc': res.step_rc(name), 'error': st.get('error'),
+         'st': st, 'groups': {g: (after[g] - before[g]) / 1000.0 for g in GROUPS},
+         'player': _kv(st.get('player'))}
+    if st.get('mid1_csw') and st.get('mid2_csw'):
+        m1, m2 = _usage(st, 'mid1'), _usage(st, 'mid2')
+        span = WINDOW_S
+        if st.get('mid1_t') and st.get('mid2_t'):
+            span = float(st['mid2_t']) - float(st['mid1_t'])
+        r['window'] = {g: (m2[g] - m1[g]) / 1000.0 / span for g in GROUPS}
+        r['window']['csw'] = (int(st['mid2_csw']) - int(st['mid1_csw'])) / span
+    return r
 
 
 def _kv(line):

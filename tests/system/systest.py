@@ -215,6 +215,14 @@ class Run:
         self.plays[name] = '%s %s' % (self._write(name, samples, rate), kind)
         self.steps.append('cpu:' + name)
 
+    def rxcpu(self, name, samples, rate, kind):
+        """rxcpu:NAME (guest/run.sh step_rxcpu, make bench): one way of
+        receiving (KIND rx_null, rx_decoder, rx_alsabt, rx_bluealsa) what the
+        phone on hci1 plays (samples), its CPU counted per cgroup."""
+        self.plays[name] = '%s %s' % (self._write(name, samples, rate), kind)
+        self.extra_s += 30
+        self.steps.append('rxcpu:' + name)
+
     def boot(self, timeout=None, env=None, cpus=1, icount=False):
         if any(c in self.share for c in ' "$\\`'):
             raise vm.VMError('share path %r must not need quoting' % self.share)

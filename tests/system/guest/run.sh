@@ -1099,6 +1099,138 @@ step_cpu() {
 	return $rc
 }
 
+# make bench, the receive direction (rxcpu:NAME, PLAY_NAME="FILE KIND"):
+# hci1's bluez-alsa (-p a2dp-source, BLUEALSA_ARGS) is the phone and plays
+# FILE (aplay -D bluealsa:, in no counted group; its daemon is in "sink");
+# the receiver on hci0 records it in the player group:
+#   rx_null      arecord -D null, as many frames as FILE (not paced)
+#   rx_decoder   bench_encode decode FILE --codec sbc (libsbc alone)
+#   rx_alsabt    arecord -D bluetooth:...,CODEC=sbc (our capture; its open
+#                connects the phone's A2DP Source)
+#   rx_bluealsa  arecord -D bluealsa:...,SRV=org.bluealsa.$RX_BA, bluez-alsa's
+#                sink daemon on hci0 (in "daemon"; started at its first run,
+#                kept), hci0 connecting the phone's A2DP Source for it
+# Each receiving run opens from the same state (hci0 and hci1 disconnected);
+# the receiver records until the phone's aplay has ended, then gets SIGINT.
+# The groups are read 3.5 s and 6.5 s after the phone's aplay started
+# (mid1_, mid2_): the streaming alone (the phone's aplay takes 1.3-2.3 s
+# to start streaming, and streams 8 s).  What arrived: captures/NAME.wav.
+RX_FROM_S=3.5 RX_TO_S=6.5
+# The bus name of bluez-alsa's sink daemon on hci0: bench-bus.conf lets root
+# send to org.bluealsa.source only (besides org.bluealsa, hci1's), and this
+# boot has no source daemon on hci0 (side_by_side.py's boot has: a shared
+# boot needs a name of its own there, e.g. org.bluealsa.sink).
+RX_BA=${RX_BA:-source}
+RX_UUID_A2DP_SOURCE=0000110a-0000-1000-8000-00805f9b34fb
+rx_sink_pcm() {
+	dbus-send --system --print-reply --dest=org.bluealsa.$RX_BA \
+		/org/bluealsa/$SRC_HCI/dev_${SINK_ADDR//:/_}/a2dpsnk/source \
+		org.freedesktop.DBus.Properties.Get string:org.bluealsa.PCM1 string:Codec > /dev/null 2>&1
+}
+rx_bluealsa_sink() {
+	has_owner org.bluealsa.$RX_BA && return 0
+	sh -c 'echo $$ > '$CG'/daemon/cgroup.procs && exec bluealsa -i '$SRC_HCI' -p a2dp-sink -B '$RX_BA' --a2dp-force-audio-cd' \
+		> $LOGS/bluealsa-sink-$SRC_HCI.log 2>&1 &
+	wait_for 20 has_owner org.bluealsa.$RX_BA || { kv error "bluez-alsa's sink on $SRC_HCI did not come up"; return 1; }
+	# its endpoint registered with hci0's BlueZ
+	wait_for 20 sh -c "dbus-send --system --print-reply --dest=org.bluez /org/bluez/$SRC_HCI \
+		org.freedesktop.DBus.Properties.Get string:org.bluez.Adapter1 string:UUIDs | grep -q 0000110b"
+}
+# the transports' configuration on hci0 (the SBC parameters agreed)
+rx_transport_conf() {
+	local t
+	t=$(dbus-send --system --print-reply --dest=org.bluez / org.freedesktop.DBus.ObjectManager.GetManagedObjects \
+		2> /dev/null | grep -o "object path \"/org/bluez/$SRC_HCI/dev_${SINK_ADDR//:/_}/sep[0-9]*/fd[0-9]*\"" |
+		head -1 | cut -d'"' -f2)
+	[ -n "$t" ] || return 0
+	dbus-send --system --print-reply --dest=org.bluez $t org.freedesktop.DBus.Properties.Get \
+		string:org.bluez.MediaTransport1 string:Configuration 2> /dev/null | tr -d '\n' |
+		sed -n 's/.*array of bytes *\[\([^]]*\)\].*/\1/p' | tr -d ' '
+}
+step_rxcpu() {
+	local name=$1 file kind rc frames dev sampler= rec
+	read -r file kind <<< "$(eval echo "\${PLAY_$name}")"
+	cp "$SHARE/$file" /tmp/play.wav || return 1
+	frames=$(( ($(stat -c %s /tmp/play.wav) - 44) / 4 ))
+	mkdir -p $SHARE/captures
+	[ -e $CG/player ] || cg_setup || { kv error "no cgroups"; return 1; }
+	case $kind in
+	rx_null|rx_decoder)
+		sleep 0.5
+		cg_usage | sed 's/^/before_/' >> $OUT
+		kv t_start $(now)
+		if [ $kind = rx_null ]; then
+			in_player $SPAWN arecord -q -D null -f S16_LE -c 2 -r 44100 -s $frames /tmp/$name.wav
+		else
+			in_player $BUILD/bench_encode decode /tmp/play.wav --codec sbc --min-cpu 0.6
+		fi > $LOGS/$name.out 2> $LOGS/$name.err
+		rc=$?
+		kv t_end $(now)
+		sed -n '/=/ { s/^/player /; p; q }' $LOGS/$name.out >> $OUT
+		[ $kind = rx_null ] && { grep -q 'status=0 ' $LOGS/$name.out && rc=0 || rc=1; }
+		sleep 1
+		cg_usage | sed 's/^/after_/' >> $OUT
+		kv rc $rc
+		return $rc ;;
+	rx_alsabt)
+		dev="bluetooth:DEV=$SINK_ADDR,ADAPTER=$SRC_HCI,TIMEOUT=${TIMEOUT_MS:-20000},CODEC=sbc,JITTER_MS=150" ;;
+	rx_bluealsa)
+		rx_bluealsa_sink || return 1
+		dev="bluealsa:DEV=$SINK_ADDR,PROFILE=a2dp,SRV=org.bluealsa.$RX_BA" ;;
+	*) kv error "no such kind: $kind"; return 1 ;;
+	esac
+	kv arecord_device "$dev"
+	disconnect_speaker
+	sleep 0.5
+	cg_usage | sed 's/^/before_/' >> $OUT
+	kv t_start $(now)
+	if [ $kind = rx_bluealsa ]; then
+		# bluez-alsa's PCM exists once the stream is configured: hci0
+		# connects the phone's A2DP Source (its endpoint answers)
+		dbus-send --system --print-reply --dest=org.bluez $SPEAKER org.bluez.Device1.ConnectProfile \
+			string:$RX_UUID_A2DP_SOURCE >> $LOGS/bluealsa-sink-$SRC_HCI.log 2>&1
+		wait_for 20 rx_sink_pcm || { kv error "bluez-alsa's sink made no PCM for $SINK_ADDR"; return 1; }
+		kv rx_connected $(now)
+	fi
+	rm -f /run/$name.arecord_end
+	# far more frames than the phone plays: SIGINT ends it
+	( in_player $SPAWN arecord -q -D "$dev" -f S16_LE -c 2 -r 44100 -s $((frames * 4)) /tmp/$name.wav \
+		> $LOGS/$name.out 2> $LOGS/$name.err; rc=$?; now > /run/$name.arecord_end; exit $rc ) &
+	PHONE_REC=$!
+	if wait_for 40 capture_configured; then kv capture_configured $(now); fi
+	PHONE_PCM=/org/bluealsa/$SINK_HCI/dev_${SRC_ADDR//:/_}/a2dpsrc/sink
+	if ! wait_for 20 phone_pcm || ! [ -s /run/phone.pcm ]; then
+		kv error "the phone (bluez-alsa on $SINK_HCI) made no A2DP source PCM for $SRC_ADDR: $(tail -c 200 $LOGS/$name.err | tr '\n' ' ')"
+	else
+		kv transport_conf "$(rx_transport_conf)"
+		MID_FROM_S=$RX_FROM_S MID_TO_S=$RX_TO_S mid_sampler & sampler=$!
+		phone_bluealsa $name
+	fi
+	# the phone is done: what is still in flight arrives, then the receiver stops
+	sleep 0.5
+	rec=$(pgrep -x arecord | while read -r p; do
+		grep -qx "$CG_PLAYER_REL" /proc/$p/cgroup 2> /dev/null && echo $p; done)
+	kv arecord_pids "$rec"
+	# (arecord exits 1 on SIGINT, its file complete)
+	[ -n "$rec" ] && { kv arecord_sigint $(now); kill -INT $rec; }
+	for i in $(seq 100); do kill -0 $PHONE_REC 2> /dev/null || break; sleep 0.1; done
+	kill -0 $PHONE_REC 2> /dev/null && { kv arecord_killed yes; kill $rec 2> /dev/null; }
+	wait $PHONE_REC
+	kv t_end "$(cat /run/$name.arecord_end 2> /dev/null)"
+	[ -n "$sampler" ] && wait $sampler
+	sed -n '/=/ { s/^/player /; p; q }' $LOGS/$name.out >> $OUT
+	sleep 1
+	cg_usage | sed 's/^/after_/' >> $OUT
+	cp /tmp/$name.wav $SHARE/captures/$name.wav 2> /dev/null
+	rc=0
+	grep -q '^phone_rc 0' $OUT || rc=1
+	[ -n "$rec" ] || rc=1        # the receiver did not last the phone's play
+	grep -q 'status=0 ' $LOGS/$name.out || [ -n "$rec" ] || kv error "arecord: $(cat $LOGS/$name.out | tr '\n' ' ') $(tail -c 200 $LOGS/$name.err | tr '\n' ' ')"
+	kv rc $rc
+	return $rc
+}
+CG_PLAYER_REL="0::/player"
+
 # ---------------------------------------------------------------- main
 
 say "guest: steps: $STEPS"
@@ -1107,7 +1239,7 @@ for s in $STEPS; do
 	name=${s%%:*} arg=${s#*:}
 	[ "$arg" = "$s" ] && arg=
 	label=$name
-	case $name in play|pwplay|phone|cpu|voice|pwvoice) label=$arg ;; fault) label=fault_$arg ;; esac
+	case $name in play|pwplay|phone|cpu|rxcpu|voice|pwvoice) label=$arg ;; fault) label=fault_$arg ;; esac
 	OUT=$SHARE/steps/$label.out
 	: > $OUT
 	say "step $label"
