@@ -110,8 +110,10 @@ def step_figures(res, name, kind, secs):
     if st.get('mid1_csw') and st.get('mid2_csw'):
         m1, m2 = _usage(st, 'mid1'), _usage(st, 'mid2')
         span = WINDOW_S
-        if st.get('mid1_t') and st.get('mid2_t'):
-            span = float(st['mid2_t']) - float(st['mid1_t'])
+        for k in ('rt', 't'):       # the shell's clock (µs), else /proc/uptime's (10 ms)
+            if st.get('mid1_' + k) and st.get('mid2_' + k):
+                span = float(st['mid2_' + k]) - float(st['mid1_' + k])
+                break
         r['window'] = {g: (m2[g] - m1[g]) / 1000.0 / span for g in GROUPS}
         r['window']['csw'] = (int(st['mid2_csw']) - int(st['mid1_csw'])) / span
     return r

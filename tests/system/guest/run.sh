@@ -983,11 +983,17 @@ cg_setup() {
 	cg_move radio $(cat /run/btvirt.pid) && cg_move bluez $(pgrep -x bluetoothd) &&
 		cg_move sink $(pgrep -x bluealsa)
 }
-# cg_usage: per group, "GROUP usage_us"
+# cg_usage [PREFIX]: per group, "PREFIXGROUP usage_us", read with the
+# shell's builtins: a process started per group (awk, as before) took guest
+# time between the clock's read and the player's, which the steady window
+# then counted as the player's (under TCG a few ms each, the window's ends
+# moving run to run).
 cg_usage() {
-	local g
+	local g k v
 	for g in player daemon radio bluez sink; do
-		echo "$g $(awk '$1 == "usage_usec" { print $2 }' $CG/$g/cpu.stat)"
+		while read -r k v; do
+			[ "$k" = usage_usec ] && { echo "${1:-}$g $v"; break; }
+		done < $CG/$g/cpu.stat
 	done
 }
 # The player group's context switches so far, every thread of every process.
@@ -1016,12 +1022,21 @@ player_tasks() {
 # the streaming alone, without opening, closing or the drain's end.
 MID_FROM_S=1.5 MID_TO_S=4.5
 mid_sampler() {
+	local t _ span
+	span=$(calc "$MID_TO_S - $MID_FROM_S")
 	sleep $MID_FROM_S
-	# The window is from the first group read to the second, timed: reading
-	# the threads (a few processes each) is outside it.
-	{ player_tasks; player_csw; echo "t $(now)"; cg_usage; } | sed 's/^/mid1_/' >> $OUT
-	sleep $(calc "$MID_TO_S - $MID_FROM_S")
-	{ cg_usage; echo "t $(now)"; player_csw; player_tasks; } | sed 's/^/mid2_/' >> $OUT
+	# The window is from the first group read to the second, timed by the
+	# shell's own clock (mid1_rt, mid2_rt: $EPOCHREALTIME, microseconds; _t
+	# is /proc/uptime's, 10 ms, for other steps' times), with no process
+	# started between clock and reads; the threads are read outside it.
+	{ player_tasks; player_csw; } | sed 's/^/mid1_/' >> $OUT
+	read -r t _ < /proc/uptime
+	{ echo "mid1_rt $EPOCHREALTIME"; echo "mid1_t $t"; cg_usage mid1_; } >> $OUT
+	sleep $span
+	{ cg_usage mid2_; echo "mid2_rt $EPOCHREALTIME"; } >> $OUT
+	read -r t _ < /proc/uptime
+	echo "mid2_t $t" >> $OUT
+	{ player_csw; player_tasks; } | sed 's/^/mid2_/' >> $OUT
 }
 # in_player CMD...: CMD in the player group
 in_player() { sh -c 'echo $$ > '$CG'/player/cgroup.procs && exec "$@"' sh "$@"; }
