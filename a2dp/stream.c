@@ -519,7 +519,7 @@ static void service_clock(struct a2dp_stream *s)
 
 	atomic_store(&s->starved, 0);
 	s->queue_seen = -1;
-	s->early = 0;
+	s->early = 0;           /* every send_packet() runs under this function */
 	while (s->state == ST_RUNNING || s->state == ST_DRAINING) {
 		int64_t due = due_ns(s, atomic_load(&s->sent));
 
@@ -530,14 +530,13 @@ static void service_clock(struct a2dp_stream *s)
 				continue;
 			if (r == 0)
 				arm_timer(s, due);
-			break;
+			return;
 		}
 		s->queued_before = SIZE_MAX;        /* unless a packet goes */
 		if (send_due_packet(s, now) <= 0)
 			return;
 		may_send_early = s->queued_before == 0;
 	}
-	s->early = 0;
 }
 
 /* --- state requests ------------------------------------------------------ */
