@@ -243,17 +243,22 @@ def report(s):
     return lines
 
 
-if __name__ == '__main__':
-    # python3 bench/side_by_side.py [BUILD] [--keep | --share DIR]: this
-    # section alone; --keep leaves the VM's share (logs, captures) in /tmp,
-    # --share DIR reads such a share again instead of booting.
-    args = sys.argv[1:]
+def command_line(argv):
+    """[BUILD] [--keep | --share DIR] -> measure()'s arguments: --keep leaves
+    the VM's share (logs, captures) in /tmp, --share DIR reads such a share
+    again instead of booting."""
+    args = list(argv)
     share = None
     if '--share' in args:
         i = args.index('--share')
         share = args[i + 1]
         del args[i:i + 2]
+    keep = '--keep' in args
     args = [a for a in args if a != '--keep']
-    result = measure(os.path.abspath(args[0] if args else os.path.join(REPO, 'build')),
-                     keep='--keep' in sys.argv, share=share)
-    print('\n'.join(report(summarise(result))))
+    return {'build': os.path.abspath(args[0] if args else os.path.join(REPO, 'build')),
+            'keep': keep, 'share': share}
+
+
+if __name__ == '__main__':
+    # python3 bench/side_by_side.py [BUILD] [--keep | --share DIR]: this section alone
+    print('\n'.join(report(summarise(measure(**command_line(sys.argv[1:]))))))

@@ -221,14 +221,6 @@ _table = sbs._table
 
 if __name__ == '__main__':
     # python3 bench/side_by_side_capture.py [BUILD] [--keep | --share DIR]
-    args = sys.argv[1:]
-    share = None
-    if '--share' in args:
-        i = args.index('--share')
-        share = args[i + 1]
-        del args[i:i + 2]
-    args = [a for a in args if a != '--keep']
-    result = measure(os.path.abspath(args[0] if args else os.path.join(sbs.REPO, 'build')),
-                     keep='--keep' in sys.argv, share=share)
+    result = measure(**sbs.command_line(sys.argv[1:]))
     print('share: %s' % result.pop('_share'))
     print('\n'.join(report(summarise(result))))
