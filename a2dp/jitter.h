@@ -17,10 +17,13 @@
  * the audio that was late (a radio that stalled, then sends what it held at
  * once). When that audio comes in a burst, raising the level above `target`
  * plus a packet, the oldest of it, up to the silence given, is dropped: what
- * follows keeps the lag it had before the stall (within a packet). Audio
- * that comes back at its normal pace (a phone that stopped sending, then
- * resumed where it was) is all kept. Nothing is owed across a new origin
- * (jitter_new_origin: a pause the transport announced).
+ * follows keeps the lag it had before the stall (within a packet). Silence
+ * is given a tick at a time (capture.c, 20 ms at most), so its length is the
+ * late audio's to a tick either way: whether the burst came just before a
+ * tick or just after. Audio that comes back at its normal pace (a phone
+ * that stopped sending, then resumed where it was) is all kept. Nothing is
+ * owed across a new origin (jitter_new_origin: a pause the transport
+ * announced).
  *
  * Drift: our clock and the phone's differ by some ppm. A phone slower than
  * us runs the buffer dry now and then (one rebuffer of silence); a faster one

@@ -472,8 +472,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "phone_source: cannot set up %s with this --config\n", o.codec);
 		return 1;
 	}
-	if (o.log)
-		log = fopen(o.log, "w");
+	/* Line-buffered: a test reads the log while we still run. */
+	if (o.log && (log = fopen(o.log, "w")))
+		setvbuf(log, NULL, _IOLBF, 0);
 	/* The last unit is padded with silence, and a quarter second more pushes
 	 * the codecs' delays out: the whole file arrives. */
 	{
