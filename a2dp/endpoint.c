@@ -315,13 +315,20 @@ static DBusHandlerResult endpoint_filter(DBusConnection *conn, DBusMessage *msg,
 	return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
 }
 
-static int export_endpoint(struct a2dp_endpoint *ep)
+/* Exports the endpoints under paths of a number not used before (in this
+ * process). A setup after a teardown gets new ones: BlueZ's Release and
+ * ClearConfiguration for the old registration come before its answer to
+ * UnregisterEndpoint, and when read with it they are dispatched only after
+ * the new registration; at the old paths they would end the new stream. */
+static int name_endpoints(struct a2dp_endpoint *ep)
 {
 	static const DBusObjectPathVTable vtable = { .message_function = endpoint_message };
 	static atomic_uint counter;
 	unsigned n = atomic_fetch_add(&counter, 1);
 
 	for (int i = 0; i < ep->nseps; i++) {
+		if (ep->seps[i].path[0])
+			dbus_connection_unregister_object_path(ep->bz->conn, ep->seps[i].path);
 		snprintf(ep->seps[i].path, sizeof(ep->seps[i].path), "/org/alsa_bt/a2dp_%s%u/%s",
 			 ep->sink ? "sink" : "source", n, ep->seps[i].codec->name);
 		if (!dbus_connection_register_object_path(ep->bz->conn, ep->seps[i].path, &vtable, ep)) {
@@ -329,6 +336,15 @@ static int export_endpoint(struct a2dp_endpoint *ep)
 			return -ENOMEM;
 		}
 	}
+	return 0;
+}
+
+static int export_endpoint(struct a2dp_endpoint *ep)
+{
+	int err;
+
+	if ((err = name_endpoints(ep)) < 0)
+		return err;
 	if (!dbus_connection_add_filter(ep->bz->conn, endpoint_filter, ep, NULL))
 		return -ENOMEM;
 	ep->exported = 1;
@@ -896,6 +912,14 @@ void a2dp_endpoint_drop_fd(struct a2dp_endpoint *ep)
 	}
 }
 
+/* A setup after a teardown: under new paths (name_endpoints). */
+static int setup_renamed(struct a2dp_endpoint *ep, int64_t deadline_ms)
+{
+	int err = name_endpoints(ep);
+
+	return err < 0 ? err : setup(ep, deadline_ms);
+}
+
 int a2dp_endpoint_drop_codec(struct a2dp_endpoint *ep, int64_t deadline_ms)
 {
 	const struct a2dp_codec *gone = ep->codec;
@@ -923,7 +947,7 @@ int a2dp_endpoint_drop_codec(struct a2dp_endpoint *ep, int64_t deadline_ms)
 		SNDERR("cannot play to %s: no other codec left to try", ep->dev.address);
 		return -ENOTSUP;
 	}
-	return setup(ep, deadline_ms);
+	return setup_renamed(ep, deadline_ms);
 }
 
 int a2dp_endpoint_reconfigure(struct a2dp_endpoint *ep, const struct a2dp_codec_prefs *prefs,
@@ -942,7 +966,7 @@ int a2dp_endpoint_reconfigure(struct a2dp_endpoint *ep, const struct a2dp_codec_
 		ep->codecs[0] = ep->codec;
 		ep->ncodecs = 1;
 	}
-	return setup(ep, deadline_ms);
+	return setup_renamed(ep, deadline_ms);
 }
 
 void a2dp_endpoint_close(struct a2dp_endpoint *ep)

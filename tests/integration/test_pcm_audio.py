@@ -46,6 +46,9 @@ def check_audio(name, env, sig, rate, r, min_db, mtu=672):
         check(name + ': the sink received audio', False, 'no capture')
         return
     got, grate = audio.read_wav(wav)
+    if len(got) == 0:
+        check(name + ': the sink received audio', False, 'an empty capture')
+        return
     check(name + ': sink rate is the file rate (no resampling)', grate == rate, f'{grate}')
     lag = audio.align(sig, got)
     check(name + ': aligned by the codec delay', lag == CODEC_DELAY, f'lag {lag}')
@@ -103,6 +106,22 @@ def test_48k_and_mtu():
         rep = audio.packet_report(last_capture(env)[1], 48000)
         # 12 + 1 + 7 * 115 = 818 <= 895 < 12 + 1 + 8 * 115
         check('MTU 895 carries 7 frames a packet', rep['max_len'] == 818, f"{rep['max_len']}")
+
+
+def test_rate_change_release_late():
+    """A 48 kHz song where the speaker was set up at 44.1 kHz: the endpoint
+    is unregistered and registered again at the same rate's config. BlueZ
+    sends MediaEndpoint1.Release for the old registration before its reply
+    to UnregisterEndpoint; when both come in one read, the Release is
+    dispatched after the new registration. It must not end the new stream."""
+    with Env(devices=CONNECTED, extra_args=['--late-release']) as env:
+        sig = audio.sweep(48000, 1.5)
+        audio.write_wav(env.tmp + '/in.wav', sig, 48000)
+        r = play(env, env.tmp + '/in.wav')
+        released = [e for e in env.events() if e.startswith('ReleaseEndpoint')]
+        check('Release read late: the endpoint was registered again', len(released) >= 1,
+              str(released))
+        check_audio('Release read late, 48 kHz', env, sig, 48000, r, SWEEP_MIN_DB)
 
 
 def test_conversion():
@@ -275,6 +294,7 @@ def test_busy_second_program():
 
 test_matrix()
 test_48k_and_mtu()
+test_rate_change_release_late()
 test_conversion()
 test_raw()
 test_default_device()

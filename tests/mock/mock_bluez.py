@@ -44,6 +44,9 @@ Command line
   --endpoint-timeout S   timeout of calls to endpoints (BlueZ: 3 s)
   --volume-delay S       delay before a Volume Set takes effect (0.02 s)
   --sndbuf N             SO_SNDBUF for the client's socket end (default: kernel)
+  --late-release         MediaEndpoint1.Release sent after UnregisterEndpoint's
+                         reply, not before it (a client that leaves messages
+                         read with the reply undispatched sees this order)
   --bus ADDRESS          bus to use (default: $DBUS_SYSTEM_BUS_ADDRESS)
   --phone PATH           the phone's streaming program, spawned when our
                          sink endpoint acquires a phone's transport:
@@ -1824,7 +1827,12 @@ class Mock:
             self.drop_transport(t, clear=owner_alive)
         if owner_alive:
             self.log('ReleaseEndpoint %s' % ep.path)
-            self.endpoint_call(ep, 'Release', '', [])
+            if self.args.late_release:
+                # After the reply: how a client sees it when both came in
+                # one read and it stopped dispatching at the reply.
+                GLib.idle_add(lambda: self.endpoint_call(ep, 'Release', '', []) and False)
+            else:
+                self.endpoint_call(ep, 'Release', '', [])
         ep.adapter.endpoints.remove(ep)
         for dev in devices:
             if not dev.transports:
@@ -1924,6 +1932,7 @@ def parse_args(argv):
     p.add_argument('--endpoint-timeout', type=float, default=3.0)
     p.add_argument('--volume-delay', type=float, default=0.02)
     p.add_argument('--sndbuf', type=int)
+    p.add_argument('--late-release', action='store_true')
     p.add_argument('--bus', default=os.environ.get('DBUS_SYSTEM_BUS_ADDRESS'))
     p.add_argument('--phone')
     p.add_argument('--phone-args', default='')
