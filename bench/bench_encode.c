@@ -17,7 +17,7 @@
  *       CPU time is CLOCK_PROCESS_CPUTIME_ID. The work of one pass is in
  *       bench_pass_codec() / bench_pass_libsbc(), for callgrind --toggle-collect.
  *
- *   bench_encode codecs WAV [--min-cpu S]
+ *   bench_encode codecs WAV [--min-cpu S] [--codec NAME]
  *       For every codec of the table (sbc, sbc_xq, aptx, aptx_hd, aac, ldac): CPU per second
  *       of audio through the codec table as the I/O thread uses it (PCM in the
  *       codec's sample format, frames_per_packet(672) frames a packet, encode()
@@ -26,7 +26,7 @@
  *       aptx_encode() on the whole buffer, already 24-bit packed; libavcodec's
  *       AAC encoder at the bitrate the table chose, linked here; libldacBT_enc
  *       at SQ, 128 samples a call). LDAC goes through the table at MTU 679. The fastest of
- *       3 rounds counts. One line a codec:
+ *       3 rounds counts. --codec NAME: that codec only. One line a codec:
  *         CODEC name=N table_cpu_per_audio=X lib_cpu_per_audio=Y
  *
  *   bench_encode decode WAV [--codec NAME] [--min-cpu S]
@@ -584,13 +584,13 @@ static int cmd_codecs(int argc, char **argv)
 		{ &a2dp_codec_aac, aac_conf, sizeof(aac_conf), -2 },
 		{ &a2dp_codec_ldac, ldac_conf, sizeof(ldac_conf), -3 },
 	};
-	const char *path = NULL;
+	const char *path = NULL, *only = NULL;
 	double min_cpu = 1.0;
 	int16_t *pcm;
 	int32_t *pcm32;
 	size_t frames;
 
-	if (parse_wav_args(argc, argv, &path, &min_cpu, NULL) < 0)
+	if (parse_wav_args(argc, argv, &path, &min_cpu, &only) < 0)
 		return 2;
 	frames = read_wav(path, &pcm);
 	if (!(pcm32 = malloc(frames * CHANNELS * sizeof(int32_t))))
@@ -608,6 +608,11 @@ static int cmd_codecs(int argc, char **argv)
 		double table;
 		unsigned bitrate;
 
+		if (only && strcmp(only, cr->codec->name)) {
+			if (err >= 0)
+				cr->codec->encoder_free(t.enc);
+			continue;
+		}
 		if (err < 0)
 			die(cr->codec->name, err);
 		table = cpu_per_audio(table_pass, &t, frames, min_cpu);
@@ -1028,7 +1033,7 @@ int main(int argc, char **argv)
 	if (rc == 2)
 		fprintf(stderr, "usage: bench_encode encode WAV [--mode both|codec|libsbc] "
 			"[--seconds S] [--min-cpu S] [--rounds N]\n"
-			"       bench_encode codecs WAV [--min-cpu S]\n"
+			"       bench_encode codecs WAV [--min-cpu S] [--codec NAME]\n"
 			"       bench_encode decode WAV [--codec NAME] [--min-cpu S]\n"
 			"       bench_encode latency PCM [--seconds S] [--click-every S]\n"
 			"       bench_encode spawn -- COMMAND [ARGS...]\n");

@@ -976,9 +976,17 @@ cg_move() {
 	shift
 	for p in "$@"; do echo $p > $CG/$g/cgroup.procs || return 1; done
 }
+# cg_mount: cgroup2 on $CG; the unstable stack's root has no mount(8), so
+# there mount(2) through python3's ctypes.
+cg_mount() {
+	command -v mount > /dev/null && { mount -t cgroup2 none $CG; return; }
+	python3 -c 'import ctypes, os, sys
+if ctypes.CDLL(None, use_errno=True).mount(b"none", sys.argv[1].encode(), b"cgroup2", 0, None):
+    sys.exit(os.strerror(ctypes.get_errno()))' $CG
+}
 cg_setup() {
 	local g
-	[ -e $CG/cgroup.controllers ] || mount -t cgroup2 none $CG || return 1
+	[ -e $CG/cgroup.controllers ] || cg_mount || return 1
 	for g in player daemon radio bluez sink; do mkdir -p $CG/$g || return 1; done
 	cg_move radio $(cat /run/btvirt.pid) && cg_move bluez $(pgrep -x bluetoothd) &&
 		cg_move sink $(pgrep -x bluealsa)
@@ -1053,9 +1061,10 @@ disconnect_speaker() {
 }
 # bluez-alsa as the source on hci0: its daemon, and the speaker connected to
 # its endpoint (our plugin's, from an earlier run, is gone with its PCM).
+# bluealsa_source [ARGS]: ARGS added to the daemon's (e.g. "-c aptX -c aptX-HD")
 bluealsa_source() {
 	has_owner org.bluealsa.source && return 0
-	sh -c 'echo $$ > '$CG'/daemon/cgroup.procs && exec bluealsa -i '$SRC_HCI' -p a2dp-source -B source --a2dp-force-audio-cd' \
+	sh -c 'echo $$ > '$CG'/daemon/cgroup.procs && exec bluealsa -i '$SRC_HCI' -p a2dp-source -B source --a2dp-force-audio-cd '"${1:-}" \
 		> $LOGS/bluealsa-source.log 2>&1 &
 	wait_for 20 has_owner org.bluealsa.source || { kv error "bluez-alsa's source did not come up"; return 1; }
 	disconnect_speaker
@@ -1065,24 +1074,47 @@ bluealsa_source() {
 }
 A2DP_SINK_UUID=0000110b-0000-1000-8000-00805f9b34fb
 SPAWN="$BUILD/bench_encode spawn --"
+# A root where bench_encode cannot load (the unstable stack: another
+# libavcodec): the same line from python3's os.wait4.
+PY_SPAWN='import os, resource, sys, time
+t0 = time.monotonic_ns()
+pid = os.fork()
+if not pid:
+    try:
+        os.execvp(sys.argv[1], sys.argv[1:])
+    finally:
+        os._exit(127)
+_, st, ru = os.wait4(pid, 0)
+t1 = time.monotonic_ns()
+me = resource.getrusage(resource.RUSAGE_SELF)
+print("spawn_ns=%d exit_ns=%d status=%d user_s=%.6f sys_s=%.6f maxrss_kb=%d nvcsw=%d nivcsw=%d"
+      " self_hwm_kb=%d self_cpu_s=%.6f" % (t0, t1, os.waitstatus_to_exitcode(st), ru.ru_utime,
+      ru.ru_stime, ru.ru_maxrss, ru.ru_nvcsw, ru.ru_nivcsw, me.ru_maxrss, me.ru_utime + me.ru_stime))'
+spawn_checked=
 step_cpu() {
 	local name=$1 file kind rc
+	if [ -z "$spawn_checked" ] && ! $SPAWN true > /dev/null 2>&1; then
+		echo "$PY_SPAWN" > /run/spawn.py
+		SPAWN="python3 /run/spawn.py"
+	fi
+	spawn_checked=1
 	read -r file kind <<< "$(eval echo "\${PLAY_$name}")"
 	cp "$SHARE/$file" /tmp/play.wav || return 1
 	[ -e $CG/player ] || cg_setup || { kv error "no cgroups"; return 1; }
 	[ $kind = bluealsa ] && { bluealsa_source || return 1; }
+	case $kind in bluealsa_aptx*) bluealsa_source "-c aptX -c aptX-HD" || return 1 ;; esac
 	# Each of our runs opens from the same state, the speaker not connected,
 	# as a user's first song of the day would (a run that found it still
 	# connected from the last one would skip the connection).
 	case $kind in alsabt*) disconnect_speaker ;; esac
-	case $kind in alsabt*|bluealsa) capture_start $name || return 1 ;; esac
+	case $kind in alsabt*|bluealsa*) capture_start $name || return 1 ;; esac
 	sleep 0.5
 	cg_usage | sed 's/^/before_/' >> $OUT
 	kv t_start $(now)
 	local sampler=
 	# 44.1 kHz stereo S16 and a 44-byte header: a play long enough to sample
 	if [ $(stat -c %s /tmp/play.wav) -gt $((176400 * 5)) ] && [ $kind != null ] &&
-		[ $kind != encoder ]; then
+		[ $kind != encoder ] && [ "${kind#encoder_}" = $kind ]; then
 		mid_sampler & sampler=$!
 	fi
 	case $kind in
@@ -1095,6 +1127,15 @@ step_cpu() {
 	alsabt_mix) in_player $SPAWN aplay -q -D "bluetooth:$DEVARGS" /tmp/play.wav ;;
 	bluealsa) in_player $SPAWN aplay -q -D "bluealsa:DEV=$SINK_ADDR,PROFILE=a2dp,SRV=org.bluealsa.source" \
 		/tmp/play.wav ;;
+	# one codec (the unstable stack: bluez-alsa 4.3, BLUEALSA_ARGS="-c aptX -c aptX-HD")
+	encoder_aptx|encoder_aptx_hd)
+		in_player $BUILD/bench_encode codecs /tmp/play.wav --codec ${kind#encoder_} --min-cpu 0 ;;
+	alsabt_aptx) in_player $SPAWN aplay -q -D "bluetooth:$DEVARGS,MIX=0,CODEC=aptx" /tmp/play.wav ;;
+	alsabt_aptx_hd) in_player $SPAWN aplay -q -D "bluetooth:$DEVARGS,MIX=0,CODEC=aptx_hd" /tmp/play.wav ;;
+	bluealsa_aptx) in_player $SPAWN aplay -q \
+		-D "bluealsa:DEV=$SINK_ADDR,PROFILE=a2dp,CODEC=aptX,SRV=org.bluealsa.source" /tmp/play.wav ;;
+	bluealsa_aptx_hd) in_player $SPAWN aplay -q \
+		-D "bluealsa:DEV=$SINK_ADDR,PROFILE=a2dp,CODEC=aptX-HD,SRV=org.bluealsa.source" /tmp/play.wav ;;
 	*) kv error "no such kind: $kind"; return 1 ;;
 	esac > $LOGS/$name.out 2> $LOGS/$name.err
 	rc=$?
@@ -1103,14 +1144,14 @@ step_cpu() {
 	# bench_encode's own line: the encoder's figures, or aplay's wait4()
 	# (its CPU, user and system, and its context switches)
 	sed -n '/=/ { s/^/player /; p; q }' $LOGS/$name.out >> $OUT
-	if [ $kind != encoder ]; then
+	if [ $kind != encoder ] && [ "${kind#encoder_}" = $kind ]; then
 		grep -q 'status=0 ' $LOGS/$name.out && rc=0 || rc=1
 	fi
 	# what the daemons do once the player is gone (closing the stream) counts
 	sleep 1
 	cg_usage | sed 's/^/after_/' >> $OUT
 	kv rc $rc
-	case $kind in alsabt*|bluealsa) capture_stop ;; esac
+	case $kind in alsabt*|bluealsa*) capture_stop ;; esac
 	return $rc
 }
 
