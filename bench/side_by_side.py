@@ -66,22 +66,32 @@ def measure(build, keep=False, share=None):
     for alsabt/bluealsa). Raises RuntimeError when the VM fails. share: a
     share kept by an earlier boot (keep=True), read again without booting."""
     run = systest.Run(build, share=share, steps=('stack', 'pair'))
-    sigs = {}
-    for name, kind, secs in RUNS:
-        sigs[name] = audio.noise(RATE, secs)
-        run.cpu(name, sigs[name], RATE, kind)
     try:
-        res = boot(run, share, {'BUS_CONF': 'bench-bus.conf'})
-        out = {}
-        for name, kind, secs in RUNS:
-            r = out[name] = step_figures(res, name, kind, secs)
-            cap = os.path.join(run.share, 'captures', name + '.wav')
-            if kind in ('alsabt', 'alsabt_sbc', 'alsabt_mix', 'bluealsa') and os.path.exists(cap):
-                r['analysis'] = systest.analyse(sigs[name], RATE, cap)
-        return out
+        return run_all(run, share, {'BUS_CONF': 'bench-bus.conf'}, RUNS, run.cpu,
+                       ('alsabt', 'alsabt_sbc', 'alsabt_mix', 'bluealsa'))
     finally:
         if not keep and not share:
             run.cleanup()
+
+
+def run_all(run, share, env, runs, add, analysed, analyse=None):
+    """Each of runs (name, kind, seconds) as a step of its own noise (add:
+    run.cpu or run.rxcpu), one boot (or share read again), and {name:
+    step_figures}; for the kinds in analysed, what reached the speaker
+    against what was played (analyse(samples, wav), else systest.analyse)."""
+    analyse = analyse or (lambda sig, cap: systest.analyse(sig, RATE, cap))
+    sigs = {}
+    for name, kind, secs in runs:
+        sigs[name] = audio.noise(RATE, secs)
+        add(name, sigs[name], RATE, kind)
+    res = boot(run, share, env)
+    out = {}
+    for name, kind, secs in runs:
+        r = out[name] = step_figures(res, name, kind, secs)
+        cap = os.path.join(run.share, 'captures', name + '.wav')
+        if kind in analysed and os.path.exists(cap):
+            r['analysis'] = analyse(sigs[name], cap)
+    return out
 
 
 def boot(run, share, env):

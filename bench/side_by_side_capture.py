@@ -52,28 +52,24 @@ RUNS = [('rx_null_5', 'rx_null', LONG_S), ('rx_null_1', 'rx_null', SHORT_S),
 ENV = {'BUS_CONF': 'bench-bus.conf', 'BLUEALSA_ARGS': '-p a2dp-source', 'PHONE': '1'}
 
 
+def analyse_received(sig, cap):
+    """The analysis of a receiver's recording, which may be cut short."""
+    try:
+        got, _ = audio.read_wav(cap)
+        a = systest.analyse(sig, RATE, cap, search_s=max(1.0, len(got) / float(RATE) - 1.0))
+        a['rec_s'] = len(got) / float(RATE)
+        return a
+    except Exception as e:          # a truncated file: say so
+        return {'lag': None, 'error': repr(e)}
+
+
 def measure(build, keep=False, share=None):
     """Boots the VM once; {name: result} as side_by_side.measure, plus the
     step's own key/values (st) and for the receivers the analysis."""
     run = systest.Run(build, share=share, steps=('stack', 'pair'))
-    sigs = {}
-    for name, kind, secs in RUNS:
-        sigs[name] = audio.noise(RATE, secs)
-        run.rxcpu(name, sigs[name], RATE, kind)
     try:
-        res = sbs.boot(run, share, ENV)
-        out = {}
-        for name, kind, secs in RUNS:
-            r = out[name] = sbs.step_figures(res, name, kind, secs)
-            cap = os.path.join(run.share, 'captures', name + '.wav')
-            if kind in ('rx_alsabt', 'rx_bluealsa') and os.path.exists(cap):
-                try:
-                    got, _ = audio.read_wav(cap)
-                    r['analysis'] = systest.analyse(sigs[name], RATE, cap,
-                                                    search_s=max(1.0, len(got) / float(RATE) - 1.0))
-                    r['analysis']['rec_s'] = len(got) / float(RATE)
-                except Exception as e:          # a truncated file: say so
-                    r['analysis'] = {'lag': None, 'error': repr(e)}
+        out = sbs.run_all(run, share, ENV, RUNS, run.rxcpu, ('rx_alsabt', 'rx_bluealsa'),
+                          analyse_received)
         out['_share'] = run.share
         return out
     finally:

@@ -26,9 +26,8 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(REPO, 'tests', 'system'))
 
 import systest                               # noqa: E402
-from systest import audio                    # noqa: E402
 import side_by_side as sbs                   # noqa: E402
-from side_by_side import LONG_S, SHORT_S, RATE   # noqa: E402
+from side_by_side import LONG_S, SHORT_S       # noqa: E402
 
 CODECS = ('aptx', 'aptx_hd')
 LABEL = {'aptx': 'aptX', 'aptx_hd': 'aptX HD'}
@@ -44,18 +43,9 @@ ENV = {'BUS_CONF': 'bench-bus.conf', 'BLUEALSA_ARGS': '-c aptX -c aptX-HD'}
 def measure(build, keep=False, share=None):
     """Boots the unstable stack once; {name: result} as side_by_side.measure."""
     run = systest.Run(build, share=share, steps=('stack', 'pair'), stack='unstable')
-    sigs = {}
-    for name, kind, secs in RUNS:
-        sigs[name] = audio.noise(RATE, secs)
-        run.cpu(name, sigs[name], RATE, kind)
     try:
-        res = sbs.boot(run, share, ENV)
-        out = {}
-        for name, kind, secs in RUNS:
-            r = out[name] = sbs.step_figures(res, name, kind, secs)
-            cap = os.path.join(run.share, 'captures', name + '.wav')
-            if kind.startswith(('alsabt', 'bluealsa')) and os.path.exists(cap):
-                r['analysis'] = systest.analyse(sigs[name], RATE, cap)
+        out = sbs.run_all(run, share, ENV, RUNS, run.cpu,
+                          ['%s_%s' % (who, c) for who in ('alsabt', 'bluealsa') for c in CODECS])
         out['_share'] = run.share
         return out
     finally:
