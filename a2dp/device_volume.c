@@ -74,6 +74,11 @@ uint32_t device_volume_gain(const struct device_volume *dv)
 	return atomic_load(&dv->gain);
 }
 
+int device_volume_unity(const struct device_volume *dv)
+{
+	return atomic_load(&dv->gain) == UNITY;
+}
+
 void device_volume_apply(const struct device_volume *dv, void *pcm, unsigned samples,
 			 unsigned sample_bytes)
 {

@@ -35,6 +35,8 @@ void device_volume_follow(struct device_volume *dv);
 /* The store's inotify descriptor to poll, -1 without a store. */
 int device_volume_fd(const struct device_volume *dv);
 uint32_t device_volume_gain(const struct device_volume *dv);
+/* The samples pass unchanged: device_volume_apply() would not touch them. */
+int device_volume_unity(const struct device_volume *dv);
 /* Scales interleaved samples of sample_bytes (2: S16, 4: S32) in place. */
 void device_volume_apply(const struct device_volume *dv, void *pcm, unsigned samples,
 			 unsigned sample_bytes);

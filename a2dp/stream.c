@@ -260,6 +260,23 @@ static void copy_from_ring(struct a2dp_stream *s, uint64_t from, unsigned frames
 	memset(s->scratch + frames * fb, 0, (padded - frames) * fb);
 }
 
+/* The PCM of the packet about to be encoded: read in place from the ring
+ * when the packet lies there whole (no wrap, no padding, no gain to apply),
+ * so that the one copy is the application's into the ring; else copied into
+ * scratch. The frames stay the I/O thread's until hw moves past them. */
+static const uint8_t *packet_pcm(struct a2dp_stream *s, uint64_t from, unsigned frames,
+				 unsigned padded)
+{
+	unsigned pos = from % s->buffer;
+
+	if (frames == padded && pos + frames <= s->buffer &&
+	    device_volume_unity(&s->volume))
+		return s->ring + (size_t)pos * s->frame_bytes;
+	copy_from_ring(s, from, frames, padded);
+	device_volume_apply(&s->volume, s->scratch, frames * s->channels, s->sample_bytes);
+	return s->scratch;
+}
+
 /* One packet on the socket: 0 sent, 1 dropped (congested), -1 the link is gone. */
 static int send_one(struct a2dp_stream *s, const uint8_t *buf, size_t len, int64_t now)
 {
@@ -319,11 +336,9 @@ static int send_packet(struct a2dp_stream *s, unsigned frames, unsigned padded, 
 	ssize_t n;
 	int r = 0;
 
-	copy_from_ring(s, hw, frames, padded);
-	atomic_store(&s->hw, hw + frames);          /* the ring space is free again */
-	device_volume_apply(&s->volume, s->scratch, frames * s->channels, s->sample_bytes);
-	n = s->codec->encode(s->enc, s->scratch, padded / s->frame_samples,
+	n = s->codec->encode(s->enc, packet_pcm(s, hw, frames, padded), padded / s->frame_samples,
 			     s->packet + s->header_len, s->packet_size - s->header_len);
+	atomic_store(&s->hw, hw + frames);          /* encoded: the ring space is free again */
 	if (n < 0) {
 		lose_transport(s, "the encoder failed");
 		return -1;
