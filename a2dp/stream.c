@@ -58,6 +58,10 @@ struct a2dp_stream {
 	_Atomic uint64_t appl;
 	_Atomic unsigned avail_min;
 
+	/* The event descriptor was poked and not yet acknowledged: it is
+	 * readable, and another poke would only cost a system call. */
+	_Atomic int poked;
+
 	/* Written by the I/O thread; clock fields under io.lock. */
 	_Atomic uint64_t hw;           /* frames taken from the ring */
 	_Atomic uint64_t sent;         /* frames sent, padding included: the clock's position */
@@ -125,7 +129,8 @@ static void disarm_timer(struct a2dp_stream *s)
 
 void a2dp_stream_notify(struct a2dp_stream *s)
 {
-	io_poke(s->io.event_fd);
+	if (!atomic_exchange(&s->poked, 1))
+		io_poke(s->io.event_fd);
 }
 
 /* Memory the socket's queue holds now (0 when empty), in the kernel's units:
@@ -814,9 +819,13 @@ void a2dp_stream_set_avail_min(struct a2dp_stream *s, unsigned frames)
 	atomic_store(&s->avail_min, frames ? frames : 1);
 }
 
+/* Drained before `poked` is cleared: a notify in between finds it set and
+ * skips its poke, but the caller reads the stream's state after this, and
+ * so sees what that notify was about. */
 void a2dp_stream_ack_event(struct a2dp_stream *s)
 {
 	io_drain(s->io.event_fd);
+	atomic_store(&s->poked, 0);
 }
 
 void a2dp_stream_prepare(struct a2dp_stream *s)
