@@ -147,7 +147,7 @@ bench: all $(BENCH)
 	/usr/bin/python3 bench/bench.py $(BUILD) $(if $(ONLY),--only $(ONLY))
 
 $(BENCH): $(BUILD)/bench/bench_encode.o $(BUILD)/libalsabt.a
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS) $(shell pkg-config --libs libavcodec libavutil)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(DEP_LIBS)
 
 install: $(PCM_SO) $(CTL_SO) $(MIXER)
 	install -d $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(CONFDIR) $(DESTDIR)$(SYSCONFDIR)/alsa/conf.d

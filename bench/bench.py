@@ -666,7 +666,11 @@ def report(m, cpu, lat, opens, cap, vm, started, voice_rows=None, mixed=None):
           '3 rounds)')
     rows = [('', 'codec table', 'library alone', 'ratio')]
     for c in cpu.get('codecs', []):
-        t, lib = float(c['table_cpu_per_audio']), float(c['lib_cpu_per_audio'])
+        t = float(c['table_cpu_per_audio'])
+        if c.get('lib_cpu_per_audio', '-') == '-':     # bench_encode could not load it
+            rows.append((c['name'], '%.3f ms (%.3f%%)' % (t * 1e3, t * 100), '-', '-'))
+            continue
+        lib = float(c['lib_cpu_per_audio'])
         rows.append((c['name'], '%.3f ms (%.3f%%)' % (t * 1e3, t * 100),
                      '%.3f ms (%.3f%%)' % (lib * 1e3, lib * 100), '%.2f' % (t / lib)))
     table(rows, [44, 20, 20, 10])

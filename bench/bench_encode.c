@@ -24,9 +24,13 @@
  *       + the RTP header where the codec has one), and for the bare library on
  *       the same audio (sbc_encode() a frame at a time; libfreeaptx's
  *       aptx_encode() on the whole buffer, already 24-bit packed; libavcodec's
- *       AAC encoder at the bitrate the table chose, linked here; libldacBT_enc
- *       at SQ, 128 samples a call). LDAC goes through the table at MTU 679. The fastest of
- *       3 rounds counts. --codec NAME: that codec only. One line a codec:
+ *       AAC encoder at the bitrate the table chose, opened with dlopen() as
+ *       the plugin opens it; libldacBT_enc at SQ, 128 samples a call). LDAC
+ *       goes through the table at MTU 679. The fastest of 3 rounds counts.
+ *       --codec NAME: that codec only, and no other codec's library opened.
+ *       A codec whose library is not here is skipped (a line on stderr),
+ *       unless asked for by name; Y is "-" where the bare library cannot be
+ *       loaded. One line a codec:
  *         CODEC name=N table_cpu_per_audio=X lib_cpu_per_audio=Y
  *
  *   bench_encode decode WAV [--codec NAME] [--min-cpu S]
@@ -410,6 +414,64 @@ static void sbc_lib_pass(void *arg)
 	bench_pass_libsbc(p->sbc, p->pcm, p->frames, &r);
 }
 
+/* libavcodec for the AAC-alone figure, opened with dlopen() as
+ * codecs/aac_codec.c opens it (the major built against; libavutil's functions
+ * through the same handle), so that bench_encode starts without it: in a root
+ * with another major (Debian unstable's) the figure is unavailable and the
+ * rest runs. */
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define AVCODEC_LIB "libavcodec.so." STR(LIBAVCODEC_VERSION_MAJOR)
+
+static struct {
+	__typeof__(avcodec_find_encoder) *find_encoder;
+	__typeof__(avcodec_alloc_context3) *alloc_context3;
+	__typeof__(avcodec_open2) *open2;
+	__typeof__(avcodec_free_context) *free_context;
+	__typeof__(avcodec_send_frame) *send_frame;
+	__typeof__(avcodec_receive_packet) *receive_packet;
+	__typeof__(av_packet_alloc) *packet_alloc;
+	__typeof__(av_packet_free) *packet_free;
+	__typeof__(av_packet_unref) *packet_unref;
+	__typeof__(av_frame_alloc) *frame_alloc;
+	__typeof__(av_frame_free) *frame_free;
+	__typeof__(av_frame_get_buffer) *frame_get_buffer;
+	__typeof__(av_frame_make_writable) *frame_make_writable;
+	__typeof__(av_channel_layout_default) *channel_layout_default;
+	int err;                     /* 0: not tried yet; 1: loaded; < 0: cannot */
+} av;
+
+static int load_avcodec(void)
+{
+	const struct a2dp_symbol syms[] = {
+		{ (void **)&av.find_encoder, "avcodec_find_encoder" },
+		{ (void **)&av.alloc_context3, "avcodec_alloc_context3" },
+		{ (void **)&av.open2, "avcodec_open2" },
+		{ (void **)&av.free_context, "avcodec_free_context" },
+		{ (void **)&av.send_frame, "avcodec_send_frame" },
+		{ (void **)&av.receive_packet, "avcodec_receive_packet" },
+		{ (void **)&av.packet_alloc, "av_packet_alloc" },
+		{ (void **)&av.packet_free, "av_packet_free" },
+		{ (void **)&av.packet_unref, "av_packet_unref" },
+		{ (void **)&av.frame_alloc, "av_frame_alloc" },
+		{ (void **)&av.frame_free, "av_frame_free" },
+		{ (void **)&av.frame_get_buffer, "av_frame_get_buffer" },
+		{ (void **)&av.frame_make_writable, "av_frame_make_writable" },
+		{ (void **)&av.channel_layout_default, "av_channel_layout_default" },
+	};
+	const char *why = "no AAC encoder";
+
+	if (av.err)
+		return av.err;
+	if (a2dp_load_library(AVCODEC_LIB, syms, sizeof(syms) / sizeof(syms[0]), &why) < 0 ||
+	    !av.find_encoder(AV_CODEC_ID_AAC)) {
+		fprintf(stderr, "bench_encode: AAC library-alone figure unavailable: cannot load %s's "
+			"AAC encoder (%s)\n", AVCODEC_LIB, why);
+		return av.err = -ENOENT;
+	}
+	return av.err = 1;
+}
+
 struct aac_pass {
 	AVCodecContext *ctx;
 	AVFrame *frame;
@@ -423,38 +485,44 @@ static void aac_lib_pass(void *arg)
 	struct aac_pass *a = arg;
 
 	for (size_t pos = 0; pos + 1024 <= a->frames; pos += 1024) {
-		av_frame_make_writable(a->frame);
+		av.frame_make_writable(a->frame);
 		for (int i = 0; i < 1024; i++)
 			for (int c = 0; c < 2; c++)
 				((float *)a->frame->data[c])[i] = a->pcm[(pos + i) * 2 + c] / 32768.0f;
-		avcodec_send_frame(a->ctx, a->frame);
-		while (avcodec_receive_packet(a->ctx, a->pkt) == 0)
-			av_packet_unref(a->pkt);
+		av.send_frame(a->ctx, a->frame);
+		while (av.receive_packet(a->ctx, a->pkt) == 0)
+			av.packet_unref(a->pkt);
 	}
 }
 
-/* libavcodec's AAC encoder alone, at the bitrate the table chose for MTU 672. */
+/* libavcodec's AAC encoder alone, at the bitrate the table chose for MTU 672;
+ * -1 where libavcodec cannot be loaded. */
 static double aac_library_figure(const int16_t *pcm, size_t frames, unsigned bitrate, double min_cpu)
 {
-	const AVCodec *codec = avcodec_find_encoder(AV_CODEC_ID_AAC);
-	struct aac_pass a = { avcodec_alloc_context3(codec), av_frame_alloc(), av_packet_alloc(), pcm,
-			      frames };
+	const AVCodec *codec;
+	struct aac_pass a = { NULL, NULL, NULL, pcm, frames };
 	double v;
 
+	if (load_avcodec() < 0)
+		return -1;
+	codec = av.find_encoder(AV_CODEC_ID_AAC);
+	a.ctx = av.alloc_context3(codec);
+	a.frame = av.frame_alloc();
+	a.pkt = av.packet_alloc();
 	a.ctx->sample_fmt = AV_SAMPLE_FMT_FLTP;
 	a.ctx->sample_rate = RATE;
 	a.ctx->bit_rate = bitrate;
-	av_channel_layout_default(&a.ctx->ch_layout, 2);
-	if (avcodec_open2(a.ctx, codec, NULL) < 0)
+	av.channel_layout_default(&a.ctx->ch_layout, 2);
+	if (av.open2(a.ctx, codec, NULL) < 0)
 		die("avcodec_open2", 0);
 	a.frame->nb_samples = 1024;
 	a.frame->format = AV_SAMPLE_FMT_FLTP;
-	av_channel_layout_default(&a.frame->ch_layout, 2);
-	av_frame_get_buffer(a.frame, 0);
+	av.channel_layout_default(&a.frame->ch_layout, 2);
+	av.frame_get_buffer(a.frame, 0);
 	v = cpu_per_audio(aac_lib_pass, &a, frames, min_cpu);
-	avcodec_free_context(&a.ctx);
-	av_frame_free(&a.frame);
-	av_packet_free(&a.pkt);
+	av.free_context(&a.ctx);
+	av.frame_free(&a.frame);
+	av.packet_free(&a.pkt);
 	return v;
 }
 
@@ -589,6 +657,7 @@ static int cmd_codecs(int argc, char **argv)
 	int16_t *pcm;
 	int32_t *pcm32;
 	size_t frames;
+	int found = 0;
 
 	if (parse_wav_args(argc, argv, &path, &min_cpu, &only) < 0)
 		return 2;
@@ -604,25 +673,38 @@ static int cmd_codecs(int argc, char **argv)
 					CHANNELS * (s32 ? 4 : 2) };
 		/* LDAC's library refuses MTUs below 679. */
 		size_t mtu = cr->aptx_hd == -3 ? 679 : MTU;
-		int err = cr->codec->encoder_new(&t.enc, cr->config, cr->config_len, mtu, NULL);
-		double table;
+		double table, lib;
 		unsigned bitrate;
+		int err;
 
-		if (only && strcmp(only, cr->codec->name)) {
-			if (err >= 0)
-				cr->codec->encoder_free(t.enc);
+		/* only the codec asked for is opened: --codec aptx needs no other library */
+		if (only && strcmp(only, cr->codec->name))
+			continue;
+		found = 1;
+		/* a codec whose library is not here (AAC, LDAC in another root): skipped,
+		 * unless asked for by name */
+		if (!only && cr->codec->available && cr->codec->available() < 0) {
+			fprintf(stderr, "bench_encode: %s not available here, skipped\n", cr->codec->name);
 			continue;
 		}
-		if (err < 0)
+		if ((err = cr->codec->encoder_new(&t.enc, cr->config, cr->config_len, mtu, NULL)) < 0)
 			die(cr->codec->name, err);
 		table = cpu_per_audio(table_pass, &t, frames, min_cpu);
 		bitrate = cr->codec->frame_bytes(t.enc) * 8 * RATE / cr->codec->frame_samples(t.enc);
 		cr->codec->encoder_free(t.enc);
-		printf("CODEC name=%s table_cpu_per_audio=%.9f lib_cpu_per_audio=%.9f\n",
-		       cr->codec->name, table, library_figure(cr, pcm, frames, min_cpu, bitrate));
+		lib = library_figure(cr, pcm, frames, min_cpu, bitrate);
+		printf("CODEC name=%s table_cpu_per_audio=%.9f lib_cpu_per_audio=", cr->codec->name, table);
+		if (lib >= 0)
+			printf("%.9f\n", lib);
+		else
+			printf("-\n");
 	}
 	free(pcm32);
 	free(pcm);
+	if (only && !found) {
+		fprintf(stderr, "bench_encode: no codec %s\n", only);
+		return 1;
+	}
 	return 0;
 }
 
