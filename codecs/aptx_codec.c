@@ -226,18 +226,38 @@ static unsigned aptx_frames_per_packet(const struct a2dp_encoder *enc, size_t mt
 }
 
 /* libfreeaptx takes 24-bit little-endian samples: S16 goes in as the top 16
- * bits, S32 (aptX HD) gives its top 24. */
+ * bits, S32 (aptX HD) gives its top 24. Each format has its own loop, with
+ * restrict pointers: the stores are bytes, which may alias anything, and
+ * would otherwise make the compiler read enc and pcm again at every sample. */
+static void s16_to_s24(const int16_t *restrict in, size_t n, uint8_t *restrict out)
+{
+	for (size_t i = 0; i < n; i++, out += 3) {
+		uint16_t v = (uint16_t)in[i];
+
+		out[0] = 0;
+		out[1] = (uint8_t)v;
+		out[2] = (uint8_t)(v >> 8);
+	}
+}
+
+static void s32_to_s24(const int32_t *restrict in, size_t n, uint8_t *restrict out)
+{
+	for (size_t i = 0; i < n; i++, out += 3) {
+		uint32_t v = (uint32_t)in[i] >> 8;
+
+		out[0] = (uint8_t)v;
+		out[1] = (uint8_t)(v >> 8);
+		out[2] = (uint8_t)(v >> 16);
+	}
+}
+
 static void to_s24(const struct a2dp_encoder *enc, const void *pcm, size_t first, size_t n,
 		   uint8_t *out)
 {
-	for (size_t i = 0; i < n; i++, out += 3) {
-		int32_t v = enc->hd ? ((const int32_t *)pcm)[first + i] >> 8
-				    : (int32_t)((const int16_t *)pcm)[first + i] * 256;
-
-		out[0] = v;
-		out[1] = v >> 8;
-		out[2] = v >> 16;
-	}
+	if (enc->hd)
+		s32_to_s24((const int32_t *)pcm + first, n, out);
+	else
+		s16_to_s24((const int16_t *)pcm + first, n, out);
 }
 
 static ssize_t aptx_encode(struct a2dp_encoder *enc, const void *pcm, unsigned nframes,
