@@ -786,13 +786,12 @@ def report(m, cpu, lat, opens, cap, vm, started, voice_rows=None, mixed=None):
 
 def section_vm():
     """Section 6 (bench/side_by_side.py, playing; side_by_side_capture.py,
-    receiving: a boot each): {'play': ..., 'receive': ...}, a direction None
-    with a warning if the VM could not run it."""
-    import side_by_side
-    import side_by_side_capture
+    receiving; profile_vm.py, where playing's CPU goes; side_by_side_codecs.py,
+    aptX and aptX HD on the unstable stack: a boot each): {'play': ...,
+    'receive': ..., 'profile': ..., 'codecs': ...}, one None with a warning
+    if the VM could not run it."""
     out = {}
-    for key, mod, what in (('play', side_by_side, 'playing'),
-                           ('receive', side_by_side_capture, 'receiving')):
+    for key, mod, what in vm_sections():
         progress('6. side by side with bluez-alsa in the VM, %s (instructions counted; '
                  'minutes)' % what)
         try:
@@ -803,10 +802,19 @@ def section_vm():
     return out
 
 
-def report_vm(vm):
+def vm_sections():
+    """(key, module, what) of section 6's boots, in the order they run."""
     import side_by_side
     import side_by_side_capture
-    for key, mod in (('play', side_by_side), ('receive', side_by_side_capture)):
+    import profile_vm
+    import side_by_side_codecs
+    return (('play', side_by_side, 'playing'), ('receive', side_by_side_capture, 'receiving'),
+            ('profile', profile_vm, 'playing, where the CPU goes'),
+            ('codecs', side_by_side_codecs, 'playing aptX and aptX HD'))
+
+
+def report_vm(vm):
+    for key, mod, _ in vm_sections():
         if vm and vm.get(key) is not None:
             print()
             for line in mod.report(vm[key]):

@@ -90,7 +90,7 @@ def summarise(m):
 
 def report(s):
     ms = '%.2f ms'
-    lines = ['Side by side with bluez-alsa, aptX and aptX HD, real stack in the VM, '
+    lines = ['6d. Side by side with bluez-alsa, aptX and aptX HD, real stack in the VM, '
              'instructions counted',
              '   (unstable stack, bluez-alsa 4.3; steady window 1.5-4.5 s, CPU of aplay and of its '
              'path\'s daemon per second of 44.1 kHz stereo noise)', '']

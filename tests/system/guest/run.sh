@@ -1074,8 +1074,8 @@ bluealsa_source() {
 }
 A2DP_SINK_UUID=0000110b-0000-1000-8000-00805f9b34fb
 SPAWN="$BUILD/bench_encode spawn --"
-# A root where bench_encode cannot load (the unstable stack: another
-# libavcodec): the same line from python3's os.wait4.
+# A root where bench_encode cannot start (it needs libsbc and alsa-lib of
+# the sonames it was built with): the same line from python3's os.wait4.
 PY_SPAWN='import os, resource, sys, time
 t0 = time.monotonic_ns()
 pid = os.fork()
@@ -1091,6 +1091,39 @@ print("spawn_ns=%d exit_ns=%d status=%d user_s=%.6f sys_s=%.6f maxrss_kb=%d nvcs
       " self_hwm_kb=%d self_cpu_s=%.6f" % (t0, t1, os.waitstatus_to_exitcode(st), ru.ru_utime,
       ru.ru_stime, ru.ru_maxrss, ru.ru_nvcsw, ru.ru_nivcsw, me.ru_maxrss, me.ru_utime + me.ru_stime))'
 spawn_checked=
+# profile_around CMD...: CMD (a play), with perf sampling the whole guest on
+# its clock for PROFILE_S seconds (bench/profile_vm.py), once the play has
+# run PROFILE_FROM_S seconds and the trace below is done.
+# Instructions counted, a sample every 50 us of guest time is one every
+# 50,000 instructions. Into $SHARE/profile: NAME.data, NAME.pids (the
+# player's and the daemon's groups, "GROUP PID..."), and the kernel's
+# symbols (kallsyms), which perf on the host cannot know. Before it, apart
+# (the tracing costs the traced task), PROFILE_TRACE_S seconds of the
+# groups' write() and sendto() calls with their sizes: NAME.trace.data, the
+# packets sent (of these processes only: perf's own writes would feed it).
+PROFILE_FROM_S=3 PROFILE_S=12 PROFILE_TRACE_S=2
+profile_around() {
+	local pid rc g
+	command -v perf > /dev/null || { kv error "perf not found (linux-perf)"; return 1; }
+	[ -e /sys/kernel/tracing/events ] || mount -t tracefs nodev /sys/kernel/tracing 2> /dev/null
+	"$@" & pid=$!
+	sleep $PROFILE_FROM_S
+	mkdir -p $SHARE/profile
+	for g in player daemon; do echo $g $(cat $CG/$g/cgroup.procs); done > $SHARE/profile/$name.pids
+	# -B: no build ids collected at the end, which takes seconds of the play
+	{ perf record -q -B -e syscalls:sys_enter_write -e syscalls:sys_enter_sendto \
+			-p $(cat $CG/player/cgroup.procs $CG/daemon/cgroup.procs | paste -sd,) \
+			-o /tmp/$name.trace.data -- sleep $PROFILE_TRACE_S &&
+		perf record -q -B -a -g -e cpu-clock -c 50000 -o /tmp/$name.data -- sleep $PROFILE_S
+	} > $LOGS/$name.perf.log 2>&1 ||
+		kv error "perf record: $(tail -c 200 $LOGS/$name.perf.log)"
+	wait $pid; rc=$?
+	cp /tmp/$name.data /tmp/$name.trace.data $SHARE/profile/ && rm -f /tmp/$name.*data
+	cp /proc/kallsyms $SHARE/profile/kallsyms
+	kv profile_s $PROFILE_S
+	kv trace_s $PROFILE_TRACE_S
+	return $rc
+}
 step_cpu() {
 	local name=$1 file kind rc
 	if [ -z "$spawn_checked" ] && ! $SPAWN true > /dev/null 2>&1; then
@@ -1101,7 +1134,7 @@ step_cpu() {
 	read -r file kind <<< "$(eval echo "\${PLAY_$name}")"
 	cp "$SHARE/$file" /tmp/play.wav || return 1
 	[ -e $CG/player ] || cg_setup || { kv error "no cgroups"; return 1; }
-	[ $kind = bluealsa ] && { bluealsa_source || return 1; }
+	case $kind in bluealsa|bluealsa_profile) bluealsa_source || return 1 ;; esac
 	case $kind in bluealsa_aptx*) bluealsa_source "-c aptX -c aptX-HD" || return 1 ;; esac
 	# Each of our runs opens from the same state, the speaker not connected,
 	# as a user's first song of the day would (a run that found it still
@@ -1122,6 +1155,10 @@ step_cpu() {
 	encoder) in_player $BUILD/bench_encode encode /tmp/play.wav --mode libsbc --min-cpu 0 --rounds 1 ;;
 	# alone (MIX=0): the program's own encoder and clock, what is compared
 	alsabt) in_player $SPAWN aplay -q -D "bluetooth:$DEVARGS,MIX=0" /tmp/play.wav ;;
+	# the same two plays, sampled by perf (bench/profile_vm.py)
+	alsabt_profile) profile_around in_player $SPAWN aplay -q -D "bluetooth:$DEVARGS,MIX=0" /tmp/play.wav ;;
+	bluealsa_profile) profile_around in_player $SPAWN aplay -q \
+		-D "bluealsa:DEV=$SINK_ADDR,PROFILE=a2dp,SRV=org.bluealsa.source" /tmp/play.wav ;;
 	alsabt_sbc) in_player $SPAWN aplay -q -D "bluetooth:$DEVARGS,MIX=0,CODEC=sbc" /tmp/play.wav ;;
 	# the default (MIX=1): the mixing process it starts is in the player group
 	alsabt_mix) in_player $SPAWN aplay -q -D "bluetooth:$DEVARGS" /tmp/play.wav ;;
