@@ -91,10 +91,9 @@
 #include <sys/wait.h>
 
 #include <alsa/asoundlib.h>
-#include <libavcodec/avcodec.h>
-#include <libavutil/channel_layout.h>
 #include <sbc/sbc.h>
 
+#include "avcodec_lib.h"
 #include "codec.h"
 #include "rtp.h"
 
@@ -414,62 +413,25 @@ static void sbc_lib_pass(void *arg)
 	bench_pass_libsbc(p->sbc, p->pcm, p->frames, &r);
 }
 
-/* libavcodec for the AAC-alone figure, opened with dlopen() as
- * codecs/aac_codec.c opens it (the major built against; libavutil's functions
- * through the same handle), so that bench_encode starts without it: in a root
+/* libavcodec for the AAC-alone figure, opened as the codec table opens it
+ * (codecs/avcodec_lib.h), so that bench_encode starts without it: in a root
  * with another major (Debian unstable's) the figure is unavailable and the
  * rest runs. */
-#define STR_(x) #x
-#define STR(x) STR_(x)
-#define AVCODEC_LIB "libavcodec.so." STR(LIBAVCODEC_VERSION_MAJOR)
-
-static struct {
-	__typeof__(avcodec_find_encoder) *find_encoder;
-	__typeof__(avcodec_alloc_context3) *alloc_context3;
-	__typeof__(avcodec_open2) *open2;
-	__typeof__(avcodec_free_context) *free_context;
-	__typeof__(avcodec_send_frame) *send_frame;
-	__typeof__(avcodec_receive_packet) *receive_packet;
-	__typeof__(av_packet_alloc) *packet_alloc;
-	__typeof__(av_packet_free) *packet_free;
-	__typeof__(av_packet_unref) *packet_unref;
-	__typeof__(av_frame_alloc) *frame_alloc;
-	__typeof__(av_frame_free) *frame_free;
-	__typeof__(av_frame_get_buffer) *frame_get_buffer;
-	__typeof__(av_frame_make_writable) *frame_make_writable;
-	__typeof__(av_channel_layout_default) *channel_layout_default;
-	int err;                     /* 0: not tried yet; 1: loaded; < 0: cannot */
-} av;
+static const struct avcodec_lib *av;
 
 static int load_avcodec(void)
 {
-	const struct a2dp_symbol syms[] = {
-		{ (void **)&av.find_encoder, "avcodec_find_encoder" },
-		{ (void **)&av.alloc_context3, "avcodec_alloc_context3" },
-		{ (void **)&av.open2, "avcodec_open2" },
-		{ (void **)&av.free_context, "avcodec_free_context" },
-		{ (void **)&av.send_frame, "avcodec_send_frame" },
-		{ (void **)&av.receive_packet, "avcodec_receive_packet" },
-		{ (void **)&av.packet_alloc, "av_packet_alloc" },
-		{ (void **)&av.packet_free, "av_packet_free" },
-		{ (void **)&av.packet_unref, "av_packet_unref" },
-		{ (void **)&av.frame_alloc, "av_frame_alloc" },
-		{ (void **)&av.frame_free, "av_frame_free" },
-		{ (void **)&av.frame_get_buffer, "av_frame_get_buffer" },
-		{ (void **)&av.frame_make_writable, "av_frame_make_writable" },
-		{ (void **)&av.channel_layout_default, "av_channel_layout_default" },
-	};
+	static int err;              /* 0: not tried yet; 1: loaded; < 0: cannot */
 	const char *why = "no AAC encoder";
 
-	if (av.err)
-		return av.err;
-	if (a2dp_load_library(AVCODEC_LIB, syms, sizeof(syms) / sizeof(syms[0]), &why) < 0 ||
-	    !av.find_encoder(AV_CODEC_ID_AAC)) {
+	if (err)
+		return err;
+	if (!(av = avcodec_lib(&why)) || !av->find_encoder(AV_CODEC_ID_AAC)) {
 		fprintf(stderr, "bench_encode: AAC library-alone figure unavailable: cannot load %s's "
 			"AAC encoder (%s)\n", AVCODEC_LIB, why);
-		return av.err = -ENOENT;
+		return err = -ENOENT;
 	}
-	return av.err = 1;
+	return err = 1;
 }
 
 struct aac_pass {
@@ -485,13 +447,13 @@ static void aac_lib_pass(void *arg)
 	struct aac_pass *a = arg;
 
 	for (size_t pos = 0; pos + 1024 <= a->frames; pos += 1024) {
-		av.frame_make_writable(a->frame);
+		av->frame_make_writable(a->frame);
 		for (int i = 0; i < 1024; i++)
 			for (int c = 0; c < 2; c++)
 				((float *)a->frame->data[c])[i] = a->pcm[(pos + i) * 2 + c] / 32768.0f;
-		av.send_frame(a->ctx, a->frame);
-		while (av.receive_packet(a->ctx, a->pkt) == 0)
-			av.packet_unref(a->pkt);
+		av->send_frame(a->ctx, a->frame);
+		while (av->receive_packet(a->ctx, a->pkt) == 0)
+			av->packet_unref(a->pkt);
 	}
 }
 
@@ -505,24 +467,24 @@ static double aac_library_figure(const int16_t *pcm, size_t frames, unsigned bit
 
 	if (load_avcodec() < 0)
 		return -1;
-	codec = av.find_encoder(AV_CODEC_ID_AAC);
-	a.ctx = av.alloc_context3(codec);
-	a.frame = av.frame_alloc();
-	a.pkt = av.packet_alloc();
+	codec = av->find_encoder(AV_CODEC_ID_AAC);
+	a.ctx = av->alloc_context3(codec);
+	a.frame = av->frame_alloc();
+	a.pkt = av->packet_alloc();
 	a.ctx->sample_fmt = AV_SAMPLE_FMT_FLTP;
 	a.ctx->sample_rate = RATE;
 	a.ctx->bit_rate = bitrate;
-	av.channel_layout_default(&a.ctx->ch_layout, 2);
-	if (av.open2(a.ctx, codec, NULL) < 0)
+	av->channel_layout_default(&a.ctx->ch_layout, 2);
+	if (av->open2(a.ctx, codec, NULL) < 0)
 		die("avcodec_open2", 0);
 	a.frame->nb_samples = 1024;
 	a.frame->format = AV_SAMPLE_FMT_FLTP;
-	av.channel_layout_default(&a.frame->ch_layout, 2);
-	av.frame_get_buffer(a.frame, 0);
+	av->channel_layout_default(&a.frame->ch_layout, 2);
+	av->frame_get_buffer(a.frame, 0);
 	v = cpu_per_audio(aac_lib_pass, &a, frames, min_cpu);
-	av.free_context(&a.ctx);
-	av.frame_free(&a.frame);
-	av.packet_free(&a.pkt);
+	av->free_context(&a.ctx);
+	av->frame_free(&a.frame);
+	av->packet_free(&a.pkt);
 	return v;
 }
 

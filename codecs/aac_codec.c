@@ -13,19 +13,12 @@
 #include <string.h>
 
 #include <alsa/asoundlib.h>
-#include <libavcodec/avcodec.h>
-#include <libavutil/channel_layout.h>
-#include <libavutil/frame.h>
-#include <libavutil/log.h>
-#include <libavutil/mem.h>
 
+#include "avcodec_lib.h"
 #include "codec.h"
 #include "latm.h"
 #include "rtp.h"
 
-#define STR_(x) #x
-#define STR(x) STR_(x)
-#define AVCODEC_LIB "libavcodec.so." STR(LIBAVCODEC_VERSION_MAJOR)
 #define AAC_CAPS_LEN 6
 #define AAC_FRAME_SAMPLES 1024
 #define MAX_BITRATE 320000        /* what PipeWire and Android ask for at most */
@@ -41,77 +34,30 @@ static const struct { uint8_t byte, bit; unsigned rate; } freq_table[] = {
 
 /* --- the library, loaded once per process ---------------------------------- */
 
-static struct {
-	__typeof__(avcodec_find_encoder) *find_encoder;
-	__typeof__(avcodec_alloc_context3) *alloc_context3;
-	__typeof__(avcodec_open2) *open2;
-	__typeof__(avcodec_free_context) *free_context;
-	__typeof__(avcodec_send_frame) *send_frame;
-	__typeof__(avcodec_receive_packet) *receive_packet;
-	__typeof__(av_packet_alloc) *packet_alloc;
-	__typeof__(av_packet_free) *packet_free;
-	__typeof__(av_packet_unref) *packet_unref;
-	__typeof__(av_frame_alloc) *frame_alloc;
-	__typeof__(av_frame_free) *frame_free;
-	__typeof__(av_frame_get_buffer) *frame_get_buffer;
-	__typeof__(av_frame_make_writable) *frame_make_writable;
-	__typeof__(av_channel_layout_default) *channel_layout_default;
-	__typeof__(av_log_get_level) *log_get_level;
-	__typeof__(av_log_set_level) *log_set_level;
-	__typeof__(avcodec_find_decoder_by_name) *find_decoder_by_name;
-	__typeof__(avcodec_send_packet) *send_packet;
-	__typeof__(avcodec_receive_frame) *receive_frame;
-	__typeof__(av_frame_unref) *frame_unref;
-	__typeof__(av_mallocz) *mallocz;
-	int err;
-} av;
+static const struct avcodec_lib *av;
+static int av_err;
 static pthread_once_t av_once = PTHREAD_ONCE_INIT;
 
 static void load_library(void)
 {
-	/* libavutil comes with libavcodec; dlsym on its handle finds both. */
-	const struct a2dp_symbol syms[] = {
-		{ (void **)&av.find_encoder, "avcodec_find_encoder" },
-		{ (void **)&av.alloc_context3, "avcodec_alloc_context3" },
-		{ (void **)&av.open2, "avcodec_open2" },
-		{ (void **)&av.free_context, "avcodec_free_context" },
-		{ (void **)&av.send_frame, "avcodec_send_frame" },
-		{ (void **)&av.receive_packet, "avcodec_receive_packet" },
-		{ (void **)&av.packet_alloc, "av_packet_alloc" },
-		{ (void **)&av.packet_free, "av_packet_free" },
-		{ (void **)&av.packet_unref, "av_packet_unref" },
-		{ (void **)&av.frame_alloc, "av_frame_alloc" },
-		{ (void **)&av.frame_free, "av_frame_free" },
-		{ (void **)&av.frame_get_buffer, "av_frame_get_buffer" },
-		{ (void **)&av.frame_make_writable, "av_frame_make_writable" },
-		{ (void **)&av.channel_layout_default, "av_channel_layout_default" },
-		{ (void **)&av.log_get_level, "av_log_get_level" },
-		{ (void **)&av.log_set_level, "av_log_set_level" },
-		{ (void **)&av.find_decoder_by_name, "avcodec_find_decoder_by_name" },
-		{ (void **)&av.send_packet, "avcodec_send_packet" },
-		{ (void **)&av.receive_frame, "avcodec_receive_frame" },
-		{ (void **)&av.frame_unref, "av_frame_unref" },
-		{ (void **)&av.mallocz, "av_mallocz" },
-	};
-
 	const char *why = "no AAC encoder or aac_latm decoder";
-	int err = a2dp_load_library(AVCODEC_LIB, syms, sizeof(syms) / sizeof(syms[0]), &why);
 
+	av = avcodec_lib(&why);
 	/* The encoder's statistics at close would land on the program's stderr;
 	 * a level the program chose itself is left alone. */
-	if (!err && av.log_get_level() == AV_LOG_INFO)
-		av.log_set_level(AV_LOG_ERROR);
-	if (err || !av.find_encoder(AV_CODEC_ID_AAC) || !av.find_decoder_by_name("aac_latm")) {
+	if (av && av->log_get_level() == AV_LOG_INFO)
+		av->log_set_level(AV_LOG_ERROR);
+	if (!av || !av->find_encoder(AV_CODEC_ID_AAC) || !av->find_decoder_by_name("aac_latm")) {
 		SNDERR("AAC is not offered: cannot load %s's AAC encoder and aac_latm decoder (%s); "
 		       "install libavcodec%d", AVCODEC_LIB, why, LIBAVCODEC_VERSION_MAJOR);
-		av.err = -ENOENT;
+		av_err = -ENOENT;
 	}
 }
 
 static int aac_available(void)
 {
 	pthread_once(&av_once, load_library);
-	return av.err;
+	return av_err;
 }
 
 /* --- capabilities and configuration -------------------------------------- */
@@ -239,7 +185,7 @@ static int send_frame(struct a2dp_encoder *enc, const int16_t *pcm)
 	float *l, *r;
 	int err;
 
-	if ((err = av.frame_make_writable(enc->frame)) < 0)
+	if ((err = av->frame_make_writable(enc->frame)) < 0)
 		return err;
 	l = (float *)enc->frame->data[0];
 	r = (float *)enc->frame->data[1];
@@ -250,7 +196,7 @@ static int send_frame(struct a2dp_encoder *enc, const int16_t *pcm)
 	enc->frame->pts = enc->pts;
 	enc->pts += AAC_FRAME_SAMPLES;
 	enc->ctx->bit_rate = enc->bitrate;   /* aacenc reads it for every frame */
-	return av.send_frame(enc->ctx, enc->frame);
+	return av->send_frame(enc->ctx, enc->frame);
 }
 
 /* Opens the encoder and primes it with one frame of silence: libavcodec's
@@ -258,25 +204,25 @@ static int send_frame(struct a2dp_encoder *enc, const int16_t *pcm)
  * packet for every frame. */
 static int open_encoder(struct a2dp_encoder *enc)
 {
-	const AVCodec *codec = av.find_encoder(AV_CODEC_ID_AAC);
+	const AVCodec *codec = av->find_encoder(AV_CODEC_ID_AAC);
 
-	if (!(enc->ctx = av.alloc_context3(codec)) || !(enc->frame = av.frame_alloc()) ||
-	    !(enc->pkt = av.packet_alloc()))
+	if (!(enc->ctx = av->alloc_context3(codec)) || !(enc->frame = av->frame_alloc()) ||
+	    !(enc->pkt = av->packet_alloc()))
 		return -ENOMEM;
 	enc->ctx->sample_fmt = AV_SAMPLE_FMT_FLTP;
 	enc->ctx->sample_rate = enc->rate;
-	av.channel_layout_default(&enc->ctx->ch_layout, 2);
+	av->channel_layout_default(&enc->ctx->ch_layout, 2);
 	enc->ctx->bit_rate = enc->bitrate;
 	/* Strict where the encoder knows it (newer libavcodec retries a frame
 	 * until it fits bit_rate); 5.1 ignores it, hence mtu_bitrate's headroom. */
 	enc->ctx->bit_rate_tolerance = 0;
 	enc->ctx->profile = FF_PROFILE_AAC_LOW;
-	if (av.open2(enc->ctx, codec, NULL) < 0 || enc->ctx->frame_size != AAC_FRAME_SAMPLES)
+	if (av->open2(enc->ctx, codec, NULL) < 0 || enc->ctx->frame_size != AAC_FRAME_SAMPLES)
 		return -EIO;
 	enc->frame->nb_samples = AAC_FRAME_SAMPLES;
 	enc->frame->format = AV_SAMPLE_FMT_FLTP;
-	av.channel_layout_default(&enc->frame->ch_layout, 2);
-	if (av.frame_get_buffer(enc->frame, 0) < 0)
+	av->channel_layout_default(&enc->frame->ch_layout, 2);
+	if (av->frame_get_buffer(enc->frame, 0) < 0)
 		return -ENOMEM;
 	return send_frame(enc, NULL) < 0 ? -EIO : 0;
 }
@@ -285,9 +231,9 @@ static void aac_encoder_free(struct a2dp_encoder *enc)
 {
 	if (!enc)
 		return;
-	av.free_context(&enc->ctx);
-	av.frame_free(&enc->frame);
-	av.packet_free(&enc->pkt);
+	av->free_context(&enc->ctx);
+	av->frame_free(&enc->frame);
+	av->packet_free(&enc->pkt);
 	free(enc);
 }
 
@@ -359,10 +305,10 @@ static ssize_t aac_encode(struct a2dp_encoder *enc, const void *pcm, unsigned nf
 
 	if (nframes != 1)
 		return -EINVAL;
-	if (send_frame(enc, pcm) < 0 || av.receive_packet(enc->ctx, enc->pkt) < 0)
+	if (send_frame(enc, pcm) < 0 || av->receive_packet(enc->ctx, enc->pkt) < 0)
 		return -EIO;
 	n = latm_write(dst, size, enc->rate, 2, enc->pkt->data, enc->pkt->size);
-	av.packet_unref(enc->pkt);
+	av->packet_unref(enc->pkt);
 	return n;
 }
 
@@ -406,9 +352,9 @@ static void aac_decoder_free(struct a2dp_decoder *dec)
 {
 	if (!dec)
 		return;
-	av.free_context(&dec->ctx);     /* and the extradata */
-	av.packet_free(&dec->pkt);
-	av.frame_free(&dec->frame);
+	av->free_context(&dec->ctx);     /* and the extradata */
+	av->packet_free(&dec->pkt);
+	av->frame_free(&dec->frame);
 	free(dec);
 }
 
@@ -417,19 +363,19 @@ static void aac_decoder_free(struct a2dp_decoder *dec)
  * decoder builds its tables on the first packet, in the I/O thread. */
 static int open_decoder(struct a2dp_decoder *dec)
 {
-	const AVCodec *codec = av.find_decoder_by_name("aac_latm");
+	const AVCodec *codec = av->find_decoder_by_name("aac_latm");
 	unsigned sfi = dec->rate == 48000 ? 3 : 4;
 
 	if (!codec)
 		return -ENOENT;
-	if (!(dec->ctx = av.alloc_context3(codec)) || !(dec->pkt = av.packet_alloc()) ||
-	    !(dec->frame = av.frame_alloc()) ||
-	    !(dec->ctx->extradata = av.mallocz(2 + AV_INPUT_BUFFER_PADDING_SIZE)))
+	if (!(dec->ctx = av->alloc_context3(codec)) || !(dec->pkt = av->packet_alloc()) ||
+	    !(dec->frame = av->frame_alloc()) ||
+	    !(dec->ctx->extradata = av->mallocz(2 + AV_INPUT_BUFFER_PADDING_SIZE)))
 		return -ENOMEM;
 	dec->ctx->extradata[0] = 2 << 3 | sfi >> 1;       /* AOT 2 (LC), the rate's index */
 	dec->ctx->extradata[1] = (sfi & 1) << 7 | 2 << 3; /* 2 channels */
 	dec->ctx->extradata_size = 2;
-	return av.open2(dec->ctx, codec, NULL) < 0 ? -EIO : 0;
+	return av->open2(dec->ctx, codec, NULL) < 0 ? -EIO : 0;
 }
 
 static int aac_decoder_new(struct a2dp_decoder **out, const uint8_t *config, size_t len)
@@ -504,9 +450,9 @@ static ssize_t aac_decode_packet(struct a2dp_decoder *dec, const uint8_t *payloa
 	memset(dec->loas + LOAS_HEADER + total, 0, AV_INPUT_BUFFER_PADDING_SIZE);
 	dec->pkt->data = dec->loas;
 	dec->pkt->size = LOAS_HEADER + total;
-	if (av.send_packet(dec->ctx, dec->pkt) < 0)
+	if (av->send_packet(dec->ctx, dec->pkt) < 0)
 		return -EINVAL;
-	while (av.receive_frame(dec->ctx, dec->frame) == 0) {
+	while (av->receive_frame(dec->ctx, dec->frame) == 0) {
 		AVFrame *f = dec->frame;
 		unsigned n = f->nb_samples;
 
@@ -521,7 +467,7 @@ static ssize_t aac_decode_packet(struct a2dp_decoder *dec, const uint8_t *payloa
 			}
 			out += n;
 		}
-		av.frame_unref(f);
+		av->frame_unref(f);
 	}
 	return out ? out : -EINVAL;
 }
