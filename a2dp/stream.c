@@ -1,10 +1,10 @@
 /* The playback clock, the I/O thread, congestion handling and delay accounting. */
-#define _GNU_SOURCE     /* ppoll */
 #include <errno.h>
 #include <poll.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -13,6 +13,7 @@
 #include <alsa/asoundlib.h>
 
 #include "device_volume.h"
+#include "fd_watch.h"
 #include "io_thread.h"
 #include "rtp.h"
 #include "stream.h"
@@ -44,6 +45,7 @@ struct a2dp_stream {
 	unsigned sample_bytes, frame_bytes;   /* PCM, in the codec's sample format */
 	size_t header_len;             /* RTP header, or none */
 	struct io_thread io;           /* its descriptors, thread, lock and state requests */
+	struct fd_watch watch;         /* what the I/O thread waits on */
 	struct device_volume volume;   /* the software gain */
 	int bluetooth_socket;          /* AF_BLUETOOTH: TIOCOUTQ says free space */
 	_Atomic int sndbuf;            /* SO_SNDBUF as the kernel holds it */
@@ -114,7 +116,7 @@ static uint64_t clock_frames(const struct a2dp_stream *s, int64_t t)
 	return io_frames_in(t - s->t0_ns, s->rate);
 }
 
-/* The clock is a deadline for the I/O thread's ppoll(), one-shot like a
+/* The clock is a deadline for the I/O thread's wait, one-shot like a
  * timer: a wakeup costs one system call, where a timerfd cost three (poll,
  * read, re-arm). */
 static void arm_timer(struct a2dp_stream *s, int64_t at_ns)
@@ -599,38 +601,38 @@ static int apply_requests(struct a2dp_stream *s)
 
 /* --- the I/O thread ------------------------------------------------------ */
 
+enum { SLOT_WAKE, SLOT_TRANSPORT, SLOT_BUS, SLOT_VOLUME };
+
+/* Which descriptors to wait on now: a dead transport's or bus's would
+ * report its hang-up at every wait. */
+static void watch_descriptors(struct a2dp_stream *s)
+{
+	fd_watch_set(&s->watch, SLOT_WAKE, s->io.wake_fd, EPOLLIN);
+	fd_watch_set(&s->watch, SLOT_TRANSPORT, s->transport_dead ? -1 : s->fd, 0);  /* HUP/ERR only */
+	fd_watch_set(&s->watch, SLOT_BUS, a2dp_endpoint_bus_fd(s->ep), EPOLLIN);
+	fd_watch_set(&s->watch, SLOT_VOLUME, device_volume_fd(&s->volume), EPOLLIN);
+}
+
 static void wait_events(struct a2dp_stream *s)
 {
-	struct pollfd p[4] = {
-		{ .fd = s->io.wake_fd, .events = POLLIN },
-		{ .fd = s->transport_dead ? -1 : s->fd, .events = 0 },  /* HUP/ERR only */
-		{ .fd = a2dp_endpoint_bus_fd(s->ep), .events = POLLIN },
-		{ .fd = device_volume_fd(&s->volume), .events = POLLIN },
-	};
-	struct timespec left, *timeout = NULL;
+	const uint32_t *ready = s->watch.revents;
 	int n;
 
-	if (s->wake_ns) {
-		int64_t ns = s->wake_ns - io_now_ns();
-
-		ns = ns > 0 ? ns : 0;
-		left = (struct timespec){ ns / NS, ns % NS };
-		timeout = &left;
-	}
-	if ((n = ppoll(p, 4, timeout, NULL)) == 0)
+	watch_descriptors(s);
+	if ((n = fd_watch_wait(&s->watch, s->wake_ns)) == 0)
 		s->wake_ns = 0;        /* it fired */
 	if (n <= 0)
 		return;
-	if (p[0].revents)
+	if (ready[SLOT_WAKE])
 		io_drain(s->io.wake_fd);
-	if (p[1].revents & (POLLHUP | POLLERR | POLLNVAL))
+	if (ready[SLOT_TRANSPORT] & (EPOLLHUP | EPOLLERR))
 		lose_transport(s, "the speaker closed the audio link");
-	if (p[2].revents) {
+	if (ready[SLOT_BUS]) {
 		a2dp_endpoint_dispatch(s->ep);
 		if (atomic_load(&s->ep->gone) && !s->transport_dead)
 			lose_transport(s, "bluetoothd ended the audio stream (speaker disconnected?)");
 	}
-	if (p[2].revents || p[3].revents)
+	if (ready[SLOT_BUS] || ready[SLOT_VOLUME])
 		device_volume_follow(&s->volume);
 }
 
@@ -698,7 +700,8 @@ int a2dp_stream_new(struct a2dp_stream **out, struct a2dp_endpoint *ep,
 	device_volume_init(&s->volume, ep, vs, 0);
 	s->fd = ep->fd;
 	s->mtu = ep->write_mtu;
-	if ((err = io_thread_init(&s->io)) < 0 ||
+	s->watch.epoll_fd = -1;        /* the fail path closes it */
+	if ((err = io_thread_init(&s->io)) < 0 || (err = fd_watch_init(&s->watch)) < 0 ||
 	    (err = codec->parse_config(ep->config, ep->config_len, &fmt)) < 0 ||
 	    (err = codec->encoder_new(&s->enc, ep->config, ep->config_len, ep->write_mtu, &ep->prefs)) < 0)
 		goto fail;
@@ -727,6 +730,7 @@ void a2dp_stream_free(struct a2dp_stream *s)
 	if (!s)
 		return;
 	io_thread_destroy(&s->io, ST_QUIT);
+	fd_watch_close(&s->watch);
 	if (s->enc)
 		s->codec->encoder_free(s->enc);
 	free(s->ring);

@@ -2,7 +2,7 @@
  * What the playback stream and the capture share about their I/O thread:
  * its descriptors (a wake-up for it, an event for the application's poll,
  * and the capture's CLOCK_MONOTONIC tick; the playback stream's clock is a
- * ppoll() deadline), the thread itself, and the handshake by
+ * deadline of its wait, fd_watch.h), the thread itself, and the handshake by
  * which the application asks for a state change and waits until the thread
  * has made it.
  */

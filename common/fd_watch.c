@@ -1,0 +1,82 @@
+/* The I/O thread's descriptors in an epoll instance; see fd_watch.h. */
+#define _GNU_SOURCE     /* epoll_pwait2 */
+#include <errno.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fd_watch.h"
+#include "io_thread.h"
+
+int fd_watch_init(struct fd_watch *w)
+{
+	memset(w, 0, sizeof(*w));
+	for (unsigned i = 0; i < FD_WATCH_SLOTS; i++)
+		w->fd[i] = -1;
+	w->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	return w->epoll_fd < 0 ? -errno : 0;
+}
+
+void fd_watch_close(struct fd_watch *w)
+{
+	if (w->epoll_fd >= 0)
+		close(w->epoll_fd);
+	w->epoll_fd = -1;
+}
+
+void fd_watch_set(struct fd_watch *w, unsigned slot, int fd, uint32_t events)
+{
+	struct epoll_event ev = { .events = events, .data.u32 = slot };
+
+	if (fd == w->fd[slot] && events == w->events[slot])
+		return;
+	/* A descriptor closed since is gone from the set already: ENOENT. */
+	if (w->fd[slot] >= 0 && fd != w->fd[slot])
+		epoll_ctl(w->epoll_fd, EPOLL_CTL_DEL, w->fd[slot], NULL);
+	if (fd >= 0 && fd == w->fd[slot])
+		epoll_ctl(w->epoll_fd, EPOLL_CTL_MOD, fd, &ev);
+	else if (fd >= 0 && epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0)
+		fd = -1;        /* not pollable: as ppoll, never ready */
+	w->fd[slot] = fd;
+	w->events[slot] = events;
+}
+
+/* epoll_pwait2() (Linux 5.11) takes the timeout in nanoseconds; an older
+ * kernel has epoll_wait()'s milliseconds, rounded up so that the thread
+ * never wakes before its deadline. */
+static _Atomic int no_pwait2;
+
+static int wait_until(struct fd_watch *w, struct epoll_event *ev, int n, int64_t deadline_ns)
+{
+	int64_t left = 0;
+	int got;
+
+	if (deadline_ns) {
+		left = deadline_ns - io_now_ns();
+		left = left > 0 ? left : 0;
+	}
+	if (!atomic_load_explicit(&no_pwait2, memory_order_relaxed)) {
+		struct timespec ts = { left / IO_NS, left % IO_NS };
+
+		got = epoll_pwait2(w->epoll_fd, ev, n, deadline_ns ? &ts : NULL, NULL);
+		if (got >= 0 || errno != ENOSYS)
+			return got;
+		atomic_store(&no_pwait2, 1);
+	}
+	return epoll_wait(w->epoll_fd, ev, n, deadline_ns ? (int)((left + 999999) / 1000000) : -1);
+}
+
+int fd_watch_wait(struct fd_watch *w, int64_t deadline_ns)
+{
+	struct epoll_event ev[FD_WATCH_SLOTS];
+	int n = wait_until(w, ev, FD_WATCH_SLOTS, deadline_ns);
+
+	memset(w->revents, 0, sizeof(w->revents));
+	if (n < 0)
+		return -errno;
+	for (int i = 0; i < n; i++)
+		w->revents[ev[i].data.u32] = ev[i].events;
+	return n;
+}
