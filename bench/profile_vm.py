@@ -3,13 +3,15 @@
 bench/side_by_side.py says how much alsa-bt and bluez-alsa cost beyond the
 floor; this says where. In one boot of the same VM (Debian 12's stack,
 instruction counted), 22 s of 44.1 kHz stereo noise is played through
-alsa-bt (MIX=0) and through bluez-alsa's plugin and source daemon; during
+alsa-bt alone (MIX=0), alsa-bt mixed (the default: aplay and the mixing
+process) and bluez-alsa's plugin and source daemon; during
 the streaming (guest/run.sh profile_around) perf traces the packets each
 path sends for 2 s, then samples the whole guest on its clock for 12 s: a
 sample every 50 us of guest time, which instruction counting makes one
 every 50,000 instructions. Each sample of
-the path's processes (aplay, and bluez-alsa's source daemon) is put in one
-place by its call chain: the encoder library, the rest of user space, or
+the path's processes (aplay, our mixing process, bluez-alsa's source
+daemon) is put in one place by its call chain: the encoder library, libc's
+copies, the rest of user space, or
 the kernel by what it was doing (sending a packet, with the part spent
 zeroing the buffers it allocates; waiting in poll; a pipe; an eventfd; the
 switch to another task at the end of a system call; ...).
@@ -35,6 +37,7 @@ from side_by_side import systest             # noqa: E402
 
 PLAY_S = 22
 RUNS = [('alsabt_profile', 'alsabt_profile', PLAY_S),
+        ('alsabt_mix_profile', 'alsabt_mix_profile', PLAY_S),
         ('bluealsa_profile', 'bluealsa_profile', PLAY_S)]   # bluez-alsa last, as in side_by_side
 MTU = 672                     # the speaker's (bluez-alsa's sink) in this VM
 SAMPLE_NS = 50000             # guest/run.sh profile_around: perf record -c 50000
@@ -55,7 +58,8 @@ KERNEL_PLACES = [
                                                    'syscall_exit_to_user_mode')),
 ]
 ZEROING = 'kernel: of which zeroing new buffers'
-PLACES = (['encoder library (libsbc)', 'the rest of user space'] +
+COPYING = 'user space: copying and clearing (memcpy, memset)'
+PLACES = (['encoder library (libsbc)', COPYING, 'the rest of user space'] +
           [p for p, _ in KERNEL_PLACES[:1]] + [ZEROING] +
           [p for p, _ in KERNEL_PLACES[1:]] + ['kernel: the rest'])
 
@@ -133,7 +137,7 @@ def packets(data, groups, secs, mtu=MTU):
 
 def chains(data, pids):
     """Each sample of these pids: [(address, dso)], leaf first."""
-    p = subprocess.run(['perf', 'script', '-i', data, '-F', 'pid,tid,ip,dso'],
+    p = subprocess.run(['perf', 'script', '-i', data, '-F', 'pid,tid,ip,sym,dso'],
                        capture_output=True, text=True, check=True)
     for block in p.stdout.split('\n\n'):
         lines = block.strip().splitlines()
@@ -141,18 +145,21 @@ def chains(data, pids):
             continue
         frames = []
         for line in lines[1:]:
-            ip, _, dso = line.strip().partition(' ')
-            frames.append((int(ip, 16), dso.strip('()')))
+            ip, _, rest = line.strip().partition(' ')
+            sym, _, dso = rest.rpartition(' ')
+            frames.append((int(ip, 16), dso.strip('()'), sym))
         yield frames
 
 
 def place(frames, syms):
     """Where one sample was (a PLACES name)."""
-    ip, dso = frames[0]
+    ip, dso, sym = frames[0]
     if ip < KERNEL_BASE:
-        return PLACES[0] if 'libsbc' in dso else PLACES[1]
+        if 'libsbc' in dso:
+            return PLACES[0]
+        return COPYING if re.match(r'__(memmove|memcpy|memset)', sym) else 'the rest of user space'
     addrs, names = syms
-    kernel = [names[bisect.bisect_right(addrs, a) - 1] for a, _ in frames if a >= KERNEL_BASE]
+    kernel = [names[bisect.bisect_right(addrs, a) - 1] for a, _, _ in frames if a >= KERNEL_BASE]
     for where, funcs in KERNEL_PLACES:
         if any(f in kernel for f in funcs):
             if where == KERNEL_PLACES[0][0] and kernel[0].startswith('memset'):
@@ -168,7 +175,8 @@ def profile(data, pids, syms, secs):
 
 
 def report(m):
-    paths = [('alsa-bt', m.get('alsabt_profile', {})), ('bluez-alsa', m.get('bluealsa_profile', {}))]
+    paths = [('alsa-bt', m.get('alsabt_profile', {})), ('alsa-bt mixed', m.get('alsabt_mix_profile', {})),
+             ('bluez-alsa', m.get('bluealsa_profile', {}))]
     secs = max(float(r.get('st', {}).get('profile_s') or 0) for _, r in paths)
     out = ['6c. Where the CPU of each path goes, sampled by perf on the real stack (Debian 12 stack,',
            '    instructions counted; ms per second of audio over %.0f s of streaming)' % secs, '']
@@ -178,7 +186,8 @@ def report(m):
             if 'profile' not in r:
                 out.append('   %s: no profile (%s)' % (n, r.get('error') or 'rc %s' % r.get('rc')))
         return out
-    rows = [['', 'alsa-bt (aplay)', 'bluez-alsa (aplay + source daemon)']]
+    rows = [['', 'alsa-bt (aplay, MIX=0)', 'alsa-bt (aplay + mixing process, the default)',
+             'bluez-alsa (aplay + source daemon)']]
     for p in PLACES:
         rows.append([p] + ['%.2f ms' % r['profile'][p] for _, r in paths])
     rows.append(['all'] + ['%.2f ms' % sum(r['profile'].values()) for _, r in paths])

@@ -1157,6 +1157,7 @@ step_cpu() {
 	alsabt) in_player $SPAWN aplay -q -D "bluetooth:$DEVARGS,MIX=0" /tmp/play.wav ;;
 	# the same two plays, sampled by perf (bench/profile_vm.py)
 	alsabt_profile) profile_around in_player $SPAWN aplay -q -D "bluetooth:$DEVARGS,MIX=0" /tmp/play.wav ;;
+	alsabt_mix_profile) profile_around in_player $SPAWN aplay -q -D "bluetooth:$DEVARGS" /tmp/play.wav ;;
 	bluealsa_profile) profile_around in_player $SPAWN aplay -q \
 		-D "bluealsa:DEV=$SINK_ADDR,PROFILE=a2dp,SRV=org.bluealsa.source" /tmp/play.wav ;;
 	alsabt_sbc) in_player $SPAWN aplay -q -D "bluetooth:$DEVARGS,MIX=0,CODEC=sbc" /tmp/play.wav ;;
