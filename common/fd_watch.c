@@ -1,6 +1,7 @@
 /* The I/O thread's descriptors in an epoll instance; see fd_watch.h. */
-#define _GNU_SOURCE     /* epoll_pwait2 */
+#define _GNU_SOURCE     /* epoll_pwait2, ppoll */
 #include <errno.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -45,27 +46,51 @@ void fd_watch_set(struct fd_watch *w, unsigned slot, int fd, uint32_t events)
 
 /* epoll_pwait2() (Linux 5.11) takes the timeout in nanoseconds; an older
  * kernel has epoll_wait()'s milliseconds, rounded up so that the thread
- * never wakes before its deadline. */
+ * never wakes before its deadline. A seccomp filter that does not know the
+ * call (older container runtimes) refuses it with EPERM, which the call
+ * itself never returns: that too means use the old one. */
 static _Atomic int no_pwait2;
+
+static int64_t left_ns(int64_t deadline_ns)
+{
+	int64_t left = deadline_ns - io_now_ns();
+
+	return left > 0 ? left : 0;
+}
 
 static int wait_until(struct fd_watch *w, struct epoll_event *ev, int n, int64_t deadline_ns)
 {
-	int64_t left = 0;
+	int64_t left = deadline_ns ? left_ns(deadline_ns) : 0;
 	int got;
 
-	if (deadline_ns) {
-		left = deadline_ns - io_now_ns();
-		left = left > 0 ? left : 0;
-	}
 	if (!atomic_load_explicit(&no_pwait2, memory_order_relaxed)) {
 		struct timespec ts = { left / IO_NS, left % IO_NS };
 
 		got = epoll_pwait2(w->epoll_fd, ev, n, deadline_ns ? &ts : NULL, NULL);
-		if (got >= 0 || errno != ENOSYS)
+		if (got >= 0 || (errno != ENOSYS && errno != EPERM))
 			return got;
 		atomic_store(&no_pwait2, 1);
 	}
 	return epoll_wait(w->epoll_fd, ev, n, deadline_ns ? (int)((left + 999999) / 1000000) : -1);
+}
+
+/* The epoll set failed for good (its descriptor closed under us by the
+ * program, say): the slots polled as ppoll() would, rather than a thread
+ * spinning on the error inside the program. */
+static int poll_slots(struct fd_watch *w, int64_t deadline_ns)
+{
+	struct pollfd p[FD_WATCH_SLOTS];
+	int64_t left = deadline_ns ? left_ns(deadline_ns) : 0;
+	struct timespec ts = { left / IO_NS, left % IO_NS };
+	int n;
+
+	for (unsigned i = 0; i < FD_WATCH_SLOTS; i++)
+		p[i] = (struct pollfd){ .fd = w->fd[i], .events = (short)w->events[i] };
+	if ((n = ppoll(p, FD_WATCH_SLOTS, deadline_ns ? &ts : NULL, NULL)) < 0)
+		return -errno;
+	for (unsigned i = 0; i < FD_WATCH_SLOTS; i++)   /* POLL* and EPOLL* bits agree */
+		w->revents[i] = (uint16_t)p[i].revents;
+	return n;
 }
 
 int fd_watch_wait(struct fd_watch *w, int64_t deadline_ns)
@@ -74,6 +99,8 @@ int fd_watch_wait(struct fd_watch *w, int64_t deadline_ns)
 	int n = wait_until(w, ev, FD_WATCH_SLOTS, deadline_ns);
 
 	memset(w->revents, 0, sizeof(w->revents));
+	if (n < 0 && errno != EINTR)
+		return poll_slots(w, deadline_ns);
 	if (n < 0)
 		return -errno;
 	for (int i = 0; i < n; i++)

@@ -34,7 +34,8 @@ void fd_watch_close(struct fd_watch *w);
 void fd_watch_set(struct fd_watch *w, unsigned slot, int fd, uint32_t events);
 /* Waits until a descriptor is ready or until deadline_ns on CLOCK_MONOTONIC
  * (0: no deadline). Returns how many slots are ready (their revents set),
- * 0 when the deadline came, or -errno (-EINTR). */
+ * 0 when the deadline came, or -errno (-EINTR). Should the epoll set fail,
+ * the slots are polled instead. */
 int fd_watch_wait(struct fd_watch *w, int64_t deadline_ns);
 
 #endif

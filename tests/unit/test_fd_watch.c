@@ -1,6 +1,7 @@
-/* The I/O thread's wait: its deadline against the clock (also on a kernel
- * without epoll_pwait2), readiness per slot, descriptors that change, close
- * or hang up, and no leaked descriptor. */
+/* The I/O thread's wait: its deadline against the clock (also where
+ * epoll_pwait2 is refused, or the epoll set is closed under it), readiness
+ * per slot, descriptors that change, close or hang up, and no leaked
+ * descriptor. */
 #include <dirent.h>
 #include <errno.h>
 #include <stddef.h>
@@ -56,13 +57,14 @@ static void test_deadline(void)
 	close(wake);
 }
 
-/* A kernel older than 5.11, as far as epoll_pwait2 goes: it fails ENOSYS. */
-static int refuse_pwait2(void)
+/* A kernel older than 5.11 as far as epoll_pwait2 goes (ENOSYS), or a
+ * container's seccomp filter that does not know the call (EPERM). */
+static int refuse_pwait2(int err)
 {
 	struct sock_filter f[] = {
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_epoll_pwait2, 0, 1),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (unsigned)err),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
 	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
@@ -71,29 +73,30 @@ static int refuse_pwait2(void)
 	       prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0 ? 0 : -1;
 }
 
-static void test_deadline_old_kernel(void)
+static void test_deadline_refused(int err)
 {
 	int status = 0;
 	pid_t pid;
 
 	fflush(stdout);
 	if ((pid = fork()) == 0) {
-		if (refuse_pwait2() < 0) {
+		if (refuse_pwait2(err) < 0) {
 			printf("FAIL: cannot install the seccomp filter\n");
 			_exit(2);
 		}
 		check_passed = check_failed = 0;
-		CHECK(syscall(SYS_epoll_pwait2, -1, NULL, 0, NULL, NULL, 0) < 0 && errno == ENOSYS,
+		CHECK(syscall(SYS_epoll_pwait2, -1, NULL, 0, NULL, NULL, 0) < 0 && errno == err,
 		      "epoll_pwait2 refused: %s", strerror(errno));
 		test_deadline();
-		printf("without epoll_pwait2: ");
+		printf("epoll_pwait2 refused (%s): ", strerror(err));
 		status = check_finish();
 		fflush(stdout);
 		_exit(status);
 	}
 	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid, "fork");
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-	      "the deadline in milliseconds: its checks above passed (status %#x)", status);
+	      "epoll_pwait2 refused (%s): the deadline in milliseconds, its checks above passed (status %#x)",
+	      strerror(err), status);
 }
 
 static void test_slots(void)
@@ -159,6 +162,30 @@ static void test_hangup_and_close(void)
 		fclose(plain);
 }
 
+/* The program closed our epoll descriptor (a bug, but in its process):
+ * the wait still keeps its deadline and sees its descriptors. */
+static void test_epoll_closed(void)
+{
+	struct fd_watch w;
+	int wake = eventfd(0, EFD_NONBLOCK);
+	int64_t due, now;
+	int n;
+
+	CHECK(fd_watch_init(&w) == 0, "init");
+	fd_watch_set(&w, 1, wake, EPOLLIN);
+	close(w.epoll_fd);
+	due = io_now_ns() + 5 * MS;
+	n = fd_watch_wait(&w, due);
+	now = io_now_ns();
+	CHECK(n == 0 && now >= due, "the deadline, polled (%d): %lld ns early", n, (long long)(due - now));
+	io_poke(wake);
+	CHECK(fd_watch_wait(&w, 0) == 1 && (w.revents[1] & EPOLLIN) && !w.revents[0],
+	      "the descriptor, polled");
+	w.epoll_fd = -1;
+	fd_watch_close(&w);
+	close(wake);
+}
+
 static void test_no_leak(void)
 {
 	int before = open_fds();
@@ -177,9 +204,11 @@ static void test_no_leak(void)
 int main(void)
 {
 	test_deadline();
-	test_deadline_old_kernel();
+	test_deadline_refused(ENOSYS);
+	test_deadline_refused(EPERM);
 	test_slots();
 	test_hangup_and_close();
+	test_epoll_closed();
 	test_no_leak();
 	return check_finish();
 }
