@@ -27,6 +27,15 @@ void fd_watch_close(struct fd_watch *w)
 	w->epoll_fd = -1;
 }
 
+static int add_or_modify(struct fd_watch *w, unsigned slot, int fd, struct epoll_event *ev)
+{
+	/* The same number may be a new file's by now: the old file's entry
+	 * went with it (ENOENT), and the new one is added. */
+	if (fd == w->fd[slot] && epoll_ctl(w->epoll_fd, EPOLL_CTL_MOD, fd, ev) == 0)
+		return 0;
+	return epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, fd, ev);
+}
+
 void fd_watch_set(struct fd_watch *w, unsigned slot, int fd, uint32_t events)
 {
 	struct epoll_event ev = { .events = events, .data.u32 = slot };
@@ -36,9 +45,7 @@ void fd_watch_set(struct fd_watch *w, unsigned slot, int fd, uint32_t events)
 	/* A descriptor closed since is gone from the set already: ENOENT. */
 	if (w->fd[slot] >= 0 && fd != w->fd[slot])
 		epoll_ctl(w->epoll_fd, EPOLL_CTL_DEL, w->fd[slot], NULL);
-	if (fd >= 0 && fd == w->fd[slot])
-		epoll_ctl(w->epoll_fd, EPOLL_CTL_MOD, fd, &ev);
-	else if (fd >= 0 && epoll_ctl(w->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0)
+	if (fd >= 0 && add_or_modify(w, slot, fd, &ev) < 0)
 		fd = -1;        /* not pollable: as ppoll, never ready */
 	w->fd[slot] = fd;
 	w->events[slot] = events;

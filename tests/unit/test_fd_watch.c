@@ -152,7 +152,16 @@ static void test_hangup_and_close(void)
 	io_poke(again);
 	CHECK(again == e, "the same number again (%d, %d)", e, again);
 	CHECK(fd_watch_wait(&w, 1) == 1 && (w.revents[1] & EPOLLIN), "the new file is watched");
+	/* Closed and its number reused while the slot still holds it: a change
+	 * of events registers the new file. */
 	close(again);
+	e = eventfd(0, EFD_NONBLOCK);
+	fd_watch_set(&w, 1, e, EPOLLIN | EPOLLPRI);
+	io_poke(e);
+	CHECK(e == again, "the same number again (%d, %d)", again, e);
+	CHECK(fd_watch_wait(&w, 1) == 1 && (w.revents[1] & EPOLLIN), "the reused number is watched");
+	fd_watch_set(&w, 1, -1, 0);
+	close(e);
 
 	/* A file epoll cannot watch: never ready, as ppoll would leave it. */
 	fd_watch_set(&w, 2, plain ? fileno(plain) : -1, EPOLLIN);
