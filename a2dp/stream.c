@@ -761,19 +761,24 @@ unsigned a2dp_stream_channels(const struct a2dp_stream *s) { return s->channels;
 void *a2dp_stream_ring(struct a2dp_stream *s) { return s->ring; }
 unsigned a2dp_stream_sample_bits(const struct a2dp_stream *s) { return s->sample_bytes * 8; }
 uint64_t a2dp_stream_appl(const struct a2dp_stream *s) { return atomic_load(&s->appl); }
-/* Where the clock is, in frames, for the application's thread; UINT64_MAX
- * when it is not running. */
-static uint64_t clock_now(struct a2dp_stream *s)
+/* Where the clock is at now_ns, in frames, for the application's thread;
+ * UINT64_MAX when it is not running. */
+static uint64_t clock_at(struct a2dp_stream *s, int64_t now_ns)
 {
 	uint64_t at = UINT64_MAX;
 
 	pthread_mutex_lock(&s->io.lock);
 	if (s->state == ST_RUNNING || s->state == ST_DRAINING)
-		at = clock_frames(s, io_now_ns());
+		at = clock_frames(s, now_ns);
 	else if (s->state == ST_PAUSED)
 		at = clock_frames(s, s->paused_ns);
 	pthread_mutex_unlock(&s->io.lock);
 	return at;
+}
+
+static uint64_t clock_now(struct a2dp_stream *s)
+{
+	return clock_at(s, io_now_ns());
 }
 
 /* The ring pointer the application sees: the frames taken from the ring,
@@ -793,11 +798,16 @@ uint64_t a2dp_stream_hw(struct a2dp_stream *s)
 	return visible_hw(s, atomic_load(&s->hw), clock_now(s));
 }
 
-uint64_t a2dp_stream_unshown(struct a2dp_stream *s)
+static uint64_t unshown_at(struct a2dp_stream *s, uint64_t clock)
 {
 	uint64_t appl = atomic_load(&s->appl);
 
-	return appl - visible_hw(s, appl, clock_now(s));
+	return appl - visible_hw(s, appl, clock);
+}
+
+uint64_t a2dp_stream_unshown(struct a2dp_stream *s)
+{
+	return unshown_at(s, clock_now(s));
 }
 int a2dp_stream_error(const struct a2dp_stream *s) { return atomic_load(&s->error); }
 int a2dp_stream_drained(const struct a2dp_stream *s) { return atomic_load(&s->drained); }
@@ -910,9 +920,9 @@ int64_t a2dp_delay_compose(const struct a2dp_delay_parts *p)
 }
 
 /* One reading of the clock for the ring's part and the rest. */
-int64_t a2dp_stream_delay(struct a2dp_stream *s)
+static int64_t delay_at(struct a2dp_stream *s, uint64_t clock)
 {
-	uint64_t taken = atomic_load(&s->hw), clock = clock_now(s);
+	uint64_t taken = atomic_load(&s->hw);
 	uint64_t hw = visible_hw(s, taken, clock);
 	struct a2dp_delay_parts p = {
 		.sent = atomic_load(&s->sent),
@@ -927,6 +937,19 @@ int64_t a2dp_stream_delay(struct a2dp_stream *s)
 
 	p.played = clock == UINT64_MAX ? p.sent : clock;
 	return (int64_t)(atomic_load(&s->appl) - hw) + a2dp_delay_compose(&p);
+}
+
+int64_t a2dp_stream_delay(struct a2dp_stream *s)
+{
+	return delay_at(s, clock_now(s));
+}
+
+int64_t a2dp_stream_delay_at(struct a2dp_stream *s, int64_t now_ns, uint64_t *unshown)
+{
+	uint64_t clock = clock_at(s, now_ns);
+
+	*unshown = unshown_at(s, clock);
+	return delay_at(s, clock);
 }
 
 void a2dp_stream_get_stats(struct a2dp_stream *s, struct a2dp_stream_stats *st)

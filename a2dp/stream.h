@@ -87,6 +87,9 @@ int a2dp_stream_error(const struct a2dp_stream *s);
  * but not yet due by the clock, queued in the socket, the codec's delay and
  * the sink's reported Delay. */
 int64_t a2dp_stream_delay(struct a2dp_stream *s);
+/* The delay and a2dp_stream_unshown() both at now_ns, from one reading of
+ * the clock: for a source that publishes them together at every packet. */
+int64_t a2dp_stream_delay_at(struct a2dp_stream *s, int64_t now_ns, uint64_t *unshown);
 /* The delay arithmetic on its own, so it can be tested. */
 struct a2dp_delay_parts {
 	uint64_t sent, played;       /* clock: frames sent, frames due by now */

@@ -327,9 +327,10 @@ static void publish_close(struct mixer *m)
 {
 	struct a2dp_stream *s = stream_of(m);
 	int on = m->stream_on == SO_PLAYING || m->stream_on == SO_DRAINING;
+	int64_t now = io_now_ns();
+	uint64_t unshown = 0;
 	/* Stopped, it is still the codec's and the speaker's delay. */
-	int64_t d = s ? a2dp_stream_delay(s) : 0, now = io_now_ns();
-	int64_t unshown = s ? (int64_t)a2dp_stream_unshown(s) : 0;
+	int64_t d = s ? a2dp_stream_delay_at(s, now, &unshown) : 0;
 
 	for (int i = 0; i < m->top; i++) {
 		struct mix_ring *r = m->clients[i].ring;
@@ -337,7 +338,7 @@ static void publish_close(struct mixer *m)
 		if (!r)
 			continue;
 		atomic_store(&r->delay_frames, d);
-		atomic_store(&r->unshown_frames, unshown);
+		atomic_store(&r->unshown_frames, (int64_t)unshown);
 		atomic_store(&r->delay_at_ns, now);
 		atomic_store(&r->clock_running, (uint32_t)on);
 		atomic_fetch_add(&r->seq, 1);
